@@ -1,0 +1,59 @@
+/**
+ * What every protocol says the same way: the headers of an allow, the
+ * payment headers and JSON body of a deny. Adapters choose the status code
+ * and the channel; the words are shared so a client sees one vocabulary.
+ */
+import type { Allow, Deny } from '../core/model.ts';
+
+/** Header carrying a NUT-18 payment request on a deny (NUT-24). */
+export const X_CASHU = 'X-Cashu';
+
+/** Headers the upstream sees on an allow; adapters overwrite client copies. */
+export function allowHeaders(allow: Allow): Record<string, string> {
+  return { ...allow.upstreamHeaders };
+}
+
+/**
+ * Headers a client needs to pay: `X-Cashu` with the payment request (or a
+ * refund token), and `X-Paygress-Reason` with the stable code.
+ */
+export function denyHeaders(deny: Deny): Record<string, string> {
+  const headers: Record<string, string> = { 'X-Paygress-Reason': deny.reason };
+  const cashu = deny.refund ?? deny.paymentRequest;
+  if (cashu !== undefined) headers[X_CASHU] = cashu;
+  if (deny.price !== undefined) {
+    headers['X-Payment-Amount'] = String(deny.price.amount);
+    headers['X-Payment-Unit'] = deny.price.unit;
+  }
+  return headers;
+}
+
+/**
+ * One `WWW-Authenticate` challenge that carries the payment request, for
+ * channels where it is the only header that reaches the client (nginx
+ * without snippets copies the first `WWW-Authenticate` line of a 401).
+ */
+export function paymentChallenge(deny: Deny): string {
+  const params = [`reason="${deny.reason}"`];
+  if (deny.price !== undefined) {
+    params.push(`amount="${deny.price.amount}"`, `unit="${deny.price.unit}"`);
+  }
+  if (deny.paymentRequest !== undefined) {
+    params.push(`request="${deny.paymentRequest}"`);
+  }
+  return `Cashu ${params.join(', ')}`;
+}
+
+/** The JSON body of a deny, for protocols that deliver a body. */
+export function denyBody(deny: Deny): string {
+  return JSON.stringify({
+    error: deny.fault === 'payer' ? 'payment_required' : 'unavailable',
+    reason: deny.reason,
+    message: deny.message,
+    amount: deny.price?.amount,
+    unit: deny.price?.unit,
+    mints: deny.price?.mints,
+    paymentRequest: deny.paymentRequest,
+    refund: deny.refund,
+  });
+}
