@@ -1,0 +1,113 @@
+/**
+ * Test helpers that fund Paygress tests with real ecash from a dev mint
+ * (see `src/devmint`), through the real cashu-ts wallet. Every proof they
+ * return is spendable at that mint; treat the values as bearer money and
+ * never log them.
+ */
+import { Wallet, getEncodedToken } from '@cashu/cashu-ts';
+import type { Proof } from '@cashu/cashu-ts';
+
+/** Options shared by the minting helpers. */
+export interface MintProofsOptions {
+  /** Unit of the proofs; the mint must have a keyset for it. Default `sat`. */
+  unit?: string;
+  /** A loaded wallet to mint with; default: a fresh {@link testWallet}. */
+  wallet?: Wallet;
+}
+
+/** Options of {@link mintToken}. */
+export interface MintTokenOptions {
+  /** Unit of the token. Default `sat`. */
+  unit?: string;
+  /** Token format: 4 gives `cashuB…` (default), 3 gives `cashuA…`. */
+  version?: 3 | 4;
+  /** Whether proofs carry their NUT-12 DLEQ proofs. Default true. */
+  dleq?: boolean;
+  /** Memo to embed in the token. Default none. */
+  memo?: string;
+}
+
+/** A cashu-ts `Wallet` for `mintUrl`, with keys and info loaded. */
+export async function testWallet(
+  mintUrl: string,
+  unit = 'sat',
+): Promise<Wallet> {
+  const wallet = new Wallet(mintUrl, { unit });
+  await wallet.loadMint();
+  return wallet;
+}
+
+/**
+ * Fresh proofs worth exactly `amount` (in the unit), minted through a
+ * bolt11 quote that the dev mint's fake Lightning backend pays at once.
+ * Each proof is a power of two; together they sum to `amount`.
+ */
+export async function mintProofs(
+  mintUrl: string,
+  amount: number,
+  opts: MintProofsOptions = {},
+): Promise<Proof[]> {
+  if (!Number.isSafeInteger(amount) || amount < 1) {
+    throw new TypeError('`amount` must be a positive integer (units)');
+  }
+
+  const wallet = opts.wallet ?? (await testWallet(mintUrl, opts.unit ?? 'sat'));
+  const quote = await wallet.createMintQuoteBolt11(amount);
+  return wallet.mintProofsBolt11(amount, quote);
+}
+
+/**
+ * An encoded token worth exactly `amount` gross (fees, if the mint charges
+ * any, come off when it is redeemed). `cashuB…` by default, `cashuA…` for
+ * `version: 3`.
+ */
+export async function mintToken(
+  mintUrl: string,
+  amount: number,
+  opts: MintTokenOptions = {},
+): Promise<string> {
+  const unit = opts.unit ?? 'sat';
+  const proofs = await mintProofs(mintUrl, amount, { unit });
+  const dleq = opts.dleq ?? true;
+  const memo = opts.memo === undefined ? {} : { memo: opts.memo };
+
+  if (opts.version === 3)
+    return encodeV3(mintUrl, unit, proofs, dleq, opts.memo);
+  return getEncodedToken(
+    { mint: mintUrl, unit, proofs, ...memo },
+    { removeDleq: !dleq },
+  );
+}
+
+// cashu-ts 4 only writes V4 tokens; V3 (NUT-00, deprecated) is JSON in
+// base64url, simple enough to build here for tests of older clients.
+function encodeV3(
+  mint: string,
+  unit: string,
+  proofs: Proof[],
+  dleq: boolean,
+  memo: string | undefined,
+): string {
+  const wireProofs = proofs.map((proof) => ({
+    id: proof.id,
+    amount: proof.amount.toNumber(),
+    secret: proof.secret,
+    C: proof.C,
+    ...(dleq && proof.dleq ? { dleq: wireDleq(proof.dleq) } : {}),
+  }));
+  const token = {
+    token: [{ mint, proofs: wireProofs }],
+    unit,
+    ...(memo === undefined ? {} : { memo }),
+  };
+
+  return `cashuA${Buffer.from(JSON.stringify(token)).toString('base64url')}`;
+}
+
+function wireDleq(dleq: NonNullable<Proof['dleq']>) {
+  return {
+    e: dleq.e,
+    s: dleq.s,
+    ...(dleq.r === undefined ? {} : { r: dleq.r }),
+  };
+}
