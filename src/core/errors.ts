@@ -91,7 +91,18 @@ export class GrantExpiredError extends reason('PAYGRESS_GRANT_EXPIRED') {}
 /** A grant credential is valid but for another route. */
 export class GrantScopeError extends reason('PAYGRESS_GRANT_SCOPE') {}
 /** The mint could not be reached or did not answer in time. */
-export class MintUnavailableError extends reason('PAYGRESS_MINT_UNAVAILABLE') {}
+export class MintUnavailableError extends reason('PAYGRESS_MINT_UNAVAILABLE') {
+  /**
+   * True only when the request certainly never reached the mint (the
+   * connection was refused), so nothing it asked for can have happened.
+   */
+  readonly notSent: boolean;
+
+  constructor(message: string, options?: ErrorOptions & { notSent?: boolean }) {
+    super(message, options);
+    this.notSent = options?.notSent ?? false;
+  }
+}
 /** The mint answered something that is not a valid Cashu answer. */
 export class MintError extends reason('PAYGRESS_MINT_ERROR') {}
 /** The wallet store could not record the redemption. */

@@ -30,7 +30,11 @@ export interface WireProof {
   readonly amount: number;
   readonly secret: string;
   readonly C: string;
-  readonly dleq?: { readonly e: string; readonly s: string; readonly r?: string };
+  readonly dleq?: {
+    readonly e: string;
+    readonly s: string;
+    readonly r?: string;
+  };
   readonly witness?: string;
 }
 
@@ -58,13 +62,83 @@ export interface MintGateway {
     mintUrl: string,
     unit: string,
     proofs: readonly WireProof[],
+    options?: { requireDleq?: boolean },
   ): Promise<PreparedSwap>;
   /** Sends a prepared swap; resolves with the new proofs. */
-  completeSwap(mintUrl: string, swap: PreparedSwap): Promise<WireProof[]>;
+  completeSwap(
+    mintUrl: string,
+    unit: string,
+    swap: PreparedSwap,
+  ): Promise<WireProof[]>;
   /** Recovers the outputs of a swap the mint executed (NUT-09). */
-  restoreSwap(mintUrl: string, swap: PreparedSwap): Promise<WireProof[]>;
+  restoreSwap(
+    mintUrl: string,
+    unit: string,
+    swap: PreparedSwap,
+  ): Promise<WireProof[]>;
   /** NUT-07 states of proofs, by `Y` (hex, compressed point). */
   checkState(mintUrl: string, ys: readonly string[]): Promise<ProofState[]>;
+}
+
+/** A redemption as the wallet store records it before the swap is sent. */
+export interface RedemptionRecord {
+  /** Unique id of this redemption. */
+  readonly id: string;
+  /** Normalised URL of the mint. */
+  readonly mint: string;
+  readonly unit: string;
+  /** Gross value of the input proofs. */
+  readonly amount: number;
+  /** `Y` of every input proof. */
+  readonly ys: readonly string[];
+  /** The prepared swap, holding inputs and output secrets. */
+  readonly swap: PreparedSwap;
+  /** When the redemption began, ms since epoch. */
+  readonly createdAt: number;
+}
+
+/** Stored value per mint and unit. */
+export interface Balance {
+  readonly mint: string;
+  readonly unit: string;
+  /** Value of unspent, unexported proofs. */
+  readonly available: number;
+  /** Gross value of redemptions begun and not yet settled. */
+  readonly pending: number;
+}
+
+/**
+ * Durable record of every redemption and of the proofs it produced. Calls
+ * are synchronous so that a check and the write that follows it cannot be
+ * interleaved with another request.
+ */
+export interface WalletStore {
+  /**
+   * The first of `ys` already recorded, and whether its redemption is
+   * still unsettled (`pending`) rather than complete.
+   */
+  findRedeemed(
+    ys: readonly string[],
+  ): { readonly y: string; readonly pending: boolean } | undefined;
+  /**
+   * Write-ahead: records the swap before it leaves. Throws
+   * `TokenReplayedError` when any of its `Y`s is already recorded.
+   */
+  begin(record: RedemptionRecord): void;
+  /** Stores the new proofs and closes the redemption, atomically. */
+  complete(id: string, proofs: readonly WireProof[]): void;
+  /** The mint did not execute the swap: forget its `Y`s so a retry works. */
+  release(id: string): void;
+  /** Redemptions begun and neither completed nor released. */
+  unfinished(): RedemptionRecord[];
+  /**
+   * Takes the proofs a completed redemption produced out of the wallet
+   * (marks them refunded) and returns them, to hand back to the payer.
+   */
+  refund(id: string): WireProof[];
+  /** Stored value per mint and unit. */
+  balances(): Balance[];
+  close(): void;
 }
 
 /** Outcome of provisioning for one grant. */

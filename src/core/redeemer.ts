@@ -1,0 +1,198 @@
+/**
+ * Redeeming a token: turning the payer's proofs into proofs the operator
+ * owns, with the swap written ahead to the store so that no crash, timeout
+ * or dropped connection can lose what the mint signed.
+ *
+ *   claim Ys → prepare swap → store.begin → swap at mint → store.complete
+ *
+ * When the mint's answer is lost, the outcome is settled by asking the mint
+ * (NUT-07): inputs unspent means nothing happened and the payer may retry;
+ * inputs spent means the swap ran and its outputs are recovered (NUT-09).
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  MintUnavailableError,
+  PaygressError,
+  TokenReplayedError,
+  toPaygressError,
+} from './errors.ts';
+import type {
+  Clock,
+  MintGateway,
+  RedemptionRecord,
+  WalletStore,
+  WireProof,
+} from './ports.ts';
+import type { ReplayGuard } from './replay-guard.ts';
+import type { ParsedToken } from './token.ts';
+
+/** Options of {@link Redeemer}. */
+export interface RedeemerOptions {
+  readonly gateway: MintGateway;
+  readonly store: WalletStore;
+  readonly guard: ReplayGuard;
+  readonly clock: Clock;
+  /** Refuse proofs without a DLEQ proof (NUT-12). Default false. */
+  readonly requireDleq?: boolean;
+}
+
+/** A finished redemption: the payment is final. */
+export interface Redemption {
+  readonly id: string;
+  readonly mint: string;
+  readonly unit: string;
+  /** Value received after the mint's input fees. */
+  readonly amount: number;
+}
+
+/** How an unfinished redemption ended when it was settled. */
+export type SettleOutcome = 'completed' | 'released' | 'unsettled';
+
+export class Redeemer {
+  readonly #gateway: MintGateway;
+  readonly #store: WalletStore;
+  readonly #guard: ReplayGuard;
+  readonly #clock: Clock;
+  readonly #requireDleq: boolean;
+
+  constructor(options: RedeemerOptions) {
+    this.#gateway = options.gateway;
+    this.#store = options.store;
+    this.#guard = options.guard;
+    this.#clock = options.clock;
+    this.#requireDleq = options.requireDleq ?? false;
+  }
+
+  /**
+   * Redeems the token at its mint. Resolves only once the new proofs are in
+   * the store; rejects with a PaygressError saying why not.
+   */
+  async redeem(token: ParsedToken): Promise<Redemption> {
+    this.#guard.claim(token.ys);
+
+    let record: RedemptionRecord;
+    try {
+      const swap = await this.#gateway.prepareSwap(
+        token.mint,
+        token.unit,
+        token.proofs,
+        { requireDleq: this.#requireDleq },
+      );
+      record = {
+        id: randomUUID(),
+        mint: token.mint,
+        unit: token.unit,
+        amount: token.amount,
+        ys: token.ys,
+        swap,
+        createdAt: this.#clock.now(),
+      };
+      this.#store.begin(record);
+    } catch (err) {
+      this.#guard.release(token.ys);
+      throw toPaygressError(err);
+    }
+
+    return this.#swap(record);
+  }
+
+  /**
+   * Settles a redemption whose outcome is unknown (the process died, or
+   * the mint's answer was lost) by asking the mint about its inputs.
+   */
+  async settle(record: RedemptionRecord): Promise<SettleOutcome> {
+    const states = await this.#gateway.checkState(record.mint, record.ys);
+
+    if (states.every((s) => s === 'UNSPENT')) {
+      this.#store.release(record.id);
+      this.#guard.release(record.ys);
+      return 'released';
+    }
+    if (states.every((s) => s === 'SPENT')) {
+      const proofs = await this.#gateway.restoreSwap(
+        record.mint,
+        record.unit,
+        record.swap,
+      );
+      return this.#recovered(record, proofs);
+    }
+    return 'unsettled';
+  }
+
+  /** Settles every unfinished redemption in the store; for start-up. */
+  async settleAll(): Promise<Record<SettleOutcome, number>> {
+    const counts = { completed: 0, released: 0, unsettled: 0 };
+    for (const record of this.#store.unfinished()) {
+      const outcome = await this.settle(record).catch(
+        (): SettleOutcome => 'unsettled',
+      );
+      counts[outcome]++;
+    }
+    return counts;
+  }
+
+  async #swap(record: RedemptionRecord): Promise<Redemption> {
+    let proofs: WireProof[];
+    try {
+      proofs = await this.#gateway.completeSwap(
+        record.mint,
+        record.unit,
+        record.swap,
+      );
+    } catch (err) {
+      return this.#afterFailedSwap(record, toPaygressError(err));
+    }
+
+    this.#store.complete(record.id, proofs);
+    this.#guard.settle(record.ys);
+    return this.#result(record);
+  }
+
+  async #afterFailedSwap(
+    record: RedemptionRecord,
+    err: PaygressError,
+  ): Promise<Redemption> {
+    // The mint answered and refused: nothing of ours was spent.
+    if (err.fault === 'payer') {
+      this.#store.release(record.id);
+      if (err instanceof TokenReplayedError) this.#guard.settle(record.ys);
+      else this.#guard.release(record.ys);
+      throw err;
+    }
+    if (err instanceof MintUnavailableError && err.notSent) {
+      this.#store.release(record.id);
+      this.#guard.release(record.ys);
+      throw err;
+    }
+
+    // The request may have reached the mint: ask it what happened.
+    const outcome = await this.settle(record).catch(
+      (): SettleOutcome => 'unsettled',
+    );
+    if (outcome === 'completed') return this.#result(record);
+    if (outcome === 'unsettled') {
+      // Keep the claim: the Ys stay recorded as pending in the store, so a
+      // retry is refused as pending until a later settle decides.
+      this.#guard.release(record.ys);
+    }
+    throw err;
+  }
+
+  #recovered(
+    record: RedemptionRecord,
+    proofs: readonly WireProof[],
+  ): SettleOutcome {
+    this.#store.complete(record.id, proofs);
+    this.#guard.settle(record.ys);
+    return 'completed';
+  }
+
+  #result(record: RedemptionRecord): Redemption {
+    return {
+      id: record.id,
+      mint: record.mint,
+      unit: record.unit,
+      amount: record.swap.outputAmount,
+    };
+  }
+}

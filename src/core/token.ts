@@ -1,0 +1,209 @@
+/**
+ * Reading a Cashu token out of a request: where it rides, how long it may
+ * be, and what it says before anything is sent to a mint. Every step fails
+ * with its own reason code; nothing here performs I/O.
+ */
+import { createHash } from 'node:crypto';
+import {
+  getDecodedToken,
+  getTokenMetadata,
+  hashToCurve,
+} from '@cashu/cashu-ts';
+import {
+  TokenMalformedError,
+  TokenReplayedError,
+  TokenTooLargeError,
+} from './errors.ts';
+import type { WireProof } from './ports.ts';
+
+/** What the token claims before its keysets are resolved. */
+export interface TokenHeader {
+  /** The token as sent, stripped of prefix and whitespace. */
+  readonly encoded: string;
+  /** Mint URL exactly as the token states it (attacker input). */
+  readonly mint: string;
+  readonly unit: string;
+  /** Gross value, before fees. */
+  readonly amount: number;
+  readonly proofCount: number;
+}
+
+/** A decoded token whose keyset ids are full ids of its mint. */
+export interface ParsedToken {
+  readonly mint: string;
+  readonly unit: string;
+  readonly proofs: readonly WireProof[];
+  /** `Y = hash_to_curve(secret)` of each proof, hex, in proof order. */
+  readonly ys: readonly string[];
+  /** Gross value, before fees. */
+  readonly amount: number;
+  /** Short non-secret fingerprint of the proofs, safe to log. */
+  readonly fingerprint: string;
+}
+
+const BEARER = /^bearer[ \t]+/i;
+
+/**
+ * The raw token from `X-Cashu` (NUT-24) or `Authorization: Bearer`, or
+ * undefined when neither carries something that looks like a Cashu token.
+ * A bearer credential that is not a Cashu token (a grant) is left alone.
+ */
+export function findToken(
+  headers: Readonly<Record<string, string>>,
+): string | undefined {
+  const cashu = headers['x-cashu']?.trim();
+  if (cashu) return cashu;
+
+  const auth = headers['authorization']?.trim();
+  if (!auth || !BEARER.test(auth)) return undefined;
+  const credential = auth.replace(BEARER, '').trim();
+  return isCashuToken(credential) ? credential : undefined;
+}
+
+/** True for `cashuA…`, `cashuB…` and their `cashu:` URI forms. */
+export function isCashuToken(value: string): boolean {
+  return /^(cashu:)?cashu[AB]/i.test(value.trim());
+}
+
+/**
+ * Checks size and shape and reads the token's header fields. Refuses a
+ * token over `maxLength` characters before decoding a byte of it.
+ */
+export function readTokenHeader(raw: string, maxLength: number): TokenHeader {
+  if (raw.length > maxLength) {
+    throw new TokenTooLargeError(
+      `token is ${raw.length} characters; the limit is ${maxLength}`,
+    );
+  }
+
+  const encoded = raw.trim().replace(/^cashu:/i, '');
+  if (!/^cashu[AB][A-Za-z0-9_\-+/=]+$/.test(encoded)) {
+    throw new TokenMalformedError(
+      'token must be a cashuA or cashuB token (base64url after the prefix)',
+    );
+  }
+
+  const meta = decodeOrThrow(() => getTokenMetadata(encoded));
+  if (encoded.startsWith('cashuA')) assertSingleMintV3(encoded);
+  if (typeof meta.mint !== 'string' || meta.mint.length === 0) {
+    throw new TokenMalformedError('token names no mint');
+  }
+  const amounts = meta.proofAmounts.map(toSafeAmount);
+  if (amounts.length === 0)
+    throw new TokenMalformedError('token has no proofs');
+
+  return {
+    encoded,
+    mint: meta.mint,
+    unit: meta.unit || 'sat',
+    amount: amounts.reduce((a, b) => a + b, 0),
+    proofCount: amounts.length,
+  };
+}
+
+/**
+ * Decodes the token fully, resolving short keyset ids (V4) against the
+ * mint's keysets, and computes each proof's `Y`. A proof that appears twice
+ * is a replay within the token itself.
+ */
+export function parseToken(
+  header: TokenHeader,
+  keysetIds: readonly string[],
+): ParsedToken {
+  const token = decodeOrThrow(() => getDecodedToken(header.encoded, keysetIds));
+  const proofs = token.proofs.map(toWireProof);
+
+  const ys = proofs.map((p) => computeY(p.secret));
+  if (new Set(ys).size !== ys.length) {
+    throw new TokenReplayedError('token holds the same proof more than once');
+  }
+
+  return {
+    mint: header.mint,
+    unit: header.unit,
+    proofs,
+    ys,
+    amount: proofs.reduce((sum, p) => sum + p.amount, 0),
+    fingerprint: fingerprint(ys),
+  };
+}
+
+/** `Y = hash_to_curve(secret)` as compressed hex (NUT-00, NUT-07). */
+export function computeY(secret: string): string {
+  return hashToCurve(new TextEncoder().encode(secret)).toHex(true);
+}
+
+/** First 12 hex of sha256 over the sorted Ys: identifies, reveals nothing. */
+export function fingerprint(ys: readonly string[]): string {
+  const hash = createHash('sha256');
+  for (const y of [...ys].sort()) hash.update(y);
+  return hash.digest('hex').slice(0, 12);
+}
+
+function toWireProof(proof: {
+  id: string;
+  amount: unknown;
+  secret: string;
+  C: string;
+  dleq?: { e: string; s: string; r?: string };
+  witness?: unknown;
+}): WireProof {
+  if (typeof proof.secret !== 'string' || proof.secret.length === 0) {
+    throw new TokenMalformedError('a proof has no secret');
+  }
+  if (typeof proof.C !== 'string' || !/^0[23][0-9a-f]{64}$/i.test(proof.C)) {
+    throw new TokenMalformedError('a proof has no valid signature point C');
+  }
+  if (typeof proof.id !== 'string' || !/^[0-9a-f]{16,66}$/i.test(proof.id)) {
+    throw new TokenMalformedError('a proof has no valid keyset id');
+  }
+
+  const wire: WireProof = {
+    id: proof.id,
+    amount: toSafeAmount(proof.amount),
+    secret: proof.secret,
+    C: proof.C,
+    ...(proof.dleq ? { dleq: proof.dleq } : {}),
+    ...(typeof proof.witness === 'string' ? { witness: proof.witness } : {}),
+    ...(proof.witness && typeof proof.witness === 'object'
+      ? { witness: JSON.stringify(proof.witness) }
+      : {}),
+  };
+  return wire;
+}
+
+function toSafeAmount(value: unknown): number {
+  const n =
+    typeof value === 'object' && value !== null && 'toBigInt' in value
+      ? (value as { toBigInt(): bigint }).toBigInt()
+      : typeof value === 'number' && Number.isInteger(value)
+        ? BigInt(value)
+        : undefined;
+  if (n === undefined || n <= 0n || n > BigInt(Number.MAX_SAFE_INTEGER)) {
+    throw new TokenMalformedError('a proof amount is not a positive integer');
+  }
+  return Number(n);
+}
+
+/** A V3 token may name several mints; Paygress takes one mint per token. */
+function assertSingleMintV3(encoded: string): void {
+  const json = decodeOrThrow(() =>
+    JSON.parse(Buffer.from(encoded.slice(6), 'base64url').toString('utf8')),
+  ) as { token?: unknown };
+  if (!Array.isArray(json.token) || json.token.length !== 1) {
+    throw new TokenMalformedError(
+      'a cashuA token must hold proofs from exactly one mint',
+    );
+  }
+}
+
+function decodeOrThrow<T>(decode: () => T): T {
+  try {
+    return decode();
+  } catch (err) {
+    if (err instanceof TokenMalformedError) throw err;
+    throw new TokenMalformedError('token could not be decoded', {
+      cause: err,
+    });
+  }
+}

@@ -1,0 +1,445 @@
+/**
+ * The mint gateway: the only code that speaks to a mint. It uses the
+ * cashu-ts wallet for the protocol and undici for transport, so every call
+ * has a deadline, a bounded connection pool, and a capped answer size, and
+ * every failure arrives as a Paygress error whose code says what happened.
+ */
+import { Agent, request } from 'undici';
+import {
+  Amount,
+  JSONInt,
+  Mint,
+  MintOperationError,
+  Wallet,
+  deserializeSwapPreview,
+  serializeSwapPreview,
+  verifyDleqIfPresent,
+  type Proof,
+  type RequestFn,
+  type SerializedSwapPreview,
+} from '@cashu/cashu-ts';
+import {
+  DleqInvalidError,
+  DleqRequiredError,
+  KeysetUnknownError,
+  MintError,
+  MintNotAllowedError,
+  MintUnavailableError,
+  PaygressError,
+  TokenPendingError,
+  TokenRejectedError,
+  TokenReplayedError,
+} from '../core/errors.ts';
+import type {
+  KeysetInfo,
+  MintGateway,
+  PreparedSwap,
+  ProofState,
+  WireProof,
+} from '../core/ports.ts';
+import { normalizeMintUrl } from '../core/mint-url.ts';
+
+/** Options of {@link CashuMintGateway}. */
+export interface CashuMintGatewayOptions {
+  /** Normalised URLs of the mints Paygress may contact; no other, ever. */
+  readonly mints: readonly string[];
+  /** Deadline of one mint request, in ms. Default 5000. */
+  readonly timeoutMs?: number;
+  /** Connections kept open to each mint, at most. Default 16. */
+  readonly connectionsPerMint?: number;
+  /** How long a keyset list is trusted before it is fetched again, in ms. Default 60000. */
+  readonly keysetTtlMs?: number;
+  /** Largest mint answer read, in bytes. Default 4 MiB. */
+  readonly maxResponseBytes?: number;
+  /** Called after every mint request, for metrics. */
+  readonly onRequest?: (event: MintRequestEvent) => void;
+}
+
+/** One finished mint request, as reported to `onRequest`. */
+export interface MintRequestEvent {
+  readonly mint: string;
+  /** Mint API path without the `/v1/` prefix, e.g. `swap`, `keysets`. */
+  readonly operation: string;
+  /** `ok`, or the Paygress reason code the request failed with. */
+  readonly outcome: string;
+  readonly durationMs: number;
+}
+
+// NUT error codes (NUT-00 error table). Some mints number these differently,
+// so the detail text is matched on meaning as a second opinion.
+const SPENT = 11001;
+const REFRESH_FLOOR_MS = 5000;
+const PENDING = 11002;
+
+export class CashuMintGateway implements MintGateway {
+  readonly #allowed: ReadonlySet<string>;
+  readonly #timeoutMs: number;
+  readonly #keysetTtlMs: number;
+  readonly #maxResponseBytes: number;
+  readonly #dispatcher: Agent;
+  readonly #onRequest: ((event: MintRequestEvent) => void) | undefined;
+  readonly #wallets = new Map<string, Promise<Wallet>>();
+  readonly #keysets = new Map<
+    string,
+    { at: number; value: Promise<KeysetInfo[]> }
+  >();
+
+  constructor(options: CashuMintGatewayOptions) {
+    this.#allowed = new Set(options.mints.map(normalizeMintUrl));
+    this.#timeoutMs = options.timeoutMs ?? 5000;
+    this.#keysetTtlMs = options.keysetTtlMs ?? 60_000;
+    this.#maxResponseBytes = options.maxResponseBytes ?? 4 * 1024 * 1024;
+    this.#onRequest = options.onRequest;
+    this.#dispatcher = new Agent({
+      connections: options.connectionsPerMint ?? 16,
+      connectTimeout: this.#timeoutMs,
+      headersTimeout: this.#timeoutMs,
+      bodyTimeout: this.#timeoutMs,
+    });
+  }
+
+  async keysets(mintUrl: string, refresh = false): Promise<KeysetInfo[]> {
+    const mint = this.#allow(mintUrl);
+    const cached = this.#keysets.get(mint);
+    const age = cached ? Date.now() - cached.at : Infinity;
+    // A forced refresh is honoured at most every few seconds, so tokens
+    // naming made-up keysets cannot turn into a flood of mint requests.
+    if (age < (refresh ? REFRESH_FLOOR_MS : this.#keysetTtlMs)) {
+      return cached!.value;
+    }
+
+    const value = this.#fetchKeysets(mint);
+    this.#keysets.set(mint, { at: Date.now(), value });
+    value.catch(() => this.#keysets.delete(mint));
+    return value;
+  }
+
+  async prepareSwap(
+    mintUrl: string,
+    unit: string,
+    proofs: readonly WireProof[],
+    options: { requireDleq?: boolean } = {},
+  ): Promise<PreparedSwap> {
+    const wallet = await this.#wallet(mintUrl, unit);
+    const inputs = proofs.map(toCashuProof);
+
+    await guard(() => wallet.ensureOperableKeysets(inputs.map((p) => p.id)));
+    for (const proof of inputs) checkDleq(wallet, proof, options.requireDleq);
+
+    const preview = await guard(() => wallet.prepareSwapToReceive(inputs));
+    return {
+      serialized: JSON.stringify(serializeSwapPreview(preview)),
+      outputAmount: preview.amount.toNumber(),
+    };
+  }
+
+  async completeSwap(
+    mintUrl: string,
+    unit: string,
+    swap: PreparedSwap,
+  ): Promise<WireProof[]> {
+    const wallet = await this.#wallet(mintUrl, unit);
+    const preview = deserializeSwapPreview(parseSwap(swap));
+
+    const { keep, send } = await guard(() => wallet.completeSwap(preview));
+    return [...keep, ...send].map(toWireProof);
+  }
+
+  async restoreSwap(
+    mintUrl: string,
+    unit: string,
+    swap: PreparedSwap,
+  ): Promise<WireProof[]> {
+    const wallet = await this.#wallet(mintUrl, unit);
+    const preview = deserializeSwapPreview(parseSwap(swap));
+    const outputs = [
+      ...(preview.keepOutputs ?? []),
+      ...(preview.sendOutputs ?? []),
+    ];
+
+    const mint = this.#mintClient(this.#allow(mintUrl));
+    const answer = await guard(() =>
+      mint.restore({ outputs: outputs.map((o) => o.blindedMessage) }),
+    );
+    const byB = new Map(answer.outputs.map((o, i) => [o.B_, i]));
+    return outputs.flatMap((output) => {
+      const index = byB.get(output.blindedMessage.B_);
+      const signature = index === undefined ? undefined : answer.signatures[index];
+      if (signature === undefined) return [];
+      const keyset = wallet.getKeyset(signature.id);
+      return [toWireProof(output.toProof(signature, keyset))];
+    });
+  }
+
+  async checkState(
+    mintUrl: string,
+    ys: readonly string[],
+  ): Promise<ProofState[]> {
+    const mint = this.#mintClient(this.#allow(mintUrl));
+    const answer = await guard(() => mint.check({ Ys: [...ys] }));
+
+    const byY = new Map(answer.states.map((s) => [s.Y, s.state]));
+    return ys.map((y) => {
+      const state = byY.get(y);
+      if (state !== 'UNSPENT' && state !== 'PENDING' && state !== 'SPENT') {
+        throw new MintError('mint answered checkstate without every Y');
+      }
+      return state;
+    });
+  }
+
+  /** Closes the connection pool. */
+  async close(): Promise<void> {
+    await this.#dispatcher.close();
+  }
+
+  #allow(mintUrl: string): string {
+    const mint = normalizeMintUrl(mintUrl);
+    if (!this.#allowed.has(mint)) {
+      // Defence in depth: the core checks first, but a URL that reached
+      // here unchecked must still never be contacted.
+      throw new MintNotAllowedError(`mint ${mint} is not on the allow-list`);
+    }
+    return mint;
+  }
+
+  async #fetchKeysets(mint: string): Promise<KeysetInfo[]> {
+    const answer = await guard(() => this.#mintClient(mint).getKeySets());
+    if (!Array.isArray(answer?.keysets)) {
+      throw new MintError('mint answered /v1/keysets without keysets');
+    }
+    return answer.keysets.map((k) => ({
+      id: String(k.id),
+      unit: String(k.unit),
+      active: k.active !== false,
+      inputFeePpk: Number(k.input_fee_ppk ?? 0),
+    }));
+  }
+
+  #wallet(mintUrl: string, unit: string): Promise<Wallet> {
+    const mint = this.#allow(mintUrl);
+    const key = `${mint} ${unit}`;
+    let wallet = this.#wallets.get(key);
+    if (wallet === undefined) {
+      wallet = this.#loadWallet(mint, unit);
+      this.#wallets.set(key, wallet);
+      wallet.catch(() => this.#wallets.delete(key));
+    }
+    return wallet;
+  }
+
+  async #loadWallet(mint: string, unit: string): Promise<Wallet> {
+    const wallet = new Wallet(this.#mintClient(mint), { unit });
+    await guard(() => wallet.loadMint());
+    return wallet;
+  }
+
+  #mintClient(mint: string): Mint {
+    return new Mint(mint, { customRequest: this.#requestFn(mint) });
+  }
+
+  #requestFn(mint: string): RequestFn {
+    return (async (args) => {
+      const url = new URL(args.endpoint);
+      const operation = url.pathname.replace(/^\/v1\//, '').split('/')[0]!;
+      const started = performance.now();
+      try {
+        if (normalizeMintUrl(url.origin) !== new URL(mint).origin) {
+          throw new MintNotAllowedError('refusing a request to another host');
+        }
+        const result = await this.#send(url, args);
+        this.#report(mint, operation, 'ok', started);
+        return result;
+      } catch (err) {
+        const mapped = classify(err);
+        this.#report(mint, operation, mapped.code, started);
+        throw mapped instanceof MintError || mapped instanceof MintUnavailableError
+          ? mapped
+          : err;
+      }
+    }) as RequestFn;
+  }
+
+  async #send(
+    url: URL,
+    args: { requestBody?: unknown; headers?: Record<string, string>; method?: string },
+  ): Promise<unknown> {
+    const body =
+      args.requestBody === undefined
+        ? undefined
+        : JSONInt.stringify(args.requestBody);
+    const response = await request(url, {
+      method: (args.method ?? (body ? 'POST' : 'GET')) as 'GET' | 'POST',
+      body,
+      headers: {
+        ...args.headers,
+        accept: 'application/json',
+        ...(body ? { 'content-type': 'application/json' } : {}),
+      },
+      dispatcher: this.#dispatcher,
+      signal: AbortSignal.timeout(this.#timeoutMs),
+    });
+
+    const text = await readCapped(response.body, this.#maxResponseBytes);
+    const json = parseJson(text);
+    if (response.statusCode === 400 && isNutError(json)) {
+      throw new MintOperationError(json.code, json.detail);
+    }
+    if (response.statusCode < 200 || response.statusCode > 299) {
+      throw new MintError(`mint answered HTTP ${response.statusCode}`);
+    }
+    if (json === undefined) throw new MintError('mint answered invalid JSON');
+    return json;
+  }
+
+  #report(mint: string, operation: string, outcome: string, started: number) {
+    this.#onRequest?.({
+      mint,
+      operation,
+      outcome,
+      durationMs: performance.now() - started,
+    });
+  }
+}
+
+async function readCapped(
+  body: AsyncIterable<Buffer> & { destroy(): void },
+  limit: number,
+): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > limit) {
+      body.destroy();
+      throw new MintError(`mint answer exceeds ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSONInt.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isNutError(json: unknown): json is { code: number; detail: string } {
+  return (
+    typeof json === 'object' &&
+    json !== null &&
+    typeof (json as { code?: unknown }).code === 'number'
+  );
+}
+
+/** Runs a wallet call, turning whatever it throws into a Paygress error. */
+async function guard<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw classify(err);
+  }
+}
+
+const NOT_SENT = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** Maps any failure of a mint call to the Paygress error it means. */
+export function classify(err: unknown): PaygressError {
+  if (err instanceof PaygressError) return err;
+
+  if (err instanceof MintOperationError) {
+    const detail = String(err.message);
+    if (err.code === SPENT || /already spent/i.test(detail)) {
+      return new TokenReplayedError('the mint says the token is already spent');
+    }
+    if (err.code === PENDING || /pending/i.test(detail)) {
+      return new TokenPendingError('the mint says the token is pending');
+    }
+    if (err.code === 12001) {
+      return new KeysetUnknownError('the mint does not know the keyset');
+    }
+    return new TokenRejectedError(
+      `the mint refused the token (code ${err.code}: ${detail.slice(0, 120)})`,
+    );
+  }
+
+  const code = errorCode(err);
+  if (code !== undefined && NOT_SENT.has(code)) {
+    return new MintUnavailableError(`mint unreachable (${code})`, {
+      cause: err,
+      notSent: true,
+    });
+  }
+  if (code !== undefined || isAbort(err)) {
+    return new MintUnavailableError(
+      `mint did not answer in time or dropped the connection (${code ?? 'timeout'})`,
+      { cause: err },
+    );
+  }
+
+  const message = err instanceof Error ? err.message : String(err);
+  if (/keyset/i.test(message) && /(unknown|not found|no keyset)/i.test(message)) {
+    return new KeysetUnknownError('a proof names a keyset the mint does not have');
+  }
+  return new MintError(`unexpected answer from the mint: ${message.slice(0, 160)}`, {
+    cause: err,
+  });
+}
+
+function errorCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function isAbort(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
+    const name = (e as { name?: unknown }).name;
+    if (name === 'AbortError' || name === 'TimeoutError') return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+function checkDleq(wallet: Wallet, proof: Proof, require = false): void {
+  if (!proof.dleq) {
+    if (require) {
+      throw new DleqRequiredError('every proof must carry a DLEQ proof (NUT-12)');
+    }
+    return;
+  }
+  if (!verifyDleqIfPresent(proof, wallet.getKeyset(proof.id))) {
+    throw new DleqInvalidError('a proof carries a DLEQ proof that does not verify');
+  }
+}
+
+function parseSwap(swap: PreparedSwap): SerializedSwapPreview {
+  return JSON.parse(swap.serialized) as SerializedSwapPreview;
+}
+
+function toCashuProof(proof: WireProof): Proof {
+  return { ...proof, amount: Amount.from(proof.amount) } as Proof;
+}
+
+function toWireProof(proof: Proof): WireProof {
+  return {
+    id: proof.id,
+    amount: proof.amount.toNumber(),
+    secret: proof.secret,
+    C: proof.C,
+    ...(proof.dleq ? { dleq: proof.dleq } : {}),
+  };
+}

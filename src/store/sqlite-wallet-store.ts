@@ -1,0 +1,329 @@
+/**
+ * The wallet store on SQLite (`node:sqlite`, built into Node 24): where the
+ * operator's money lives. Write-ahead logging with full sync, so a write
+ * that returned survives a kill -9 or a power cut; every multi-row change
+ * is one transaction.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { StoreFailedError, TokenReplayedError } from '../core/errors.ts';
+import type {
+  Balance,
+  RedemptionRecord,
+  WalletStore,
+  WireProof,
+} from '../core/ports.ts';
+import { computeY } from '../core/token.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS redemptions (
+  id TEXT PRIMARY KEY,
+  mint TEXT NOT NULL,
+  unit TEXT NOT NULL,
+  amount INTEGER NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'complete', 'released')),
+  swap TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  settled_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS redemptions_pending
+  ON redemptions (state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS redeemed_ys (
+  y TEXT PRIMARY KEY,
+  redemption_id TEXT NOT NULL REFERENCES redemptions (id)
+);
+CREATE TABLE IF NOT EXISTS proofs (
+  y TEXT PRIMARY KEY,
+  redemption_id TEXT NOT NULL REFERENCES redemptions (id),
+  mint TEXT NOT NULL,
+  unit TEXT NOT NULL,
+  keyset_id TEXT NOT NULL,
+  amount INTEGER NOT NULL,
+  secret TEXT NOT NULL,
+  c TEXT NOT NULL,
+  dleq TEXT,
+  state TEXT NOT NULL CHECK (state IN ('unspent', 'exported', 'refunded', 'spent')),
+  changed_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS proofs_unspent ON proofs (mint, unit, state);
+`;
+
+/** Options of {@link SqliteWalletStore}. */
+export interface SqliteWalletStoreOptions {
+  /** Directory holding `wallet.sqlite`; created when missing. */
+  readonly dataDir: string;
+  /** Clock for timestamps, ms since epoch. Default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/** A stored proof with its bookkeeping. */
+export interface StoredProof extends WireProof {
+  readonly y: string;
+  readonly mint: string;
+  readonly unit: string;
+  readonly state: 'unspent' | 'exported' | 'refunded' | 'spent';
+}
+
+export class SqliteWalletStore implements WalletStore {
+  readonly #db: DatabaseSync;
+  readonly #now: () => number;
+
+  constructor(options: SqliteWalletStoreOptions) {
+    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    this.#db = new DatabaseSync(join(options.dataDir, 'wallet.sqlite'));
+    this.#db.exec(
+      'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+    );
+    this.#db.exec(SCHEMA);
+    this.#now = options.now ?? Date.now;
+  }
+
+  findRedeemed(
+    ys: readonly string[],
+  ): { y: string; pending: boolean } | undefined {
+    const select = this.#db.prepare(
+      `SELECT r.state FROM redeemed_ys y JOIN redemptions r ON r.id = y.redemption_id
+       WHERE y.y = ?`,
+    );
+    for (const y of ys) {
+      const row = select.get(y) as { state: string } | undefined;
+      if (row !== undefined) return { y, pending: row.state === 'pending' };
+    }
+    return undefined;
+  }
+
+  begin(record: RedemptionRecord): void {
+    this.#transaction(() => {
+      this.#db
+        .prepare(
+          `INSERT INTO redemptions (id, mint, unit, amount, state, swap, created_at)
+           VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
+        )
+        .run(
+          record.id,
+          record.mint,
+          record.unit,
+          record.amount,
+          record.swap.serialized,
+          record.createdAt,
+        );
+      const claim = this.#db.prepare(
+        'INSERT INTO redeemed_ys (y, redemption_id) VALUES (?, ?)',
+      );
+      for (const y of record.ys) {
+        try {
+          claim.run(y, record.id);
+        } catch (err) {
+          if (isConstraint(err)) {
+            throw new TokenReplayedError('token was already redeemed');
+          }
+          throw err;
+        }
+      }
+    });
+  }
+
+  complete(id: string, proofs: readonly WireProof[]): void {
+    this.#transaction(() => {
+      const row = this.#redemption(id);
+      if (row.state !== 'pending') {
+        throw new StoreFailedError(`redemption ${id} is already ${row.state}`);
+      }
+      const insert = this.#db.prepare(
+        `INSERT INTO proofs (y, redemption_id, mint, unit, keyset_id, amount, secret, c, dleq, state, changed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'unspent', ?)`,
+      );
+      const now = this.#now();
+      for (const p of proofs) {
+        insert.run(
+          computeY(p.secret),
+          id,
+          row.mint,
+          row.unit,
+          p.id,
+          p.amount,
+          p.secret,
+          p.C,
+          p.dleq ? JSON.stringify(p.dleq) : null,
+          now,
+        );
+      }
+      this.#settle(id, 'complete');
+    });
+  }
+
+  release(id: string): void {
+    this.#transaction(() => {
+      const row = this.#redemption(id);
+      if (row.state !== 'pending') return;
+      this.#db.prepare('DELETE FROM redeemed_ys WHERE redemption_id = ?').run(id);
+      this.#settle(id, 'released');
+    });
+  }
+
+  unfinished(): RedemptionRecord[] {
+    const rows = this.#db
+      .prepare(
+        `SELECT id, mint, unit, amount, swap, created_at FROM redemptions
+         WHERE state = 'pending' ORDER BY created_at`,
+      )
+      .all() as Array<{
+      id: string;
+      mint: string;
+      unit: string;
+      amount: number;
+      swap: string;
+      created_at: number;
+    }>;
+    const ys = this.#db.prepare(
+      'SELECT y FROM redeemed_ys WHERE redemption_id = ?',
+    );
+    return rows.map((row) => ({
+      id: row.id,
+      mint: row.mint,
+      unit: row.unit,
+      amount: row.amount,
+      ys: (ys.all(row.id) as Array<{ y: string }>).map((r) => r.y),
+      swap: { serialized: row.swap, outputAmount: 0 },
+      createdAt: row.created_at,
+    }));
+  }
+
+  refund(id: string): WireProof[] {
+    return this.#transaction(() => {
+      const proofs = this.#proofs(
+        "WHERE redemption_id = ? AND state = 'unspent'",
+        id,
+      );
+      this.#mark(proofs, 'refunded');
+      return proofs;
+    });
+  }
+
+  balances(): Balance[] {
+    const rows = this.#db
+      .prepare(
+        `SELECT mint, unit,
+           SUM(CASE WHEN kind = 'proof' THEN amount ELSE 0 END) AS available,
+           SUM(CASE WHEN kind = 'pending' THEN amount ELSE 0 END) AS pending
+         FROM (
+           SELECT mint, unit, amount, 'proof' AS kind FROM proofs WHERE state = 'unspent'
+           UNION ALL
+           SELECT mint, unit, amount, 'pending' FROM redemptions WHERE state = 'pending'
+         ) GROUP BY mint, unit ORDER BY mint, unit`,
+      )
+      .all() as Array<{
+      mint: string;
+      unit: string;
+      available: number;
+      pending: number;
+    }>;
+    return rows.map((r) => ({ ...r }));
+  }
+
+  /** Unspent, unexported proofs of one mint and unit. */
+  unspent(mint: string, unit: string): StoredProof[] {
+    return this.#proofs(
+      "WHERE mint = ? AND unit = ? AND state = 'unspent'",
+      mint,
+      unit,
+    );
+  }
+
+  /**
+   * Marks proofs as spent (found spent at the mint) or exported (handed to
+   * the operator); runs `effect` in the same transaction, so an export that
+   * fails to print leaves nothing marked.
+   */
+  markProofs<T>(
+    ys: readonly string[],
+    state: 'spent' | 'exported',
+    effect: () => T,
+  ): T {
+    return this.#transaction(() => {
+      const update = this.#db.prepare(
+        "UPDATE proofs SET state = ?, changed_at = ? WHERE y = ? AND state = 'unspent'",
+      );
+      for (const y of ys) update.run(state, this.#now(), y);
+      return effect();
+    });
+  }
+
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
+  }
+
+  #proofs(where: string, ...params: string[]): StoredProof[] {
+    const rows = this.#db
+      .prepare(
+        `SELECT y, mint, unit, keyset_id, amount, secret, c, dleq, state FROM proofs ${where} ORDER BY amount DESC`,
+      )
+      .all(...params) as Array<{
+      y: string;
+      mint: string;
+      unit: string;
+      keyset_id: string;
+      amount: number;
+      secret: string;
+      c: string;
+      dleq: string | null;
+      state: StoredProof['state'];
+    }>;
+    return rows.map((r) => ({
+      y: r.y,
+      mint: r.mint,
+      unit: r.unit,
+      id: r.keyset_id,
+      amount: r.amount,
+      secret: r.secret,
+      C: r.c,
+      state: r.state,
+      ...(r.dleq ? { dleq: JSON.parse(r.dleq) } : {}),
+    }));
+  }
+
+  #mark(proofs: readonly StoredProof[], state: StoredProof['state']): void {
+    const update = this.#db.prepare(
+      'UPDATE proofs SET state = ?, changed_at = ? WHERE y = ?',
+    );
+    for (const p of proofs) update.run(state, this.#now(), p.y);
+  }
+
+  #redemption(id: string): { mint: string; unit: string; state: string } {
+    const row = this.#db
+      .prepare('SELECT mint, unit, state FROM redemptions WHERE id = ?')
+      .get(id) as { mint: string; unit: string; state: string } | undefined;
+    if (row === undefined) {
+      throw new StoreFailedError(`no redemption ${id} in the store`);
+    }
+    return row;
+  }
+
+  #settle(id: string, state: 'complete' | 'released'): void {
+    this.#db
+      .prepare('UPDATE redemptions SET state = ?, settled_at = ? WHERE id = ?')
+      .run(state, this.#now(), id);
+  }
+
+  #transaction<T>(work: () => T): T {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = work();
+      this.#db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      if (err instanceof TokenReplayedError || err instanceof StoreFailedError) {
+        throw err;
+      }
+      throw new StoreFailedError('the wallet store could not record the change', {
+        cause: err,
+      });
+    }
+  }
+}
+
+function isConstraint(err: unknown): boolean {
+  return /constraint/i.test(String((err as Error)?.message ?? err));
+}
