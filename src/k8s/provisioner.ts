@@ -1,0 +1,359 @@
+/**
+ * Provisions one pod per paid grant and retires it when the payment runs
+ * out. The cluster is the only state: each pod carries its grant (hashed)
+ * in a label and its paid-for expiry in an annotation, so a restarted
+ * process, or a second replica, sees and reaps exactly what the first made.
+ */
+import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
+import { CoreV1Api, PatchStrategy } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { ProvisionFailedError } from '../core/errors.ts';
+import type { Clock, Provisioned, Provisioner } from '../core/ports.ts';
+import { systemClock } from '../core/ports.ts';
+import { apiFailure, callKube } from './kube-call.ts';
+import type { CallSite, PodVerb } from './kube-call.ts';
+import { serverOrigin } from './kube-config.ts';
+import {
+  EXPIRES_AT_ANNOTATION,
+  GRANT_LABEL,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+  MANAGED_SELECTOR,
+  formatExpiry,
+  grantHash,
+  parseExpiry,
+  podNameFor,
+} from './pod-identity.ts';
+import { buildPod, validatePodTemplate } from './pod-template.ts';
+import type { PodTemplate } from './pod-template.ts';
+
+/** Options of {@link KubernetesProvisioner}. */
+export interface KubernetesProvisionerOptions {
+  /** Connection to the API server (see `loadKubeConnection`). Required. */
+  readonly kubeConfig: KubeConfig;
+  /** Namespace the pods live in (a DNS-1123 label). Required. */
+  readonly namespace: string;
+  /** What every pod runs; checked once here. Required. */
+  readonly template: PodTemplate;
+  /** Time source for expiry decisions; default: the system clock. */
+  readonly clock?: Clock;
+  /** How often the reaper runs after `start()`, in ms; default 30000. */
+  readonly reapIntervalMs?: number;
+  /** Deadline for each API call, in ms; default 5000. */
+  readonly requestTimeoutMs?: number;
+  /** Where provisioning events are logged; default: not logged. */
+  readonly logger?: Logger;
+}
+
+/** What `start()` found in the namespace. */
+export interface StartReport {
+  /** Pods of earlier processes that are still paid for and now watched. */
+  readonly adopted: number;
+  /** Pods whose expiry had already passed, deleted at startup. */
+  readonly reaped: number;
+}
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const CONFLICT_RETRIES = 5;
+
+/** The Kubernetes implementation of the core's {@link Provisioner} port. */
+export class KubernetesProvisioner implements Provisioner {
+  readonly #api: CoreV1Api;
+  readonly #namespace: string;
+  readonly #template: PodTemplate;
+  readonly #clock: Clock;
+  readonly #reapIntervalMs: number;
+  readonly #timeoutMs: number;
+  readonly #logger: Logger | undefined;
+  readonly #server: string;
+  #timer: NodeJS.Timeout | undefined;
+  #tick: Promise<unknown> | undefined;
+
+  constructor(options: KubernetesProvisionerOptions) {
+    const {
+      namespace,
+      reapIntervalMs = 30_000,
+      requestTimeoutMs = 5_000,
+    } = options;
+    if (typeof namespace !== 'string' || !DNS1123_LABEL.test(namespace)) {
+      throw new TypeError('`namespace` must be a DNS-1123 label');
+    }
+    positiveInteger(reapIntervalMs, 'reapIntervalMs', 'ms');
+    positiveInteger(requestTimeoutMs, 'requestTimeoutMs', 'ms');
+
+    this.#template = validatePodTemplate(options.template);
+    this.#api = options.kubeConfig.makeApiClient(CoreV1Api);
+    this.#server = serverOrigin(options.kubeConfig);
+    this.#namespace = namespace;
+    this.#clock = options.clock ?? systemClock;
+    this.#reapIntervalMs = reapIntervalMs;
+    this.#timeoutMs = requestTimeoutMs;
+    this.#logger = options.logger;
+  }
+
+  /**
+   * Creates the grant's pod, or finds it (created earlier, or by a racing
+   * replica) and makes sure it lives at least until `expiresAt`.
+   * @param expiresAt ms since epoch; must be in the future.
+   * @throws ProvisionFailedError with an operator-facing reason.
+   */
+  async ensure(grantId: string, expiresAt: number): Promise<Provisioned> {
+    this.#checkArgs(grantId, expiresAt);
+    const pod = buildPod(this.#template, grantId, expiresAt);
+    const podName = podNameFor(grantId);
+
+    const site = this.#site('create', podName);
+    const created = await callKube(site, (o) =>
+      this.#api.createNamespacedPod(
+        { namespace: this.#namespace, body: pod },
+        o,
+      ),
+    );
+    if (created.ok) {
+      this.#logger?.info(
+        { podName, expiresAt: formatExpiry(expiresAt) },
+        'pod created',
+      );
+      return { podName };
+    }
+    if (created.code !== 409) throw apiFailure(site, created);
+
+    // AlreadyExists: the pod's name is the grant's, so it is this grant's
+    // pod; the payment may only lengthen its life.
+    await this.#moveExpiry(grantId, expiresAt);
+    return { podName };
+  }
+
+  /**
+   * Moves the expiry annotation of the grant's pod forward to `expiresAt`
+   * (ms since epoch); an earlier or equal value changes nothing.
+   * @throws ProvisionFailedError when the pod is gone or the API fails.
+   */
+  async extend(grantId: string, expiresAt: number): Promise<void> {
+    this.#checkArgs(grantId, expiresAt);
+    await this.#moveExpiry(grantId, expiresAt);
+  }
+
+  /** Deletes every managed pod whose expiry has passed; resolves the count. */
+  async reap(): Promise<number> {
+    const { deleted } = await this.#sweep();
+    return deleted;
+  }
+
+  /**
+   * Adopts the pods earlier processes created (they are found by label
+   * on every sweep), reaps those already expired, and schedules the reaper
+   * every `reapIntervalMs`. The schedule stands even when this first sweep
+   * rejects, so a briefly unreachable API does not stop reaping.
+   */
+  async start(): Promise<StartReport> {
+    if (this.#timer === undefined) {
+      this.#timer = setInterval(
+        () => this.#scheduledSweep(),
+        this.#reapIntervalMs,
+      );
+      this.#timer.unref();
+    }
+
+    const { live, deleted } = await this.#sweep();
+    this.#logger?.info(
+      { adopted: live, reaped: deleted },
+      'provisioner started',
+    );
+    return { adopted: live, reaped: deleted };
+  }
+
+  /** Stops the reaper and waits for a sweep in progress to finish. */
+  async stop(): Promise<void> {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#tick;
+  }
+
+  #scheduledSweep(): void {
+    if (this.#tick) return;
+    this.#tick = this.#sweep()
+      .catch((err: unknown) => {
+        this.#logger?.error({ err }, 'reaper sweep failed');
+      })
+      .finally(() => {
+        this.#tick = undefined;
+      });
+  }
+
+  async #sweep(): Promise<{ live: number; deleted: number }> {
+    const site = this.#site('list');
+    const listed = await callKube(site, (o) =>
+      this.#api.listNamespacedPod(
+        { namespace: this.#namespace, labelSelector: MANAGED_SELECTOR },
+        o,
+      ),
+    );
+    if (!listed.ok) throw apiFailure(site, listed);
+
+    const now = this.#clock.now();
+    let live = 0;
+    let deleted = 0;
+    let firstError: ProvisionFailedError | undefined;
+    for (const pod of listed.value.items) {
+      if (pod.metadata?.deletionTimestamp) continue;
+      const expiresAt = parseExpiry(
+        pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION],
+      );
+      if (expiresAt === undefined) {
+        this.#logger?.warn(
+          { podName: pod.metadata?.name },
+          'managed pod has no readable expiry; left alone',
+        );
+        continue;
+      }
+      if (expiresAt > now) {
+        live += 1;
+        continue;
+      }
+      try {
+        if (await this.#deleteExpired(pod)) deleted += 1;
+      } catch (err) {
+        firstError ??= err as ProvisionFailedError;
+      }
+    }
+
+    if (firstError) throw firstError;
+    return { live, deleted };
+  }
+
+  async #deleteExpired(pod: V1Pod): Promise<boolean> {
+    const podName = pod.metadata?.name ?? '';
+    const site = this.#site('delete', podName);
+
+    // The precondition makes the delete lose to a concurrent extend: if the
+    // pod changed since it was listed, the API answers 409 and the next
+    // sweep judges it again with its new expiry.
+    const result = await callKube(site, (o) =>
+      this.#api.deleteNamespacedPod(
+        {
+          name: podName,
+          namespace: this.#namespace,
+          body: {
+            preconditions: { resourceVersion: pod.metadata?.resourceVersion },
+          },
+        },
+        o,
+      ),
+    );
+    if (result.ok || result.code === 404) {
+      this.#logger?.info({ podName }, 'expired pod deleted');
+      return result.ok;
+    }
+    if (result.code === 409) return false;
+    this.#logger?.error(
+      { podName, code: result.code },
+      'expired pod not deleted',
+    );
+    throw apiFailure(site, result);
+  }
+
+  async #moveExpiry(grantId: string, expiresAt: number): Promise<void> {
+    const podName = podNameFor(grantId);
+    for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt += 1) {
+      const pod = await this.#read(podName, grantHash(grantId));
+      const current = parseExpiry(
+        pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION],
+      );
+      if (current !== undefined && current >= expiresAt) return;
+
+      // Carrying resourceVersion makes the merge patch conditional: two
+      // extends racing cannot leave the earlier expiry in place.
+      const site = this.#site('patch', podName);
+      const body = {
+        metadata: {
+          resourceVersion: pod.metadata?.resourceVersion,
+          annotations: { [EXPIRES_AT_ANNOTATION]: formatExpiry(expiresAt) },
+        },
+      };
+      const patched = await callKube(
+        site,
+        (o) =>
+          this.#api.patchNamespacedPod(
+            { name: podName, namespace: this.#namespace, body },
+            o,
+          ),
+        { 'Content-Type': PatchStrategy.MergePatch },
+      );
+      if (patched.ok) {
+        this.#logger?.info(
+          { podName, expiresAt: formatExpiry(expiresAt) },
+          'pod expiry extended',
+        );
+        return;
+      }
+      if (patched.code === 404) throw this.#gone(podName);
+      if (patched.code !== 409) throw apiFailure(site, patched);
+    }
+    throw new ProvisionFailedError(
+      `pod ${podName} in namespace ${this.#namespace} kept changing while its expiry was being extended; gave up after ${CONFLICT_RETRIES} attempts`,
+    );
+  }
+
+  async #read(podName: string, hash: string): Promise<V1Pod> {
+    const site = this.#site('get', podName);
+    const read = await callKube(site, (o) =>
+      this.#api.readNamespacedPod(
+        { name: podName, namespace: this.#namespace },
+        o,
+      ),
+    );
+    if (!read.ok)
+      throw read.code === 404 ? this.#gone(podName) : apiFailure(site, read);
+
+    const pod = read.value;
+    const labels = pod.metadata?.labels ?? {};
+    if (
+      labels[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE ||
+      labels[GRANT_LABEL] !== hash
+    ) {
+      throw new ProvisionFailedError(
+        `pod ${podName} in namespace ${this.#namespace} exists but is not Paygress's pod for this grant (labels differ); remove or rename it`,
+      );
+    }
+    if (pod.metadata?.deletionTimestamp) {
+      throw new ProvisionFailedError(
+        `pod ${podName} in namespace ${this.#namespace} is being deleted after its expiry; it can be provisioned again once it is gone`,
+      );
+    }
+    return pod;
+  }
+
+  #gone(podName: string): ProvisionFailedError {
+    return new ProvisionFailedError(
+      `pod ${podName} no longer exists in namespace ${this.#namespace} (expired and reaped, or deleted by hand); provision the grant again`,
+    );
+  }
+
+  #checkArgs(grantId: string, expiresAt: number): void {
+    if (typeof grantId !== 'string' || grantId === '') {
+      throw new ProvisionFailedError('cannot provision: the grant id is empty');
+    }
+    if (!Number.isFinite(expiresAt) || expiresAt <= this.#clock.now()) {
+      throw new ProvisionFailedError(
+        `cannot provision pod ${podNameFor(grantId)}: its expiry ${String(expiresAt)} is not a time in the future`,
+      );
+    }
+  }
+
+  #site(verb: PodVerb, podName?: string): CallSite {
+    return {
+      verb,
+      namespace: this.#namespace,
+      server: this.#server,
+      timeoutMs: this.#timeoutMs,
+      ...(podName !== undefined && { podName }),
+    };
+  }
+}
+
+function positiveInteger(value: number, name: string, unit: string): void {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new TypeError(`\`${name}\` must be a positive integer (${unit})`);
+  }
+}
