@@ -1,0 +1,294 @@
+/**
+ * Which price a request pays: rules matched by host, path and method, first
+ * match wins, the default price otherwise. Pure: no I/O, no clock.
+ */
+import type { AuthRequest } from './model.ts';
+import { InsufficientAmountError, InternalError } from './errors.ts';
+
+/** What a route costs. */
+export type Charge =
+  | { readonly kind: 'free' }
+  | {
+      readonly kind: 'request';
+      /** Whole units of `unit` per request. */
+      readonly amount: number;
+      /** Cashu unit, e.g. `sat`. */
+      readonly unit: string;
+    }
+  | {
+      readonly kind: 'rate';
+      /** Whole units of `unit` that buy `perSeconds` of access. */
+      readonly amount: number;
+      /** Cashu unit, e.g. `sat`. */
+      readonly unit: string;
+      /** Seconds of access that `amount` buys. */
+      readonly perSeconds: number;
+      /** Shortest grant a payment may buy, in seconds. */
+      readonly minSeconds: number;
+      /** Longest a grant may run from now, in seconds, top-ups included. */
+      readonly maxSeconds: number;
+    };
+
+/** How a rule's `path` is compared with the request path. */
+export type PathMatch = 'exact' | 'prefix' | 'glob';
+
+/** Which requests a rule applies to; an absent field matches anything. */
+export interface RouteMatch {
+  /** Host, exact and case-insensitive, or `*.example.com` for subdomains. */
+  readonly host?: string;
+  /** Path pattern starting with `/`, read according to `pathMatch`. */
+  readonly path?: string;
+  /**
+   * `exact`; `prefix` on segment boundaries (`/a` matches `/a` and `/a/b`,
+   * not `/ab`); `glob` where `*` is one segment and `**` any number.
+   * Default `prefix`.
+   */
+  readonly pathMatch: PathMatch;
+  /** Upper-case HTTP methods; absent means every method. */
+  readonly methods?: readonly string[];
+}
+
+/** One pricing rule as configured. */
+export interface PricingRule {
+  /** Unique name; the route name in grants, logs and metrics. */
+  readonly name: string;
+  readonly match: RouteMatch;
+  readonly charge: Charge;
+}
+
+/** A mint we accept tokens from and the units it may pay in. */
+export interface MintOffer {
+  /** Normalised mint URL. */
+  readonly url: string;
+  /** Cashu units accepted from this mint, e.g. `['sat']`. */
+  readonly units: readonly string[];
+}
+
+/** The route a request fell into and what it costs there. */
+export interface PricedRoute {
+  /** Name of the matched rule, or `default`. */
+  readonly name: string;
+  readonly charge: Charge;
+  /** Mints that may pay this charge (those offering its unit); empty if free. */
+  readonly mints: readonly string[];
+}
+
+/** Options of {@link Pricing}. */
+export interface PricingOptions {
+  /**
+   * Honour `X-Required-Amount` / `X-Required-Unit` from the request. Only
+   * safe when the ingress sets or strips these headers, since a client can
+   * send them too. Default in configuration: false.
+   */
+  readonly trustedAmountHeader: boolean;
+  /** Mints we accept, with their units. */
+  readonly mints: readonly MintOffer[];
+}
+
+/** Name of the route that requests matching no rule fall into. */
+export const DEFAULT_ROUTE = 'default';
+
+const AMOUNT_HEADER = 'x-required-amount';
+const UNIT_HEADER = 'x-required-unit';
+
+interface CompiledRule {
+  readonly rule: PricingRule;
+  readonly matches: (request: AuthRequest, path: string) => boolean;
+}
+
+/** Prices requests by the configured rules. */
+export class Pricing {
+  #rules: readonly CompiledRule[];
+  #default: PricedRoute;
+  #options: PricingOptions;
+
+  /**
+   * @param rules Rules in order; the first that matches wins.
+   * @param defaultPrice Per-request price of requests no rule matches.
+   */
+  constructor(
+    rules: readonly PricingRule[],
+    defaultPrice: { readonly amount: number; readonly unit: string },
+    options: PricingOptions,
+  ) {
+    this.#options = options;
+    this.#rules = rules.map((rule) => ({ rule, matches: compile(rule) }));
+    const charge: Charge = { kind: 'request', ...defaultPrice };
+    this.#default = this.#priced(DEFAULT_ROUTE, charge);
+  }
+
+  /**
+   * The route of `request` and its charge. Throws InternalError (our fault)
+   * when the amount header is trusted but its value is unusable: charging
+   * nothing would give access away, charging a guess would be wrong.
+   */
+  route(request: AuthRequest): PricedRoute {
+    const path = canonicalPath(request.path);
+    const found = this.#rules.find((c) => c.matches(request, path));
+    const route = found
+      ? this.#priced(found.rule.name, found.rule.charge)
+      : this.#default;
+
+    if (!this.#options.trustedAmountHeader) return route;
+    if (route.charge.kind !== 'request') return route;
+    if (request.headers[AMOUNT_HEADER] === undefined) return route;
+    return this.#fromHeader(route, request.headers);
+  }
+
+  #fromHeader(
+    route: PricedRoute,
+    headers: Readonly<Record<string, string>>,
+  ): PricedRoute {
+    const rawAmount = (headers[AMOUNT_HEADER] ?? '').trim();
+    const amount = /^[1-9][0-9]{0,15}$/.test(rawAmount)
+      ? Number(rawAmount)
+      : NaN;
+    if (!Number.isSafeInteger(amount)) {
+      throw new InternalError(
+        'X-Required-Amount from the trusted upstream is not a positive integer',
+      );
+    }
+
+    const charge = route.charge as { unit: string };
+    const unit = (headers[UNIT_HEADER] ?? charge.unit).trim();
+    const priced = this.#priced(route.name, { kind: 'request', amount, unit });
+    if (priced.mints.length === 0) {
+      throw new InternalError(
+        'X-Required-Unit from the trusted upstream names a unit no configured mint offers',
+      );
+    }
+    return priced;
+  }
+
+  #priced(name: string, charge: Charge): PricedRoute {
+    const mints =
+      charge.kind === 'free'
+        ? []
+        : this.#options.mints
+            .filter((m) => m.units.includes(charge.unit))
+            .map((m) => m.url);
+    return Object.freeze({ name, charge, mints: Object.freeze(mints) });
+  }
+}
+
+/**
+ * Seconds of access `netAmount` buys on a rate route, capped at
+ * `maxSeconds`. Throws InsufficientAmountError below
+ * {@link minimumPayment}: rounding a small payment up to `minSeconds` would
+ * sell time below the rate, top-ups included.
+ */
+export function grantDuration(charge: Charge, netAmount: number): number {
+  if (charge.kind !== 'rate') {
+    throw new TypeError(
+      `grantDuration needs a rate charge, not ${charge.kind}`,
+    );
+  }
+  if (netAmount < minimumPayment(charge)) {
+    throw new InsufficientAmountError(
+      `a payment of at least ${minimumPayment(charge)} ${charge.unit} is required, ${netAmount} received`,
+    );
+  }
+
+  const seconds = Math.floor((netAmount * charge.perSeconds) / charge.amount);
+  return Math.min(Math.max(seconds, charge.minSeconds), charge.maxSeconds);
+}
+
+/**
+ * The smallest payment a route accepts, in its unit: 0 when free, the
+ * price per request, or what buys `minSeconds` on a rate route (rounded up).
+ */
+export function minimumPayment(charge: Charge): number {
+  if (charge.kind === 'free') return 0;
+  if (charge.kind === 'request') return charge.amount;
+  return Math.ceil((charge.minSeconds * charge.amount) / charge.perSeconds);
+}
+
+/**
+ * The path as an upstream will resolve it: `%2e` decoded, repeated slashes
+ * merged, `.` and `..` segments resolved. Without this `/public/../premium`
+ * would match a free `/public` rule and reach `/premium` upstream.
+ */
+export function canonicalPath(path: string): string {
+  const segments = path.replace(/%2e/gi, '.').split('/');
+  const out: string[] = [];
+  for (const [i, segment] of segments.entries()) {
+    const last = i === segments.length - 1;
+    if (segment === '..') out.pop();
+    if (segment === '.' || segment === '..' || segment === '') {
+      if (last && i > 0) out.push('');
+      continue;
+    }
+    out.push(segment);
+  }
+  return '/' + out.join('/');
+}
+
+/**
+ * True when upstreams may split the path differently than we do: an
+ * encoded slash or backslash, or a raw backslash. Free rules never match
+ * such paths, so no encoding trick turns a priced path into a free one.
+ */
+function ambiguousPath(path: string): boolean {
+  return /%2f|%5c|\\/i.test(path);
+}
+
+function compile(rule: PricingRule): CompiledRule['matches'] {
+  const { host, path, pathMatch, methods } = rule.match;
+  const hostOk = host === undefined ? () => true : hostMatcher(host);
+  const pathOk = path === undefined ? () => true : pathMatcher(path, pathMatch);
+  const free = rule.charge.kind === 'free';
+
+  return (request, canonical) =>
+    (methods === undefined || methods.includes(request.method)) &&
+    hostOk(request.host) &&
+    pathOk(canonical) &&
+    !(free && ambiguousPath(request.path));
+}
+
+function hostMatcher(pattern: string): (host: string) => boolean {
+  const wanted = bareHost(pattern);
+  if (!wanted.startsWith('*.')) return (host) => bareHost(host) === wanted;
+
+  const suffix = wanted.slice(1);
+  return (host) => {
+    const h = bareHost(host);
+    return h.endsWith(suffix) && h.length > suffix.length;
+  };
+}
+
+/** Lower case without a trailing dot: `API.example.com.` is the same host. */
+function bareHost(host: string): string {
+  return host.toLowerCase().replace(/\.$/, '');
+}
+
+function pathMatcher(
+  pattern: string,
+  mode: PathMatch,
+): (path: string) => boolean {
+  if (mode === 'exact') return (path) => path === pattern;
+  if (mode === 'prefix') {
+    const base = pattern.replace(/\/+$/, '');
+    return (path) =>
+      base === '' || path === base || path.startsWith(base + '/');
+  }
+
+  const want = segmentsOf(pattern);
+  return (path) => globMatch(want, 0, segmentsOf(path), 0);
+}
+
+function segmentsOf(path: string): string[] {
+  return path.split('/').filter((s) => s !== '');
+}
+
+function globMatch(want: string[], w: number, got: string[], g: number) {
+  if (w === want.length) return g === got.length;
+  if (want[w] === '**') {
+    for (let skip = g; skip <= got.length; skip++) {
+      if (globMatch(want, w + 1, got, skip)) return true;
+    }
+    return false;
+  }
+  if (g === got.length) return false;
+  if (want[w] !== '*' && want[w] !== got[g]) return false;
+  return globMatch(want, w + 1, got, g + 1);
+}
