@@ -1,0 +1,286 @@
+/**
+ * Grants: signed credentials that let a payer use a route again without
+ * paying per request, until they expire. A grant says what was bought,
+ * never how: it carries no token or proof material.
+ *
+ * Credential: `pgr1.` + base64url(JSON payload) + `.` + base64url(HMAC-
+ * SHA256 over everything before the second dot). The payload names the key
+ * id (first 8 hex of sha256(key)) so keys can rotate: new grants are signed
+ * with the current key, grants signed by previous keys stay valid until
+ * those keys are removed.
+ */
+import {
+  createHash,
+  createHmac,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto';
+import { systemClock, type Clock } from './ports.ts';
+import {
+  GrantExpiredError,
+  GrantInvalidError,
+  GrantScopeError,
+} from './errors.ts';
+
+/** Access a payment bought. */
+export interface Grant {
+  /** Random, 128 bits, base64url; names the grant (and its pod). */
+  readonly id: string;
+  /** Name of the route (pricing rule) the grant is valid for. */
+  readonly route: string;
+  /** When the grant was issued, ms since the epoch. */
+  readonly issuedAt: number;
+  /** When the grant stops being valid, ms since the epoch. */
+  readonly expiresAt: number;
+  /** Valid for one request only; the caller records its use. */
+  readonly singleUse: boolean;
+  /** Total paid for the grant, in `unit`. */
+  readonly amount: number;
+  /** Cashu unit of `amount`. */
+  readonly unit: string;
+}
+
+/** Options of {@link GrantSigner}. */
+export interface GrantSignerOptions {
+  /** Current signing key, at least 32 bytes (UTF-8). */
+  readonly key: string;
+  /** Keys still accepted for verification. Default none. */
+  readonly previousKeys?: readonly string[];
+  /** Source of "now" for expiry. Default the system clock. */
+  readonly clock?: Clock;
+}
+
+/** Prefix and version of every grant credential. */
+export const GRANT_PREFIX = 'pgr1.';
+
+/** Minimum key length in bytes; shorter keys are guessable. */
+export const MIN_GRANT_KEY_BYTES = 32;
+
+/** Credentials longer than this are refused before parsing (characters). */
+const MAX_CREDENTIAL_LENGTH = 1024;
+
+interface Payload {
+  k: string;
+  i: string;
+  r: string;
+  t: number;
+  e: number;
+  s: 0 | 1;
+  a: number;
+  u: string;
+}
+
+/** Issues and verifies grant credentials with HMAC-SHA256. */
+export class GrantSigner {
+  #key: Buffer;
+  #keyId: string;
+  #keys: ReadonlyMap<string, readonly Buffer[]>;
+  #clock: Clock;
+
+  constructor(options: GrantSignerOptions) {
+    const all = [options.key, ...(options.previousKeys ?? [])];
+    for (const key of all) {
+      if (Buffer.byteLength(key, 'utf8') < MIN_GRANT_KEY_BYTES) {
+        throw new TypeError(
+          `grant keys must be at least ${MIN_GRANT_KEY_BYTES} bytes`,
+        );
+      }
+    }
+
+    const keys = new Map<string, Buffer[]>();
+    for (const key of all) {
+      const id = keyId(key);
+      keys.set(id, [...(keys.get(id) ?? []), Buffer.from(key, 'utf8')]);
+    }
+    this.#key = Buffer.from(options.key, 'utf8');
+    this.#keyId = keyId(options.key);
+    this.#keys = keys;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /** The credential for `grant`, signed with the current key. */
+  issue(grant: Grant): string {
+    const payload: Payload = {
+      k: this.#keyId,
+      i: grant.id,
+      r: grant.route,
+      t: grant.issuedAt,
+      e: grant.expiresAt,
+      s: grant.singleUse ? 1 : 0,
+      a: grant.amount,
+      u: grant.unit,
+    };
+    const body = GRANT_PREFIX + encode(JSON.stringify(payload));
+    return `${body}.${mac(this.#key, body).toString('base64url')}`;
+  }
+
+  /**
+   * The grant in `credential` if it is authentic, unexpired and for
+   * `routeName`. Throws GrantInvalidError, GrantScopeError or
+   * GrantExpiredError, in that order of checking. Single use is not
+   * tracked here: the caller records spent grant ids.
+   */
+  verify(credential: string, routeName: string): Grant {
+    const payload = this.#authentic(credential);
+    const grant = toGrant(payload);
+
+    if (grant.route !== routeName) {
+      throw new GrantScopeError(
+        `this grant is for route ${grant.route}, not ${routeName}`,
+      );
+    }
+    if (this.#clock.now() >= grant.expiresAt) {
+      throw new GrantExpiredError('this grant has expired; pay again');
+    }
+    return grant;
+  }
+
+  #authentic(credential: string): Payload {
+    const invalid = new GrantInvalidError('the grant credential is not valid');
+    if (credential.length > MAX_CREDENTIAL_LENGTH) throw invalid;
+    const parts = credential.split('.');
+    if (parts.length !== 3 || `${parts[0]}.` !== GRANT_PREFIX) throw invalid;
+    const [, encoded = '', signature = ''] = parts;
+    if (!/^[A-Za-z0-9_-]+$/.test(encoded)) throw invalid;
+    if (!/^[A-Za-z0-9_-]{43}$/.test(signature)) throw invalid;
+
+    const payload = parse(encoded);
+    if (payload === undefined) throw invalid;
+    const keys = this.#keys.get(payload.k);
+    if (keys === undefined) throw invalid;
+
+    const body = `${parts[0]}.${encoded}`;
+    // Compare encoded strings so only the canonical base64url form passes.
+    const given = Buffer.from(signature, 'ascii');
+    const good = keys.some((key) =>
+      timingSafeEqual(Buffer.from(mac(key, body).toString('base64url')), given),
+    );
+    if (!good) throw invalid;
+    return payload;
+  }
+}
+
+/** A fresh grant id: 128 random bits, base64url (22 characters). */
+export function newGrantId(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+/**
+ * A new grant for `route`, valid `seconds` from `now` (ms since epoch).
+ */
+export function createGrant(fields: {
+  readonly route: string;
+  readonly seconds: number;
+  readonly singleUse: boolean;
+  readonly amount: number;
+  readonly unit: string;
+  readonly now: number;
+}): Grant {
+  return {
+    id: newGrantId(),
+    route: fields.route,
+    issuedAt: fields.now,
+    expiresAt: fields.now + fields.seconds * 1000,
+    singleUse: fields.singleUse,
+    amount: fields.amount,
+    unit: fields.unit,
+  };
+}
+
+/**
+ * A top-up: `grant` with its expiry moved `addSeconds` later (from now if
+ * it already lapsed), never beyond `maxSeconds` from `now`, and `addAmount`
+ * added to what was paid. Same id, so the pod behind it keeps running.
+ *
+ * @param now Current time, ms since the epoch.
+ * @param addAmount Net value of the top-up payment, in the grant's unit.
+ *   Default 0.
+ */
+export function extendGrant(
+  grant: Grant,
+  addSeconds: number,
+  maxSeconds: number,
+  now: number,
+  addAmount = 0,
+): Grant {
+  const from = Math.max(grant.expiresAt, now);
+  const expiresAt = Math.min(from + addSeconds * 1000, now + maxSeconds * 1000);
+  return {
+    ...grant,
+    expiresAt: Math.max(expiresAt, grant.expiresAt),
+    amount: grant.amount + addAmount,
+  };
+}
+
+/**
+ * The grant credential a request presents, if any: `Authorization: Bearer
+ * pgr1.…` (scheme in any case) first, then the cookie `cookieName`. Cashu
+ * tokens sent as bearer values are not grants and are ignored here.
+ *
+ * @param headers Request headers with lower-cased names.
+ */
+export function readGrantCredential(
+  headers: Readonly<Record<string, string>>,
+  cookieName: string,
+): string | undefined {
+  const auth = /^\s*bearer\s+(\S+)\s*$/i.exec(headers['authorization'] ?? '');
+  if (auth?.[1]?.startsWith(GRANT_PREFIX)) return auth[1];
+
+  for (const pair of (headers['cookie'] ?? '').split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq < 0 || pair.slice(0, eq).trim() !== cookieName) continue;
+    const value = pair
+      .slice(eq + 1)
+      .trim()
+      .replace(/^"(.*)"$/, '$1');
+    if (value.startsWith(GRANT_PREFIX)) return value;
+  }
+  return undefined;
+}
+
+/** First 8 hex digits of sha256(key): names a key without revealing it. */
+export function keyId(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex').slice(0, 8);
+}
+
+function mac(key: Buffer, body: string): Buffer {
+  return createHmac('sha256', key).update(body, 'ascii').digest();
+}
+
+function encode(json: string): string {
+  return Buffer.from(json, 'utf8').toString('base64url');
+}
+
+function parse(encoded: string): Payload | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(encoded, 'base64url').toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+
+  const p = value as Record<string, unknown>;
+  const ok =
+    typeof p.k === 'string' &&
+    typeof p.i === 'string' &&
+    typeof p.r === 'string' &&
+    typeof p.u === 'string' &&
+    Number.isSafeInteger(p.t) &&
+    Number.isSafeInteger(p.e) &&
+    Number.isSafeInteger(p.a) &&
+    (p.s === 0 || p.s === 1);
+  return ok ? (p as unknown as Payload) : undefined;
+}
+
+function toGrant(p: Payload): Grant {
+  return Object.freeze({
+    id: p.i,
+    route: p.r,
+    issuedAt: p.t,
+    expiresAt: p.e,
+    singleUse: p.s === 1,
+    amount: p.a,
+    unit: p.u,
+  });
+}
