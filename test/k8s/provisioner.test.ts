@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { KubernetesProvisioner } from '../../src/k8s/provisioner.ts';
 import type { PodTemplate } from '../../src/k8s/pod-template.ts';
@@ -31,7 +32,7 @@ function fakeClock(start = Date.UTC(2030, 0, 1)) {
   };
 }
 
-async function setup(tt: Tap.Test, clock = fakeClock()) {
+async function setup(tt: Test, clock = fakeClock()) {
   const server = await FakeKubeApiServer.start();
   tt.teardown(() => server.close());
   const make = () =>
@@ -43,10 +44,6 @@ async function setup(tt: Tap.Test, clock = fakeClock()) {
       requestTimeoutMs: 2000,
     });
   return { server, clock, provisioner: make(), make };
-}
-
-declare namespace Tap {
-  type Test = Parameters<Parameters<typeof t.test>[1]>[0];
 }
 
 const expiryOf = (pod: any) =>
@@ -63,7 +60,7 @@ t.test('creates the pod from the template with Paygress labels', async (t) => {
     .digest('hex')
     .slice(0, 20);
   t.equal(podName, `paygress-${hash}`);
-  const [pod] = server.pods(NS);
+  const pod = server.pods(NS)[0]!;
   t.equal(pod.metadata.name, podName);
   t.same(pod.metadata.labels, {
     team: 'labs',
@@ -121,7 +118,7 @@ t.test('ensure is idempotent and never shortens a pod', async (t) => {
   t.same(again, first);
   t.equal(server.pods(NS).length, 1);
   t.equal(
-    expiryOf(server.pods(NS)[0]),
+    expiryOf(server.pods(NS)[0]!),
     new Date(clock.ms + 2 * HOUR).toISOString(),
   );
 });
@@ -140,7 +137,7 @@ t.test('two provisioners racing for one grant give one pod', async (t) => {
   t.equal(new Set(results.map((r) => r.podName)).size, 1);
   t.equal(server.pods(NS).length, 1);
   t.equal(
-    expiryOf(server.pods(NS)[0]),
+    expiryOf(server.pods(NS)[0]!),
     new Date(clock.ms + 2 * HOUR).toISOString(),
   );
 });
@@ -150,13 +147,13 @@ t.test(
   async (t) => {
     const { server, clock, provisioner } = await setup(t);
     await provisioner.ensure('grant-1', clock.ms + HOUR);
-    const rv = server.pods(NS)[0].metadata.resourceVersion;
+    const rv = server.pods(NS)[0]!.metadata.resourceVersion;
 
     await provisioner.extend('grant-1', clock.ms + 3 * HOUR);
     const patches = server.requests.filter((r) => r.method === 'PATCH');
     t.equal(patches.length, 1);
     t.equal(patches[0]!.contentType, 'application/merge-patch+json');
-    t.ok(Number(server.pods(NS)[0].metadata.resourceVersion) > Number(rv));
+    t.ok(Number(server.pods(NS)[0]!.metadata.resourceVersion) > Number(rv));
 
     await provisioner.extend('grant-1', clock.ms + 2 * HOUR);
     t.equal(
@@ -165,11 +162,11 @@ t.test(
       'no patch for an earlier expiry',
     );
     t.equal(
-      expiryOf(server.pods(NS)[0]),
+      expiryOf(server.pods(NS)[0]!),
       new Date(clock.ms + 3 * HOUR).toISOString(),
     );
     t.equal(
-      server.pods(NS)[0].spec.activeDeadlineSeconds,
+      server.pods(NS)[0]!.spec.activeDeadlineSeconds,
       86_400,
       'the hard cap stays',
     );
@@ -189,7 +186,7 @@ t.test('concurrent extends keep the latest expiry', async (t) => {
   ]);
 
   t.equal(
-    expiryOf(server.pods(NS)[0]),
+    expiryOf(server.pods(NS)[0]!),
     new Date(clock.ms + 5 * HOUR).toISOString(),
   );
 });
