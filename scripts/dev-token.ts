@@ -1,0 +1,42 @@
+/**
+ * Prints one `cashuB…` token from a running Paygress dev mint, for trying
+ * Paygress by hand: `node scripts/dev-token.ts [--mint URL] [--amount N]`.
+ * Only the token goes to stdout; diagnostics go to stderr.
+ */
+import { parseArgs } from 'node:util';
+import { Wallet, getEncodedToken } from '@cashu/cashu-ts';
+
+const DEFAULT_MINT = 'http://127.0.0.1:3338';
+
+function fail(message: string): never {
+  process.stderr.write(`dev-token: ${message}\n`);
+  process.exit(1);
+}
+
+const { values } = parseArgs({
+  options: {
+    mint: { type: 'string', default: DEFAULT_MINT },
+    amount: { type: 'string', default: '1000' },
+  },
+});
+const mintUrl = (values.mint as string).replace(/\/+$/, '');
+const amount = Number(values.amount);
+if (!Number.isSafeInteger(amount) || amount < 1) {
+  fail('--amount must be a positive integer (sats)');
+}
+
+const wallet = new Wallet(mintUrl, { unit: 'sat' });
+try {
+  await wallet.loadMint();
+} catch (err) {
+  fail(
+    `cannot reach a mint at ${mintUrl} (${(err as Error).message}); start one with: node src/devmint/main.ts`,
+  );
+}
+
+const quote = await wallet.createMintQuoteBolt11(amount);
+const proofs = await wallet.mintProofsBolt11(amount, quote);
+process.stderr.write(`dev-token: minted ${amount} sat at ${mintUrl}\n`);
+process.stdout.write(
+  `${getEncodedToken({ mint: mintUrl, unit: 'sat', proofs })}\n`,
+);
