@@ -1,0 +1,345 @@
+/**
+ * Envoy's gRPC external authorization (`envoy.service.auth.v3`), as Envoy
+ * and Istio `CUSTOM` policies call it. Translates a CheckRequest into an
+ * AuthRequest, asks the core, and renders the decision: a decision is
+ * always an OK RPC (allow: status 0; deny: status 7 with an HTTP 402), and
+ * only our own faults become an RPC error, so Envoy's `failure_mode_allow`
+ * and `status_on_error` apply to them and never to a payment decision.
+ */
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import type { Logger } from 'pino';
+import type { Allow, AuthRequest, Decider, Deny } from '../core/model.ts';
+import type { ReasonCode } from '../core/errors.ts';
+import { NotHttpError, toPaygressError } from '../core/errors.ts';
+import { allowHeaders, denyBody, denyHeaders } from './payment-headers.ts';
+
+/** Full gRPC method path Envoy calls. */
+export const EXT_AUTHZ_CHECK_PATH =
+  '/envoy.service.auth.v3.Authorization/Check';
+
+/**
+ * Envoy refuses header values longer than this many bytes, so a header we
+ * cannot send whole is left out (and logged) rather than cut.
+ */
+export const MAX_HEADER_VALUE_BYTES = 16_384;
+
+const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
+const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
+const UNSENDABLE_VALUE = /[\r\n\0]/;
+
+// Shapes as @grpc/proto-loader hands them over: proto field names, absent
+// fields left out (defaults: false), enums as their names.
+interface HeaderValueWire {
+  key?: string;
+  value?: string;
+  raw_value?: Uint8Array;
+}
+interface HttpRequestWire {
+  id?: string;
+  method?: string;
+  headers?: Record<string, string>;
+  path?: string;
+  host?: string;
+  scheme?: string;
+  header_map?: { headers?: HeaderValueWire[] };
+}
+interface CheckRequestWire {
+  attributes?: {
+    source?: { address?: { socket_address?: { address?: string } } };
+    request?: { http?: HttpRequestWire };
+  };
+}
+interface HeaderOptionWire {
+  header: { key: string; value: string };
+  append_action: typeof OVERWRITE;
+}
+interface CheckResponseWire {
+  status: { code: number; message?: string };
+  denied_response?: {
+    status: { code: 'PaymentRequired' | 'Forbidden' };
+    headers: HeaderOptionWire[];
+    body: string;
+  };
+  ok_response?: {
+    headers: HeaderOptionWire[];
+    headers_to_remove: string[];
+    response_headers_to_add: HeaderOptionWire[];
+  };
+}
+
+type Answer =
+  | {
+      response: CheckResponseWire;
+      outcome: 'allow' | 'deny';
+      reason?: ReasonCode;
+      amount?: number;
+    }
+  | {
+      error: Partial<grpc.StatusObject>;
+      outcome: 'unavailable';
+      reason: ReasonCode;
+      err?: unknown;
+    };
+
+/** Options for {@link createExtAuthzService}. */
+export interface ExtAuthzServiceOptions {
+  /** The core's decision entry point; the only part of the core used. */
+  decider: Decider;
+  /** Parent logger; each check logs through a child with `reqId` bound. */
+  logger: Logger;
+}
+
+/** A service to pass to `grpc.Server.addService`. */
+export interface ExtAuthzService {
+  /** `envoy.service.auth.v3.Authorization` as loaded from `proto/`. */
+  definition: grpc.ServiceDefinition;
+  /** The Check handler. It never throws and never rejects. */
+  implementation: grpc.UntypedServiceImplementation;
+}
+
+/** Builds the `envoy.service.auth.v3.Authorization` service. */
+export function createExtAuthzService(
+  options: ExtAuthzServiceOptions,
+): ExtAuthzService {
+  const packageDefinition = protoLoader.loadSync(
+    'envoy/service/auth/v3/external_auth.proto',
+    {
+      includeDirs: [PROTO_DIR],
+      keepCase: true,
+      enums: String,
+      defaults: false,
+    },
+  );
+  const definition = packageDefinition[
+    'envoy.service.auth.v3.Authorization'
+  ] as grpc.ServiceDefinition;
+
+  const check: grpc.handleUnaryCall<CheckRequestWire, CheckResponseWire> = (
+    call,
+    callback,
+  ) => {
+    const started = performance.now();
+    let log = options.logger;
+
+    // Everything runs inside the promise chain, so a malformed request or
+    // a bug in the decider ends as UNAVAILABLE, never as a crash or allow.
+    Promise.resolve()
+      .then(() => {
+        const request = authRequestOf(call.request);
+        const reqId = request?.requestId ?? randomUUID();
+        log = options.logger.child({ reqId });
+        return answer(request, options.decider, log);
+      })
+      .catch((err: unknown) =>
+        fault('PAYGRESS_INTERNAL', 'internal error', err),
+      )
+      .then((result) => {
+        logDecision(log, result, performance.now() - started);
+        if ('error' in result) callback(result.error);
+        else callback(null, result.response);
+      });
+  };
+
+  return { definition, implementation: { Check: check } };
+}
+
+async function answer(
+  request: AuthRequest | undefined,
+  decider: Decider,
+  log: Logger,
+): Promise<Answer> {
+  if (request === undefined) {
+    // Istio sends TCP traffic through the same provider: there is no HTTP
+    // response to carry a price, so refuse it plainly with a 403.
+    const error = new NotHttpError('the check carried no HTTP request');
+    const deny: Deny = {
+      kind: 'deny',
+      reason: error.code,
+      message: error.message,
+      fault: error.fault,
+    };
+    return {
+      response: renderDeny(deny, 'Forbidden', log),
+      outcome: 'deny',
+      reason: deny.reason,
+    };
+  }
+
+  let decision;
+  try {
+    decision = await decider.decide(request);
+  } catch (err) {
+    const error = toPaygressError(err);
+    return fault(error.code, error.message, err);
+  }
+
+  if (decision.kind === 'allow') {
+    return {
+      response: renderAllow(decision, log),
+      outcome: 'allow',
+      amount: decision.amount,
+    };
+  }
+  if (decision.fault === 'ours')
+    return fault(decision.reason, decision.message);
+  return {
+    response: renderDeny(decision, 'PaymentRequired', log),
+    outcome: 'deny',
+    reason: decision.reason,
+    amount: decision.price?.amount,
+  };
+}
+
+function authRequestOf(
+  check: CheckRequestWire | undefined,
+): AuthRequest | undefined {
+  const http = check?.attributes?.request?.http;
+  if (http === undefined || http === null) return undefined;
+
+  const headers = headersOf(http);
+  // Envoy's path is the request target with its query; a fragment should
+  // never reach a proxy, but is cut off if a client sent one.
+  const target = (http.path || headers[':path'] || '/').split('#')[0]!;
+  const queryAt = target.indexOf('?');
+  const path = queryAt === -1 ? target : target.slice(0, queryAt);
+  const query = queryAt === -1 ? '' : target.slice(queryAt + 1);
+
+  return {
+    protocol: 'ext-authz',
+    method: (http.method || headers[':method'] || '').toUpperCase(),
+    scheme: (http.scheme || headers[':scheme'] || '').toLowerCase(),
+    host: normaliseHost(http.host || headers[':authority'] || ''),
+    path,
+    query,
+    headers,
+    clientAddress:
+      check?.attributes?.source?.address?.socket_address?.address ?? '',
+    requestId: http.id || headers['x-request-id'] || randomUUID(),
+  };
+}
+
+function headersOf(http: HttpRequestWire): Record<string, string> {
+  // With encode_raw_headers Envoy fills header_map (raw_value bytes,
+  // repeated names kept apart) and leaves the string map empty.
+  const pairs: [string, string][] = [];
+  const raw = http.header_map?.headers;
+  if (raw !== undefined && raw.length > 0) {
+    for (const h of raw) {
+      const value = h.raw_value?.length
+        ? new TextDecoder().decode(h.raw_value)
+        : h.value;
+      pairs.push([h.key ?? '', value ?? '']);
+    }
+  } else {
+    pairs.push(...Object.entries(http.headers ?? {}));
+  }
+
+  // A Map keeps names such as `__proto__` as plain data.
+  const joined = new Map<string, string>();
+  for (const [key, value] of pairs) {
+    const name = key.toLowerCase();
+    if (name === '') continue;
+    const previous = joined.get(name);
+    joined.set(name, previous === undefined ? value : `${previous},${value}`);
+  }
+  return Object.fromEntries(joined);
+}
+
+function normaliseHost(authority: string): string {
+  const host = authority.trim().toLowerCase();
+  if (host.startsWith('[')) {
+    const end = host.indexOf(']');
+    return end === -1 ? host : host.slice(0, end + 1);
+  }
+
+  // One colon separates a port; more mean a bare IPv6 address, which
+  // cannot carry a port without brackets.
+  const colon = host.indexOf(':');
+  if (colon !== -1 && colon === host.lastIndexOf(':'))
+    return host.slice(0, colon);
+  return host;
+}
+
+function renderAllow(allow: Allow, log: Logger): CheckResponseWire {
+  const upstream = headerOptions(allowHeaders(allow), log);
+  const client = headerOptions(allow.clientHeaders, log);
+
+  // Overwriting replaces any client-sent copy of our headers; a header of
+  // ours too long to send is removed instead, so no client copy survives.
+  return {
+    status: { code: grpc.status.OK },
+    ok_response: {
+      headers: upstream.options,
+      headers_to_remove: upstream.dropped,
+      response_headers_to_add: client.options,
+    },
+  };
+}
+
+function renderDeny(
+  deny: Deny,
+  httpStatus: 'PaymentRequired' | 'Forbidden',
+  log: Logger,
+): CheckResponseWire {
+  const headers = { ...denyHeaders(deny), 'content-type': 'application/json' };
+  return {
+    status: { code: grpc.status.PERMISSION_DENIED, message: deny.reason },
+    denied_response: {
+      status: { code: httpStatus },
+      headers: headerOptions(headers, log).options,
+      body: denyBody(deny),
+    },
+  };
+}
+
+function headerOptions(
+  headers: Readonly<Record<string, string>>,
+  log: Logger,
+): { options: HeaderOptionWire[]; dropped: string[] } {
+  const options = new Map<string, HeaderOptionWire>();
+  const dropped: string[] = [];
+  for (const [name, value] of Object.entries(headers)) {
+    const key = name.toLowerCase();
+    if (
+      Buffer.byteLength(value) > MAX_HEADER_VALUE_BYTES ||
+      UNSENDABLE_VALUE.test(value)
+    ) {
+      // Envoy would reject the whole response for this one value.
+      log.warn(
+        { header: key, bytes: Buffer.byteLength(value) },
+        'header left out: value unsendable',
+      );
+      dropped.push(key);
+      continue;
+    }
+    options.set(key, { header: { key, value }, append_action: OVERWRITE });
+  }
+  return { options: [...options.values()], dropped };
+}
+
+function fault(reason: ReasonCode, message: string, err?: unknown): Answer {
+  return {
+    error: { code: grpc.status.UNAVAILABLE, details: `${reason}: ${message}` },
+    outcome: 'unavailable',
+    reason,
+    err,
+  };
+}
+
+function logDecision(log: Logger, result: Answer, elapsedMs: number): void {
+  const line = {
+    protocol: 'ext-authz',
+    outcome: result.outcome,
+    reason: result.reason,
+    amount: 'amount' in result ? result.amount : undefined,
+    durationMs: Math.round(elapsedMs * 100) / 100,
+  };
+  if (result.outcome === 'unavailable') {
+    log.error({ ...line, err: result.err }, 'decision');
+  } else {
+    log.info(line, 'decision');
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * The gRPC listener: Envoy's ext_authz service and the standard health
+ * service on one grpc-js server.
+ */
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { Decider } from '../core/model.ts';
+import { createExtAuthzService } from './ext-authz.ts';
+import { HealthService } from './grpc-health.ts';
+
+/** Service name health probes may ask about besides the empty name. */
+export const EXT_AUTHZ_SERVICE_NAME = 'envoy.service.auth.v3.Authorization';
+
+/** Options for {@link startGrpcServer}. */
+export interface GrpcServerOptions {
+  /** Address to listen on, e.g. `127.0.0.1`, `0.0.0.0` or `::`. */
+  host: string;
+  /** TCP port to listen on; 0 picks a free one (see `GrpcServer.port`). */
+  port: number;
+  /** The core's decision entry point. */
+  decider: Decider;
+  /** Parent logger for every check. */
+  logger: Logger;
+}
+
+/** A running gRPC server. */
+export interface GrpcServer {
+  /** The port actually bound (useful when 0 was asked for). */
+  readonly port: number;
+  /**
+   * Health status, SERVING once started. Set NOT_SERVING to take Paygress
+   * out of rotation (readiness) before stopping it.
+   */
+  readonly health: HealthService;
+  /**
+   * Marks health NOT_SERVING, stops accepting calls and waits for running
+   * ones; after `graceMs` milliseconds the rest are cancelled.
+   */
+  close(graceMs: number): Promise<void>;
+}
+
+/** Starts a grpc-js server with the ext_authz and health services. */
+export async function startGrpcServer(
+  options: GrpcServerOptions,
+): Promise<GrpcServer> {
+  const server = new grpc.Server();
+  const extAuthz = createExtAuthzService(options);
+  const health = new HealthService({ services: [EXT_AUTHZ_SERVICE_NAME] });
+  server.addService(extAuthz.definition, extAuthz.implementation);
+  server.addService(health.definition, health.implementation);
+
+  const port = await bind(server, listenAddress(options.host, options.port));
+  options.logger.info({ host: options.host, port }, 'grpc listening');
+
+  return {
+    port,
+    health,
+    close: (graceMs) => shutdown(server, health, graceMs),
+  };
+}
+
+function listenAddress(host: string, port: number): string {
+  // An IPv6 literal needs brackets before the port.
+  const literal = host.includes(':') && !host.startsWith('[');
+  return `${literal ? `[${host}]` : host}:${port}`;
+}
+
+function bind(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(
+      address,
+      grpc.ServerCredentials.createInsecure(),
+      (err, port) => (err ? reject(err) : resolve(port)),
+    );
+  });
+}
+
+function shutdown(
+  server: grpc.Server,
+  health: HealthService,
+  graceMs: number,
+): Promise<void> {
+  health.shutdown();
+
+  return new Promise((resolve) => {
+    const force = setTimeout(() => server.forceShutdown(), graceMs);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      resolve();
+    });
+  });
+}

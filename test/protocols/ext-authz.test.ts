@@ -1,0 +1,438 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import type {
+  Allow,
+  AuthRequest,
+  Decider,
+  Decision,
+  Deny,
+} from '../../src/core/model.ts';
+import { startGrpcServer } from '../../src/protocols/grpc-server.ts';
+import type { GrpcServer } from '../../src/protocols/grpc-server.ts';
+import {
+  callRaw,
+  decodeCheckResponse,
+  encodeCheckRequest,
+  lenField,
+  messageField,
+} from '../support/envoy-wire.ts';
+import type {
+  CheckRequestSpec,
+  CheckResponse,
+  HeaderOption,
+} from '../support/envoy-wire.ts';
+
+const CHECK = '/envoy.service.auth.v3.Authorization/Check';
+const OVERWRITE_IF_EXISTS_OR_ADD = 2;
+const PERMISSION_DENIED = 7;
+
+const ALLOW: Allow = {
+  kind: 'allow',
+  amount: 21,
+  unit: 'sat',
+  upstreamHeaders: { 'X-Payment-Verified': 'true', 'X-Payment-Amount': '21' },
+  clientHeaders: { 'X-Paygress-Grant': 'grant-credential' },
+};
+
+const PAYER_DENY: Deny = {
+  kind: 'deny',
+  reason: 'PAYGRESS_PAYMENT_REQUIRED',
+  message: 'pay 21 sat',
+  fault: 'payer',
+  price: { amount: 21, unit: 'sat', mints: ['https://mint.example'] },
+  paymentRequest: 'creqAexample',
+};
+
+// A decider that records every request and answers from a script.
+const seen: AuthRequest[] = [];
+let script: (request: AuthRequest) => Promise<Decision> = async () => ALLOW;
+const decider: Decider = {
+  decide: (request) => {
+    seen.push(request);
+    return script(request);
+  },
+};
+
+const logLines: Record<string, unknown>[] = [];
+const rawLog: string[] = [];
+const logger = pino(
+  { level: 'debug' },
+  {
+    write: (line: string) => {
+      rawLog.push(line);
+      logLines.push(JSON.parse(line));
+    },
+  },
+);
+
+let server: GrpcServer;
+let client: grpc.Client;
+
+t.before(async () => {
+  server = await startGrpcServer({
+    host: '127.0.0.1',
+    port: 0,
+    decider,
+    logger,
+  });
+  client = new grpc.Client(
+    `127.0.0.1:${server.port}`,
+    grpc.credentials.createInsecure(),
+  );
+});
+
+t.teardown(async () => {
+  client.close();
+  await server.close(1000);
+});
+
+t.beforeEach(() => {
+  seen.length = 0;
+  script = async () => ALLOW;
+});
+
+async function check(spec: CheckRequestSpec): Promise<CheckResponse> {
+  const result = await callRaw(client, CHECK, encodeCheckRequest(spec));
+  if (!result.ok) throw result.error;
+  return decodeCheckResponse(result.bytes);
+}
+
+async function checkFails(spec: CheckRequestSpec): Promise<grpc.ServiceError> {
+  const result = await callRaw(client, CHECK, encodeCheckRequest(spec));
+  if (result.ok) throw new Error('expected an RPC error');
+  return result.error;
+}
+
+async function requestFor(
+  test: Test,
+  http: CheckRequestSpec['http'],
+): Promise<AuthRequest> {
+  await check({ http, source: { address: '203.0.113.7', port: 51000 } });
+  test.equal(seen.length, 1, 'the decider is asked once');
+  return seen[0]!;
+}
+
+function headerMap(options: HeaderOption[]): Record<string, string> {
+  return Object.fromEntries(options.map((o) => [o.key, o.value]));
+}
+
+t.test(
+  'maps the string header map, lower-cased, pseudo-headers kept',
+  async (t) => {
+    const request = await requestFor(t, {
+      method: 'get',
+      host: 'api.example.com',
+      path: '/v1/items',
+      scheme: 'https',
+      headers: [
+        [':authority', 'api.example.com'],
+        [':path', '/v1/items'],
+        [':method', 'GET'],
+        ['X-Mixed-Case', 'one'],
+        ['accept', 'text/html,application/json'],
+      ],
+    });
+
+    t.equal(request.protocol, 'ext-authz');
+    t.equal(request.method, 'GET');
+    t.equal(request.scheme, 'https');
+    t.equal(request.headers[':authority'], 'api.example.com');
+    t.equal(request.headers[':path'], '/v1/items');
+    t.equal(request.headers[':method'], 'GET');
+    t.equal(request.headers['x-mixed-case'], 'one');
+    t.notOk('X-Mixed-Case' in request.headers);
+    t.equal(request.headers['accept'], 'text/html,application/json');
+    t.equal(request.clientAddress, '203.0.113.7');
+  },
+);
+
+t.test(
+  'reads header_map with raw_value and joins repeated names',
+  async (t) => {
+    const request = await requestFor(t, {
+      method: 'POST',
+      path: '/',
+      headerMap: [
+        { key: ':authority', rawValue: Buffer.from('shop.example') },
+        { key: 'X-Forwarded-For', rawValue: Buffer.from('198.51.100.1') },
+        { key: 'x-forwarded-for', rawValue: Buffer.from('198.51.100.2') },
+        { key: 'x-name', rawValue: Buffer.from('zoë', 'utf8') },
+        { key: 'x-plain', value: 'from-value' },
+        { key: 'x-request-id', rawValue: Buffer.from('rid-from-map') },
+      ],
+    });
+
+    t.equal(request.headers['x-forwarded-for'], '198.51.100.1,198.51.100.2');
+    t.equal(request.headers['x-name'], 'zoë');
+    t.equal(request.headers['x-plain'], 'from-value');
+    t.equal(request.host, 'shop.example', 'host falls back to :authority');
+    t.equal(request.requestId, 'rid-from-map');
+  },
+);
+
+t.test('splits path and query', async (t) => {
+  const withQuery = await requestFor(t, { path: '/a/b?x=1&y=%20z' });
+  t.equal(withQuery.path, '/a/b');
+  t.equal(withQuery.query, 'x=1&y=%20z');
+
+  seen.length = 0;
+  const without = await requestFor(t, { path: '/plain' });
+  t.equal(without.path, '/plain');
+  t.equal(without.query, '');
+
+  seen.length = 0;
+  const fragment = await requestFor(t, { path: '/f?q=1#part' });
+  t.equal(fragment.path, '/f');
+  t.equal(fragment.query, 'q=1');
+
+  seen.length = 0;
+  const fromPseudo = await requestFor(t, { headers: [[':path', '/p?z=9']] });
+  t.equal(fromPseudo.path, '/p', ':path stands in for a missing path');
+  t.equal(fromPseudo.query, 'z=9');
+});
+
+t.test('normalises host and :authority', async (t) => {
+  const cases: [CheckRequestSpec['http'], string][] = [
+    [{ host: 'API.Example.COM:8443' }, 'api.example.com'],
+    [{ headers: [[':authority', 'Shop.Example:80']] }, 'shop.example'],
+    [
+      { host: 'first.example', headers: [[':authority', 'x.example']] },
+      'first.example',
+    ],
+    [{ host: '[2001:DB8::1]:8080' }, '[2001:db8::1]'],
+    [{ host: '[::1]' }, '[::1]'],
+    [{ host: '2001:db8::2' }, '2001:db8::2'],
+  ];
+  for (const [http, host] of cases) {
+    seen.length = 0;
+    t.equal((await requestFor(t, { path: '/', ...http })).host, host);
+  }
+});
+
+t.test(
+  'takes the request id from http.id, then x-request-id, then makes one',
+  async (t) => {
+    t.equal(
+      (
+        await requestFor(t, {
+          id: 'envoy-id',
+          headers: [['x-request-id', 'hdr']],
+        })
+      ).requestId,
+      'envoy-id',
+    );
+    seen.length = 0;
+    t.equal(
+      (await requestFor(t, { headers: [['x-request-id', 'hdr']] })).requestId,
+      'hdr',
+    );
+    seen.length = 0;
+    t.match((await requestFor(t, { path: '/' })).requestId, /^[0-9a-f-]{36}$/);
+  },
+);
+
+t.test('tolerates fields Paygress does not model', async (t) => {
+  const request = await requestFor(t, {
+    path: '/x',
+    size: 1234,
+    protocol: 'HTTP/2',
+    body: 'ignored',
+  });
+  t.equal(request.path, '/x');
+
+  await check({ http: { path: '/' }, contextExtensions: [['route', 'r1']] });
+});
+
+t.test(
+  'allow: status 0, overwriting upstream headers, client headers',
+  async (t) => {
+    const response = await check({ http: { path: '/' } });
+
+    t.equal(response.status?.code ?? 0, 0);
+    t.equal(response.deniedResponse, undefined);
+    const ok = response.okResponse!;
+    t.same(headerMap(ok.headers), {
+      'x-payment-verified': 'true',
+      'x-payment-amount': '21',
+    });
+    for (const h of [...ok.headers, ...ok.responseHeadersToAdd]) {
+      t.equal(
+        h.appendAction,
+        OVERWRITE_IF_EXISTS_OR_ADD,
+        `${h.key} overwrites`,
+      );
+    }
+    t.same(headerMap(ok.responseHeadersToAdd), {
+      'x-paygress-grant': 'grant-credential',
+    });
+    t.same(ok.headersToRemove, []);
+  },
+);
+
+t.test(
+  'payer deny: status 7 and an HTTP 402 with payment headers',
+  async (t) => {
+    script = async () => PAYER_DENY;
+    const response = await check({ http: { path: '/' } });
+
+    t.equal(response.status?.code, PERMISSION_DENIED);
+    t.equal(response.status?.message, 'PAYGRESS_PAYMENT_REQUIRED');
+    t.equal(response.okResponse, undefined);
+    const denied = response.deniedResponse!;
+    t.equal(denied.httpStatus, 402);
+    const headers = headerMap(denied.headers);
+    t.equal(headers['x-cashu'], 'creqAexample');
+    t.equal(headers['x-paygress-reason'], 'PAYGRESS_PAYMENT_REQUIRED');
+    t.equal(headers['content-type'], 'application/json');
+    for (const h of denied.headers)
+      t.equal(h.appendAction, OVERWRITE_IF_EXISTS_OR_ADD);
+    const body = JSON.parse(denied.body);
+    t.equal(body.reason, 'PAYGRESS_PAYMENT_REQUIRED');
+    t.equal(body.amount, 21);
+    t.equal(body.unit, 'sat');
+    t.same(body.mints, ['https://mint.example']);
+  },
+);
+
+t.test('our fault becomes UNAVAILABLE, never a decision', async (t) => {
+  script = async () => ({
+    kind: 'deny',
+    reason: 'PAYGRESS_MINT_UNAVAILABLE',
+    message: 'mint did not answer',
+    fault: 'ours',
+  });
+  const error = await checkFails({ http: { path: '/' } });
+  t.equal(error.code, grpc.status.UNAVAILABLE);
+  t.match(error.details, /PAYGRESS_MINT_UNAVAILABLE/);
+});
+
+t.test('a throwing decider becomes UNAVAILABLE', async (t) => {
+  script = async () => {
+    throw new TypeError('bug');
+  };
+  const error = await checkFails({ http: { path: '/' } });
+  t.equal(error.code, grpc.status.UNAVAILABLE);
+  t.match(error.details, /PAYGRESS_INTERNAL/);
+
+  decider.decide = () => {
+    throw new Error('synchronous bug');
+  };
+  try {
+    const sync = await checkFails({ http: { path: '/' } });
+    t.equal(sync.code, grpc.status.UNAVAILABLE);
+  } finally {
+    decider.decide = (request) => {
+      seen.push(request);
+      return script(request);
+    };
+  }
+});
+
+t.test(
+  'a TCP check is denied with PAYGRESS_NOT_HTTP, decider not asked',
+  async (t) => {
+    const response = await check({
+      source: { address: '10.1.1.1', port: 4000 },
+    });
+    t.equal(response.status?.code, PERMISSION_DENIED);
+    t.equal(response.status?.message, 'PAYGRESS_NOT_HTTP');
+    t.equal(response.deniedResponse?.httpStatus, 403);
+    t.equal(seen.length, 0);
+
+    const empty = await callRaw(client, CHECK, Buffer.alloc(0));
+    t.ok(empty.ok);
+    if (empty.ok)
+      t.equal(decodeCheckResponse(empty.bytes).status?.code, PERMISSION_DENIED);
+    t.equal(seen.length, 0);
+  },
+);
+
+t.test(
+  'garbage bytes end as an error or a deny; the server lives on',
+  async (t) => {
+    const garbage = [
+      Buffer.from([
+        0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01,
+      ]),
+      Buffer.from([0x0a, 0x7f, 0x01]), // length runs past the end
+      Buffer.from('not protobuf at all'),
+      messageField(
+        1,
+        messageField(4, lenField(2, Buffer.from([0x1a, 0x05, 0x0a]))),
+      ),
+    ];
+    for (const bytes of garbage) {
+      const result = await callRaw(client, CHECK, bytes);
+      if (result.ok) {
+        t.not(
+          decodeCheckResponse(result.bytes).status?.code ?? 0,
+          0,
+          'not an allow',
+        );
+      } else {
+        t.not(result.error.code, grpc.status.OK);
+      }
+    }
+    t.equal(seen.length, 0, 'garbage never reaches the decider');
+
+    const after = await check({ http: { path: '/' } });
+    t.equal(after.status?.code ?? 0, 0, 'still answering');
+  },
+);
+
+t.test('no header value over 16384 bytes is sent', async (t) => {
+  const huge = 'a'.repeat(16_385);
+  script = async () => ({
+    ...ALLOW,
+    upstreamHeaders: { 'X-Payment-Verified': 'true', 'X-Big': huge },
+    clientHeaders: { 'X-Exact': 'b'.repeat(16_384), 'X-Too-Big': huge },
+  });
+  const ok = (await check({ http: { path: '/' } })).okResponse!;
+  t.same(Object.keys(headerMap(ok.headers)), ['x-payment-verified']);
+  t.same(ok.headersToRemove, ['x-big'], 'a client copy cannot survive');
+  t.same(Object.keys(headerMap(ok.responseHeadersToAdd)), ['x-exact']);
+
+  script = async () => ({ ...PAYER_DENY, refund: `cashuB${huge}` });
+  const denied = (await check({ http: { path: '/' } })).deniedResponse!;
+  t.equal(headerMap(denied.headers)['x-cashu'], undefined);
+  t.equal(
+    JSON.parse(denied.body).refund,
+    `cashuB${huge}`,
+    'the body still carries it',
+  );
+  t.ok(logLines.some((l) => l.msg === 'header left out: value unsendable'));
+});
+
+t.test('logs one decision line per check and no secret header', async (t) => {
+  logLines.length = 0;
+  rawLog.length = 0;
+  script = async () => PAYER_DENY;
+  await check({
+    http: {
+      id: 'log-req',
+      path: '/',
+      headers: [
+        ['authorization', 'Bearer secret-auth'],
+        ['x-cashu', 'cashuBsecret-token'],
+        ['cookie', 'session=secret-cookie'],
+      ],
+    },
+  });
+
+  const decisions = logLines.filter((l) => l.msg === 'decision');
+  t.equal(decisions.length, 1);
+  t.match(decisions[0], {
+    reqId: 'log-req',
+    protocol: 'ext-authz',
+    outcome: 'deny',
+    reason: 'PAYGRESS_PAYMENT_REQUIRED',
+    amount: 21,
+    durationMs: Number,
+  });
+  const all = rawLog.join('');
+  for (const secret of ['secret-auth', 'secret-token', 'secret-cookie']) {
+    t.notOk(all.includes(secret), `${secret} is not logged`);
+  }
+});

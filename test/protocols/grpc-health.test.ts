@@ -1,0 +1,188 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import * as grpc from '@grpc/grpc-js';
+import { pino } from 'pino';
+import type { Decider } from '../../src/core/model.ts';
+import { startGrpcServer } from '../../src/protocols/grpc-server.ts';
+import type { GrpcServer } from '../../src/protocols/grpc-server.ts';
+import {
+  callRaw,
+  decodeCheckResponse,
+  decodeHealthCheckResponse,
+  encodeCheckRequest,
+  encodeHealthCheckRequest,
+} from '../support/envoy-wire.ts';
+
+const CHECK = '/grpc.health.v1.Health/Check';
+const WATCH = '/grpc.health.v1.Health/Watch';
+const AUTHZ_CHECK = '/envoy.service.auth.v3.Authorization/Check';
+const SERVING = 1;
+const NOT_SERVING = 2;
+const SERVICE_UNKNOWN = 3;
+const EXT_AUTHZ = 'envoy.service.auth.v3.Authorization';
+
+const identity = (b: Buffer): Buffer => b;
+const logger = pino({ level: 'silent' });
+// Checks wait on `gate` so a test can hold one open across a shutdown.
+let gate: Promise<void> = Promise.resolve();
+let entered = () => {};
+const decider: Decider = {
+  decide: async () => {
+    entered();
+    await gate;
+    return {
+      kind: 'allow',
+      amount: 0,
+      unit: 'sat',
+      upstreamHeaders: {},
+      clientHeaders: {},
+    };
+  },
+};
+
+async function start(
+  t: Test,
+): Promise<{ server: GrpcServer; client: grpc.Client }> {
+  const server = await startGrpcServer({
+    host: '127.0.0.1',
+    port: 0,
+    decider,
+    logger,
+  });
+  const client = new grpc.Client(
+    `127.0.0.1:${server.port}`,
+    grpc.credentials.createInsecure(),
+  );
+  t.teardown(async () => {
+    client.close();
+    await server.close(500);
+  });
+  return { server, client };
+}
+
+async function healthOf(client: grpc.Client, service: string): Promise<number> {
+  const result = await callRaw(
+    client,
+    CHECK,
+    encodeHealthCheckRequest(service),
+  );
+  if (!result.ok) throw result.error;
+  return decodeHealthCheckResponse(result.bytes);
+}
+
+t.test('Check answers SERVING, then NOT_SERVING once set', async (t) => {
+  const { server, client } = await start(t);
+  t.equal(await healthOf(client, ''), SERVING);
+  t.equal(await healthOf(client, EXT_AUTHZ), SERVING);
+
+  server.health.setStatus('NOT_SERVING');
+  t.equal(await healthOf(client, ''), NOT_SERVING);
+  t.equal(await healthOf(client, EXT_AUTHZ), NOT_SERVING);
+
+  server.health.setStatus('SERVING', EXT_AUTHZ);
+  t.equal(await healthOf(client, EXT_AUTHZ), SERVING);
+  t.equal(await healthOf(client, ''), NOT_SERVING, 'only the named one');
+});
+
+t.test('Check on an unknown service answers NOT_FOUND', async (t) => {
+  const { client } = await start(t);
+  const result = await callRaw(client, CHECK, encodeHealthCheckRequest('nope'));
+  t.equal(
+    result.ok ? grpc.status.OK : result.error.code,
+    grpc.status.NOT_FOUND,
+  );
+});
+
+t.test('Watch streams the current status and every change', async (t) => {
+  const { server, client } = await start(t);
+  const seen: number[] = [];
+  const call = client.makeServerStreamRequest(
+    WATCH,
+    identity,
+    identity,
+    encodeHealthCheckRequest(''),
+  );
+  const nextStatus = () =>
+    new Promise<void>((resolve) => call.once('data', () => resolve()));
+  call.on('data', (b: Buffer) => seen.push(decodeHealthCheckResponse(b)));
+  call.on('error', () => {});
+
+  await nextStatus();
+  server.health.setStatus('SERVING');
+  server.health.setStatus('NOT_SERVING');
+  await nextStatus();
+  t.same(seen, [SERVING, NOT_SERVING], 'no repeat for an unchanged status');
+
+  const ended = new Promise<void>((resolve) => call.on('end', () => resolve()));
+  await server.close(500);
+  await ended;
+  t.pass('close ends the Watch stream');
+});
+
+t.test('Watch on an unknown service says SERVICE_UNKNOWN', async (t) => {
+  const { server, client } = await start(t);
+  const call = client.makeServerStreamRequest(
+    WATCH,
+    identity,
+    identity,
+    encodeHealthCheckRequest('later'),
+  );
+  const statuses: number[] = [];
+  call.on('error', () => {});
+  await new Promise<void>((resolve) =>
+    call.on('data', (b: Buffer) => {
+      statuses.push(decodeHealthCheckResponse(b));
+      if (statuses.length === 1) server.health.setStatus('SERVING', 'later');
+      if (statuses.length === 2) resolve();
+    }),
+  );
+  t.same(statuses, [SERVICE_UNKNOWN, SERVING]);
+  call.cancel();
+});
+
+t.test(
+  'close lets a running check finish, then stops the server',
+  async (t) => {
+    const { server, client } = await start(t);
+    let release = () => {};
+    gate = new Promise((resolve) => (release = resolve));
+    const arrived = new Promise<void>((resolve) => (entered = resolve));
+    const running = callRaw(
+      client,
+      AUTHZ_CHECK,
+      encodeCheckRequest({ http: { path: '/' } }),
+    );
+    await arrived;
+
+    const closed = server.close(5000);
+    const health = await callRaw(client, CHECK, encodeHealthCheckRequest(''));
+    t.equal(health.ok, false, 'no new calls once closing');
+    release();
+
+    const result = await running;
+    t.ok(result.ok, 'the running check completes');
+    if (result.ok)
+      t.equal(decodeCheckResponse(result.bytes).status?.code ?? 0, 0);
+    await closed;
+  },
+);
+
+t.test(
+  'close cancels what is still running after the grace period',
+  async (t) => {
+    const { server, client } = await start(t);
+    gate = new Promise(() => {});
+    const arrived = new Promise<void>((resolve) => (entered = resolve));
+    const running = callRaw(
+      client,
+      AUTHZ_CHECK,
+      encodeCheckRequest({ http: { path: '/' } }),
+    );
+    await arrived;
+
+    await server.close(100);
+    const result = await running;
+    t.equal(result.ok, false, 'the stuck check is cut off');
+    gate = Promise.resolve();
+  },
+);
