@@ -1,0 +1,185 @@
+import t from 'tap';
+import type { Test } from 'tap';
+import { ProvisionFailedError } from '../../src/core/errors.ts';
+import { KubernetesProvisioner } from '../../src/k8s/provisioner.ts';
+import type { PodTemplate } from '../../src/k8s/pod-template.ts';
+import {
+  FakeKubeApiServer,
+  kubeConfigFor,
+} from '../support/fake-kube-apiserver.ts';
+
+const NS = 'paid';
+const HOUR = 3_600_000;
+const NOW = Date.UTC(2030, 0, 1);
+const clock = { now: () => NOW };
+const FAILED = { code: 'PAYGRESS_PROVISION_FAILED' };
+
+async function setup(t: Test, template: PodTemplate = { image: 'app:1' }) {
+  const server = await FakeKubeApiServer.start();
+  t.teardown(() => server.close());
+  const provisioner = new KubernetesProvisioner({
+    kubeConfig: kubeConfigFor(server),
+    namespace: NS,
+    template,
+    clock,
+    requestTimeoutMs: 300,
+  });
+  return { server, provisioner };
+}
+
+t.test('an unreachable API rejects at once, and recovers', async (t) => {
+  const { server, provisioner } = await setup(t);
+  await server.down();
+
+  const err = await provisioner.ensure('g', NOW + HOUR).catch((e) => e);
+  t.ok(err instanceof ProvisionFailedError, 'a ProvisionFailedError');
+  t.match(
+    err.message,
+    /could not be reached \(ECONNREFUSED\) while trying to create pod paygress-[0-9a-f]{20} in namespace paid/,
+  );
+  t.match(err.message, server.url);
+
+  await server.up();
+  t.match(await provisioner.ensure('g', NOW + HOUR), { podName: /^paygress-/ });
+});
+
+t.test('403 Forbidden names the missing permission', async (t) => {
+  const { server, provisioner } = await setup(t);
+
+  server.forbid('create');
+  await t.rejects(provisioner.ensure('g', NOW + HOUR), {
+    code: 'PAYGRESS_PROVISION_FAILED',
+    message:
+      /the service account may not create pods in namespace paid \(403 Forbidden: .*cannot create resource "pods"/,
+  });
+  t.equal(server.pods(NS).length, 0);
+
+  server.allow();
+  await provisioner.ensure('g', NOW + HOUR);
+  server.forbid('list');
+  await t.rejects(provisioner.reap(), {
+    message: /may not list pods in namespace paid/,
+  });
+  server.forbid('patch');
+  await t.rejects(provisioner.extend('g', NOW + 2 * HOUR), {
+    message: /may not patch pods/,
+  });
+});
+
+t.test('422 Invalid says the template must change', async (t) => {
+  // Passes Paygress's own checks but is above the API's limit for the
+  // deadline, so only the API server can refuse it.
+  const { server, provisioner } = await setup(t, {
+    image: 'app:1',
+    maxLifetimeSeconds: 3_000_000_000,
+  });
+
+  await t.rejects(provisioner.ensure('g', NOW + HOUR), {
+    code: 'PAYGRESS_PROVISION_FAILED',
+    message:
+      /refused the pod as invalid .*\(422 Invalid: Pod "paygress-[0-9a-f]{20}" is invalid: spec\.activeDeadlineSeconds.*\); fix the pod template/,
+  });
+  t.equal(server.pods(NS).length, 0);
+});
+
+t.test(
+  'a slow API is abandoned at requestTimeoutMs, not waited for',
+  async (t) => {
+    const { server, provisioner } = await setup(t);
+    server.delay(30_000);
+
+    const started = Date.now();
+    await t.rejects(provisioner.ensure('g', NOW + HOUR), {
+      code: 'PAYGRESS_PROVISION_FAILED',
+      message: /did not answer within 300 ms while trying to create pod/,
+    });
+    await t.rejects(provisioner.reap(), {
+      message: /did not answer within 300 ms while trying to list pods/,
+    });
+    t.ok(Date.now() - started < 30_000, 'neither call waited for the answer');
+
+    // The create took effect although its answer never came: ensuring again
+    // finds the pod instead of failing.
+    server.delay(0);
+    t.match(await provisioner.ensure('g', NOW + HOUR), {
+      podName: /^paygress-/,
+    });
+    t.equal(server.pods(NS).length, 1);
+  },
+);
+
+t.test('wrong credentials are reported as such', async (t) => {
+  const { server } = await setup(t);
+  const kubeConfig = kubeConfigFor(server);
+  Object.assign(kubeConfig.users[0]!, { token: 'not-the-token' });
+  const provisioner = new KubernetesProvisioner({
+    kubeConfig,
+    namespace: NS,
+    template: { image: 'app:1' },
+    clock,
+  });
+
+  await t.rejects(provisioner.ensure('g', NOW + HOUR), {
+    message: /rejected Paygress's credentials \(401/,
+  });
+});
+
+t.test('bad arguments are refused without any API call', async (t) => {
+  const { server, provisioner } = await setup(t);
+
+  await t.rejects(provisioner.ensure('g', NOW), FAILED);
+  await t.rejects(provisioner.ensure('g', Number.NaN), FAILED);
+  await t.rejects(provisioner.ensure('', NOW + HOUR), FAILED);
+  await t.rejects(provisioner.extend('g', NOW - 1), FAILED);
+
+  t.same(server.requests, []);
+});
+
+t.test('a pod of the same name that is not ours is not adopted', async (t) => {
+  const { server, provisioner } = await setup(t);
+  const { podName } = await provisioner.ensure('g', NOW + HOUR);
+  await fetch(`${server.url}/api/v1/namespaces/${NS}/pods/${podName}`, {
+    method: 'PATCH',
+    headers: {
+      authorization: `Bearer ${server.token}`,
+      'content-type': 'application/json-patch+json',
+    },
+    body: JSON.stringify([
+      {
+        op: 'replace',
+        path: '/metadata/labels/paygress.dev~1grant',
+        value: 'other',
+      },
+    ]),
+  });
+
+  await t.rejects(provisioner.ensure('g', NOW + 2 * HOUR), {
+    message: /exists but is not Paygress's pod for this grant/,
+  });
+});
+
+t.test('options are checked up front', async (t) => {
+  const { server } = await setup(t);
+  const base = {
+    kubeConfig: kubeConfigFor(server),
+    namespace: NS,
+    template: { image: 'app:1' },
+  };
+  t.throws(
+    () => new KubernetesProvisioner({ ...base, namespace: 'Not_Valid' }),
+    /`namespace` must be a DNS-1123 label/,
+  );
+  t.throws(
+    () => new KubernetesProvisioner({ ...base, requestTimeoutMs: 0 }),
+    /`requestTimeoutMs` must be a positive integer \(ms\)/,
+  );
+  t.throws(
+    () => new KubernetesProvisioner({ ...base, reapIntervalMs: 1.5 }),
+    /`reapIntervalMs`/,
+  );
+  t.throws(
+    () => new KubernetesProvisioner({ ...base, template: { image: '' } }),
+    /`template.image`/,
+  );
+  t.same(server.requests, []);
+});
