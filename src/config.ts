@@ -1,0 +1,754 @@
+/**
+ * Paygress configuration: one optional YAML file plus environment
+ * variables (environment wins), checked once at startup into a frozen,
+ * fully defaulted Config. docs/configuration.md describes every setting.
+ *
+ * Every problem is collected before failing, so an operator fixes a file
+ * in one pass; unknown keys are problems too, since a misspelt setting
+ * that silently keeps its default is worse than a refusal to start.
+ */
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import { validatePodTemplate, type PodTemplate } from './k8s/pod-template.ts';
+import type {
+  Charge,
+  MintOffer,
+  PathMatch,
+  PricingRule,
+  RouteMatch,
+} from './core/pricing.ts';
+
+/** A listening address. */
+export interface Listen {
+  /** Interface to bind. Default `0.0.0.0`. */
+  readonly host: string;
+  /** TCP port, 0 for an ephemeral one. */
+  readonly port: number;
+}
+
+/** pino log levels. */
+export type LogLevel =
+  'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+/** The whole Paygress configuration, frozen and fully defaulted. */
+export interface Config {
+  /** Forward-auth / auth_request listener. Default `0.0.0.0:8080`. */
+  readonly http: Listen;
+  /** Envoy ext_authz gRPC listener. Default `0.0.0.0:9001`. */
+  readonly grpc: Listen;
+  /** Directory of the wallet store. Default `./.data`. */
+  readonly dataDir: string;
+  /** Log level. Default `info`. */
+  readonly logLevel: LogLevel;
+  /** Mints we accept tokens from, URLs normalised. Default none. */
+  readonly mints: readonly MintOffer[];
+  readonly mint: {
+    /** Time limit for one mint request, in ms. Default 5000. */
+    readonly timeoutMs: number;
+    /** Accept `http:` mint URLs on non-loopback hosts. Default false. */
+    readonly allowHttp: boolean;
+  };
+  readonly tokens: {
+    /** Longest token accepted, in characters. Default 16384. */
+    readonly maxLength: number;
+    /** Refuse proofs without a DLEQ proof (NUT-12). Default false. */
+    readonly requireDleq: boolean;
+  };
+  readonly replay: {
+    /** Redeemed proof `Y`s kept in memory, in entries. Default 1000000. */
+    readonly cacheSize: number;
+  };
+  readonly pricing: {
+    /** Per-request price when no rule matches. Default 1000 sat. */
+    readonly default: { readonly amount: number; readonly unit: string };
+    /** Honour `X-Required-Amount` from the ingress. Default false. */
+    readonly trustedAmountHeader: boolean;
+    /** Rules in order; the first match wins. Default none. */
+    readonly rules: readonly PricingRule[];
+  };
+  readonly grants: {
+    /** HMAC key, at least 32 bytes; required when a rate rule exists. */
+    readonly key?: string;
+    /** Earlier keys still accepted while grants signed by them live. */
+    readonly previousKeys: readonly string[];
+    /** Cookie carrying a grant. Default `paygress_grant`. */
+    readonly cookieName: string;
+  };
+  readonly provisioning: {
+    /** Create a pod per paid grant. Default false. */
+    readonly enabled: boolean;
+    /** Namespace of the pods. Default `default`. */
+    readonly namespace: string;
+    /** What every pod runs; required when enabled. */
+    readonly template?: PodTemplate;
+  };
+  /** Time in-flight requests get to finish on shutdown, in ms. Default 10000. */
+  readonly shutdownGraceMs: number;
+  /** Start the embedded development mint and trust it. Default false. */
+  readonly devMint: boolean;
+}
+
+/** The configuration is invalid; `problems` lists every reason, one a line. */
+export class ConfigError extends Error {
+  /** Each problem names the key, the value and what was expected. */
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+    this.problems = Object.freeze([...problems]);
+  }
+}
+
+/** Options of {@link loadConfig}. */
+export interface LoadOptions {
+  /** YAML file to read; default `PAYGRESS_CONFIG`, else none. */
+  readonly file?: string;
+  /** Environment variables; default `process.env`. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+}
+
+type Kind = 'string' | 'int' | 'bool' | 'list' | 'mints';
+
+/** Environment variables, the key each sets and how its value is read. */
+export const ENV_VARS: readonly (readonly [string, string, Kind])[] = [
+  ['PAYGRESS_HTTP_HOST', 'http.host', 'string'],
+  ['PAYGRESS_HTTP_PORT', 'http.port', 'int'],
+  ['PAYGRESS_GRPC_HOST', 'grpc.host', 'string'],
+  ['PAYGRESS_GRPC_PORT', 'grpc.port', 'int'],
+  ['PAYGRESS_DATA_DIR', 'dataDir', 'string'],
+  ['PAYGRESS_LOG_LEVEL', 'logLevel', 'string'],
+  ['PAYGRESS_MINTS', 'mints', 'mints'],
+  ['PAYGRESS_MINT_TIMEOUT_MS', 'mint.timeoutMs', 'int'],
+  ['PAYGRESS_MINT_ALLOW_HTTP', 'mint.allowHttp', 'bool'],
+  ['PAYGRESS_MAX_TOKEN_LENGTH', 'tokens.maxLength', 'int'],
+  ['PAYGRESS_REQUIRE_DLEQ', 'tokens.requireDleq', 'bool'],
+  ['PAYGRESS_REPLAY_CACHE_SIZE', 'replay.cacheSize', 'int'],
+  ['DEFAULT_PAYMENT_AMOUNT', 'pricing.default.amount', 'int'],
+  ['PAYGRESS_DEFAULT_UNIT', 'pricing.default.unit', 'string'],
+  [
+    'PAYGRESS_TRUST_REQUIRED_AMOUNT_HEADER',
+    'pricing.trustedAmountHeader',
+    'bool',
+  ],
+  ['PAYGRESS_GRANT_KEY', 'grants.key', 'string'],
+  ['PAYGRESS_GRANT_PREVIOUS_KEYS', 'grants.previousKeys', 'list'],
+  ['PAYGRESS_GRANT_COOKIE', 'grants.cookieName', 'string'],
+  ['ENABLE_POD_PROVISIONING', 'provisioning.enabled', 'bool'],
+  ['POD_NAMESPACE', 'provisioning.namespace', 'string'],
+  ['PAYGRESS_POD_IMAGE', 'provisioning.template.image', 'string'],
+  ['PAYGRESS_SHUTDOWN_GRACE_MS', 'shutdownGraceMs', 'int'],
+  ['PAYGRESS_DEV_MINT', 'devMint', 'bool'],
+];
+
+/**
+ * Reads, merges and checks the configuration.
+ * @throws ConfigError listing every problem found.
+ */
+export function loadConfig(options: LoadOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const file = options.file ?? (env.PAYGRESS_CONFIG || undefined);
+
+  const raw = file === undefined ? {} : readYaml(file);
+  const sources = new Map<string, string>();
+  for (const [name, key, kind] of ENV_VARS) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    setPath(raw, key, fromEnv(value, kind));
+    sources.set(key, name);
+  }
+
+  const check = new Checker(sources);
+  const config = readConfig(check, raw);
+  if (check.problems.length > 0) throw new ConfigError(check.problems);
+  return deepFreeze(config);
+}
+
+/**
+ * A mint URL in the one form we compare and store: lower-case scheme and
+ * host, default port dropped, no trailing slash. Exact comparison of this
+ * form keeps `https://mint.example.com.evil` apart from
+ * `https://mint.example.com`, which a prefix check would not.
+ * @throws TypeError saying what is wrong with the URL.
+ */
+export function normaliseMintUrl(raw: string, allowHttp = false): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new TypeError('a valid absolute URL');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new TypeError('an http(s) URL');
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new TypeError('a URL without credentials');
+  }
+  if (raw.includes('?') || raw.includes('#')) {
+    throw new TypeError('a URL without query or fragment');
+  }
+  // Over plain http anyone on the path can answer as the mint and have us
+  // accept forged proofs; loopback cannot be intercepted that way.
+  if (url.protocol === 'http:' && !allowHttp && !isLoopback(url.hostname)) {
+    throw new TypeError('an https URL (http is allowed for loopback only)');
+  }
+
+  const path = url.pathname.replace(/\/+$/, '');
+  return `${url.protocol}//${url.host}${path}`;
+}
+
+function isLoopback(hostname: string): boolean {
+  return (
+    hostname === 'localhost' ||
+    hostname === '[::1]' ||
+    /^127\.\d+\.\d+\.\d+$/.test(hostname)
+  );
+}
+
+function readYaml(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new ConfigError([`config file ${file}: cannot be read (${code})`]);
+  }
+
+  const doc = parseDocument(text, { prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(
+      doc.errors.map((e) => `config file ${file}: ${oneLine(e.message)}`),
+    );
+  }
+  const value: unknown = doc.toJS();
+  if (value === null || value === undefined) return {};
+  if (!isMapping(value)) {
+    throw new ConfigError([`config file ${file}: is not a YAML mapping`]);
+  }
+  return value;
+}
+
+function fromEnv(value: string, kind: Kind): unknown {
+  const text = value.trim();
+  if (kind === 'int') return /^-?\d+$/.test(text) ? Number(text) : value;
+  if (kind === 'bool') {
+    if (/^(true|yes|on|1)$/i.test(text)) return true;
+    if (/^(false|no|off|0)$/i.test(text)) return false;
+    return value;
+  }
+  if (kind === 'list') return splitList(text, ',');
+  if (kind === 'mints') {
+    return splitList(text, ';').map((entry) => {
+      const [url = '', units] = entry.split('=', 2);
+      return units === undefined
+        ? { url: url.trim() }
+        : { url: url.trim(), units: splitList(units, ',') };
+    });
+  }
+  return text;
+}
+
+function splitList(text: string, separator: string): string[] {
+  return text
+    .split(separator)
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
+function setPath(target: Record<string, unknown>, key: string, value: unknown) {
+  const parts = key.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    if (!isMapping(node[part])) node[part] = {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1] as string] = value;
+}
+
+/** Collects problems; each names the key (and its variable), value, need. */
+class Checker {
+  readonly problems: string[] = [];
+  #sources: ReadonlyMap<string, string>;
+
+  constructor(sources: ReadonlyMap<string, string>) {
+    this.#sources = sources;
+  }
+
+  /** Records that `value` at `key` is not `expected`. */
+  bad(key: string, value: unknown, expected: string): void {
+    const label = this.#label(key);
+    this.problems.push(
+      value === undefined
+        ? `${label}: missing, expected ${expected}`
+        : `${label}: ${show(key, value)} is not ${expected}`,
+    );
+  }
+
+  #label(key: string): string {
+    for (const [source, name] of this.#sources) {
+      if (key === source || key.startsWith(`${source}[`)) {
+        return `${key} (${name})`;
+      }
+    }
+    return key;
+  }
+}
+
+/** Reads the value at `key`, reporting problems and returning a fallback. */
+type Reader<T> = (c: Checker, key: string, value: unknown) => T;
+
+const raw: Reader<unknown> = (_c, _key, value) => value;
+
+function int(
+  fallback: number,
+  min: number,
+  what: string,
+  max = Number.MAX_SAFE_INTEGER,
+): Reader<number> {
+  return (c, key, value) => {
+    if (value === undefined) return fallback;
+    const n = Number.isSafeInteger(value) ? (value as number) : NaN;
+    if (n >= min && n <= max) return n;
+    c.bad(key, value, what);
+    return fallback;
+  };
+}
+
+function bool(fallback: boolean): Reader<boolean> {
+  return (c, key, value) => {
+    if (value === undefined || typeof value === 'boolean') {
+      return value ?? fallback;
+    }
+    c.bad(key, value, 'true or false');
+    return fallback;
+  };
+}
+
+function text<F>(fallback: F, pattern: RegExp, what: string) {
+  const read: Reader<string | F> = (c, key, value) => {
+    if (value === undefined) return fallback;
+    if (typeof value === 'string' && pattern.test(value)) return value;
+    c.bad(key, value, what);
+    return fallback;
+  };
+  return read;
+}
+
+function oneOf<T extends string>(values: readonly T[], fallback: T) {
+  const pattern = new RegExp(`^(${values.join('|')})$`);
+  return text(fallback, pattern, `one of ${values.join(', ')}`) as Reader<T>;
+}
+
+function required<T>(read: Reader<T>, what: string): Reader<T> {
+  return (c, key, value) => {
+    if (value === undefined) c.bad(key, undefined, what);
+    return read(c, key, value);
+  };
+}
+
+/** A list; items that fail their reader are reported and left out. */
+function list<T>(item: Reader<T | undefined>): Reader<T[]> {
+  return (c, key, value) => {
+    if (value === undefined) return [];
+    if (!Array.isArray(value)) {
+      c.bad(key, value, 'a list');
+      return [];
+    }
+    const items = value.map((v, i) => item(c, `${key}[${i}]`, v));
+    return items.filter((v) => v !== undefined);
+  };
+}
+
+/** A mapping read field by field; keys not in `shape` are problems. */
+function section<S extends Record<string, Reader<unknown>>>(shape: S) {
+  const keys = Object.keys(shape);
+  const read: Reader<{ [K in keyof S]: ReturnType<S[K]> }> = (c, key, v) => {
+    const at = (name: string) => (key === '' ? name : `${key}.${name}`);
+    if (v !== undefined && !isMapping(v)) {
+      c.bad(key, v, `a mapping (with keys ${keys.join(', ')})`);
+    }
+    const value = isMapping(v) ? v : {};
+    for (const name of Object.keys(value).filter((k) => !keys.includes(k))) {
+      c.problems.push(
+        `${at(name)}: unknown key, expected one of ${keys.join(', ')}`,
+      );
+    }
+    const entries = keys.map((k) => [k, shape[k]!(c, at(k), value[k])]);
+    return Object.fromEntries(entries);
+  };
+  return read;
+}
+
+const MS = 'a positive integer (milliseconds)';
+const PORT = 'an integer from 0 to 65535 (TCP port)';
+const UNIT = /^[a-z][a-z0-9_]{0,31}$/;
+const UNIT_WHAT = 'a Cashu unit in lower case, e.g. sat';
+const LOG_LEVELS = [
+  'fatal',
+  'error',
+  'warn',
+  'info',
+  'debug',
+  'trace',
+  'silent',
+] as const;
+
+const listen = (port: number) =>
+  section({
+    host: text('0.0.0.0', /^[^\s/]+$/, 'a host name or IP address'),
+    port: int(port, 0, PORT, 65535),
+  });
+
+const readBase = section({
+  http: listen(8080),
+  grpc: listen(9001),
+  dataDir: text('./.data', /\S/, 'a directory path'),
+  logLevel: oneOf(LOG_LEVELS, 'info'),
+  mints: raw,
+  mint: section({ timeoutMs: int(5000, 1, MS), allowHttp: bool(false) }),
+  tokens: section({
+    maxLength: int(16384, 1, 'a positive integer (characters)'),
+    requireDleq: bool(false),
+  }),
+  replay: section({ cacheSize: int(1e6, 1, 'a positive integer (entries)') }),
+  pricing: raw,
+  grants: raw,
+  provisioning: raw,
+  shutdownGraceMs: int(10_000, 0, 'a non-negative integer (milliseconds)'),
+  devMint: bool(false),
+});
+
+function readConfig(c: Checker, value: unknown): Config {
+  const base = readBase(c, '', value);
+  const mints = readMints(c, base.mints, base.mint.allowHttp, base.devMint);
+  const pricing = readPricing(c, base.pricing, mints, base.devMint);
+  const grants = readGrants(c, base.grants, pricing.rules);
+  const provisioning = readProvisioning(c, base.provisioning);
+  return { ...base, mints, pricing, grants, provisioning };
+}
+
+function readMints(
+  c: Checker,
+  value: unknown,
+  allowHttp: boolean,
+  devMint: boolean,
+): MintOffer[] {
+  if (!devMint && (!Array.isArray(value) || value.length === 0)) {
+    c.bad('mints', value, 'a list of at least one mint URL (or devMint: true)');
+  }
+  const entry = section({
+    url: required(mintUrl(allowHttp), 'a mint URL'),
+    units: list(text(undefined, UNIT, UNIT_WHAT)),
+  });
+
+  const mints: MintOffer[] = [];
+  const read = list((c, key, v) =>
+    entry(c, key, typeof v === 'string' ? { url: v } : v),
+  );
+  for (const [i, mint] of read(c, 'mints', value).entries()) {
+    if (mint.url === undefined) continue;
+    if (mints.some((m) => m.url === mint.url)) {
+      c.bad(`mints[${i}].url`, mint.url, 'a mint listed once');
+      continue;
+    }
+    mints.push({
+      url: mint.url,
+      units: mint.units.length > 0 ? mint.units : ['sat'],
+    });
+  }
+  return mints;
+}
+
+function mintUrl(allowHttp: boolean): Reader<string | undefined> {
+  return (c, key, value) => {
+    if (value === undefined) return undefined;
+    try {
+      if (typeof value !== 'string') throw new TypeError('a mint URL');
+      return normaliseMintUrl(value, allowHttp);
+    } catch (err) {
+      c.bad(key, value, (err as Error).message);
+      return undefined;
+    }
+  };
+}
+
+function readPricing(
+  c: Checker,
+  value: unknown,
+  mints: readonly MintOffer[],
+  devMint: boolean,
+): Config['pricing'] {
+  const amount = 'a positive integer (amount in the default unit)';
+  const s = section({
+    default: section({
+      amount: int(1000, 1, amount),
+      unit: text('sat', UNIT, UNIT_WHAT),
+    }),
+    trustedAmountHeader: bool(false),
+    rules: raw,
+  })(c, 'pricing', value);
+  const rules = list(rule(s.default.unit, new Set()))(
+    c,
+    'pricing.rules',
+    s.rules,
+  );
+
+  // The embedded dev mint's units are only known once it runs.
+  const charged = rules.map((r) =>
+    r.charge.kind === 'free' ? '' : r.charge.unit,
+  );
+  for (const u of new Set([s.default.unit, ...charged])) {
+    if (u === '' || devMint || mints.length === 0) continue;
+    if (mints.some((m) => m.units.includes(u))) continue;
+    c.problems.push(
+      `pricing: unit ${u} is charged but no configured mint offers it, expected a mint with units: [${u}]`,
+    );
+  }
+  return { ...s, rules };
+}
+
+const RULE_NAME = /^(?!default$)[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+const HOST =
+  /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i;
+const AMOUNT = "a positive integer (amount in the rule's unit)";
+const SECONDS = 'a positive integer (seconds)';
+
+function rule(
+  defaultUnit: string,
+  seen: Set<string>,
+): Reader<PricingRule | undefined> {
+  const name =
+    'a rule name of letters, digits, dot, dash or underscore, not "default"';
+  const read = section({
+    name: required(text('', RULE_NAME, name), name),
+    match: readMatch,
+    price: raw,
+    rate: raw,
+    free: raw,
+  });
+
+  return (c, key, value) => {
+    if (!isMapping(value)) {
+      c.bad(key, value, 'a mapping (a pricing rule)');
+      return undefined;
+    }
+    const r = read(c, key, value);
+    if (r.name !== '' && seen.has(r.name))
+      c.bad(`${key}.name`, r.name, 'a unique name');
+    seen.add(r.name);
+    return {
+      name: r.name,
+      match: r.match,
+      charge: readCharge(c, key, r, defaultUnit),
+    };
+  };
+}
+
+const PATH = /^\/[^\s?#]*$/;
+
+function readMatch(c: Checker, key: string, value: unknown): RouteMatch {
+  const m = section({
+    host: text(undefined, HOST, 'a host name, optionally starting with *.'),
+    path: text(undefined, PATH, 'a path starting with /'),
+    pathMatch: oneOf(['exact', 'prefix', 'glob'] as PathMatch[], 'prefix'),
+    methods: raw,
+  })(c, key, value);
+
+  const wildcards = (m.path ?? '').split('/').filter((s) => s.includes('*'));
+  if (m.pathMatch !== 'glob' && wildcards.length > 0) {
+    c.bad(
+      `${key}.path`,
+      m.path,
+      'a path without * (use pathMatch: glob for wildcards)',
+    );
+  } else if (wildcards.some((s) => s !== '*' && s !== '**')) {
+    c.bad(`${key}.path`, m.path, 'a glob whose segments are literal, * or **');
+  }
+  const methods = list(
+    text(undefined, /^[A-Za-z]+$/, 'an HTTP method, e.g. GET'),
+  );
+  if (Array.isArray(m.methods) && m.methods.length === 0) {
+    c.bad(
+      `${key}.methods`,
+      m.methods,
+      'a non-empty list (omit it to match every method)',
+    );
+  }
+  return {
+    pathMatch: m.pathMatch,
+    ...(m.host !== undefined && { host: m.host.toLowerCase() }),
+    ...(m.path !== undefined && { path: m.path }),
+    ...(m.methods !== undefined && {
+      methods: methods(c, `${key}.methods`, m.methods).map((s) =>
+        s.toUpperCase(),
+      ),
+    }),
+  };
+}
+
+function readCharge(
+  c: Checker,
+  key: string,
+  r: { price: unknown; rate: unknown; free: unknown },
+  defaultUnit: string,
+): Charge {
+  const given = (['price', 'rate', 'free'] as const).filter(
+    (k) => r[k] !== undefined,
+  );
+  if (given.length !== 1) {
+    const has = given.length === 0 ? 'none' : given.join(' and ');
+    c.problems.push(
+      `${key}: has ${has} of price, rate, free, expected exactly one`,
+    );
+    return { kind: 'free' };
+  }
+
+  const unit = text(defaultUnit, UNIT, UNIT_WHAT);
+  if (r.price !== undefined) {
+    const price = section({
+      amount: required(int(1, 1, AMOUNT), AMOUNT),
+      unit,
+    });
+    return { kind: 'request', ...price(c, `${key}.price`, r.price) };
+  }
+  if (r.rate !== undefined) {
+    const p = section({
+      amount: required(int(1, 1, `${AMOUNT} per perSeconds`), AMOUNT),
+      unit,
+      perSeconds: int(60, 1, 'a positive integer (seconds that amount buys)'),
+      minSeconds: int(0, 1, SECONDS),
+      maxSeconds: int(86_400, 1, SECONDS),
+    })(c, `${key}.rate`, r.rate);
+    const minSeconds = p.minSeconds || p.perSeconds;
+    if (p.maxSeconds < minSeconds) {
+      c.bad(
+        `${key}.rate.maxSeconds`,
+        p.maxSeconds,
+        `at least minSeconds (${minSeconds})`,
+      );
+    }
+    return { kind: 'rate', ...p, minSeconds };
+  }
+  if (r.free !== true) {
+    c.bad(`${key}.free`, r.free, 'true (use price or rate for a paid route)');
+  }
+  return { kind: 'free' };
+}
+
+const KEY_WHAT = 'a secret of at least 32 bytes';
+const secret: Reader<string | undefined> = (c, key, value) => {
+  if (value === undefined) return undefined;
+  if (typeof value === 'string' && Buffer.byteLength(value) >= 32) return value;
+  c.bad(key, value, KEY_WHAT);
+  return undefined;
+};
+
+function readGrants(
+  c: Checker,
+  value: unknown,
+  rules: readonly PricingRule[],
+): Config['grants'] {
+  const s = section({
+    key: secret,
+    previousKeys: list(secret),
+    cookieName: text(
+      'paygress_grant',
+      /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/,
+      'a cookie name (an HTTP token)',
+    ),
+  })(c, 'grants', value);
+
+  const needed = rules.some((r) => r.charge.kind === 'rate');
+  const given = isMapping(value) && value.key !== undefined;
+  if (needed && !given) {
+    c.bad('grants.key', undefined, `${KEY_WHAT} (rate rules issue grants)`);
+  }
+  const { key, ...rest } = s;
+  return key === undefined ? rest : { key, ...rest };
+}
+
+const TEMPLATE_KEYS = [
+  'image',
+  'command',
+  'args',
+  'env',
+  'resources',
+  'ports',
+  'labels',
+  'annotations',
+  'securityContext',
+  'serviceAccountName',
+  'maxLifetimeSeconds',
+];
+
+function readProvisioning(c: Checker, value: unknown): Config['provisioning'] {
+  const namespace = 'a Kubernetes namespace name (DNS-1123 label)';
+  const s = section({
+    enabled: bool(false),
+    namespace: text(
+      'default',
+      /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/,
+      namespace,
+    ),
+    template: raw,
+  })(c, 'provisioning', value);
+  const { template, ...rest } = s;
+
+  if (template === undefined) {
+    if (rest.enabled)
+      c.bad(
+        'provisioning.template',
+        undefined,
+        'a pod template with at least an image (provisioning is enabled)',
+      );
+    return rest;
+  }
+  const shape = Object.fromEntries(TEMPLATE_KEYS.map((k) => [k, raw]));
+  section(shape)(c, 'provisioning.template', template);
+  if (!isMapping(template)) return rest;
+  try {
+    return {
+      ...rest,
+      template: validatePodTemplate(template as unknown as PodTemplate),
+    };
+  } catch (err) {
+    const message = (err as Error).message.replace(
+      /`template\./g,
+      '`provisioning.template.',
+    );
+    c.problems.push(`provisioning.template: ${message}`);
+    return rest;
+  }
+}
+
+function show(key: string, value: unknown): string {
+  if (/^grants\.(key|previousKeys)/.test(key)) {
+    return typeof value === 'string'
+      ? `a ${Buffer.byteLength(value)}-byte secret`
+      : typeof value;
+  }
+  if (typeof value === 'string') {
+    return JSON.stringify(
+      value.length > 80 ? `${value.slice(0, 77)}...` : value,
+    );
+  }
+  if (Array.isArray(value)) return value.length ? 'a list' : 'an empty list';
+  if (isMapping(value)) return 'a mapping';
+  return String(value);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,80 @@
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const NODE = `${ROOT}node_modules/.bin/node`;
+
+/** Runs the command as operators do, with only the environment given. */
+function checkConfig(args: string[], env: Record<string, string> = {}) {
+  const result = spawnSync(NODE, ['src/cli/check-config.ts', ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  return { code: result.status, out: result.stdout, err: result.stderr };
+}
+
+t.test('a valid file exits 0 with a one-line summary', async (t) => {
+  const result = checkConfig(['paygress.example.yaml']);
+
+  t.equal(result.code, 0);
+  t.equal(result.err, '');
+  t.equal(
+    result.out,
+    'paygress.example.yaml: ok; http 0.0.0.0:8080, grpc 0.0.0.0:9001, ' +
+      'mints 2, 3 pricing rules, default 1000 sat, provisioning off\n',
+  );
+  t.notOk(result.out.includes('replace-me'), 'the grant key is not printed');
+});
+
+t.test('an invalid file exits 2 with every problem, one a line', async (t) => {
+  const dir = t.testdir({
+    'bad.yaml': [
+      'mints: [http://mint.example.com]',
+      'http: { port: -1 }',
+      'grants: { key: too-short-secret }',
+      'colour: blue',
+    ].join('\n'),
+  });
+
+  const result = checkConfig([`${dir}/bad.yaml`]);
+  t.equal(result.code, 2);
+  t.equal(result.out, '');
+  t.same(result.err.trimEnd().split('\n').sort(), [
+    'colour: unknown key, expected one of http, grpc, dataDir, logLevel, mints, mint, tokens, replay, pricing, grants, provisioning, shutdownGraceMs, devMint',
+    'grants.key: a 16-byte secret is not a secret of at least 32 bytes',
+    'http.port: -1 is not an integer from 0 to 65535 (TCP port)',
+    'mints[0].url: "http://mint.example.com" is not an https URL (http is allowed for loopback only)',
+  ]);
+  t.notOk(result.err.includes('too-short-secret'));
+});
+
+t.test('environment variables are applied as at startup', async (t) => {
+  const dir = t.testdir({ 'min.yaml': 'logLevel: warn\n' });
+
+  const without = checkConfig([`${dir}/min.yaml`]);
+  t.equal(without.code, 2);
+  t.match(
+    without.err,
+    /^mints: missing, expected a list of at least one mint URL \(or devMint: true\)/,
+  );
+
+  const withMint = checkConfig([`${dir}/min.yaml`], {
+    PAYGRESS_MINTS: 'https://mint.example.com',
+    PAYGRESS_HTTP_PORT: '8181',
+  });
+  t.equal(withMint.code, 0);
+  t.match(withMint.out, /http 0\.0\.0\.0:8181, .*mints 1,/);
+});
+
+t.test('a missing file or argument exits 2', async (t) => {
+  const missing = checkConfig(['does-not-exist.yaml']);
+  t.equal(missing.code, 2);
+  t.match(missing.err, /does-not-exist\.yaml: cannot be read \(ENOENT\)/);
+
+  const usage = checkConfig([]);
+  t.equal(usage.code, 2);
+  t.equal(usage.err, 'usage: paygress check-config <file>\n');
+});

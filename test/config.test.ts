@@ -1,0 +1,390 @@
+import t, { type Test } from 'tap';
+import { ConfigError, loadConfig, normaliseMintUrl } from '../src/config.ts';
+
+const MINT = { PAYGRESS_MINTS: 'https://mint.example.com' };
+const KEY = 'k'.repeat(32);
+
+function problemsOf(fn: () => unknown): readonly string[] {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+function yamlFile(t: Test, text: string): string {
+  const dir = t.testdir({ 'paygress.yaml': text });
+  return `${dir}/paygress.yaml`;
+}
+
+t.test('defaults fill every setting and the result is frozen', async (t) => {
+  const config = loadConfig({ env: MINT });
+
+  t.same(config.http, { host: '0.0.0.0', port: 8080 });
+  t.same(config.grpc, { host: '0.0.0.0', port: 9001 });
+  t.equal(config.dataDir, './.data');
+  t.equal(config.logLevel, 'info');
+  t.same(config.mints, [{ url: 'https://mint.example.com', units: ['sat'] }]);
+  t.same(config.mint, { timeoutMs: 5000, allowHttp: false });
+  t.same(config.tokens, { maxLength: 16384, requireDleq: false });
+  t.equal(config.replay.cacheSize, 1_000_000);
+  t.same(config.pricing, {
+    default: { amount: 1000, unit: 'sat' },
+    trustedAmountHeader: false,
+    rules: [],
+  });
+  t.same(config.grants, { previousKeys: [], cookieName: 'paygress_grant' });
+  t.same(config.provisioning, { enabled: false, namespace: 'default' });
+  t.equal(config.shutdownGraceMs, 10_000);
+  t.equal(config.devMint, false);
+  t.ok(Object.isFrozen(config) && Object.isFrozen(config.http));
+  t.ok(Object.isFrozen(config.mints[0]?.units));
+});
+
+t.test('a configuration without any mint is refused', async (t) => {
+  const problems = problemsOf(() => loadConfig({ env: {} }));
+  t.match(problems, [
+    /^mints: missing, expected a list of at least one mint URL \(or devMint: true\)/,
+  ]);
+  t.equal(loadConfig({ env: { PAYGRESS_DEV_MINT: 'true' } }).devMint, true);
+});
+
+t.test('the file is read and the environment wins over it', async (t) => {
+  const file = yamlFile(
+    t,
+    [
+      'http: { host: 127.0.0.1, port: 8000 }',
+      'logLevel: debug',
+      'mints: [https://file-mint.example.com]',
+    ].join('\n'),
+  );
+
+  const fromFile = loadConfig({ file, env: {} });
+  t.same(fromFile.http, { host: '127.0.0.1', port: 8000 });
+  t.equal(fromFile.logLevel, 'debug');
+
+  const env = {
+    PAYGRESS_HTTP_PORT: '9000',
+    PAYGRESS_MINTS: 'https://e.example',
+  };
+  const both = loadConfig({ file, env });
+  t.same(both.http, { host: '127.0.0.1', port: 9000 }, 'host kept, port set');
+  t.equal(both.logLevel, 'debug');
+  t.same(
+    both.mints.map((m) => m.url),
+    ['https://e.example'],
+  );
+});
+
+t.test('PAYGRESS_CONFIG names the file when none is passed', async (t) => {
+  const file = yamlFile(t, 'devMint: true\n');
+  t.equal(loadConfig({ env: { PAYGRESS_CONFIG: file } }).devMint, true);
+});
+
+t.test('every environment variable sets its key', async (t) => {
+  const config = loadConfig({
+    env: {
+      PAYGRESS_HTTP_HOST: '127.0.0.1',
+      PAYGRESS_HTTP_PORT: '1',
+      PAYGRESS_GRPC_HOST: '::1',
+      PAYGRESS_GRPC_PORT: '2',
+      PAYGRESS_DATA_DIR: '/var/lib/paygress',
+      PAYGRESS_LOG_LEVEL: 'warn',
+      PAYGRESS_MINTS: 'https://a.example=sat,usd; http://localhost:3338',
+      PAYGRESS_MINT_TIMEOUT_MS: '750',
+      PAYGRESS_MINT_ALLOW_HTTP: 'yes',
+      PAYGRESS_MAX_TOKEN_LENGTH: '4096',
+      PAYGRESS_REQUIRE_DLEQ: 'TRUE',
+      PAYGRESS_REPLAY_CACHE_SIZE: '10',
+      PAYGRESS_DEFAULT_UNIT: 'usd',
+      PAYGRESS_TRUST_REQUIRED_AMOUNT_HEADER: '1',
+      PAYGRESS_GRANT_KEY: KEY,
+      PAYGRESS_GRANT_PREVIOUS_KEYS: `${'a'.repeat(32)}, ${'b'.repeat(40)}`,
+      PAYGRESS_GRANT_COOKIE: 'pg',
+      PAYGRESS_POD_IMAGE: 'ghcr.io/example/app:1',
+      PAYGRESS_SHUTDOWN_GRACE_MS: '0',
+      PAYGRESS_DEV_MINT: 'off',
+    },
+  });
+
+  t.same(config.http, { host: '127.0.0.1', port: 1 });
+  t.same(config.grpc, { host: '::1', port: 2 });
+  t.equal(config.dataDir, '/var/lib/paygress');
+  t.equal(config.logLevel, 'warn');
+  t.same(config.mints, [
+    { url: 'https://a.example', units: ['sat', 'usd'] },
+    { url: 'http://localhost:3338', units: ['sat'] },
+  ]);
+  t.same(config.mint, { timeoutMs: 750, allowHttp: true });
+  t.same(config.tokens, { maxLength: 4096, requireDleq: true });
+  t.equal(config.replay.cacheSize, 10);
+  t.same(config.pricing.default, { amount: 1000, unit: 'usd' });
+  t.equal(config.pricing.trustedAmountHeader, true);
+  t.same(config.grants, {
+    key: KEY,
+    previousKeys: ['a'.repeat(32), 'b'.repeat(40)],
+    cookieName: 'pg',
+  });
+  t.equal(config.provisioning.template?.image, 'ghcr.io/example/app:1');
+  t.equal(config.shutdownGraceMs, 0);
+  t.equal(config.devMint, false);
+});
+
+t.test('legacy variables keep working', async (t) => {
+  const config = loadConfig({
+    env: {
+      ...MINT,
+      DEFAULT_PAYMENT_AMOUNT: '21',
+      ENABLE_POD_PROVISIONING: 'true',
+      POD_NAMESPACE: 'paid-pods',
+      PAYGRESS_POD_IMAGE: 'nginx:1.27',
+    },
+  });
+
+  t.same(config.pricing.default, { amount: 21, unit: 'sat' });
+  t.equal(config.provisioning.enabled, true);
+  t.equal(config.provisioning.namespace, 'paid-pods');
+});
+
+t.test('an empty variable counts as unset', async (t) => {
+  const config = loadConfig({ env: { ...MINT, PAYGRESS_HTTP_PORT: '' } });
+  t.equal(config.http.port, 8080);
+});
+
+t.test('unknown keys are refused, however deep', async (t) => {
+  const file = yamlFile(
+    t,
+    [
+      'mints: [https://mint.example.com]',
+      'htpp: { port: 1 }',
+      'pricing:',
+      '  rules:',
+      '    - name: a',
+      '      match: { paht: /a }',
+      '      free: true',
+    ].join('\n'),
+  );
+
+  const problems = problemsOf(() => loadConfig({ file, env: {} }));
+  t.match(problems, [
+    /^htpp: unknown key/,
+    /^pricing\.rules\[0\]\.match\.paht: unknown key, expected one of host, path, pathMatch, methods/,
+  ]);
+});
+
+t.test(
+  'each problem names the key, the value and the expectation',
+  async (t) => {
+    const file = yamlFile(
+      t,
+      [
+        'mints: [https://mint.example.com]',
+        'http: { port: 70000 }',
+        'logLevel: loud',
+        'pricing:',
+        '  rules:',
+        '    - { name: a, free: true }',
+        '    - { name: b, price: { amount: 1 } }',
+        '    - { name: c, price: { amount: -5 } }',
+        '    - { name: a, price: { amount: 1, unit: SAT } }',
+        '    - { name: e, match: { path: /x/*, pathMatch: prefix }, free: true }',
+        '    - { name: f, rate: { amount: 1, minSeconds: 100, maxSeconds: 10 } }',
+        '    - { name: g, price: { amount: 1 }, free: true }',
+        'grants: { cookieName: "bad cookie" }',
+      ].join('\n'),
+    );
+
+    const problems = problemsOf(() =>
+      loadConfig({ file, env: { PAYGRESS_MINT_TIMEOUT_MS: 'soon' } }),
+    );
+    const expected = [
+      'http.port: 70000 is not an integer from 0 to 65535 (TCP port)',
+      'logLevel: "loud" is not one of fatal, error, warn, info, debug, trace, silent',
+      'mint.timeoutMs (PAYGRESS_MINT_TIMEOUT_MS): "soon" is not a positive integer (milliseconds)',
+      "pricing.rules[2].price.amount: -5 is not a positive integer (amount in the rule's unit)",
+      'pricing.rules[3].name: "a" is not a unique name',
+      'pricing.rules[3].price.unit: "SAT" is not a Cashu unit in lower case, e.g. sat',
+      'pricing.rules[4].match.path: "/x/*" is not a path without * (use pathMatch: glob for wildcards)',
+      'pricing.rules[5].rate.maxSeconds: 10 is not at least minSeconds (100)',
+      'pricing.rules[6]: has price and free of price, rate, free, expected exactly one',
+      'grants.key: missing, expected a secret of at least 32 bytes (rate rules issue grants)',
+      'grants.cookieName: "bad cookie" is not a cookie name',
+    ];
+    for (const line of expected) {
+      t.ok(
+        problems.some((p) => p.startsWith(line)),
+        line,
+      );
+    }
+    t.equal(problems.length, expected.length, 'nothing else reported');
+  },
+);
+
+t.test('grant keys are never printed in problems', async (t) => {
+  const secret = 'hunter2-secret';
+  const problems = problemsOf(() =>
+    loadConfig({
+      env: {
+        ...MINT,
+        PAYGRESS_GRANT_KEY: secret,
+        PAYGRESS_GRANT_PREVIOUS_KEYS: `${secret}-old`,
+      },
+    }),
+  );
+
+  t.match(problems, [
+    'grants.key (PAYGRESS_GRANT_KEY): a 14-byte secret is not a secret of at least 32 bytes',
+    'grants.previousKeys[0] (PAYGRESS_GRANT_PREVIOUS_KEYS): a 18-byte secret is not a secret of at least 32 bytes',
+  ]);
+  t.notOk(problems.join('\n').includes(secret));
+});
+
+t.test('charged units must be offered by a mint', async (t) => {
+  const env = { ...MINT, PAYGRESS_DEFAULT_UNIT: 'usd' };
+  t.match(
+    problemsOf(() => loadConfig({ env })),
+    [/^pricing: unit usd is charged but no configured mint offers it/],
+  );
+});
+
+t.test('provisioning needs a valid pod template when enabled', async (t) => {
+  const env = { ...MINT, ENABLE_POD_PROVISIONING: 'true' };
+  t.match(
+    problemsOf(() => loadConfig({ env })),
+    [/^provisioning\.template: missing, expected a pod template/],
+  );
+
+  const file = yamlFile(
+    t,
+    'provisioning: { template: { image: app, ports: [{ containerPort: 0 }], imagePullPolicy: Always } }\n',
+  );
+  t.match(
+    problemsOf(() => loadConfig({ file, env: MINT })),
+    [
+      /^provisioning\.template\.imagePullPolicy: unknown key/,
+      /^provisioning\.template: `provisioning\.template\.ports\[0\]\.containerPort` must be an integer/,
+    ],
+  );
+});
+
+t.test('mint URLs are normalised and compared exactly', async (t) => {
+  t.equal(
+    normaliseMintUrl('https://Mint.Example.com/'),
+    'https://mint.example.com',
+  );
+  t.equal(
+    normaliseMintUrl('HTTPS://mint.example.com:443/'),
+    'https://mint.example.com',
+  );
+  t.equal(
+    normaliseMintUrl('https://mint.example.com/cashu//'),
+    'https://mint.example.com/cashu',
+  );
+  t.equal(
+    normaliseMintUrl('https://mint.example.com:8443'),
+    'https://mint.example.com:8443',
+  );
+  t.equal(normaliseMintUrl('http://127.0.0.1:3338/'), 'http://127.0.0.1:3338');
+  t.equal(normaliseMintUrl('http://[::1]:3338'), 'http://[::1]:3338');
+  t.not(
+    normaliseMintUrl('https://mint.example.com.evil'),
+    normaliseMintUrl('https://mint.example.com'),
+  );
+
+  t.throws(() => normaliseMintUrl('http://mint.example.com'), /https URL/);
+  t.equal(
+    normaliseMintUrl('http://mint.example.com', true),
+    'http://mint.example.com',
+  );
+  t.throws(
+    () => normaliseMintUrl('https://user:pw@mint.example.com'),
+    /credentials/,
+  );
+  t.throws(() => normaliseMintUrl('https://mint.example.com/?a=1'), /query/);
+  t.throws(() => normaliseMintUrl('https://mint.example.com/#x'), /fragment/);
+  t.throws(() => normaliseMintUrl('ftp://mint.example.com'), /http\(s\)/);
+  t.throws(() => normaliseMintUrl('mint.example.com'), /absolute URL/);
+});
+
+t.test('a mint listed twice after normalisation is refused', async (t) => {
+  const env = {
+    PAYGRESS_MINTS: 'https://Mint.Example.com/;https://mint.example.com',
+  };
+  t.match(
+    problemsOf(() => loadConfig({ env })),
+    [
+      /^mints\[1\]\.url \(PAYGRESS_MINTS\): "https:\/\/mint\.example\.com" is not a mint listed once/,
+    ],
+  );
+});
+
+t.test('rules become typed charges with defaults applied', async (t) => {
+  const file = yamlFile(
+    t,
+    [
+      'mints: [{ url: https://mint.example.com, units: [sat, usd] }]',
+      `grants: { key: ${KEY} }`,
+      'pricing:',
+      '  default: { amount: 5, unit: usd }',
+      '  rules:',
+      '    - name: premium',
+      '      match: { host: API.example.com, path: /premium, methods: [get] }',
+      '      price: { amount: 7 }',
+      '    - name: compute',
+      '      match: { path: /compute/**, pathMatch: glob }',
+      '      rate: { amount: 10, unit: sat }',
+    ].join('\n'),
+  );
+
+  const { rules } = loadConfig({ file, env: {} }).pricing;
+  t.same(rules, [
+    {
+      name: 'premium',
+      match: {
+        host: 'api.example.com',
+        path: '/premium',
+        pathMatch: 'prefix',
+        methods: ['GET'],
+      },
+      charge: { kind: 'request', amount: 7, unit: 'usd' },
+    },
+    {
+      name: 'compute',
+      match: { path: '/compute/**', pathMatch: 'glob' },
+      charge: {
+        kind: 'rate',
+        amount: 10,
+        unit: 'sat',
+        perSeconds: 60,
+        minSeconds: 60,
+        maxSeconds: 86400,
+      },
+    },
+  ]);
+});
+
+t.test('YAML syntax errors and unreadable files are reported', async (t) => {
+  const file = yamlFile(t, 'http: { port: 1\n');
+  t.match(
+    problemsOf(() => loadConfig({ file, env: {} })),
+    [/^config file .*paygress\.yaml: /],
+  );
+  t.match(
+    problemsOf(() => loadConfig({ file: `${file}.missing`, env: {} })),
+    [/cannot be read \(ENOENT\)/],
+  );
+  const list = yamlFile(t, '- a\n');
+  t.match(
+    problemsOf(() => loadConfig({ file: list, env: {} })),
+    [/is not a YAML mapping/],
+  );
+});
+
+t.test('the example file in the repository is valid', async (t) => {
+  const file = new URL('../paygress.example.yaml', import.meta.url).pathname;
+  const config = loadConfig({ file, env: {} });
+  t.equal(config.pricing.rules.length, 3);
+  t.equal(config.provisioning.template?.image, 'ghcr.io/example/workspace:1.0');
+});
