@@ -140,7 +140,8 @@ export function createExtAuthzService(
         logDecision(log, result, performance.now() - started);
         if ('error' in result) callback(result.error);
         else callback(null, result.response);
-      });
+      })
+      .catch((err: unknown) => log.error({ err }, 'check answer failed'));
   };
 
   return { definition, implementation: { Check: check } };
@@ -183,8 +184,9 @@ async function answer(
       amount: decision.amount,
     };
   }
-  if (decision.fault === 'ours')
+  if (decision.fault === 'ours') {
     return fault(decision.reason, decision.message);
+  }
   return {
     response: renderDeny(decision, 'PaymentRequired', log),
     outcome: 'deny',
@@ -234,7 +236,7 @@ function headersOf(http: HttpRequestWire): Record<string, string> {
       pairs.push([h.key ?? '', value ?? '']);
     }
   } else {
-    pairs.push(...Object.entries(http.headers ?? {}));
+    for (const entry of Object.entries(http.headers ?? {})) pairs.push(entry);
   }
 
   // A Map keeps names such as `__proto__` as plain data.

@@ -161,6 +161,7 @@ t.test(
         { key: 'x-name', rawValue: Buffer.from('zoë', 'utf8') },
         { key: 'x-plain', value: 'from-value' },
         { key: 'x-request-id', rawValue: Buffer.from('rid-from-map') },
+        { key: '__proto__', value: 'plain-data' },
       ],
     });
 
@@ -169,6 +170,8 @@ t.test(
     t.equal(request.headers['x-plain'], 'from-value');
     t.equal(request.host, 'shop.example', 'host falls back to :authority');
     t.equal(request.requestId, 'rid-from-map');
+    t.ok(Object.hasOwn(request.headers, '__proto__'), 'kept as plain data');
+    t.equal(Object.getPrototypeOf(request.headers), Object.prototype);
   },
 );
 
