@@ -1,5 +1,12 @@
 import t, { type Test } from 'tap';
-import { ConfigError, loadConfig, normaliseMintUrl } from '../src/config.ts';
+import { readFileSync } from 'node:fs';
+import {
+  ConfigError,
+  ENV_VARS,
+  loadConfig,
+  normaliseMintUrl,
+} from '../src/config.ts';
+import { Pricing } from '../src/core/pricing.ts';
 
 const MINT = { PAYGRESS_MINTS: 'https://mint.example.com' };
 const KEY = 'k'.repeat(32);
@@ -387,4 +394,55 @@ t.test('the example file in the repository is valid', async (t) => {
   const config = loadConfig({ file, env: {} });
   t.equal(config.pricing.rules.length, 3);
   t.equal(config.provisioning.template?.image, 'ghcr.io/example/workspace:1.0');
+});
+
+t.test('the configured rules drive Pricing as written', async (t) => {
+  const file = new URL('../paygress.example.yaml', import.meta.url).pathname;
+  const { pricing, mints } = loadConfig({ file, env: {} });
+  const router = new Pricing(pricing.rules, pricing.default, {
+    trustedAmountHeader: pricing.trustedAmountHeader,
+    mints,
+  });
+  const route = (host: string, path: string) =>
+    router.route({
+      protocol: 'forward',
+      method: 'GET',
+      scheme: 'https',
+      host,
+      path,
+      query: '',
+      headers: {},
+      clientAddress: '',
+      requestId: 'r',
+    });
+
+  t.equal(route('api.example.com', '/public/x').name, 'health');
+  t.equal(route('api.example.com', '/premium').name, 'premium');
+  t.equal(route('other.example.com', '/premium').name, 'default');
+  t.same(route('any.example', '/compute/job').charge, {
+    kind: 'rate',
+    amount: 10,
+    unit: 'sat',
+    perSeconds: 60,
+    minSeconds: 60,
+    maxSeconds: 86400,
+  });
+  t.same(route('any.example', '/x').mints, [
+    'https://mint.example.com',
+    'http://127.0.0.1:3338',
+  ]);
+});
+
+t.test('docs/configuration.md documents every variable', async (t) => {
+  const doc = readFileSync(
+    new URL('../docs/configuration.md', import.meta.url),
+    'utf8',
+  );
+  const rows = doc
+    .split('\n')
+    .map((line) => line.split('|').map((cell) => cell.trim()));
+  for (const [name, key] of ENV_VARS) {
+    const row = rows.find((cells) => cells[1] === `\`${key}\``);
+    t.match(row?.[2], `\`${name}\``, `${key} / ${name}`);
+  }
 });
