@@ -38,6 +38,17 @@ class HttpError extends Error {
   }
 }
 
+/** Options of {@link FakeKubeApiServer.start}. */
+export interface FakeKubeApiServerOptions {
+  /**
+   * Serve requests that carry no credentials, as an API server with
+   * anonymous auth enabled does; a wrong token is still refused. kubectl
+   * needs this: it does not send a bearer token over plain HTTP.
+   * Default false.
+   */
+  readonly anonymous?: boolean;
+}
+
 /** The fake API server; create with {@link FakeKubeApiServer.start}. */
 export class FakeKubeApiServer {
   /** Bearer token every request must carry. */
@@ -51,10 +62,17 @@ export class FakeKubeApiServer {
   #port = 0;
   #rv = 0;
   #delayMs = 0;
+  readonly #anonymous: boolean;
+
+  private constructor(anonymous: boolean) {
+    this.#anonymous = anonymous;
+  }
 
   /** Starts listening on 127.0.0.1 on an ephemeral port. */
-  static async start(): Promise<FakeKubeApiServer> {
-    const server = new FakeKubeApiServer();
+  static async start(
+    options: FakeKubeApiServerOptions = {},
+  ): Promise<FakeKubeApiServer> {
+    const server = new FakeKubeApiServer(options.anonymous ?? false);
     await server.up();
     return server;
   }
@@ -148,7 +166,9 @@ export class FakeKubeApiServer {
     body: string,
   ): { code: number; value: Json } {
     try {
-      if (req.headers.authorization !== `Bearer ${this.token}`) {
+      const auth = req.headers.authorization;
+      const anonymous = auth === undefined && this.#anonymous;
+      if (!anonymous && auth !== `Bearer ${this.token}`) {
         throw new HttpError(401, 'Unauthorized', 'Unauthorized');
       }
       return this.#route(
@@ -194,6 +214,22 @@ export class FakeKubeApiServer {
       return this.#list(undefined, url);
 
     const [api, v1, nsWord, ns, pods, name, ...rest] = parts;
+    // Every namespace exists here; kubectl reads one to word a NotFound.
+    if (
+      method === 'GET' &&
+      api === 'api' &&
+      nsWord === 'namespaces' &&
+      ns &&
+      pods === undefined
+    ) {
+      return ok({
+        kind: 'Namespace',
+        apiVersion: 'v1',
+        metadata: { name: ns },
+        spec: { finalizers: ['kubernetes'] },
+        status: { phase: 'Active' },
+      });
+    }
     if (
       api !== 'api' ||
       v1 !== 'v1' ||
