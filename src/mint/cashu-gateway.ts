@@ -164,7 +164,8 @@ export class CashuMintGateway implements MintGateway {
     const byB = new Map(answer.outputs.map((o, i) => [o.B_, i]));
     return outputs.flatMap((output) => {
       const index = byB.get(output.blindedMessage.B_);
-      const signature = index === undefined ? undefined : answer.signatures[index];
+      const signature =
+        index === undefined ? undefined : answer.signatures[index];
       if (signature === undefined) return [];
       const keyset = wallet.getKeyset(signature.id);
       return [toWireProof(output.toProof(signature, keyset))];
@@ -253,7 +254,8 @@ export class CashuMintGateway implements MintGateway {
       } catch (err) {
         const mapped = classify(err);
         this.#report(mint, operation, mapped.code, started);
-        throw mapped instanceof MintError || mapped instanceof MintUnavailableError
+        throw mapped instanceof MintError ||
+          mapped instanceof MintUnavailableError
           ? mapped
           : err;
       }
@@ -262,7 +264,11 @@ export class CashuMintGateway implements MintGateway {
 
   async #send(
     url: URL,
-    args: { requestBody?: unknown; headers?: Record<string, string>; method?: string },
+    args: {
+      requestBody?: unknown;
+      headers?: Record<string, string>;
+      method?: string;
+    },
   ): Promise<unknown> {
     const body =
       args.requestBody === undefined
@@ -388,12 +394,20 @@ export function classify(err: unknown): PaygressError {
   }
 
   const message = err instanceof Error ? err.message : String(err);
-  if (/keyset/i.test(message) && /(unknown|not found|no keyset)/i.test(message)) {
-    return new KeysetUnknownError('a proof names a keyset the mint does not have');
+  if (
+    /keyset/i.test(message) &&
+    /(unknown|not found|no keyset)/i.test(message)
+  ) {
+    return new KeysetUnknownError(
+      'a proof names a keyset the mint does not have',
+    );
   }
-  return new MintError(`unexpected answer from the mint: ${message.slice(0, 160)}`, {
-    cause: err,
-  });
+  return new MintError(
+    `unexpected answer from the mint: ${message.slice(0, 160)}`,
+    {
+      cause: err,
+    },
+  );
 }
 
 function errorCode(err: unknown): string | undefined {
@@ -417,12 +431,16 @@ function isAbort(err: unknown): boolean {
 function checkDleq(wallet: Wallet, proof: Proof, require = false): void {
   if (!proof.dleq) {
     if (require) {
-      throw new DleqRequiredError('every proof must carry a DLEQ proof (NUT-12)');
+      throw new DleqRequiredError(
+        'every proof must carry a DLEQ proof (NUT-12)',
+      );
     }
     return;
   }
   if (!verifyDleqIfPresent(proof, wallet.getKeyset(proof.id))) {
-    throw new DleqInvalidError('a proof carries a DLEQ proof that does not verify');
+    throw new DleqInvalidError(
+      'a proof carries a DLEQ proof that does not verify',
+    );
   }
 }
 

@@ -157,7 +157,9 @@ export class SqliteWalletStore implements WalletStore {
     this.#transaction(() => {
       const row = this.#redemption(id);
       if (row.state !== 'pending') return;
-      this.#db.prepare('DELETE FROM redeemed_ys WHERE redemption_id = ?').run(id);
+      this.#db
+        .prepare('DELETE FROM redeemed_ys WHERE redemption_id = ?')
+        .run(id);
       this.#settle(id, 'released');
     });
   }
@@ -314,12 +316,18 @@ export class SqliteWalletStore implements WalletStore {
       return result;
     } catch (err) {
       this.#db.exec('ROLLBACK');
-      if (err instanceof TokenReplayedError || err instanceof StoreFailedError) {
+      if (
+        err instanceof TokenReplayedError ||
+        err instanceof StoreFailedError
+      ) {
         throw err;
       }
-      throw new StoreFailedError('the wallet store could not record the change', {
-        cause: err,
-      });
+      throw new StoreFailedError(
+        'the wallet store could not record the change',
+        {
+          cause: err,
+        },
+      );
     }
   }
 }

@@ -1,0 +1,172 @@
+/**
+ * The composition root: builds the real mint gateway, store, provisioner
+ * and gate from a configuration, starts the listeners, and owns shutdown.
+ * The only place where core, protocols and infrastructure meet.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Config } from './config.ts';
+import { Gate } from './core/gate.ts';
+import { GrantSigner } from './core/grants.ts';
+import { systemClock, type Clock, type Provisioner } from './core/ports.ts';
+import { Pricing } from './core/pricing.ts';
+import { Redeemer } from './core/redeemer.ts';
+import { ReplayGuard } from './core/replay-guard.ts';
+import { CashuMintGateway } from './mint/cashu-gateway.ts';
+import { startGrpcServer, type GrpcServer } from './protocols/grpc-server.ts';
+import { startHttpServer, type HttpServer } from './protocols/http-server.ts';
+import { SqliteWalletStore } from './store/sqlite-wallet-store.ts';
+
+/** Options of {@link startApp} beyond the configuration. */
+export interface AppOptions {
+  readonly config: Config;
+  readonly logger: Logger;
+  /** Clock for grants and expiry. Default the system clock. */
+  readonly clock?: Clock;
+  /** Provisioner to use instead of building one from the configuration. */
+  readonly provisioner?: Provisioner & { stop?(): void };
+}
+
+/** A running Paygress. */
+export interface App {
+  readonly httpPort: number;
+  readonly grpcPort: number;
+  readonly store: SqliteWalletStore;
+  /** True once every mint's keysets have been loaded at least once. */
+  ready(): boolean;
+  /** Stops accepting, finishes in-flight requests, closes the store. */
+  close(): Promise<void>;
+}
+
+/** Interval between attempts to settle unfinished redemptions, in ms. */
+const SETTLE_INTERVAL_MS = 30_000;
+
+export async function startApp(options: AppOptions): Promise<App> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
+  const mints = config.mints.map((m) => m.url);
+
+  const store = new SqliteWalletStore({
+    dataDir: config.dataDir,
+    now: () => clock.now(),
+  });
+  const gateway = new CashuMintGateway({
+    mints,
+    timeoutMs: config.mint.timeoutMs,
+  });
+  const guard = new ReplayGuard({ cacheSize: config.replay.cacheSize, store });
+  const redeemer = new Redeemer({
+    gateway,
+    store,
+    guard,
+    clock,
+    requireDleq: config.tokens.requireDleq,
+  });
+  const gate = new Gate({
+    pricing: new Pricing(config.pricing.rules, config.pricing.default, {
+      trustedAmountHeader: config.pricing.trustedAmountHeader,
+      mints: config.mints,
+    }),
+    gateway,
+    redeemer,
+    store,
+    grants: grantSigner(config, clock, logger),
+    clock,
+    maxTokenLength: config.tokens.maxLength,
+    grantCookie: config.grants.cookieName,
+    ...(options.provisioner ? { provisioner: options.provisioner } : {}),
+  });
+
+  const settled = await redeemer.settleAll();
+  if (settled.completed + settled.released + settled.unsettled > 0) {
+    logger.info(settled, 'settled redemptions left unfinished');
+  }
+  const settler = setInterval(() => {
+    void redeemer.settleAll().catch((err) => {
+      logger.error({ err }, 'settling unfinished redemptions failed');
+    });
+  }, SETTLE_INTERVAL_MS);
+  settler.unref();
+
+  const loaded = new Set<string>();
+  const warm = async () => {
+    for (const mint of mints) {
+      if (loaded.has(mint)) continue;
+      await gateway.keysets(mint).then(
+        () => loaded.add(mint),
+        (err: Error) =>
+          logger.warn(
+            { mint, err: err.message },
+            'mint keysets not loaded yet',
+          ),
+      );
+    }
+  };
+  await warm();
+  const warmer = setInterval(() => void warm(), 5000);
+  warmer.unref();
+  const ready = () => loaded.size === mints.length;
+
+  let http: HttpServer | undefined;
+  let grpc: GrpcServer | undefined;
+  try {
+    http = await startHttpServer({
+      host: config.http.host,
+      port: config.http.port,
+      decider: gate,
+      logger,
+      ready,
+    });
+    grpc = await startGrpcServer({
+      host: config.grpc.host,
+      port: config.grpc.port,
+      decider: gate,
+      logger,
+    });
+  } catch (err) {
+    await http?.close(0);
+    store.close();
+    throw err;
+  }
+  logger.info(
+    { http: http.port, grpc: grpc.port, mints, dataDir: config.dataDir },
+    'paygress listening',
+  );
+
+  let closing: Promise<void> | undefined;
+  return {
+    httpPort: http.port,
+    grpcPort: grpc.port,
+    store,
+    ready,
+    close: () =>
+      (closing ??= (async () => {
+        clearInterval(settler);
+        clearInterval(warmer);
+        options.provisioner?.stop?.();
+        await Promise.all([
+          http.close(config.shutdownGraceMs),
+          grpc.close(config.shutdownGraceMs),
+        ]);
+        await gateway.close();
+        store.close();
+      })()),
+  };
+}
+
+function grantSigner(config: Config, clock: Clock, logger: Logger) {
+  let key = config.grants.key;
+  if (key === undefined) {
+    // Grants then live only as long as this process; fine for per-request
+    // routes and development, so say it once rather than refuse to start.
+    key = randomBytes(32).toString('base64url');
+    logger.warn(
+      'no grants.key configured: grant credentials will not survive a restart or work across replicas',
+    );
+  }
+  return new GrantSigner({
+    key,
+    previousKeys: config.grants.previousKeys,
+    clock,
+  });
+}

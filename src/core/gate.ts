@@ -1,0 +1,378 @@
+/**
+ * The gate: one decision per request, whatever protocol carried it.
+ *
+ *   price → credential → (grant | token: size, decode, mint, unit, keysets,
+ *   net amount) → redeem → grant → provision → allow
+ *
+ * Each step can stop the request with its own reason code. Faults of the
+ * mint, the store or the cluster fail closed: the request is refused as
+ * our fault, never allowed.
+ */
+import { getEncodedToken, type Proof } from '@cashu/cashu-ts';
+import {
+  GrantExpiredError,
+  InsufficientAmountError,
+  KeysetUnknownError,
+  MintNotAllowedError,
+  PaymentRequiredError,
+  PaygressError,
+  ProvisionFailedError,
+  TokenMalformedError,
+  UnitMismatchError,
+  toPaygressError,
+} from './errors.ts';
+import {
+  createGrant,
+  extendGrant,
+  readGrantCredential,
+  type Grant,
+  type GrantSigner,
+} from './grants.ts';
+import { tryNormalizeMintUrl } from './mint-url.ts';
+import type {
+  AuthRequest,
+  Decider,
+  Decision,
+  Deny,
+  Allow,
+  Price,
+} from './model.ts';
+import { paymentRequestFor } from './payment-request.ts';
+import type {
+  Clock,
+  KeysetInfo,
+  MintGateway,
+  Provisioner,
+  WalletStore,
+} from './ports.ts';
+import {
+  grantDuration,
+  minimumPayment,
+  type Charge,
+  type Pricing,
+  type PricedRoute,
+} from './pricing.ts';
+import type { Redeemer, Redemption } from './redeemer.ts';
+import {
+  findToken,
+  parseToken,
+  readTokenHeader,
+  type ParsedToken,
+  type TokenHeader,
+} from './token.ts';
+
+/** Options of {@link Gate}. */
+export interface GateOptions {
+  readonly pricing: Pricing;
+  readonly gateway: MintGateway;
+  readonly redeemer: Redeemer;
+  readonly store: WalletStore;
+  readonly grants: GrantSigner;
+  readonly clock: Clock;
+  /** Longest token accepted, in characters. Default 16384. */
+  readonly maxTokenLength?: number;
+  /** Cookie that may carry a grant credential. Default `paygress_grant`. */
+  readonly grantCookie?: string;
+  /** Creates pods for grants; absent when provisioning is off. */
+  readonly provisioner?: Provisioner;
+  /**
+   * How long a per-request grant (and any pod it provisions) lives, in
+   * seconds. Default 300.
+   */
+  readonly requestGrantSeconds?: number;
+}
+
+/** Upstream header names Paygress owns; always all sent on an allow. */
+export const UPSTREAM_HEADERS = [
+  'X-Payment-Verified',
+  'X-Payment-Amount',
+  'X-Payment-Unit',
+  'X-User-ID',
+  'X-Provisioned-Pod',
+] as const;
+
+/** Client header carrying a grant credential after a rate payment. */
+export const GRANT_HEADER = 'X-Paygress-Grant';
+
+export class Gate implements Decider {
+  readonly #o: Required<Omit<GateOptions, 'provisioner'>> &
+    Pick<GateOptions, 'provisioner'>;
+
+  constructor(options: GateOptions) {
+    this.#o = {
+      maxTokenLength: 16384,
+      grantCookie: 'paygress_grant',
+      requestGrantSeconds: 300,
+      ...options,
+    };
+  }
+
+  async decide(request: AuthRequest): Promise<Decision> {
+    let route: PricedRoute | undefined;
+    try {
+      route = this.#o.pricing.route(request);
+      if (route.charge.kind === 'free') return allow(0, '', {});
+      return await this.#paid(request, route);
+    } catch (err) {
+      return deny(toPaygressError(err), route);
+    }
+  }
+
+  async #paid(request: AuthRequest, route: PricedRoute): Promise<Decision> {
+    const credential = readGrantCredential(
+      request.headers,
+      this.#o.grantCookie,
+    );
+    const grant =
+      credential === undefined
+        ? undefined
+        : this.#o.grants.verify(credential, route.name);
+    if (grant?.singleUse) {
+      throw new GrantExpiredError('this grant was for a single request');
+    }
+
+    const raw = findToken(request.headers);
+    if (raw === undefined) {
+      if (grant !== undefined) return this.#allowGrant(grant, 0);
+      throw new PaymentRequiredError(
+        `payment required: send a Cashu token of ${minimumPayment(route.charge)} ${unitOf(route.charge)} in X-Cashu`,
+      );
+    }
+
+    const token = await this.#check(raw, route);
+    const redemption = await this.#o.redeemer.redeem(token);
+    return this.#afterPayment(route, redemption, token, grant);
+  }
+
+  /** Every check that needs no mint round trip beyond its keyset list. */
+  async #check(raw: string, route: PricedRoute): Promise<ParsedToken> {
+    const header = readTokenHeader(raw, this.#o.maxTokenLength);
+
+    const mint = tryNormalizeMintUrl(header.mint);
+    if (mint === undefined || !route.mints.includes(mint)) {
+      throw new MintNotAllowedError(
+        `tokens from this mint are not accepted here; use one of: ${route.mints.join(', ')}`,
+      );
+    }
+    const unit = unitOf(route.charge);
+    if (header.unit !== unit) {
+      throw new UnitMismatchError(
+        `token is in ${header.unit}; this route is priced in ${unit}`,
+      );
+    }
+    // Gross value is an upper bound of the net value: refuse small tokens
+    // before asking the mint anything.
+    const price = minimumPayment(route.charge);
+    if (header.amount < price) throw insufficient(price, unit, header.amount);
+
+    const { token, keysets } = await this.#decode({ ...header, mint });
+    const net = token.amount - fees(token, keysets, unit);
+    if (net < price) throw insufficient(price, unit, net);
+    return token;
+  }
+
+  /**
+   * Decodes against the mint's keysets, fetching them again once when the
+   * token names one we have not seen (the mint may have rotated its keys;
+   * the gateway limits how often that refetch really happens).
+   */
+  async #decode(
+    header: TokenHeader,
+  ): Promise<{ token: ParsedToken; keysets: readonly KeysetInfo[] }> {
+    const attempt = async (refresh: boolean) => {
+      const keysets = await this.#o.gateway.keysets(header.mint, refresh);
+      const token = parseToken(
+        header,
+        keysets.map((k) => k.id),
+      );
+      const known = token.proofs.every((p) =>
+        keysets.some((k) => k.id === p.id),
+      );
+      return { token, keysets, known };
+    };
+
+    try {
+      const first = await attempt(false);
+      if (first.known) return first;
+    } catch (err) {
+      if (!(err instanceof TokenMalformedError)) throw err;
+    }
+    const second = await attempt(true);
+    return second;
+  }
+
+  async #afterPayment(
+    route: PricedRoute,
+    redemption: Redemption,
+    token: ParsedToken,
+    current: Grant | undefined,
+  ): Promise<Decision> {
+    const now = this.#o.clock.now();
+    const charge = route.charge;
+    let grant: Grant;
+    if (charge.kind === 'rate') {
+      const seconds = grantDuration(charge, redemption.amount);
+      grant = current
+        ? extendGrant(
+            current,
+            seconds,
+            charge.maxSeconds,
+            now,
+            redemption.amount,
+          )
+        : createGrant({
+            route: route.name,
+            seconds,
+            singleUse: false,
+            amount: redemption.amount,
+            unit: redemption.unit,
+            now,
+          });
+    } else {
+      grant = createGrant({
+        route: route.name,
+        seconds: this.#o.requestGrantSeconds,
+        singleUse: true,
+        amount: redemption.amount,
+        unit: redemption.unit,
+        now,
+      });
+    }
+
+    let pod = '';
+    if (this.#o.provisioner !== undefined) {
+      try {
+        pod = current
+          ? await this.#extendPod(grant)
+          : (await this.#o.provisioner.ensure(grant.id, grant.expiresAt))
+              .podName;
+      } catch (err) {
+        return this.#refund(redemption, token, route, err);
+      }
+    }
+
+    return this.#allowGrant(grant, redemption.amount, pod, token.fingerprint);
+  }
+
+  async #extendPod(grant: Grant): Promise<string> {
+    const provisioner = this.#o.provisioner!;
+    await provisioner.extend(grant.id, grant.expiresAt);
+    return (await provisioner.ensure(grant.id, grant.expiresAt)).podName;
+  }
+
+  #allowGrant(
+    grant: Grant,
+    amount: number,
+    pod = '',
+    proofsHash?: string,
+  ): Allow {
+    const client: Record<string, string> = {};
+    if (!grant.singleUse) {
+      client[GRANT_HEADER] = this.#o.grants.issue(grant);
+    }
+    return allow(amount, grant.unit, client, grant.id, pod, proofsHash);
+  }
+
+  /**
+   * The payment is final but what it buys could not be delivered: hand the
+   * value back as a Cashu token, recorded in the store as refunded.
+   */
+  #refund(
+    redemption: Redemption,
+    token: ParsedToken,
+    route: PricedRoute,
+    cause: unknown,
+  ): Deny {
+    const proofs = this.#o.store.refund(redemption.id);
+    const refund = getEncodedToken({
+      mint: redemption.mint,
+      unit: redemption.unit,
+      proofs: proofs as unknown as Proof[],
+    });
+    const err =
+      cause instanceof ProvisionFailedError
+        ? cause
+        : new ProvisionFailedError('the pod could not be provisioned', {
+            cause,
+          });
+    return {
+      ...deny(err, route),
+      message: `${err.message}; your payment is returned in X-Cashu`,
+      refund,
+      proofsHash: token.fingerprint,
+    };
+  }
+}
+
+function allow(
+  amount: number,
+  unit: string,
+  clientHeaders: Record<string, string>,
+  userId = '',
+  pod = '',
+  proofsHash?: string,
+): Allow {
+  return {
+    kind: 'allow',
+    amount,
+    unit,
+    upstreamHeaders: {
+      'X-Payment-Verified': amount > 0 || userId !== '' ? 'true' : 'false',
+      'X-Payment-Amount': String(amount),
+      'X-Payment-Unit': unit,
+      'X-User-ID': userId,
+      'X-Provisioned-Pod': pod,
+    },
+    clientHeaders,
+    ...(proofsHash ? { proofsHash } : {}),
+  };
+}
+
+function deny(err: PaygressError, route: PricedRoute | undefined): Deny {
+  const price = err.fault === 'payer' ? priceOf(route) : undefined;
+  return {
+    kind: 'deny',
+    reason: err.code,
+    message: err.message,
+    fault: err.fault,
+    ...(price ? { price, paymentRequest: paymentRequestFor(price) } : {}),
+  };
+}
+
+function priceOf(route: PricedRoute | undefined): Price | undefined {
+  if (route === undefined || route.charge.kind === 'free') return undefined;
+  return {
+    amount: minimumPayment(route.charge),
+    unit: route.charge.unit,
+    mints: route.mints,
+  };
+}
+
+function unitOf(charge: Charge): string {
+  return charge.kind === 'free' ? '' : charge.unit;
+}
+
+function insufficient(price: number, unit: string, net: number) {
+  return new InsufficientAmountError(
+    `token is worth ${net} ${unit} after mint fees; this request costs ${price} ${unit}`,
+  );
+}
+
+/** NUT-02: ceil(sum of input_fee_ppk over the inputs / 1000). */
+function fees(
+  token: ParsedToken,
+  keysets: readonly KeysetInfo[],
+  unit: string,
+): number {
+  let ppk = 0;
+  for (const proof of token.proofs) {
+    const keyset = keysets.find((k) => k.id === proof.id);
+    if (keyset === undefined || keyset.unit !== unit) {
+      throw new KeysetUnknownError(
+        `proof keyset ${proof.id.slice(0, 16)} is not a ${unit} keyset of this mint`,
+      );
+    }
+    ppk += keyset.inputFeePpk;
+  }
+  return Math.ceil(ppk / 1000);
+}

@@ -1,0 +1,63 @@
+/**
+ * `paygress serve`: loads the configuration, starts Paygress (and the dev
+ * mint when configured), and shuts down cleanly on SIGTERM or SIGINT.
+ */
+import { startApp } from './app.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import {
+  startDevMintProcess,
+  type DevMintProcess,
+} from './dev-mint-process.ts';
+import { createLogger } from './logger.ts';
+
+/** Runs Paygress until a signal stops it; returns the exit code. */
+export async function serve(configFile?: string): Promise<number> {
+  let config: Config;
+  try {
+    config = loadConfig(configFile ? { file: configFile } : {});
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return 2;
+  }
+  const logger = createLogger(config.logLevel);
+
+  let devMint: DevMintProcess | undefined;
+  if (config.devMint) {
+    devMint = await startDevMintProcess();
+    logger.warn(
+      { mint: devMint.url },
+      'trusting the development mint: its Lightning backend is fake, never use it for real payments',
+    );
+    config = withMint(config, devMint.url);
+  }
+  if (config.mints.length === 0) {
+    logger.error(
+      'no mints configured: set PAYGRESS_MINTS or mints in the configuration file',
+    );
+    await devMint?.stop();
+    return 2;
+  }
+
+  const app = await startApp({ config, logger });
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+
+  logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down');
+  await app.close();
+  await devMint?.stop();
+  logger.info('stopped');
+  return 0;
+}
+
+function withMint(config: Config, url: string): Config {
+  if (config.mints.some((m) => m.url === url)) return config;
+  return { ...config, mints: [...config.mints, { url, units: ['sat'] }] };
+}
+
+if (import.meta.main) {
+  const file = process.argv[2] === '--config' ? process.argv[3] : undefined;
+  process.exitCode = await serve(file);
+}

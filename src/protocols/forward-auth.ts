@@ -1,0 +1,68 @@
+/**
+ * Forward-auth as Traefik `forwardAuth` and Caddy `forward_auth` call it.
+ *
+ * The original request is described by `X-Forwarded-Method`, `-Proto`,
+ * `-Host` and `-Uri`. They are trustworthy only because these proxies set
+ * them: Caddy always overwrites them, Traefik does with
+ * `trustForwardHeader: false` (as deploy/traefik configures it). Any
+ * non-2xx answer reaches the client as it is, so a deny is a full 402 with
+ * `X-Cashu` and a JSON body.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { AuthRequest, Decision } from '../core/model.ts';
+import { allowHeaders, denyBody, denyHeaders } from './payment-headers.ts';
+import {
+  firstForwarded,
+  flattenHeaders,
+  hostOnly,
+  requestIdFrom,
+  splitUri,
+} from './request-parts.ts';
+import type { Reply } from './reply.ts';
+
+/** Reads the original request from forward-auth headers. */
+export function forwardAuthRequest(req: IncomingMessage): AuthRequest {
+  const headers = flattenHeaders(req.headers);
+  const { path, query } = splitUri(headers['x-forwarded-uri'] ?? req.url);
+  return {
+    protocol: 'forward',
+    method: (
+      headers['x-forwarded-method'] ??
+      req.method ??
+      'GET'
+    ).toUpperCase(),
+    scheme: (headers['x-forwarded-proto'] ?? '').toLowerCase(),
+    host: hostOnly(headers['x-forwarded-host'] ?? headers['host']),
+    path,
+    query,
+    headers,
+    clientAddress: firstForwarded(
+      headers['x-forwarded-for'],
+      req.socket.remoteAddress ?? '',
+    ),
+    requestId: requestIdFrom(headers['x-request-id']),
+  };
+}
+
+/** 200 with the payment headers, or 402 (payer) / 503 (ours) with a body. */
+export function forwardAuthReply(decision: Decision): Reply {
+  if (decision.kind === 'allow') {
+    return {
+      status: 200,
+      headers: { ...allowHeaders(decision), ...decision.clientHeaders },
+      body: '',
+    };
+  }
+
+  const headers: Record<string, string> = {
+    ...denyHeaders(decision),
+    'Content-Type': 'application/json',
+    'Cache-Control': 'no-store',
+  };
+  if (decision.fault === 'ours') headers['Retry-After'] = '5';
+  return {
+    status: decision.fault === 'payer' ? 402 : 503,
+    headers,
+    body: denyBody(decision),
+  };
+}

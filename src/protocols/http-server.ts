@@ -1,0 +1,193 @@
+/**
+ * The HTTP listener: forward-auth, nginx auth_request, health and
+ * metrics on one port. It never reads a request body (auth subrequests
+ * announce one they do not send) and always answers with a
+ * `Content-Length`, so proxies keep their connections alive.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { AuthRequest, Decider, Decision } from '../core/model.ts';
+import { logDecision, type DecisionObserver } from './decision-log.ts';
+import { forwardAuthReply, forwardAuthRequest } from './forward-auth.ts';
+import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
+import type { Reply } from './reply.ts';
+
+/** Options of {@link startHttpServer}. */
+export interface HttpServerOptions {
+  /** Address to bind. Default `0.0.0.0`. */
+  readonly host?: string;
+  /** Port; 0 picks a free one. Default 8080. */
+  readonly port?: number;
+  readonly decider: Decider;
+  readonly logger: Logger;
+  /** True when the process can serve: config, store and mint keysets ready. */
+  readonly ready?: () => boolean;
+  /** Prometheus text for `/metrics`; absent disables the route. */
+  readonly metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Called once per decision, for metrics. */
+  readonly observe?: DecisionObserver;
+  /** Largest request header block accepted, in bytes. Default 32768. */
+  readonly maxHeaderSize?: number;
+}
+
+/** A running HTTP listener. */
+export interface HttpServer {
+  readonly port: number;
+  /** Stops accepting, lets in-flight requests finish, then closes. */
+  close(graceMs: number): Promise<void>;
+}
+
+interface Adapter {
+  read(req: IncomingMessage): AuthRequest;
+  reply(decision: Decision): Reply;
+}
+
+const FORWARD: Adapter = { read: forwardAuthRequest, reply: forwardAuthReply };
+const NGINX: Adapter = { read: nginxAuthRequest, reply: nginxAuthReply };
+
+/**
+ * `/auth` serves both: requests carrying ingress-nginx's markers are nginx
+ * subrequests, everything else is forward-auth.
+ */
+function sniff(req: IncomingMessage): Adapter {
+  return req.headers['x-original-url'] !== undefined ||
+    req.headers['x-sent-from'] !== undefined
+    ? NGINX
+    : FORWARD;
+}
+
+export async function startHttpServer(
+  options: HttpServerOptions,
+): Promise<HttpServer> {
+  const { decider, logger } = options;
+  const server: Server = createServer({
+    maxHeaderSize: options.maxHeaderSize ?? 32768,
+    keepAliveTimeout: 65_000,
+    requestTimeout: 30_000,
+  });
+
+  server.on('request', (req, res) => {
+    const route = (req.url ?? '/').split('?')[0];
+    const adapter =
+      route === '/auth/forward'
+        ? FORWARD
+        : route === '/auth/nginx'
+          ? NGINX
+          : route === '/auth'
+            ? sniff(req)
+            : undefined;
+
+    if (adapter === undefined) {
+      void serveOther(route ?? '/', options).then((reply) =>
+        write(req, res, reply),
+      );
+      return;
+    }
+    void authorize(adapter, req, decider, logger, options.observe).then(
+      (reply) => write(req, res, reply),
+    );
+  });
+  server.on('clientError', (err, socket) => {
+    if (socket.writable) {
+      socket.end(
+        'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
+      );
+    }
+    logger.debug({ err: err.message }, 'client error');
+  });
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 8080, options.host ?? '0.0.0.0', resolve);
+  });
+
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: (graceMs) => closeGracefully(server, graceMs),
+  };
+}
+
+async function authorize(
+  adapter: Adapter,
+  req: IncomingMessage,
+  decider: Decider,
+  logger: Logger,
+  observe: DecisionObserver | undefined,
+): Promise<Reply> {
+  const started = performance.now();
+  const request = adapter.read(req);
+  const log = logger.child({ reqId: request.requestId });
+
+  let decision: Decision;
+  try {
+    decision = await decider.decide(request);
+  } catch (err) {
+    // The gate turns every failure into a deny; reaching this is a bug, and
+    // it must still fail closed.
+    log.error({ err }, 'decider threw');
+    decision = {
+      kind: 'deny',
+      reason: 'PAYGRESS_INTERNAL',
+      message: 'internal error',
+      fault: 'ours',
+    };
+  }
+
+  const duration = performance.now() - started;
+  logDecision(log, request, decision, duration);
+  observe?.(request, decision, duration);
+  return adapter.reply(decision);
+}
+
+async function serveOther(
+  route: string,
+  options: HttpServerOptions,
+): Promise<Reply> {
+  const text = { 'Content-Type': 'text/plain; charset=utf-8' };
+  if (route === '/healthz') return { status: 200, headers: text, body: 'ok\n' };
+  if (route === '/readyz') {
+    const ready = options.ready?.() ?? true;
+    return ready
+      ? { status: 200, headers: text, body: 'ready\n' }
+      : { status: 503, headers: text, body: 'not ready\n' };
+  }
+  if (route === '/metrics' && options.metrics) {
+    const { contentType, body } = await options.metrics();
+    return { status: 200, headers: { 'Content-Type': contentType }, body };
+  }
+  return { status: 404, headers: text, body: 'not found\n' };
+}
+
+function write(
+  req: IncomingMessage,
+  res: import('node:http').ServerResponse,
+  reply: Reply,
+): void {
+  const body = Buffer.from(reply.body, 'utf8');
+  const headers: Record<string, string | number> = {
+    ...reply.headers,
+    'Content-Length': body.length,
+  };
+  // A request that announced a body we will not read must not share its
+  // connection with the next one: the unread bytes would be parsed as it.
+  if (announcesBody(req)) headers['Connection'] = 'close';
+  res.writeHead(reply.status, headers);
+  res.end(body);
+}
+
+function announcesBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (
+    (length !== undefined && length !== '0') ||
+    req.headers['transfer-encoding'] !== undefined
+  );
+}
+
+async function closeGracefully(server: Server, graceMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+  await closed;
+  clearTimeout(timer);
+}

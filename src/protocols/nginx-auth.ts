@@ -1,0 +1,82 @@
+/**
+ * NGINX `auth_request` (plain nginx and ingress-nginx).
+ *
+ * nginx accepts only 2xx, 401 and 403 from an auth service; anything else,
+ * 402 included, becomes a 500 for the client. So a payment refusal is a
+ * 401 carrying the payment headers and one `WWW-Authenticate` challenge
+ * that holds the payment request (the only header ingress-nginx without
+ * snippets copies to the client); nginx maps it to 402 where the config
+ * allows. Every answer has an empty body: nginx discards auth bodies, and
+ * a body makes it close the upstream connection instead of reusing it.
+ *
+ * The original request comes from `X-Original-URL` / `X-Original-Method`
+ * (ingress-nginx, and our nginx config), else `X-Original-URI` + `Host`.
+ * `X-Forwarded-*` is ignored: ingress-nginx does not set it, so a client
+ * could.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { AuthRequest, Decision } from '../core/model.ts';
+import {
+  allowHeaders,
+  denyHeaders,
+  paymentChallenge,
+} from './payment-headers.ts';
+import {
+  flattenHeaders,
+  hostOnly,
+  requestIdFrom,
+  splitUri,
+} from './request-parts.ts';
+import type { Reply } from './reply.ts';
+
+/** Reads the original request from nginx's auth subrequest headers. */
+export function nginxAuthRequest(req: IncomingMessage): AuthRequest {
+  const headers = flattenHeaders(req.headers);
+  const original = parseOriginalUrl(headers['x-original-url']);
+  const uri = original?.uri ?? headers['x-original-uri'] ?? req.url;
+  const { path, query } = splitUri(uri);
+  return {
+    protocol: 'nginx',
+    method: (headers['x-original-method'] ?? req.method ?? 'GET').toUpperCase(),
+    scheme: original?.scheme ?? (headers['x-scheme'] ?? '').toLowerCase(),
+    host: hostOnly(original?.host ?? headers['host']),
+    path,
+    query,
+    headers,
+    clientAddress: headers['x-real-ip'] ?? req.socket.remoteAddress ?? '',
+    requestId: requestIdFrom(headers['x-request-id']),
+  };
+}
+
+/** 200 with payment headers, 401 (payer) or 503 (ours); never a body. */
+export function nginxAuthReply(decision: Decision): Reply {
+  if (decision.kind === 'allow') {
+    return {
+      status: 200,
+      headers: { ...allowHeaders(decision), ...decision.clientHeaders },
+      body: '',
+    };
+  }
+
+  const headers = denyHeaders(decision);
+  if (decision.fault === 'ours') {
+    return { status: 503, headers, body: '' };
+  }
+  headers['WWW-Authenticate'] = paymentChallenge(decision);
+  return { status: 401, headers, body: '' };
+}
+
+/** `scheme://host/uri` as ingress-nginx builds it from `$request_uri`. */
+function parseOriginalUrl(
+  value: string | undefined,
+): { scheme: string; host: string; uri: string } | undefined {
+  const match = value
+    ? /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)(.*)$/i.exec(value)
+    : null;
+  if (!match) return undefined;
+  return {
+    scheme: match[1]!.toLowerCase(),
+    host: match[2]!,
+    uri: match[3] || '/',
+  };
+}

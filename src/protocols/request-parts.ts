@@ -1,0 +1,59 @@
+/**
+ * Small pieces every HTTP-based adapter needs to build an AuthRequest from
+ * what a proxy sent: header flattening, host and URI splitting.
+ */
+import type { IncomingHttpHeaders } from 'node:http';
+import { randomUUID } from 'node:crypto';
+
+/** Lower-cased header map with repeated values joined by `,` (as Envoy). */
+export function flattenHeaders(
+  headers: IncomingHttpHeaders,
+): Record<string, string> {
+  const flat: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    flat[name.toLowerCase()] = Array.isArray(value) ? value.join(',') : value;
+  }
+  return flat;
+}
+
+/** Host without port, lower-cased; IPv6 literals keep their brackets. */
+export function hostOnly(value: string | undefined): string {
+  const host = (value ?? '').trim().toLowerCase();
+  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
+  const colon = host.indexOf(':');
+  // More than one colon without brackets is a bare IPv6 address, no port.
+  if (colon === -1 || host.indexOf(':', colon + 1) !== -1) return host;
+  return host.slice(0, colon);
+}
+
+/** Splits a request target into path and query (without `?`). */
+export function splitUri(uri: string | undefined): {
+  path: string;
+  query: string;
+} {
+  const target = uri && uri.length > 0 ? uri : '/';
+  const hash = target.indexOf('#');
+  const clean = hash === -1 ? target : target.slice(0, hash);
+  const q = clean.indexOf('?');
+  const path = q === -1 ? clean : clean.slice(0, q);
+  return {
+    path: path.startsWith('/') ? path : `/${path}`,
+    query: q === -1 ? '' : clean.slice(q + 1),
+  };
+}
+
+/** First address of an `X-Forwarded-For` list, or the fallback. */
+export function firstForwarded(
+  value: string | undefined,
+  fallback: string,
+): string {
+  const first = value?.split(',')[0]?.trim();
+  return first ? first : fallback;
+}
+
+/** A request id: the proxy's when it sent a sane one, else a new one. */
+export function requestIdFrom(value: string | undefined): string {
+  if (value && /^[\w.:\-]{1,128}$/.test(value)) return value;
+  return randomUUID();
+}
