@@ -1,0 +1,119 @@
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { parseAllDocuments } from 'yaml';
+import { buildPod, validatePodTemplate } from '../../src/k8s/pod-template.ts';
+import { podNameFor } from '../../src/k8s/pod-identity.ts';
+
+t.test('pod names are valid DNS-1123 labels for any grant id', async (t) => {
+  for (const id of ['a', 'UPPER', 'with/slash', 'x'.repeat(10_000), '\u0000']) {
+    t.match(podNameFor(id), /^paygress-[0-9a-f]{20}$/);
+  }
+  t.not(podNameFor('a'), podNameFor('b'));
+});
+
+t.test('the template cannot take over Paygress labels or expiry', async (t) => {
+  t.throws(
+    () =>
+      validatePodTemplate({
+        image: 'a',
+        labels: { 'paygress.dev/grant': 'x' },
+      }),
+    /may not set/,
+  );
+  t.throws(
+    () =>
+      validatePodTemplate({
+        image: 'a',
+        labels: { 'app.kubernetes.io/managed-by': 'me' },
+      }),
+    /may not set/,
+  );
+  t.throws(
+    () =>
+      validatePodTemplate({
+        image: 'a',
+        annotations: { 'paygress.dev/expires-at': 'never' },
+      }),
+    /may not set/,
+  );
+  t.throws(() => validatePodTemplate({ image: 'a b' }), /template.image/);
+  t.throws(
+    () => validatePodTemplate({ image: 'a', maxLifetimeSeconds: 0 }),
+    /maxLifetimeSeconds/,
+  );
+  t.throws(
+    () =>
+      validatePodTemplate({ image: 'a', ports: [{ containerPort: 70_000 }] }),
+    /containerPort/,
+  );
+  t.throws(
+    () => validatePodTemplate({ image: 'a', serviceAccountName: 'Bad_Name' }),
+    /serviceAccountName/,
+  );
+});
+
+t.test(
+  'a validated template is a frozen copy the pod cannot alias',
+  async (t) => {
+    const source = { image: 'a', env: [{ name: 'K', value: 'v' }] };
+    const template = validatePodTemplate(source);
+    source.env[0]!.value = 'changed';
+
+    const pod = buildPod(template, 'g', Date.UTC(2030, 0, 1));
+    pod.spec!.containers[0]!.env![0]!.value = 'mutated';
+
+    t.equal(template.env![0]!.value, 'v');
+    t.ok(Object.isFrozen(template.env));
+    t.equal(
+      buildPod(template, 'g', 0).spec!.containers[0]!.env![0]!.value,
+      'v',
+    );
+  },
+);
+
+t.test(
+  'a named service account gets its token; by default none is mounted',
+  async (t) => {
+    const own = buildPod(
+      validatePodTemplate({ image: 'a', serviceAccountName: 'runner' }),
+      'g',
+      0,
+    );
+    t.equal(own.spec!.serviceAccountName, 'runner');
+    t.equal(own.spec!.automountServiceAccountToken, undefined);
+    const plain = buildPod(validatePodTemplate({ image: 'a' }), 'g', 0);
+    t.equal(plain.spec!.automountServiceAccountToken, false);
+    t.equal(plain.spec!.activeDeadlineSeconds, undefined);
+  },
+);
+
+t.test(
+  'the RBAC manifest grants only the pod verbs Paygress uses',
+  async (t) => {
+    const docs = parseAllDocuments(
+      readFileSync(
+        new URL('../../deploy/kubernetes/rbac.yaml', import.meta.url),
+        'utf8',
+      ),
+    ).map((d) => d.toJS());
+    t.same(
+      docs.map((d) => d.kind),
+      ['ServiceAccount', 'Role', 'RoleBinding'],
+    );
+    const role = docs[1];
+    t.same(role.rules, [
+      {
+        apiGroups: [''],
+        resources: ['pods'],
+        verbs: ['create', 'get', 'list', 'patch', 'delete'],
+      },
+    ]);
+    t.same(docs[2].roleRef, {
+      apiGroup: 'rbac.authorization.k8s.io',
+      kind: 'Role',
+      name: role.metadata.name,
+    });
+    const namespaces = new Set(docs.map((d) => d.metadata.namespace));
+    t.equal(namespaces.size, 1);
+  },
+);
