@@ -78,17 +78,24 @@ export interface CountingRelay {
   readonly port: number;
   /** Connections accepted so far. */
   connections(): number;
+  /**
+   * Every byte proxies sent towards the target so far, as latin1 text, to
+   * show what the target was told. Holds tokens: never log it.
+   */
+  received(): string;
   close(): Promise<void>;
 }
 
 /**
  * Starts a TCP relay on 127.0.0.1 that pipes every connection to
- * `127.0.0.1:targetPort` and counts how many connections it accepted.
+ * `127.0.0.1:targetPort`, counting the connections it accepted and keeping
+ * what they sent.
  */
 export async function startCountingRelay(
   targetPort: number,
 ): Promise<CountingRelay> {
   let count = 0;
+  const inboundText: string[] = [];
   const sockets = new Set<Socket>();
   const server: TcpServer = createTcpServer((inbound) => {
     count++;
@@ -101,6 +108,9 @@ export async function startCountingRelay(
         outbound.destroy();
       });
     }
+    inbound.on('data', (chunk: Buffer) =>
+      inboundText.push(chunk.toString('latin1')),
+    );
     inbound.pipe(outbound).pipe(inbound);
   });
   await listen(server);
@@ -108,6 +118,7 @@ export async function startCountingRelay(
   return {
     port: (server.address() as AddressInfo).port,
     connections: () => count,
+    received: () => inboundText.join(''),
     async close() {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
