@@ -12,6 +12,8 @@ import { systemClock, type Clock, type Provisioner } from './core/ports.ts';
 import { Pricing } from './core/pricing.ts';
 import { Redeemer } from './core/redeemer.ts';
 import { ReplayGuard } from './core/replay-guard.ts';
+import { loadKubeConnection } from './k8s/kube-config.ts';
+import { KubernetesProvisioner } from './k8s/provisioner.ts';
 import { CashuMintGateway } from './mint/cashu-gateway.ts';
 import { startGrpcServer, type GrpcServer } from './protocols/grpc-server.ts';
 import { startHttpServer, type HttpServer } from './protocols/http-server.ts';
@@ -24,7 +26,7 @@ export interface AppOptions {
   /** Clock for grants and expiry. Default the system clock. */
   readonly clock?: Clock;
   /** Provisioner to use instead of building one from the configuration. */
-  readonly provisioner?: Provisioner & { stop?(): void };
+  readonly provisioner?: Provisioner & { stop?(): Promise<void> | void };
 }
 
 /** A running Paygress. */
@@ -62,6 +64,8 @@ export async function startApp(options: AppOptions): Promise<App> {
     clock,
     requireDleq: config.tokens.requireDleq,
   });
+  const provisioner =
+    options.provisioner ?? (await provisionerFor(config, clock, logger));
   const gate = new Gate({
     pricing: new Pricing(config.pricing.rules, config.pricing.default, {
       trustedAmountHeader: config.pricing.trustedAmountHeader,
@@ -74,7 +78,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     clock,
     maxTokenLength: config.tokens.maxLength,
     grantCookie: config.grants.cookieName,
-    ...(options.provisioner ? { provisioner: options.provisioner } : {}),
+    ...(provisioner ? { provisioner } : {}),
   });
 
   const settled = await redeemer.settleAll();
@@ -143,7 +147,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       (closing ??= (async () => {
         clearInterval(settler);
         clearInterval(warmer);
-        options.provisioner?.stop?.();
+        await provisioner?.stop?.();
         await Promise.all([
           http.close(config.shutdownGraceMs),
           grpc.close(config.shutdownGraceMs),
@@ -152,6 +156,43 @@ export async function startApp(options: AppOptions): Promise<App> {
         store.close();
       })()),
   };
+}
+
+/**
+ * The Kubernetes provisioner when provisioning is on; with it off, nothing
+ * is built and no API call is ever made.
+ */
+async function provisionerFor(
+  config: Config,
+  clock: Clock,
+  logger: Logger,
+): Promise<KubernetesProvisioner | undefined> {
+  const { enabled, namespace, template } = config.provisioning;
+  if (!enabled || template === undefined) return undefined;
+
+  const connection = loadKubeConnection();
+  const provisioner = new KubernetesProvisioner({
+    kubeConfig: connection.kubeConfig,
+    namespace,
+    template,
+    clock,
+    logger: logger.child({ component: 'provisioner' }),
+  });
+  // An API server that is down at start-up must not keep Paygress down:
+  // payments made meanwhile are refunded, and the reaper retries.
+  await provisioner.start().then(
+    (report) =>
+      logger.info(
+        { namespace, source: connection.source, ...report },
+        'pod provisioning on',
+      ),
+    (err: Error) =>
+      logger.error(
+        { namespace, err: err.message },
+        'pod provisioning on, but adopting existing pods failed; retrying on schedule',
+      ),
+  );
+  return provisioner;
 }
 
 function grantSigner(config: Config, clock: Clock, logger: Logger) {

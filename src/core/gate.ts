@@ -133,7 +133,10 @@ export class Gate implements Decider {
 
     const raw = findToken(request.headers);
     if (raw === undefined) {
-      if (grant !== undefined) return this.#allowGrant(grant, 0);
+      if (grant !== undefined) {
+        const pod = this.#o.provisioner?.podName(grant.id) ?? '';
+        return allow(0, grant.unit, {}, grant.id, pod);
+      }
       throw new PaymentRequiredError(
         `payment required: send a Cashu token of ${minimumPayment(route.charge)} ${unitOf(route.charge)} in X-Cashu`,
       );
@@ -141,7 +144,7 @@ export class Gate implements Decider {
 
     const token = await this.#check(raw, route);
     const redemption = await this.#o.redeemer.redeem(token);
-    return this.#afterPayment(route, redemption, token, grant);
+    return this.#afterPayment(request, route, redemption, token, grant);
   }
 
   /** Every check that needs no mint round trip beyond its keyset list. */
@@ -202,6 +205,7 @@ export class Gate implements Decider {
   }
 
   async #afterPayment(
+    request: AuthRequest,
     route: PricedRoute,
     redemption: Redemption,
     token: ParsedToken,
@@ -251,7 +255,13 @@ export class Gate implements Decider {
       }
     }
 
-    return this.#allowGrant(grant, redemption.amount, pod, token.fingerprint);
+    return this.#allowGrant(
+      request,
+      grant,
+      redemption.amount,
+      pod,
+      token.fingerprint,
+    );
   }
 
   async #extendPod(grant: Grant): Promise<string> {
@@ -261,6 +271,7 @@ export class Gate implements Decider {
   }
 
   #allowGrant(
+    request: AuthRequest,
     grant: Grant,
     amount: number,
     pod = '',
@@ -268,7 +279,17 @@ export class Gate implements Decider {
   ): Allow {
     const client: Record<string, string> = {};
     if (!grant.singleUse) {
-      client[GRANT_HEADER] = this.#o.grants.issue(grant);
+      const credential = this.#o.grants.issue(grant);
+      const seconds = Math.max(
+        0,
+        Math.floor((grant.expiresAt - this.#o.clock.now()) / 1000),
+      );
+      client[GRANT_HEADER] = credential;
+      // The cookie is how browsers and Traefik's addAuthCookiesToResponse
+      // carry the grant; Secure whenever the original request was https.
+      client['Set-Cookie'] =
+        `${this.#o.grantCookie}=${credential}; Path=/; Max-Age=${seconds}; HttpOnly; SameSite=Lax` +
+        (request.scheme === 'https' ? '; Secure' : '');
     }
     return allow(amount, grant.unit, client, grant.id, pod, proofsHash);
   }

@@ -158,4 +158,6 @@ export interface Provisioner {
   extend(grantId: string, expiresAt: number): Promise<void>;
   /** Deletes pods whose expiry has passed; resolves with how many. */
   reap(): Promise<number>;
+  /** Name of the pod serving `grantId` (deterministic; no API call). */
+  podName(grantId: string): string;
 }

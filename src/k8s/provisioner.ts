@@ -129,6 +129,10 @@ export class KubernetesProvisioner implements Provisioner {
    * (ms since epoch); an earlier or equal value changes nothing.
    * @throws ProvisionFailedError when the pod is gone or the API fails.
    */
+  podName(grantId: string): string {
+    return podNameFor(grantId);
+  }
+
   async extend(grantId: string, expiresAt: number): Promise<void> {
     this.#checkArgs(grantId, expiresAt);
     await this.#moveExpiry(grantId, expiresAt);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startApp, type App } from '../../src/app.ts';
+import type { Clock } from '../../src/core/ports.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startDevMint, type DevMint } from '../../src/devmint/index.ts';
@@ -30,6 +31,10 @@ export interface StackOptions {
   dataDir?: string;
   /** Use this mint instead of starting one. */
   mint?: DevMint;
+  /** YAML configuration file, read under the same environment. */
+  configFile?: string;
+  /** Clock for grants and expiry. Default the system clock. */
+  clock?: Clock;
 }
 
 /** A running mint + Paygress. */
@@ -50,6 +55,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const dataDir =
     options.dataDir ?? mkdtempSync(join(tmpdir(), 'paygress-test-'));
   const config = loadConfig({
+    ...(options.configFile ? { file: options.configFile } : {}),
     env: {
       PAYGRESS_MINTS: mint.url,
       PAYGRESS_HTTP_HOST: '127.0.0.1',
@@ -63,7 +69,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       ...options.env,
     },
   });
-  const app = await startApp({ config, logger: createLogger('silent') });
+  const app = await startApp({
+    config,
+    logger: createLogger('silent'),
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
   const grpcClient = new grpc.Client(
     `127.0.0.1:${app.grpcPort}`,
     grpc.credentials.createInsecure(),

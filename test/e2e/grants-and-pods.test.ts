@@ -1,0 +1,295 @@
+/**
+ * What a payment buys beyond one request: a signed grant for a rate route,
+ * top-ups, grants checked by any replica holding the key, trusted and
+ * untrusted ingress prices, and a pod per grant — with the money handed
+ * back when the pod cannot be made.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { Wallet, decodePaymentRequest } from '@cashu/cashu-ts';
+import { startDevMint } from '../../src/devmint/index.ts';
+import {
+  FakeKubeApiServer,
+  writeKubeConfig,
+} from '../support/fake-kube-apiserver.ts';
+import { mintToken } from '../support/wallet.ts';
+import { send, startStack, type Stack } from '../support/stack.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'paygress-grants-'));
+const configFile = join(dir, 'paygress.yaml');
+writeFileSync(
+  configFile,
+  `
+pricing:
+  default: { amount: 100, unit: sat }
+  rules:
+    - name: compute
+      match: { path: /compute, pathMatch: prefix }
+      rate: { amount: 10, unit: sat, perSeconds: 60, minSeconds: 60, maxSeconds: 3600 }
+grants:
+  key: a-test-grant-key-that-is-long-enough-0123456789
+provisioning:
+  namespace: paid
+  template:
+    image: registry.example/workspace:1
+    labels: { app: workspace }
+`,
+);
+
+class FakeClock {
+  ms = Date.now();
+  now() {
+    return this.ms;
+  }
+}
+
+const mint = await startDevMint();
+t.teardown(() => mint.close());
+const kube = await FakeKubeApiServer.start();
+t.teardown(() => kube.close());
+process.env.KUBECONFIG = writeKubeConfig(kube, join(dir, 'kubeconfig'), 'paid');
+
+async function stack(
+  env: Record<string, string> = {},
+  clock?: FakeClock,
+): Promise<Stack> {
+  const s = await startStack({
+    mint,
+    configFile,
+    env,
+    ...(clock ? { clock } : {}),
+  });
+  t.teardown(() => s.close());
+  return s;
+}
+
+const compute = { path: '/compute/job' };
+
+t.test(
+  'a rate payment returns a grant that covers later requests',
+  async (t) => {
+    const clock = new FakeClock();
+    const s = await stack({}, clock);
+
+    const asked = await send(s, 'forward', {}, compute);
+    t.equal(asked.reason, 'PAYGRESS_PAYMENT_REQUIRED');
+    t.equal(
+      decodePaymentRequest(asked.paymentRequest!).amount?.toNumber(),
+      10,
+      'asks for the minimum',
+    );
+
+    const paid = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 20) },
+      compute,
+    );
+    t.equal(paid.allowed, true);
+    const grant = paid.headers['x-paygress-grant']!;
+    t.match(grant, /^pgr1\./);
+    t.match(
+      paid.headers['set-cookie'],
+      /^paygress_grant=pgr1\.[^;]+; Path=\/; Max-Age=120; HttpOnly; SameSite=Lax; Secure$/,
+    );
+    const user = paid.headers['x-user-id'];
+
+    for (const protocol of ['forward', 'nginx', 'ext-authz'] as const) {
+      const again = await send(
+        s,
+        protocol,
+        { Authorization: `Bearer ${grant}` },
+        compute,
+      );
+      t.equal(again.allowed, true, `${protocol}: grant accepted`);
+      t.equal(again.headers['x-user-id'], user);
+      t.equal(
+        again.headers['x-payment-amount'],
+        '0',
+        'nothing paid for this one',
+      );
+    }
+    const cookie = await send(
+      s,
+      'forward',
+      { Cookie: `a=b; paygress_grant=${grant}` },
+      compute,
+    );
+    t.equal(cookie.allowed, true, 'the cookie carries the grant too');
+
+    const otherRoute = await send(s, 'forward', {
+      Authorization: `Bearer ${grant}`,
+    });
+    t.equal(otherRoute.reason, 'PAYGRESS_GRANT_SCOPE');
+
+    const tampered =
+      grant.slice(0, -3) + (grant.endsWith('AAA') ? 'BBB' : 'AAA');
+    const bad = await send(
+      s,
+      'forward',
+      { Authorization: `Bearer ${tampered}` },
+      compute,
+    );
+    t.equal(bad.reason, 'PAYGRESS_GRANT_INVALID');
+
+    clock.ms += 121_000;
+    const late = await send(
+      s,
+      'forward',
+      { Authorization: `Bearer ${grant}` },
+      compute,
+    );
+    t.equal(late.reason, 'PAYGRESS_GRANT_EXPIRED');
+  },
+);
+
+t.test('a top-up extends the grant and keeps its id', async (t) => {
+  const clock = new FakeClock();
+  const s = await stack({}, clock);
+  const first = await send(
+    s,
+    'forward',
+    { 'X-Cashu': await mintToken(mint.url, 10) },
+    compute,
+  );
+  const grant = first.headers['x-paygress-grant']!;
+
+  const topUp = await send(
+    s,
+    'forward',
+    {
+      Authorization: `Bearer ${grant}`,
+      'X-Cashu': await mintToken(mint.url, 30),
+    },
+    compute,
+  );
+  t.equal(topUp.allowed, true);
+  t.equal(topUp.headers['x-user-id'], first.headers['x-user-id']);
+  t.match(topUp.headers['set-cookie'], /Max-Age=240;/, '60 s + 180 s bought');
+
+  clock.ms += 200_000;
+  const later = await send(
+    s,
+    'forward',
+    { Authorization: `Bearer ${topUp.headers['x-paygress-grant']}` },
+    compute,
+  );
+  t.equal(later.allowed, true, 'still valid after the first minute');
+});
+
+t.test('a second replica with the same key accepts the grant', async (t) => {
+  const a = await stack();
+  const b = await stack();
+  const paid = await send(
+    a,
+    'forward',
+    { 'X-Cashu': await mintToken(mint.url, 10) },
+    compute,
+  );
+  const onB = await send(
+    b,
+    'nginx',
+    { Authorization: `Bearer ${paid.headers['x-paygress-grant']}` },
+    compute,
+  );
+  t.equal(onB.allowed, true);
+  t.equal(onB.headers['x-user-id'], paid.headers['x-user-id']);
+});
+
+t.test('X-Required-Amount counts only from a trusted ingress', async (t) => {
+  const untrusted = await stack();
+  const ignored = await send(untrusted, 'forward', {
+    'X-Required-Amount': '1',
+  });
+  t.equal(
+    ignored.headers['x-payment-amount'],
+    '100',
+    'a client cannot lower the price',
+  );
+
+  const trusted = await stack({
+    PAYGRESS_TRUST_REQUIRED_AMOUNT_HEADER: 'true',
+  });
+  const priced = await send(trusted, 'forward', { 'X-Required-Amount': '250' });
+  t.equal(priced.headers['x-payment-amount'], '250');
+  const bogus = await send(trusted, 'forward', { 'X-Required-Amount': '0' });
+  t.equal(
+    bogus.reason,
+    'PAYGRESS_INTERNAL',
+    'an unusable trusted price fails closed',
+  );
+});
+
+t.test('provisioning off makes no API call', async (t) => {
+  const before = kube.requests.length;
+  const s = await stack();
+  const paid = await send(s, 'forward', {
+    'X-Cashu': await mintToken(mint.url, 100),
+  });
+  t.equal(paid.allowed, true);
+  t.equal(paid.headers['x-provisioned-pod'], '');
+  t.equal(kube.requests.length, before);
+});
+
+t.test('a paid grant gets one pod; grant requests reuse it', async (t) => {
+  const s = await stack({ ENABLE_POD_PROVISIONING: 'true' });
+  const paid = await send(
+    s,
+    'forward',
+    { 'X-Cashu': await mintToken(mint.url, 10) },
+    compute,
+  );
+  t.equal(paid.allowed, true);
+  const pod = paid.headers['x-provisioned-pod']!;
+  t.match(pod, /^paygress-[0-9a-f]{20}$/);
+  const created = kube.pods('paid').find((p) => p.metadata.name === pod);
+  t.ok(created, 'the pod exists in POD_NAMESPACE');
+  t.equal(created?.spec.containers[0]?.image, 'registry.example/workspace:1');
+
+  const creates = kube.requests.filter((r) => r.method === 'POST').length;
+  const again = await send(
+    s,
+    'ext-authz',
+    { Authorization: `Bearer ${paid.headers['x-paygress-grant']}` },
+    compute,
+  );
+  t.equal(again.headers['x-provisioned-pod'], pod);
+  t.equal(
+    kube.requests.filter((r) => r.method === 'POST').length,
+    creates,
+    'no second pod',
+  );
+});
+
+t.test('when the pod cannot be made the payment comes back', async (t) => {
+  const s = await stack({ ENABLE_POD_PROVISIONING: 'true' });
+  kube.forbid('create');
+  t.teardown(() => kube.allow('create'));
+  const stored = () =>
+    s.app.store.balances().reduce((n, b) => n + b.available, 0);
+  const before = stored();
+
+  const out = await send(
+    s,
+    'forward',
+    { 'X-Cashu': await mintToken(mint.url, 10) },
+    compute,
+  );
+  t.equal(out.allowed, false);
+  t.equal(out.status, 503);
+  t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
+  const refund = out.headers['x-cashu']!;
+  t.match(refund, /^cashuB/);
+  t.equal(stored(), before, 'the refunded value is not counted as ours');
+
+  const wallet = new Wallet(mint.url, { unit: 'sat' });
+  await wallet.loadMint();
+  const received = await wallet.receive(refund);
+  t.equal(
+    received.reduce((n, p) => n + p.amount.toNumber(), 0),
+    10,
+    'the refund is spendable',
+  );
+});
