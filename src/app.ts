@@ -15,6 +15,7 @@ import { ReplayGuard } from './core/replay-guard.ts';
 import { loadKubeConnection } from './k8s/kube-config.ts';
 import { KubernetesProvisioner } from './k8s/provisioner.ts';
 import { CashuMintGateway } from './mint/cashu-gateway.ts';
+import { Metrics } from './metrics.ts';
 import { startGrpcServer, type GrpcServer } from './protocols/grpc-server.ts';
 import { startHttpServer, type HttpServer } from './protocols/http-server.ts';
 import { SqliteWalletStore } from './store/sqlite-wallet-store.ts';
@@ -52,11 +53,16 @@ export async function startApp(options: AppOptions): Promise<App> {
     dataDir: config.dataDir,
     now: () => clock.now(),
   });
+  const guard = new ReplayGuard({ cacheSize: config.replay.cacheSize, store });
+  const metrics = new Metrics({
+    balances: () => store.balances(),
+    replay: () => guard.stats(),
+  });
   const gateway = new CashuMintGateway({
     mints,
     timeoutMs: config.mint.timeoutMs,
+    onRequest: metrics.observeMint,
   });
-  const guard = new ReplayGuard({ cacheSize: config.replay.cacheSize, store });
   const redeemer = new Redeemer({
     gateway,
     store,
@@ -120,12 +126,15 @@ export async function startApp(options: AppOptions): Promise<App> {
       decider: gate,
       logger,
       ready,
+      observe: metrics.observeDecision,
+      metrics: () => metrics.render(),
     });
     grpc = await startGrpcServer({
       host: config.grpc.host,
       port: config.grpc.port,
       decider: gate,
       logger,
+      observe: metrics.observeDecision,
     });
   } catch (err) {
     await http?.close(0);

@@ -11,10 +11,17 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type { Logger } from 'pino';
-import type { Allow, AuthRequest, Decider, Deny } from '../core/model.ts';
-import type { ReasonCode } from '../core/errors.ts';
+import type {
+  Allow,
+  AuthRequest,
+  Decider,
+  Decision,
+  Deny,
+} from '../core/model.ts';
 import { NotHttpError, toPaygressError } from '../core/errors.ts';
+import { logDecision, type DecisionObserver } from './decision-log.ts';
 import { allowHeaders, denyBody, denyHeaders } from './payment-headers.ts';
+import { hostOnly, requestIdFrom, splitUri } from './request-parts.ts';
 
 /** Full gRPC method path Envoy calls. */
 export const EXT_AUTHZ_CHECK_PATH =
@@ -71,18 +78,7 @@ interface CheckResponseWire {
 }
 
 type Answer =
-  | {
-      response: CheckResponseWire;
-      outcome: 'allow' | 'deny';
-      reason?: ReasonCode;
-      amount?: number;
-    }
-  | {
-      error: Partial<grpc.StatusObject>;
-      outcome: 'unavailable';
-      reason: ReasonCode;
-      err?: unknown;
-    };
+  { response: CheckResponseWire } | { error: Partial<grpc.StatusObject> };
 
 /** Options for {@link createExtAuthzService}. */
 export interface ExtAuthzServiceOptions {
@@ -90,6 +86,8 @@ export interface ExtAuthzServiceOptions {
   decider: Decider;
   /** Parent logger; each check logs through a child with `reqId` bound. */
   logger: Logger;
+  /** Called once per decision, for metrics. */
+  observe?: DecisionObserver;
 }
 
 /** A service to pass to `grpc.Server.addService`. */
@@ -123,21 +121,23 @@ export function createExtAuthzService(
   ) => {
     const started = performance.now();
     let log = options.logger;
+    let request: AuthRequest = TCP_REQUEST;
 
     // Everything runs inside the promise chain, so a malformed request or
     // a bug in the decider ends as UNAVAILABLE, never as a crash or allow.
     Promise.resolve()
       .then(() => {
-        const request = authRequestOf(call.request);
-        const reqId = request?.requestId ?? randomUUID();
-        log = options.logger.child({ reqId });
-        return answer(request, options.decider, log);
+        const http = authRequestOf(call.request);
+        request = http ?? { ...TCP_REQUEST, requestId: randomUUID() };
+        log = options.logger.child({ reqId: request.requestId });
+        return http === undefined ? notHttp() : decide(options.decider, http);
       })
-      .catch((err: unknown) =>
-        fault('PAYGRESS_INTERNAL', 'internal error', err),
-      )
-      .then((result) => {
-        logDecision(log, result, performance.now() - started);
+      .catch((err: unknown) => internal(err))
+      .then((decision) => {
+        const duration = performance.now() - started;
+        logDecision(log, request, decision, duration);
+        options.observe?.(request, decision, duration);
+        const result = render(decision, log);
         if ('error' in result) callback(result.error);
         else callback(null, result.response);
       })
@@ -147,52 +147,70 @@ export function createExtAuthzService(
   return { definition, implementation: { Check: check } };
 }
 
-async function answer(
-  request: AuthRequest | undefined,
+/** Stands in for the request of a check that carried no HTTP. */
+const TCP_REQUEST: AuthRequest = {
+  protocol: 'ext-authz',
+  method: '',
+  scheme: '',
+  host: '',
+  path: '',
+  query: '',
+  headers: {},
+  clientAddress: '',
+  requestId: '',
+};
+
+async function decide(
   decider: Decider,
-  log: Logger,
-): Promise<Answer> {
-  if (request === undefined) {
-    // Istio sends TCP traffic through the same provider: there is no HTTP
-    // response to carry a price, so refuse it plainly with a 403.
-    const error = new NotHttpError('the check carried no HTTP request');
-    const deny: Deny = {
-      kind: 'deny',
-      reason: error.code,
-      message: error.message,
-      fault: error.fault,
-    };
-    return {
-      response: renderDeny(deny, 'Forbidden', log),
-      outcome: 'deny',
-      reason: deny.reason,
-    };
-  }
-
-  let decision;
+  request: AuthRequest,
+): Promise<Decision> {
   try {
-    decision = await decider.decide(request);
+    return await decider.decide(request);
   } catch (err) {
-    const error = toPaygressError(err);
-    return fault(error.code, error.message, err);
+    return internal(err);
   }
+}
 
+/**
+ * Istio sends TCP traffic through the same provider: there is no HTTP
+ * response to carry a price, so it is refused plainly (403 below).
+ */
+function notHttp(): Deny {
+  const error = new NotHttpError('the check carried no HTTP request');
+  return {
+    kind: 'deny',
+    reason: error.code,
+    message: error.message,
+    fault: error.fault,
+  };
+}
+
+/** A decider that throws has a bug: fail closed, as our fault. */
+function internal(err: unknown): Deny {
+  const error = toPaygressError(err);
+  return {
+    kind: 'deny',
+    reason: error.code,
+    message: error.message,
+    fault: 'ours',
+  };
+}
+
+function render(decision: Decision, log: Logger): Answer {
   if (decision.kind === 'allow') {
-    return {
-      response: renderAllow(decision, log),
-      outcome: 'allow',
-      amount: decision.amount,
-    };
+    return { response: renderAllow(decision, log) };
   }
   if (decision.fault === 'ours') {
-    return fault(decision.reason, decision.message);
+    return {
+      error: {
+        code: grpc.status.UNAVAILABLE,
+        details: `${decision.reason}: ${decision.message}`,
+      },
+    };
   }
-  return {
-    response: renderDeny(decision, 'PaymentRequired', log),
-    outcome: 'deny',
-    reason: decision.reason,
-    amount: decision.price?.amount,
-  };
+  const status =
+    decision.reason === 'PAYGRESS_NOT_HTTP' ? 'Forbidden' : 'PaymentRequired';
+  return { response: renderDeny(decision, status, log) };
 }
 
 function authRequestOf(
@@ -204,22 +222,19 @@ function authRequestOf(
   const headers = headersOf(http);
   // Envoy's path is the request target with its query; a fragment should
   // never reach a proxy, but is cut off if a client sent one.
-  const target = (http.path || headers[':path'] || '/').split('#')[0]!;
-  const queryAt = target.indexOf('?');
-  const path = queryAt === -1 ? target : target.slice(0, queryAt);
-  const query = queryAt === -1 ? '' : target.slice(queryAt + 1);
+  const { path, query } = splitUri(http.path || headers[':path']);
 
   return {
     protocol: 'ext-authz',
     method: (http.method || headers[':method'] || '').toUpperCase(),
     scheme: (http.scheme || headers[':scheme'] || '').toLowerCase(),
-    host: normaliseHost(http.host || headers[':authority'] || ''),
+    host: hostOnly(http.host || headers[':authority']),
     path,
     query,
     headers,
     clientAddress:
       check?.attributes?.source?.address?.socket_address?.address ?? '',
-    requestId: http.id || headers['x-request-id'] || randomUUID(),
+    requestId: requestIdFrom(http.id || headers['x-request-id']),
   };
 }
 
@@ -248,21 +263,6 @@ function headersOf(http: HttpRequestWire): Record<string, string> {
     joined.set(name, previous === undefined ? value : `${previous},${value}`);
   }
   return Object.fromEntries(joined);
-}
-
-function normaliseHost(authority: string): string {
-  const host = authority.trim().toLowerCase();
-  if (host.startsWith('[')) {
-    const end = host.indexOf(']');
-    return end === -1 ? host : host.slice(0, end + 1);
-  }
-
-  // One colon separates a port; more mean a bare IPv6 address, which
-  // cannot carry a port without brackets.
-  const colon = host.indexOf(':');
-  if (colon !== -1 && colon === host.lastIndexOf(':'))
-    return host.slice(0, colon);
-  return host;
 }
 
 function renderAllow(allow: Allow, log: Logger): CheckResponseWire {
@@ -320,28 +320,4 @@ function headerOptions(
     options.set(key, { header: { key, value }, append_action: OVERWRITE });
   }
   return { options: [...options.values()], dropped };
-}
-
-function fault(reason: ReasonCode, message: string, err?: unknown): Answer {
-  return {
-    error: { code: grpc.status.UNAVAILABLE, details: `${reason}: ${message}` },
-    outcome: 'unavailable',
-    reason,
-    err,
-  };
-}
-
-function logDecision(log: Logger, result: Answer, elapsedMs: number): void {
-  const line = {
-    protocol: 'ext-authz',
-    outcome: result.outcome,
-    reason: result.reason,
-    amount: 'amount' in result ? result.amount : undefined,
-    durationMs: Math.round(elapsedMs * 100) / 100,
-  };
-  if (result.outcome === 'unavailable') {
-    log.error({ ...line, err: result.err }, 'decision');
-  } else {
-    log.info(line, 'decision');
-  }
 }

@@ -2,6 +2,7 @@
  * The gRPC listener: Envoy's ext_authz service and the standard health
  * service on one grpc-js server.
  */
+import type { DecisionObserver } from './decision-log.ts';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Decider } from '../core/model.ts';
@@ -21,6 +22,8 @@ export interface GrpcServerOptions {
   decider: Decider;
   /** Parent logger for every check. */
   logger: Logger;
+  /** Called once per decision, for metrics. */
+  observe?: DecisionObserver;
 }
 
 /** A running gRPC server. */

@@ -48,7 +48,10 @@ export function nginxAuthRequest(req: IncomingMessage): AuthRequest {
   };
 }
 
-/** 200 with payment headers, 401 (payer) or 503 (ours); never a body. */
+/**
+ * 200 with payment headers, 401 (payer, or a refund) or 503 (ours); never
+ * a body.
+ */
 export function nginxAuthReply(decision: Decision): Reply {
   if (decision.kind === 'allow') {
     return {
@@ -59,7 +62,9 @@ export function nginxAuthReply(decision: Decision): Reply {
   }
 
   const headers = denyHeaders(decision);
-  if (decision.fault === 'ours') {
+  // nginx shows the client a bare 500 for any status but 401 and 403, and
+  // drops its headers: a refund must ride on a 401 or it is lost.
+  if (decision.fault === 'ours' && decision.refund === undefined) {
     return { status: 503, headers, body: '' };
   }
   headers['WWW-Authenticate'] = paymentChallenge(decision);

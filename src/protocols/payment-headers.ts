@@ -29,7 +29,8 @@ export function denyHeaders(deny: Deny): Record<string, string> {
 }
 
 /**
- * One `WWW-Authenticate` challenge that carries the payment request, for
+ * One `WWW-Authenticate` challenge that carries the payment request (or a
+ * refund token), for
  * channels where it is the only header that reaches the client (nginx
  * without snippets copies the first `WWW-Authenticate` line of a 401).
  */
@@ -41,6 +42,7 @@ export function paymentChallenge(deny: Deny): string {
   if (deny.paymentRequest !== undefined) {
     params.push(`request="${deny.paymentRequest}"`);
   }
+  if (deny.refund !== undefined) params.push(`refund="${deny.refund}"`);
   return `Cashu ${params.join(', ')}`;
 }
 

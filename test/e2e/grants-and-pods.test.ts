@@ -293,3 +293,27 @@ t.test('when the pod cannot be made the payment comes back', async (t) => {
     'the refund is spendable',
   );
 });
+
+t.test(
+  'behind nginx the refund rides on a 401, the status nginx passes on',
+  async (t) => {
+    const s = await stack({ ENABLE_POD_PROVISIONING: 'true' });
+    kube.forbid('create');
+    t.teardown(() => kube.allow('create'));
+
+    const out = await send(
+      s,
+      'nginx',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    t.equal(out.status, 401);
+    t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
+    t.match(out.headers['x-cashu'], /^cashuB/);
+    t.match(
+      out.headers['www-authenticate'],
+      /refund="cashuB[^"]+"/,
+      'even without snippets',
+    );
+  },
+);

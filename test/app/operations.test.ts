@@ -1,0 +1,83 @@
+/**
+ * What an operator watches: metrics with stable reason labels, readiness
+ * that waits for the mint, and a shutdown that still answers the request
+ * in flight.
+ */
+import t from 'tap';
+import { mintToken } from '../support/wallet.ts';
+import { send, startStack } from '../support/stack.ts';
+import { startDevMint } from '../../src/devmint/index.ts';
+
+t.test(
+  '/metrics counts decisions by reason and mint calls by outcome',
+  async (t) => {
+    const s = await startStack();
+    t.teardown(() => s.close());
+
+    await send(s, 'forward');
+    await send(s, 'ext-authz', { 'x-cashu': await mintToken(s.mint.url, 100) });
+    const res = await fetch(`${s.base}/metrics`);
+    const text = await res.text();
+
+    t.equal(res.status, 200);
+    t.match(res.headers.get('content-type'), /^text\/plain/);
+    t.match(
+      text,
+      /paygress_decisions_total\{protocol="forward",outcome="deny",reason="PAYGRESS_PAYMENT_REQUIRED"\} 1/,
+    );
+    t.match(
+      text,
+      /paygress_decisions_total\{protocol="ext-authz",outcome="allow",reason=""\} 1/,
+    );
+    t.match(
+      text,
+      /paygress_mint_requests_total\{mint="http:\/\/127\.0\.0\.1:\d+",operation="swap",outcome="ok"\} 1/,
+    );
+    t.match(
+      text,
+      /paygress_wallet_balance\{mint="[^"]+",unit="sat",state="available"\} 100/,
+    );
+    t.match(text, /paygress_replay_cache_entries \d+/);
+    t.match(text, /paygress_decision_duration_seconds_bucket/);
+    t.notMatch(text, /cashu[AB]/, 'no token material in metrics');
+  },
+);
+
+t.test('/readyz waits for the mint keysets, /healthz does not', async (t) => {
+  const mint = await startDevMint();
+  t.teardown(() => mint.close());
+  await mint.stop();
+  const s = await startStack({ mint });
+  t.teardown(() => s.close());
+
+  t.equal((await fetch(`${s.base}/healthz`)).status, 200);
+  t.equal(
+    (await fetch(`${s.base}/readyz`)).status,
+    503,
+    'not ready while the mint is down',
+  );
+
+  await mint.start();
+  let ready = 0;
+  for (let i = 0; i < 40 && ready !== 200; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    ready = (await fetch(`${s.base}/readyz`)).status;
+  }
+  t.equal(ready, 200, 'ready once the keysets load');
+});
+
+t.test('a request in flight at shutdown still gets its answer', async (t) => {
+  const s = await startStack();
+  t.teardown(() => s.close());
+  const token = await mintToken(s.mint.url, 100);
+  s.mint.setFault('swap', { kind: 'delay', ms: 500 });
+
+  const inFlight = send(s, 'forward', { 'X-Cashu': token });
+  await new Promise((r) => setTimeout(r, 100));
+  const closing = s.app.close();
+  const out = await inFlight;
+  await closing;
+
+  t.equal(out.allowed, true, 'answered, not cut off');
+  await t.rejects(fetch(`${s.base}/healthz`), 'no longer accepting');
+});
