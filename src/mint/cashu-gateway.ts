@@ -38,6 +38,7 @@ import type {
   WireProof,
 } from '../core/ports.ts';
 import { normalizeMintUrl } from '../core/mint-url.ts';
+import { MintBreaker, type MintBreakerOptions } from './breaker.ts';
 
 /** Options of {@link CashuMintGateway}. */
 export interface CashuMintGatewayOptions {
@@ -53,6 +54,8 @@ export interface CashuMintGatewayOptions {
   readonly maxResponseBytes?: number;
   /** Called after every mint request, for metrics. */
   readonly onRequest?: (event: MintRequestEvent) => void;
+  /** Circuit breaker and concurrency bound per mint. */
+  readonly breaker?: MintBreakerOptions;
 }
 
 /** One finished mint request, as reported to `onRequest`. */
@@ -79,6 +82,8 @@ export class CashuMintGateway implements MintGateway {
   readonly #dispatcher: Agent;
   readonly #onRequest: ((event: MintRequestEvent) => void) | undefined;
   readonly #wallets = new Map<string, Promise<Wallet>>();
+  readonly #breakers = new Map<string, MintBreaker>();
+  readonly #breakerOptions: MintBreakerOptions;
   readonly #keysets = new Map<
     string,
     { at: number; value: Promise<KeysetInfo[]> }
@@ -90,6 +95,7 @@ export class CashuMintGateway implements MintGateway {
     this.#keysetTtlMs = options.keysetTtlMs ?? 60_000;
     this.#maxResponseBytes = options.maxResponseBytes ?? 4 * 1024 * 1024;
     this.#onRequest = options.onRequest;
+    this.#breakerOptions = options.breaker ?? {};
     this.#dispatcher = new Agent({
       connections: options.connectionsPerMint ?? 16,
       connectTimeout: this.#timeoutMs,
@@ -248,7 +254,10 @@ export class CashuMintGateway implements MintGateway {
         if (normalizeMintUrl(url.origin) !== new URL(mint).origin) {
           throw new MintNotAllowedError('refusing a request to another host');
         }
-        const result = await this.#send(url, args);
+        const result = await this.#breaker(mint).run(
+          () => this.#send(url, args),
+          isMintFault,
+        );
         this.#report(mint, operation, 'ok', started);
         return result;
       } catch (err) {
@@ -260,6 +269,15 @@ export class CashuMintGateway implements MintGateway {
           : err;
       }
     }) as RequestFn;
+  }
+
+  #breaker(mint: string): MintBreaker {
+    let breaker = this.#breakers.get(mint);
+    if (breaker === undefined) {
+      breaker = new MintBreaker(this.#breakerOptions);
+      this.#breakers.set(mint, breaker);
+    }
+    return breaker;
   }
 
   async #send(
@@ -339,6 +357,12 @@ function isNutError(json: unknown): json is { code: number; detail: string } {
     json !== null &&
     typeof (json as { code?: unknown }).code === 'number'
   );
+}
+
+/** Whether an error says the mint is unwell (not that it refused us). */
+function isMintFault(err: unknown): boolean {
+  const mapped = classify(err);
+  return mapped instanceof MintUnavailableError || mapped instanceof MintError;
 }
 
 /** Runs a wallet call, turning whatever it throws into a Paygress error. */
