@@ -185,11 +185,12 @@ t.test('amounts that are not positive safe integers', async (t) => {
 
 t.test(
   'the sum of safe amounts above 2^53 is refused, not rounded',
-  { todo: 'token.ts sums proof amounts as numbers without a bound' },
   async (t) => {
     const raw = v4([proof('a', 2 ** 53 - 1), proof('b', 2 ** 53 - 1)]);
     const header = refusesCleanly(() => readTokenHeader(raw, LIMIT));
-    t.equal(header, undefined, 'refused as malformed');
+    t.equal(header, undefined, 'refused as malformed', {
+      todo: `read as ${header?.amount}: token.ts sums amounts without a bound`,
+    });
   },
 );
 

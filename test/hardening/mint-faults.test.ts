@@ -1,0 +1,251 @@
+/**
+ * Paygress in front of a failing mint: refused connections, hangs, answers
+ * past the deadline, HTTP 500, invalid JSON, proofs already spent or
+ * pending elsewhere, and a keyset rotated while running. Each fault gets
+ * its documented reason (docs/reason-codes.md); once it clears a fresh
+ * token is allowed, and the wallet store holds exactly the sats Paygress
+ * was paid: those of the allowed requests plus those of redemptions the
+ * mint finished after Paygress had given up waiting, recovered on settling.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import type { Test } from 'tap';
+import { getDecodedToken } from '@cashu/cashu-ts';
+import { computeY } from '../../src/core/token.ts';
+import { startDevMint } from '../../src/devmint/index.ts';
+import { mintToken, testWallet } from '../support/wallet.ts';
+import { send, startStack, type Stack } from '../support/stack.ts';
+
+const PRICE = 100;
+const mint = await startDevMint();
+const dataDir = mkdtempSync(join(tmpdir(), 'paygress-faults-'));
+let stack: Stack = await startStack({ price: PRICE, mint, dataDir });
+t.teardown(async () => {
+  await stack.close();
+  await mint.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** Sats Paygress was paid: allowed requests and recovered redemptions. */
+let paid = 0;
+const stored = () =>
+  stack.app.store.balances().reduce((sum, b) => sum + b.available, 0);
+const pending = () =>
+  stack.app.store.balances().reduce((sum, b) => sum + b.pending, 0);
+const ys = new Map<string, string[]>();
+
+/** Remembers the Ys of a token while the mint still lists its keyset. */
+async function track(token: string): Promise<string> {
+  const answer = await fetch(`${mint.url}/v1/keysets`);
+  const { keysets } = (await answer.json()) as { keysets: { id: string }[] };
+  const proofs = getDecodedToken(
+    token,
+    keysets.map((k) => k.id),
+  ).proofs;
+  ys.set(
+    token,
+    proofs.map((p) => computeY(p.secret)),
+  );
+  return token;
+}
+const spentAtMint = (token: string) => ys.get(token)!.every(mint.isSpent, mint);
+
+/** A fresh token is allowed and the store holds exactly what was paid. */
+async function recovers(t: Test): Promise<void> {
+  const token = await track(await mintToken(mint.url, PRICE));
+  const out = await send(stack, 'forward', { 'X-Cashu': token });
+  t.equal(out.allowed, true, 'a fresh token is allowed after the fault');
+  if (out.allowed) paid += PRICE;
+  t.equal(stored(), paid, 'the store holds exactly the sats paid');
+}
+
+t.test('connection refused: unavailable, nothing kept', async (t) => {
+  const token = await track(await mintToken(mint.url, PRICE));
+  await mint.stop();
+  const out = await send(stack, 'forward', { 'X-Cashu': token });
+  await mint.start();
+
+  t.equal(out.status, 503);
+  t.equal(out.reason, 'PAYGRESS_MINT_UNAVAILABLE');
+  t.equal(spentAtMint(token), false, 'the mint never saw the swap');
+  t.equal(pending(), 0, 'released at once: nothing to settle');
+  await recovers(t);
+});
+
+for (const [name, fault] of [
+  ['HTTP 500', { kind: 'status', status: 500 }],
+  ['invalid JSON', { kind: 'garbage' }],
+] as const) {
+  t.test(`${name}: mint error, settled unspent, retry works`, async (t) => {
+    const token = await track(await mintToken(mint.url, PRICE));
+    mint.setFault('swap', fault);
+    const out = await send(stack, 'nginx', { 'X-Cashu': token });
+    mint.setFault('swap', undefined);
+
+    t.equal(out.status, 503);
+    t.equal(out.reason, 'PAYGRESS_MINT_ERROR');
+    t.equal(pending(), 0, 'settled as not spent');
+    const retry = await send(stack, 'nginx', { 'X-Cashu': token });
+    t.equal(retry.allowed, true, 'the same token is good once the mint is');
+    if (retry.allowed) paid += PRICE;
+    await recovers(t);
+  });
+}
+
+t.test('already spent at the mint: replayed, nothing stored', async (t) => {
+  const token = await track(await mintToken(mint.url, PRICE));
+  const other = await testWallet(mint.url);
+  await other.receive(token);
+
+  const out = await send(stack, 'ext-authz', { 'x-cashu': token });
+  t.equal(out.status, 402);
+  t.equal(out.reason, 'PAYGRESS_TOKEN_REPLAYED');
+  const again = await send(stack, 'forward', { 'X-Cashu': token });
+  t.equal(again.reason, 'PAYGRESS_TOKEN_REPLAYED', 'and stays refused');
+  await recovers(t);
+});
+
+t.test('pending in a concurrent swap elsewhere: pending', async (t) => {
+  const token = await track(await mintToken(mint.url, PRICE));
+  const other = await testWallet(mint.url);
+  const swaps = mint.requests('swap');
+  mint.setFault('swap', { kind: 'delay', ms: 1500 });
+  const receiving = other.receive(token);
+  await until(() => mint.requests('swap') > swaps);
+
+  const out = await send(stack, 'forward', { 'X-Cashu': token });
+  await receiving;
+  mint.setFault('swap', undefined);
+
+  t.equal(out.status, 402);
+  t.equal(out.reason, 'PAYGRESS_TOKEN_PENDING');
+  const after = await send(stack, 'forward', { 'X-Cashu': token });
+  t.equal(after.reason, 'PAYGRESS_TOKEN_REPLAYED', 'spent by the other');
+  await recovers(t);
+});
+
+// Tokens whose swap may have run after Paygress stopped waiting.
+const unsure: string[] = [];
+
+t.test('mint hangs: unavailable, then pending until settled', async (t) => {
+  const token = await track(await mintToken(mint.url, PRICE));
+  mint.setFault('swap', { kind: 'hang' });
+  const out = await send(stack, 'ext-authz', { 'x-cashu': token });
+  t.equal(out.rpcError, 14, 'UNAVAILABLE: Envoy applies its failure mode');
+  t.equal(out.reason, 'PAYGRESS_MINT_UNAVAILABLE');
+
+  const retry = await send(stack, 'forward', { 'X-Cashu': token });
+  t.equal(retry.reason, 'PAYGRESS_TOKEN_PENDING', 'never allowed twice');
+  mint.setFault('swap', undefined);
+  unsure.push(token);
+  t.equal(pending(), PRICE, 'held as pending, not lost');
+});
+
+t.test('mint answers after the deadline: unavailable', async (t) => {
+  const token = await track(await mintToken(mint.url, PRICE));
+  // Longer than the 2000 ms mint timeout of the test stack.
+  mint.setFault('swap', { kind: 'delay', ms: 3000 });
+  const out = await send(stack, 'forward', { 'X-Cashu': token });
+  mint.setFault('swap', undefined);
+  unsure.push(token);
+
+  t.equal(out.status, 503);
+  t.equal(out.reason, 'PAYGRESS_MINT_UNAVAILABLE');
+  t.equal(out.headers['retry-after'], '5');
+});
+
+t.test(
+  'a hung mint trips a breaker: concurrent calls do not all wait',
+  async (t) => {
+    mint.setFault('swap', { kind: 'hang' });
+    // Enough consecutive timeouts to trip any breaker.
+    await Promise.all(
+      [1, 2, 3].map(async () => {
+        const token = await track(await mintToken(mint.url, PRICE));
+        unsure.push(token);
+        await send(stack, 'forward', { 'X-Cashu': token });
+      }),
+    );
+
+    const tokens = await Promise.all(
+      Array.from({ length: 6 }, async () =>
+        track(await mintToken(mint.url, PRICE)),
+      ),
+    );
+    unsure.push(...tokens);
+    const swaps = mint.requests('swap');
+    const outs = await Promise.all(
+      tokens.map((token) => send(stack, 'forward', { 'X-Cashu': token })),
+    );
+    const reached = mint.requests('swap') - swaps;
+    mint.setFault('swap', undefined);
+
+    for (const out of outs) t.equal(out.reason, 'PAYGRESS_MINT_UNAVAILABLE');
+    // Counted, not timed: every swap that reaches a hung mint is a request
+    // that waits the whole deadline.
+    t.ok(
+      reached < tokens.length,
+      `an open breaker refuses without asking the mint (${reached} of ${tokens.length} reached it)`,
+      { todo: 'the mint gateway has no circuit breaker and no per-mint bound' },
+    );
+  },
+);
+
+t.test('settling after a restart recovers what the mint did', async (t) => {
+  await until(() => unsure.every(spentAtMint));
+  await stack.close();
+  stack = await startStack({ price: PRICE, mint, dataDir });
+
+  t.equal(pending(), 0, 'every unfinished redemption is settled');
+  paid += PRICE * unsure.length;
+  t.equal(stored(), paid, 'the sats the mint took are in the store');
+  for (const token of unsure) {
+    const out = await send(stack, 'forward', { 'X-Cashu': token });
+    t.equal(out.reason, 'PAYGRESS_TOKEN_REPLAYED', 'spent: never allowed');
+  }
+  await recovers(t);
+});
+
+t.test('keyset rotated while running', async (t) => {
+  const old = await track(await mintToken(mint.url, PRICE));
+  mint.rotateKeyset('sat');
+  const fresh = await track(await mintToken(mint.url, PRICE));
+
+  const outNew = await send(stack, 'forward', { 'X-Cashu': fresh });
+  t.equal(outNew.allowed, true, 'a token of the new keyset is allowed', {
+    todo: `refused as ${outNew.reason}: the keyset refetch is skipped within 5 s of the last fetch`,
+  });
+  const outOld = await send(stack, 'forward', { 'X-Cashu': old });
+  t.equal(outOld.allowed, true, 'a token of an inactive keyset redeems', {
+    todo: `refused as ${outOld.reason}: the cached wallet signs outputs on the inactive keyset`,
+  });
+
+  // Both refusals left the proofs unspent: once the keyset list may be
+  // fetched again, the same tokens are allowed, each exactly once.
+  await new Promise((r) => setTimeout(r, 5500));
+  for (const [token, first] of [
+    [fresh, outNew],
+    [old, outOld],
+  ] as const) {
+    if (first.allowed) {
+      paid += PRICE;
+      continue;
+    }
+    t.equal(spentAtMint(token), false, 'a refused token stays unspent');
+    const retry = await send(stack, 'forward', { 'X-Cashu': token });
+    t.equal(retry.allowed, true, 'a retry is allowed');
+    if (retry.allowed) paid += PRICE;
+  }
+  t.equal(stored(), paid);
+  await recovers(t);
+});
+
+async function until(done: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
