@@ -1,0 +1,99 @@
+/**
+ * The two ends of a bench server process: the child reports its ports over
+ * IPC once listening, and the parent spawns it with the project's Node 24,
+ * waits for that report, reads its resident memory and stops it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+/** The Node binary every bench process runs on (the project's Node 24). */
+export const NODE = fileURLToPath(
+  new URL('../../node_modules/.bin/node', import.meta.url),
+);
+
+/** Ports a server child listens on, by name. */
+export type Ports = Record<string, number | string>;
+
+/** Called in a child once it listens: hands its ports to the parent. */
+export function reportReady(ports: Ports): void {
+  if (!process.send) throw new Error('run me from bench/run.ts (no IPC)');
+  process.send({ ready: ports });
+}
+
+/** A running server child. */
+export interface Child {
+  readonly pid: number;
+  readonly ports: Ports;
+  /** Resident set size now, in bytes (from /proc). */
+  rss(): number;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves on exit. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Options of {@link startChild}. */
+export interface StartChildOptions {
+  /** Extra Node flags, e.g. `--cpu-prof`. Default none. */
+  readonly nodeArgs?: readonly string[];
+  /** Extra environment. Default none. */
+  readonly env?: Record<string, string>;
+  /** Time to wait for the ready report, in ms. Default 20000. */
+  readonly timeoutMs?: number;
+}
+
+/** Spawns `node <script> ...args` and resolves with its reported ports. */
+export async function startChild(
+  script: string,
+  args: readonly string[] = [],
+  options: StartChildOptions = {},
+): Promise<Child> {
+  const child = spawn(NODE, [...(options.nodeArgs ?? []), script, ...args], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    env: { ...process.env, ...options.env },
+  });
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => resolve()),
+  );
+  const ports = await waitReady(child, options.timeoutMs ?? 20_000);
+  const pid = child.pid!;
+
+  return {
+    pid,
+    ports,
+    rss: () => rssOf(pid),
+    async stop(graceMs = 5000) {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+function waitReady(child: ChildProcess, timeoutMs: number): Promise<Ports> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error('server child did not report ready in time'));
+    }, timeoutMs);
+    const early = (code: number | null) => {
+      clearTimeout(timer);
+      reject(new Error(`server child exited early (code ${code})`));
+    };
+    child.once('exit', early);
+    child.on('message', (message: { ready?: Ports }) => {
+      if (!message.ready) return;
+      clearTimeout(timer);
+      child.off('exit', early);
+      resolve(message.ready);
+    });
+  });
+}
+
+/** Resident set size of a process, in bytes. */
+export function rssOf(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = /VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1];
+  return kb === undefined ? 0 : Number(kb) * 1024;
+}

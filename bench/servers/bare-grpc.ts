@@ -1,0 +1,37 @@
+/**
+ * The bare gRPC baseline: a grpc-js server with one unary method on the
+ * ext_authz Check path that answers an empty message without decoding the
+ * request. It is the ceiling Paygress's gRPC listener is compared against.
+ * Reports its port over IPC; stops on SIGTERM.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { reportReady } from '../lib/child.ts';
+
+const identity = (b: Buffer) => b;
+const definition: grpc.ServiceDefinition = {
+  Check: {
+    path: '/envoy.service.auth.v3.Authorization/Check',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  },
+};
+const empty = Buffer.alloc(0);
+
+const server = new grpc.Server();
+server.addService(definition, {
+  Check: (_call: unknown, callback: grpc.sendUnaryData<Buffer>) =>
+    callback(null, empty),
+});
+server.bindAsync(
+  '127.0.0.1:0',
+  grpc.ServerCredentials.createInsecure(),
+  (err, port) => {
+    if (err) throw err;
+    reportReady({ grpc: port });
+  },
+);
+process.once('SIGTERM', () => server.tryShutdown(() => process.exit(0)));
