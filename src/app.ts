@@ -62,7 +62,14 @@ export async function startApp(options: AppOptions): Promise<App> {
     mints,
     timeoutMs: config.mint.timeoutMs,
     onRequest: metrics.observeMint,
+    lockTo: config.wallet.operatorPubkey,
   });
+  if (config.wallet.operatorPubkey === undefined) {
+    logger.warn(
+      { dataDir: config.dataDir },
+      'no wallet.operatorPubkey: redeemed proofs are stored as bearer money; anyone who reads the data directory can spend them',
+    );
+  }
   const redeemer = new Redeemer({
     gateway,
     store,
@@ -84,6 +91,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     clock,
     maxTokenLength: config.tokens.maxLength,
     grantCookie: config.grants.cookieName,
+    refunds: config.wallet.operatorPubkey === undefined,
     ...(provisioner ? { provisioner } : {}),
   });
 

@@ -82,6 +82,15 @@ export interface Config {
     /** What every pod runs; required when enabled. */
     readonly template?: PodTemplate;
   };
+  readonly wallet: {
+    /**
+     * Operator's public key (compressed secp256k1, 66 hex digits). When
+     * set, every redeemed proof is P2PK-locked (NUT-11) to it, so neither
+     * Paygress nor anyone who copies its disk can spend the money. Default
+     * none (Paygress warns at start-up).
+     */
+    readonly operatorPubkey?: string;
+  };
   /** Time in-flight requests get to finish on shutdown, in ms. Default 10000. */
   readonly shutdownGraceMs: number;
   /** Start the embedded development mint and trust it. Default false. */
@@ -137,6 +146,7 @@ export const ENV_VARS: readonly (readonly [string, string, Kind])[] = [
   ['ENABLE_POD_PROVISIONING', 'provisioning.enabled', 'bool'],
   ['POD_NAMESPACE', 'provisioning.namespace', 'string'],
   ['PAYGRESS_POD_IMAGE', 'provisioning.template.image', 'string'],
+  ['PAYGRESS_OPERATOR_PUBKEY', 'wallet.operatorPubkey', 'string'],
   ['PAYGRESS_SHUTDOWN_GRACE_MS', 'shutdownGraceMs', 'int'],
   ['PAYGRESS_DEV_MINT', 'devMint', 'bool'],
 ];
@@ -414,6 +424,13 @@ const readBase = section({
   pricing: raw,
   grants: raw,
   provisioning: raw,
+  wallet: section({
+    operatorPubkey: text(
+      undefined,
+      /^0[23][0-9a-f]{64}$/,
+      'a compressed secp256k1 public key: 66 lower-case hex digits starting 02 or 03',
+    ),
+  }),
   shutdownGraceMs: int(10_000, 0, 'a non-negative integer (milliseconds)'),
   devMint: bool(false),
 });

@@ -9,6 +9,7 @@
  * our fault, never allowed.
  */
 import { getEncodedToken, type Proof } from '@cashu/cashu-ts';
+import { LRUCache } from 'lru-cache';
 import {
   GrantExpiredError,
   InsufficientAmountError,
@@ -76,6 +77,12 @@ export interface GateOptions {
   /** Creates pods for grants; absent when provisioning is off. */
   readonly provisioner?: Provisioner;
   /**
+   * Whether redeemed proofs can be handed back to a payer. False when they
+   * are locked to the operator's key: a failed provisioning then leaves a
+   * credit on the grant instead of a refund token. Default true.
+   */
+  readonly refunds?: boolean;
+  /**
    * How long a per-request grant (and any pod it provisions) lives, in
    * seconds. Default 300.
    */
@@ -94,15 +101,22 @@ export const UPSTREAM_HEADERS = [
 /** Client header carrying a grant credential after a rate payment. */
 export const GRANT_HEADER = 'X-Paygress-Grant';
 
+/** Grant ids whose pod is known to exist, remembered at most. */
+const CONFIRMED_PODS = 100_000;
+
 export class Gate implements Decider {
   readonly #o: Required<Omit<GateOptions, 'provisioner'>> &
     Pick<GateOptions, 'provisioner'>;
+  // Pods created or found by this process: a grant request for one of them
+  // needs no API call. After a restart the first request confirms again.
+  readonly #confirmed = new LRUCache<string, true>({ max: CONFIRMED_PODS });
 
   constructor(options: GateOptions) {
     this.#o = {
       maxTokenLength: 16384,
       grantCookie: 'paygress_grant',
       requestGrantSeconds: 300,
+      refunds: true,
       ...options,
     };
   }
@@ -134,7 +148,7 @@ export class Gate implements Decider {
     const raw = findToken(request.headers);
     if (raw === undefined) {
       if (grant !== undefined) {
-        const pod = this.#o.provisioner?.podName(grant.id) ?? '';
+        const pod = await this.#podFor(grant, false);
         return allow(0, grant.unit, {}, grant.id, pod);
       }
       throw new PaymentRequiredError(
@@ -243,16 +257,13 @@ export class Gate implements Decider {
       });
     }
 
-    let pod = '';
-    if (this.#o.provisioner !== undefined) {
-      try {
-        pod = current
-          ? await this.#extendPod(grant)
-          : (await this.#o.provisioner.ensure(grant.id, grant.expiresAt))
-              .podName;
-      } catch (err) {
-        return this.#refund(redemption, token, route, err);
-      }
+    let pod: string;
+    try {
+      pod = await this.#podFor(grant, current !== undefined);
+    } catch (err) {
+      return this.#o.refunds
+        ? this.#refund(redemption, token, route, err)
+        : this.#credit(request, grant, token, route, err);
     }
 
     return this.#allowGrant(
@@ -264,10 +275,34 @@ export class Gate implements Decider {
     );
   }
 
-  async #extendPod(grant: Grant): Promise<string> {
-    const provisioner = this.#o.provisioner!;
-    await provisioner.extend(grant.id, grant.expiresAt);
-    return (await provisioner.ensure(grant.id, grant.expiresAt)).podName;
+  /**
+   * The pod serving `grant`, created if this process has not seen it yet;
+   * `extended` moves its expiry after a top-up. Empty without provisioning.
+   */
+  async #podFor(grant: Grant, extended: boolean): Promise<string> {
+    const provisioner = this.#o.provisioner;
+    if (provisioner === undefined) return '';
+    if (extended) await provisioner.extend(grant.id, grant.expiresAt);
+    if (this.#confirmed.has(grant.id)) return provisioner.podName(grant.id);
+
+    const { podName } = await provisioner.ensure(grant.id, grant.expiresAt);
+    this.#confirmed.set(grant.id, true);
+    return podName;
+  }
+
+  /** The grant credential and its cookie, for the client. */
+  #grantHeaders(request: AuthRequest, grant: Grant): Record<string, string> {
+    const credential = this.#o.grants.issue(grant);
+    const seconds = Math.max(
+      0,
+      Math.floor((grant.expiresAt - this.#o.clock.now()) / 1000),
+    );
+    // The cookie is how browsers and Traefik's addAuthCookiesToResponse
+    // carry the grant; Secure whenever the original request was https.
+    const cookie =
+      `${this.#o.grantCookie}=${credential}; Path=/; Max-Age=${seconds}; HttpOnly; SameSite=Lax` +
+      (request.scheme === 'https' ? '; Secure' : '');
+    return { [GRANT_HEADER]: credential, 'Set-Cookie': cookie };
   }
 
   #allowGrant(
@@ -277,21 +312,30 @@ export class Gate implements Decider {
     pod = '',
     proofsHash?: string,
   ): Allow {
-    const client: Record<string, string> = {};
-    if (!grant.singleUse) {
-      const credential = this.#o.grants.issue(grant);
-      const seconds = Math.max(
-        0,
-        Math.floor((grant.expiresAt - this.#o.clock.now()) / 1000),
-      );
-      client[GRANT_HEADER] = credential;
-      // The cookie is how browsers and Traefik's addAuthCookiesToResponse
-      // carry the grant; Secure whenever the original request was https.
-      client['Set-Cookie'] =
-        `${this.#o.grantCookie}=${credential}; Path=/; Max-Age=${seconds}; HttpOnly; SameSite=Lax` +
-        (request.scheme === 'https' ? '; Secure' : '');
-    }
+    const client = grant.singleUse ? {} : this.#grantHeaders(request, grant);
     return allow(amount, grant.unit, client, grant.id, pod, proofsHash);
+  }
+
+  /**
+   * The payment is final, the pod could not be made, and the proofs are
+   * locked to the operator so they cannot be handed back: the value stays
+   * on a grant the payer retries with, without paying again.
+   */
+  #credit(
+    request: AuthRequest,
+    grant: Grant,
+    token: ParsedToken,
+    route: PricedRoute,
+    cause: unknown,
+  ): Deny {
+    const err = provisionError(cause);
+    const credit = { ...grant, singleUse: false };
+    return {
+      ...deny(err, route),
+      message: `${err.message}; your payment is kept on the grant in X-Paygress-Grant: retry with it`,
+      credit: this.#grantHeaders(request, credit)[GRANT_HEADER]!,
+      proofsHash: token.fingerprint,
+    };
   }
 
   /**
@@ -310,12 +354,7 @@ export class Gate implements Decider {
       unit: redemption.unit,
       proofs: proofs as unknown as Proof[],
     });
-    const err =
-      cause instanceof ProvisionFailedError
-        ? cause
-        : new ProvisionFailedError('the pod could not be provisioned', {
-            cause,
-          });
+    const err = provisionError(cause);
     return {
       ...deny(err, route),
       message: `${err.message}; your payment is returned in X-Cashu`,
@@ -323,6 +362,12 @@ export class Gate implements Decider {
       proofsHash: token.fingerprint,
     };
   }
+}
+
+function provisionError(cause: unknown): ProvisionFailedError {
+  return cause instanceof ProvisionFailedError
+    ? cause
+    : new ProvisionFailedError('the pod could not be provisioned', { cause });
 }
 
 function allow(

@@ -80,6 +80,11 @@ export interface Deny {
    * payment but could not deliver what it bought.
    */
   readonly refund?: string;
+  /**
+   * Grant credential holding a payment we kept but could not deliver on;
+   * the payer retries with it instead of paying again.
+   */
+  readonly credit?: string;
 }
 
 export type Decision = Allow | Deny;

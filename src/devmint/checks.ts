@@ -2,6 +2,12 @@
  * The checks a real mint makes on inputs and outputs (NUT-02, NUT-03,
  * NUT-04) before it signs anything, each refused with its NUT error code.
  */
+import {
+  Amount,
+  getSecretKind,
+  isP2PKSpendAuthorised,
+  type Proof,
+} from '@cashu/cashu-ts';
 import { isValidSignature, parsePoint, proofY } from './crypto.ts';
 import type { Point } from './crypto.ts';
 import { ERROR_CODES, MintFailure } from './errors.ts';
@@ -72,6 +78,7 @@ export function checkInputs(
     if (!key || !C || !isValidSignature(proof.secret, C, key)) {
       throw new MintFailure(ERROR_CODES.proofInvalid, 'could not verify proof');
     }
+    checkSpendingConditions(proof);
     units.add(keyset.unit);
     ys.push(proofY(proof.secret));
     total += proof.amount;
@@ -93,6 +100,41 @@ export function checkInputs(
   }
 
   return { unit, total, fee: Math.ceil(feePpk / 1000), ys };
+}
+
+/**
+ * NUT-10/11: a P2PK-locked input needs a witness signature by the locking
+ * key (or, past its locktime, a refund key). SIG_ALL is not supported.
+ */
+function checkSpendingConditions(proof: WireProof): void {
+  let kind: string;
+  try {
+    kind = getSecretKind(proof.secret);
+  } catch {
+    return; // a plain secret carries no conditions
+  }
+  if (kind !== 'P2PK') {
+    throw new MintFailure(
+      ERROR_CODES.proofInvalid,
+      `unsupported secret kind ${kind}`,
+    );
+  }
+
+  let authorised = false;
+  try {
+    authorised = isP2PKSpendAuthorised({
+      ...proof,
+      amount: Amount.from(proof.amount),
+    } as Proof);
+  } catch {
+    authorised = false;
+  }
+  if (!authorised) {
+    throw new MintFailure(
+      ERROR_CODES.witnessInvalid,
+      'P2PK spending conditions not met: missing or invalid witness signature',
+    );
+  }
 }
 
 /**

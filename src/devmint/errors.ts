@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   multipleUnits: 11009,
   unitMismatch: 11010,
   unitUnsupported: 11013,
+  witnessInvalid: 20008,
   keysetUnknown: 12001,
   keysetInactive: 12002,
   quoteNotPaid: 20001,

@@ -10,6 +10,8 @@ export interface WireProof {
   amount: number;
   secret: string;
   C: string;
+  /** NUT-11 witness (JSON string), when the secret has conditions. */
+  witness?: string;
 }
 
 /** An output to be signed (NUT-00 `BlindedMessage`). */
@@ -58,6 +60,14 @@ export function parseProofs(value: unknown): WireProof[] {
       amount: amount(proof.amount, `inputs[${i}].amount`),
       secret: text(proof.secret, `inputs[${i}].secret`),
       C: text(proof.C, `inputs[${i}].C`),
+      ...(proof.witness === undefined
+        ? {}
+        : {
+            witness:
+              typeof proof.witness === 'string'
+                ? proof.witness
+                : JSON.stringify(proof.witness),
+          }),
     };
   });
 }

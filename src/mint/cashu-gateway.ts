@@ -56,6 +56,12 @@ export interface CashuMintGatewayOptions {
   readonly onRequest?: (event: MintRequestEvent) => void;
   /** Circuit breaker and concurrency bound per mint. */
   readonly breaker?: MintBreakerOptions;
+  /**
+   * Public key (compressed hex) every new proof is P2PK-locked to (NUT-11),
+   * so the proofs Paygress stores are spendable only by the operator.
+   * Default none: proofs are plain bearer proofs.
+   */
+  readonly lockTo?: string;
 }
 
 /** One finished mint request, as reported to `onRequest`. */
@@ -84,6 +90,7 @@ export class CashuMintGateway implements MintGateway {
   readonly #wallets = new Map<string, Promise<Wallet>>();
   readonly #breakers = new Map<string, MintBreaker>();
   readonly #breakerOptions: MintBreakerOptions;
+  readonly #lockTo: string | undefined;
   readonly #keysets = new Map<
     string,
     { at: number; value: Promise<KeysetInfo[]> }
@@ -96,6 +103,7 @@ export class CashuMintGateway implements MintGateway {
     this.#maxResponseBytes = options.maxResponseBytes ?? 4 * 1024 * 1024;
     this.#onRequest = options.onRequest;
     this.#breakerOptions = options.breaker ?? {};
+    this.#lockTo = options.lockTo;
     this.#dispatcher = new Agent({
       connections: options.connectionsPerMint ?? 16,
       connectTimeout: this.#timeoutMs,
@@ -132,7 +140,12 @@ export class CashuMintGateway implements MintGateway {
     await guard(() => wallet.ensureOperableKeysets(inputs.map((p) => p.id)));
     for (const proof of inputs) checkDleq(wallet, proof, options.requireDleq);
 
-    const preview = await guard(() => wallet.prepareSwapToReceive(inputs));
+    const outputs = this.#lockTo
+      ? { type: 'p2pk' as const, options: { pubkey: this.#lockTo } }
+      : undefined;
+    const preview = await guard(() =>
+      wallet.prepareSwapToReceive(inputs, undefined, outputs),
+    );
     return {
       serialized: JSON.stringify(serializeSwapPreview(preview)),
       outputAmount: preview.amount.toNumber(),

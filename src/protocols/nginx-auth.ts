@@ -63,8 +63,9 @@ export function nginxAuthReply(decision: Decision): Reply {
 
   const headers = denyHeaders(decision);
   // nginx shows the client a bare 500 for any status but 401 and 403, and
-  // drops its headers: a refund must ride on a 401 or it is lost.
-  if (decision.fault === 'ours' && decision.refund === undefined) {
+  // drops its headers: a refund or credit must ride on a 401 or it is lost.
+  const owed = decision.refund !== undefined || decision.credit !== undefined;
+  if (decision.fault === 'ours' && !owed) {
     return { status: 503, headers, body: '' };
   }
   headers['WWW-Authenticate'] = paymentChallenge(decision);

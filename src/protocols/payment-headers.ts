@@ -25,6 +25,7 @@ export function denyHeaders(deny: Deny): Record<string, string> {
     headers['X-Payment-Amount'] = String(deny.price.amount);
     headers['X-Payment-Unit'] = deny.price.unit;
   }
+  if (deny.credit !== undefined) headers['X-Paygress-Grant'] = deny.credit;
   return headers;
 }
 
@@ -43,6 +44,7 @@ export function paymentChallenge(deny: Deny): string {
     params.push(`request="${deny.paymentRequest}"`);
   }
   if (deny.refund !== undefined) params.push(`refund="${deny.refund}"`);
+  if (deny.credit !== undefined) params.push(`grant="${deny.credit}"`);
   return `Cashu ${params.join(', ')}`;
 }
 
@@ -57,5 +59,6 @@ export function denyBody(deny: Deny): string {
     mints: deny.price?.mints,
     paymentRequest: deny.paymentRequest,
     refund: deny.refund,
+    grant: deny.credit,
   });
 }

@@ -15,7 +15,11 @@ t.test(
     const tokens = await Promise.all(
       Array.from({ length: 7 }, () => mintToken(s.mint.url, 100)),
     );
-    const warm = await send(s, 'forward', { 'X-Cashu': tokens[6]! });
+    const sentToMint = () =>
+    (['swap', 'checkstate', 'keys', 'keysets', 'info', 'restore'] as const)
+      .map((route) => s.mint.requests(route))
+      .reduce((a, b) => a + b, 0);
+  const warm = await send(s, 'forward', { 'X-Cashu': tokens[6]! });
     t.equal(warm.allowed, true, 'the mint works before it hangs');
 
     s.mint.setFault('*', { kind: 'hang' });
@@ -27,11 +31,11 @@ t.test(
     );
     for (const out of first) t.equal(out.reason, 'PAYGRESS_MINT_UNAVAILABLE');
 
-    const sent = s.mint.requests('*');
+    const sent = sentToMint();
     const fast = await send(s, 'forward', { 'X-Cashu': tokens[5]! });
     t.equal(fast.reason, 'PAYGRESS_MINT_UNAVAILABLE');
     t.match(JSON.parse(fast.body!).message, /circuit open/);
-    t.equal(s.mint.requests('*'), sent, 'nothing was sent to the dead mint');
+    t.equal(sentToMint(), sent, 'nothing was sent to the dead mint');
 
     s.mint.setFault('*', undefined);
     let out = fast;

@@ -1,0 +1,109 @@
+/**
+ * With an operator key configured, every proof Paygress receives is
+ * P2PK-locked (NUT-11) to that key: the sidecar's disk holds no money a
+ * thief could spend, and a payment that cannot be delivered stays on the
+ * payer's grant instead of being handed back.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import {
+  Wallet,
+  createRandomSecretKey,
+  getEncodedToken,
+  getPubKeyFromPrivKey,
+} from '@cashu/cashu-ts';
+import { startDevMint } from '../../src/devmint/index.ts';
+import {
+  FakeKubeApiServer,
+  writeKubeConfig,
+} from '../support/fake-kube-apiserver.ts';
+import { mintToken } from '../support/wallet.ts';
+import { send, startStack } from '../support/stack.ts';
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+const operatorKey = createRandomSecretKey();
+const operatorPubkey = hex(getPubKeyFromPrivKey(operatorKey));
+
+const mint = await startDevMint();
+t.teardown(() => mint.close());
+const kube = await FakeKubeApiServer.start();
+t.teardown(() => kube.close());
+const dir = mkdtempSync(join(tmpdir(), 'paygress-lock-'));
+process.env.KUBECONFIG = writeKubeConfig(kube, join(dir, 'kubeconfig'));
+const configFile = join(dir, 'paygress.yaml');
+writeFileSync(
+  configFile,
+  `provisioning:\n  enabled: true\n  template:\n    image: registry.example/workspace:1\n`,
+);
+
+const s = await startStack({
+  mint,
+  configFile,
+  env: { PAYGRESS_OPERATOR_PUBKEY: operatorPubkey },
+});
+t.teardown(() => s.close());
+
+t.test('stored proofs are locked to the operator key', async (t) => {
+  const out = await send(s, 'forward', {
+    'X-Cashu': await mintToken(mint.url, 100),
+  });
+  t.equal(out.allowed, true);
+
+  const proofs = s.app.store.unspent(mint.url, 'sat');
+  t.ok(proofs.length > 0);
+  for (const proof of proofs) {
+    const [kind, body] = JSON.parse(proof.secret) as [string, { data: string }];
+    t.equal(kind, 'P2PK');
+    t.equal(body.data, operatorPubkey);
+  }
+
+  const token = getEncodedToken({
+    mint: mint.url,
+    unit: 'sat',
+    proofs: proofs.map(({ id, amount, secret, C }) => ({
+      id,
+      amount,
+      secret,
+      C,
+    })) as never,
+  });
+  const thief = new Wallet(mint.url, { unit: 'sat' });
+  await thief.loadMint();
+  await t.rejects(thief.receive(token), 'useless without the operator key');
+
+  const operator = new Wallet(mint.url, { unit: 'sat' });
+  await operator.loadMint();
+  const received = await operator.receive(token, { privkey: hex(operatorKey) });
+  t.equal(
+    received.reduce((n, p) => n + p.amount.toNumber(), 0),
+    100,
+  );
+});
+
+t.test('a failed pod leaves a credit on the grant, not a refund', async (t) => {
+  kube.forbid('create');
+  const out = await send(s, 'forward', {
+    'X-Cashu': await mintToken(mint.url, 100),
+  });
+  kube.allow('create');
+
+  t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
+  t.notOk(out.headers['x-cashu']?.startsWith('cashuB'), 'no refund token');
+  const credit = out.headers['x-paygress-grant']!;
+  t.match(credit, /^pgr1\./);
+
+  const retry = await send(s, 'forward', { Authorization: `Bearer ${credit}` });
+  t.equal(
+    retry.allowed,
+    true,
+    'the credit buys the request without paying again',
+  );
+  t.match(retry.headers['x-provisioned-pod'], /^paygress-/);
+  t.ok(
+    kube
+      .pods('default')
+      .some((p) => p.metadata.name === retry.headers['x-provisioned-pod']),
+  );
+});
