@@ -249,7 +249,15 @@ t.test(
     t.equal(doc.apiVersion, 'traefik.io/v1alpha1');
     t.equal(doc.kind, 'Middleware');
     const auth = doc.spec.forwardAuth;
-    t.equal(auth.address, 'http://127.0.0.1:8080/auth/forward');
+    // The sidecar patch moves Paygress off 8080 (Traefik's own entry
+    // point); the Middleware must call the port the patch sets.
+    const patch = readFileSync(
+      join(DEPLOY, 'traefik/deployment-patch.yaml'),
+      'utf8',
+    );
+    const port = /PAYGRESS_HTTP_PORT\s+value: '(\d+)'/.exec(patch)?.[1];
+    t.equal(port, '8081');
+    t.equal(auth.address, `http://127.0.0.1:${port}/auth/forward`);
     t.equal(auth.trustForwardHeader, false);
     t.same(
       auth.authResponseHeaders.map((h: string) => h.toLowerCase()),
