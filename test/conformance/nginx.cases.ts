@@ -1,0 +1,241 @@
+/**
+ * Plain nginx with `auth_request`, running deploy/nginx/nginx.conf as a
+ * user would (only ports filled in) in front of a recording upstream and a
+ * whole Paygress: the client sees 402 + X-Cashu, a paid request reaches
+ * the application with Paygress's headers and nobody else's, bodies never
+ * stall the auth path, and nginx keeps its connections to Paygress alive.
+ */
+import { createServer } from 'node:http';
+import { connect, type AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { decodePaymentRequest } from '@cashu/cashu-ts';
+import { startStack } from '../support/stack.ts';
+import { mintToken } from '../support/wallet.ts';
+import { renderTemplate, startNginx } from '../support/nginx.ts';
+import {
+  UPSTREAM_BODY,
+  freePort,
+  startCountingRelay,
+  startRecordingUpstream,
+} from '../support/recording-upstream.ts';
+
+const CONFIG = fileURLToPath(
+  new URL('../../deploy/nginx/nginx.conf', import.meta.url),
+);
+
+const stack = await startStack({ price: 100 });
+t.teardown(() => stack.close());
+const upstream = await startRecordingUpstream();
+t.teardown(() => upstream.close());
+const nginx = await nginxFor(stack.app.httpPort);
+t.teardown(() => nginx.peer.stop());
+
+/** nginx from the shipped config, pointed at Paygress on `authPort`. */
+async function nginxFor(authPort: number) {
+  const port = await freePort();
+  const config = renderTemplate(CONFIG, {
+    LISTEN_PORT: port,
+    PAYGRESS_PORT: authPort,
+    UPSTREAM_PORT: upstream.port,
+  });
+  const peer = await startNginx(config, [port]);
+  return { peer, url: `http://127.0.0.1:${port}` };
+}
+
+t.test(
+  'no token: 402 with X-Cashu and a JSON body naming the price',
+  async (t) => {
+    const before = upstream.requests.length;
+    const res = await fetch(`${nginx.url}/premium`);
+    const body = await res.text();
+
+    t.equal(res.status, 402);
+    const cashu = res.headers.get('x-cashu') ?? '';
+    t.match(cashu, /^creqA/);
+    t.equal(res.headers.get('x-paygress-reason'), 'PAYGRESS_PAYMENT_REQUIRED');
+    t.match(res.headers.get('content-type'), /^application\/json/);
+    const json = JSON.parse(body);
+    t.match(json, {
+      error: 'payment_required',
+      reason: 'PAYGRESS_PAYMENT_REQUIRED',
+      amount: 100,
+      unit: 'sat',
+      paymentRequest: cashu,
+    });
+    const request = decodePaymentRequest(cashu);
+    t.equal(request.amount?.toNumber(), 100);
+    t.same(request.mints, [stack.mint.url]);
+    t.equal(upstream.requests.length, before, 'the upstream was not reached');
+  },
+);
+
+t.test(
+  'a valid token reaches the upstream with the payment headers, once',
+  async (t) => {
+    const token = await mintToken(stack.mint.url, 100);
+
+    const paid = await fetch(`${nginx.url}/premium?x=1`, {
+      headers: { 'X-Cashu': token },
+    });
+    t.equal(paid.status, 200);
+    t.equal(await paid.text(), UPSTREAM_BODY);
+    const seen = upstream.last()!;
+    t.equal(seen.url, '/premium?x=1');
+    t.equal(seen.headers['x-payment-verified'], 'true');
+    t.equal(seen.headers['x-payment-amount'], '100');
+    t.equal(seen.headers['x-payment-unit'], 'sat');
+    t.match(seen.headers['x-user-id'], /^[A-Za-z0-9_-]{22}$/);
+
+    const replay = await fetch(`${nginx.url}/premium?x=1`, {
+      headers: { 'X-Cashu': token },
+    });
+    await replay.arrayBuffer();
+    t.equal(replay.status, 402);
+    t.equal(replay.headers.get('x-paygress-reason'), 'PAYGRESS_TOKEN_REPLAYED');
+    t.match(replay.headers.get('x-cashu'), /^creqA/);
+  },
+);
+
+t.test('a POST with a body is answered without stalling', async (t) => {
+  const body = Buffer.alloc(1024 * 1024, 'a');
+
+  const unpaid = await fetch(`${nginx.url}/upload`, {
+    method: 'POST',
+    body,
+    signal: AbortSignal.timeout(5000),
+  });
+  await unpaid.arrayBuffer();
+  t.equal(unpaid.status, 402, 'refused without waiting for the body');
+
+  const token = await mintToken(stack.mint.url, 100);
+  const paid = await fetch(`${nginx.url}/upload`, {
+    method: 'POST',
+    body,
+    headers: { 'X-Cashu': token },
+    signal: AbortSignal.timeout(5000),
+  });
+  await paid.arrayBuffer();
+  t.equal(paid.status, 200);
+  t.equal(upstream.last()!.method, 'POST');
+  t.equal(upstream.last()!.bodyBytes, body.length, 'the body reached the app');
+});
+
+t.test('client-sent payment and forwarded headers fake nothing', async (t) => {
+  const forged = {
+    'X-Payment-Verified': 'true',
+    'X-Payment-Amount': '999999',
+    'X-User-ID': 'forged-user',
+    'X-Provisioned-Pod': 'forged-pod',
+    'X-Forwarded-Uri': '/healthz',
+    'X-Forwarded-Method': 'OPTIONS',
+    'X-Original-URI': '/healthz',
+  };
+  const before = upstream.requests.length;
+
+  const unpaid = await fetch(`${nginx.url}/premium`, { headers: forged });
+  await unpaid.arrayBuffer();
+  t.equal(unpaid.status, 402, 'still payment required');
+  t.equal(upstream.requests.length, before, 'the upstream was not reached');
+
+  const token = await mintToken(stack.mint.url, 100);
+  const paid = await fetch(`${nginx.url}/premium`, {
+    headers: { ...forged, 'X-Cashu': token },
+  });
+  await paid.arrayBuffer();
+  t.equal(paid.status, 200);
+  const seen = upstream.last()!.headers;
+  t.equal(seen['x-payment-verified'], 'true');
+  t.equal(
+    seen['x-payment-amount'],
+    '100',
+    "Paygress's amount, not the client's",
+  );
+  t.not(seen['x-user-id'], 'forged-user');
+  t.match(seen['x-user-id'], /^[A-Za-z0-9_-]{22}$/);
+  t.equal(seen['x-provisioned-pod'], undefined, 'empty value, header dropped');
+});
+
+t.test(
+  'auth response header blocks fit in proxy_buffer_size (4 KiB)',
+  async (t) => {
+    const deny = await rawHeaderBlock(stack.app.httpPort, {});
+    t.match(deny, /^HTTP\/1\.1 401 /);
+    t.ok(deny.length < 4096, `deny header block is ${deny.length} bytes`);
+
+    const token = await mintToken(stack.mint.url, 100);
+    const allow = await rawHeaderBlock(stack.app.httpPort, {
+      'X-Cashu': token,
+    });
+    t.match(allow, /^HTTP\/1\.1 200 /);
+    t.ok(allow.length < 4096, `allow header block is ${allow.length} bytes`);
+  },
+);
+
+t.test('nginx reuses its connections to Paygress', async (t) => {
+  const relay = await startCountingRelay(stack.app.httpPort);
+  t.teardown(() => relay.close());
+  const viaRelay = await nginxFor(relay.port);
+  t.teardown(() => viaRelay.peer.stop());
+
+  let refused = 0;
+  for (let i = 0; i < 1000; i++) {
+    const res = await fetch(`${viaRelay.url}/premium?n=${i}`);
+    await res.arrayBuffer();
+    if (res.status === 402) refused++;
+  }
+  t.equal(refused, 1000, 'every request was priced');
+  t.ok(
+    relay.connections() <= 4,
+    `${relay.connections()} connections for 1000 auth subrequests`,
+  );
+});
+
+t.test(
+  'why Paygress says 401: nginx turns an auth 402 into a 500',
+  async (t) => {
+    const naive = createServer((_req, res) => {
+      res.writeHead(402, { 'X-Cashu': 'creqAexample', 'Content-Length': 0 });
+      res.end();
+    });
+    await new Promise<void>((r) => naive.listen(0, '127.0.0.1', () => r()));
+    t.teardown(() => new Promise<void>((r) => naive.close(() => r())));
+    const port = (naive.address() as AddressInfo).port;
+    const viaNaive = await nginxFor(port);
+    t.teardown(() => viaNaive.peer.stop());
+
+    const res = await fetch(`${viaNaive.url}/premium`);
+    await res.arrayBuffer();
+    t.equal(res.status, 500);
+    t.equal(res.headers.get('x-cashu'), null, 'the payment request is lost');
+  },
+);
+
+/** The raw response header block Paygress sends to an nginx subrequest. */
+function rawHeaderBlock(
+  port: number,
+  extra: Record<string, string>,
+): Promise<string> {
+  const lines = [
+    'GET /auth/nginx HTTP/1.1',
+    'Host: 127.0.0.1',
+    'X-Original-URL: http://127.0.0.1/premium',
+    'X-Original-Method: GET',
+    'Connection: close',
+    ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`),
+  ];
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      data += chunk;
+      const end = data.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      socket.destroy();
+      resolve(data.slice(0, end + 4));
+    });
+    socket.on('error', reject);
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  });
+}
