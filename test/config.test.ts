@@ -446,3 +446,10 @@ t.test('docs/configuration.md documents every variable', async (t) => {
     t.match(row?.[2], `\`${name}\``, `${key} / ${name}`);
   }
 });
+
+t.test('the README settings table names every variable', async (t) => {
+  const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+  for (const [name, key] of ENV_VARS) {
+    t.ok(readme.includes(`\`${name}\``), `${key} / ${name}`);
+  }
+});
