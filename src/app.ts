@@ -120,13 +120,19 @@ export async function startApp(options: AppOptions): Promise<App> {
       );
     }
   };
-  await warm();
-  const warmer = setInterval(() => void warm(), 5000);
-  warmer.unref();
-  const ready = () => loaded.size === mints.length;
-
   let http: HttpServer | undefined;
   let grpc: GrpcServer | undefined;
+  let closing: Promise<void> | undefined;
+  // Ready once every mint's keysets are loaded, and no longer once
+  // shutting down, so probes take Paygress out of rotation first.
+  const ready = () => closing === undefined && loaded.size === mints.length;
+  const publishReadiness = () =>
+    grpc?.health.setStatus(ready() ? 'SERVING' : 'NOT_SERVING');
+
+  await warm();
+  const warmer = setInterval(() => void warm().then(publishReadiness), 5000);
+  warmer.unref();
+
   try {
     http = await startHttpServer({
       host: config.http.host,
@@ -149,12 +155,12 @@ export async function startApp(options: AppOptions): Promise<App> {
     store.close();
     throw err;
   }
+  publishReadiness();
   logger.info(
     { http: http.port, grpc: grpc.port, mints, dataDir: config.dataDir },
     'paygress listening',
   );
 
-  let closing: Promise<void> | undefined;
   return {
     httpPort: http.port,
     grpcPort: grpc.port,

@@ -67,6 +67,9 @@ export async function startHttpServer(
     requestTimeout: 30_000,
   });
 
+  // Once closing, every answer ends its connection, so keep-alive clients
+  // do not hold the shutdown open until the grace period runs out.
+  let closing = false;
   server.on('request', (req, res) => {
     const route = (req.url ?? '/').split('?')[0];
     const adapter =
@@ -80,12 +83,12 @@ export async function startHttpServer(
 
     if (adapter === undefined) {
       void serveOther(route ?? '/', options).then((reply) =>
-        write(req, res, reply),
+        write(req, res, reply, closing),
       );
       return;
     }
     void authorize(adapter, req, decider, logger, options.observe).then(
-      (reply) => write(req, res, reply),
+      (reply) => write(req, res, reply, closing),
     );
   });
   server.on('clientError', (err, socket) => {
@@ -104,7 +107,10 @@ export async function startHttpServer(
 
   return {
     port: (server.address() as AddressInfo).port,
-    close: (graceMs) => closeGracefully(server, graceMs),
+    close: (graceMs) => {
+      closing = true;
+      return closeGracefully(server, graceMs);
+    },
   };
 }
 
@@ -163,6 +169,7 @@ function write(
   req: IncomingMessage,
   res: import('node:http').ServerResponse,
   reply: Reply,
+  closing: boolean,
 ): void {
   const body = Buffer.from(reply.body, 'utf8');
   const headers: Record<string, string | number> = {
@@ -171,7 +178,7 @@ function write(
   };
   // A request that announced a body we will not read must not share its
   // connection with the next one: the unread bytes would be parsed as it.
-  if (announcesBody(req)) headers['Connection'] = 'close';
+  if (closing || announcesBody(req)) headers['Connection'] = 'close';
   res.writeHead(reply.status, headers);
   res.end(body);
 }
