@@ -92,11 +92,16 @@ export function readTokenHeader(raw: string, maxLength: number): TokenHeader {
   if (amounts.length === 0)
     throw new TokenMalformedError('token has no proofs');
 
+  const amount = amounts.reduce((a, b) => a + b, 0);
+  if (!Number.isSafeInteger(amount)) {
+    throw new TokenMalformedError('token amounts add up to an unsafe integer');
+  }
+
   return {
     encoded,
     mint: meta.mint,
     unit: meta.unit || 'sat',
-    amount: amounts.reduce((a, b) => a + b, 0),
+    amount,
     proofCount: amounts.length,
   };
 }
