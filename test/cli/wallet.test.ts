@@ -1,0 +1,229 @@
+/**
+ * `paygress wallet balance` and `paygress wallet export`, run as the
+ * operator runs them: child processes reading the data directory a
+ * stopped Paygress left behind. Export must hand out every stored proof
+ * that is still good exactly once, in tokens another wallet can receive,
+ * and mark nothing when it could not check with the mint.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { getEncodedToken, getTokenMetadata, type Proof } from '@cashu/cashu-ts';
+import { startDevMint } from '../../src/devmint/index.ts';
+import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
+import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
+import { send, startStack } from '../support/stack.ts';
+import { mintToken, testWallet } from '../support/wallet.ts';
+
+const PRICE = 10;
+
+const a = await startDevMint();
+const b = await startDevMint();
+const dataDir = mkdtempSync(join(tmpdir(), 'paygress-wallet-cli-'));
+t.teardown(async () => {
+  await a.close();
+  await b.close();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+/** Runs Paygress on `dataDir` against both mints while `work` pays it. */
+async function withPaygress(
+  work: (
+    pay: (mintUrl: string, amount: number) => Promise<string>,
+  ) => Promise<void>,
+): Promise<void> {
+  const stack = await startStack({
+    price: PRICE,
+    mint: a,
+    dataDir,
+    env: { PAYGRESS_MINTS: `${a.url};${b.url}` },
+  });
+  try {
+    await work(async (mintUrl, amount) => {
+      const out = await send(stack, 'forward', {
+        'X-Cashu': await mintToken(mintUrl, amount),
+      });
+      return out.allowed ? 'allowed' : (out.reason ?? String(out.status));
+    });
+  } finally {
+    await stack.close();
+  }
+}
+
+/** Runs `paygress wallet ...args` on `dataDir`. */
+function cli(
+  ...args: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', ...args], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PAYGRESS_MINTS: `${a.url};${b.url}`,
+      PAYGRESS_DATA_DIR: dataDir,
+      PAYGRESS_MINT_TIMEOUT_MS: '2000',
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const tokens = (stdout: string) => stdout.split('\n').filter(Boolean);
+
+const value = (token: string) => getTokenMetadata(token).amount.toNumber();
+
+/** Receives `token` into a fresh wallet: the mint swaps it, or throws. */
+async function receive(token: string): Promise<number> {
+  const { mint } = getTokenMetadata(token);
+  const proofs = await (await testWallet(mint)).receive(token);
+  return proofs.reduce((s, p) => s + p.amount.toNumber(), 0);
+}
+
+function inStore<T>(read: (store: SqliteWalletStore) => T): T {
+  const store = new SqliteWalletStore({ dataDir });
+  try {
+    return read(store);
+  } finally {
+    store.close();
+  }
+}
+
+t.test('an empty wallet says so', async (t) => {
+  const out = await cli('balance');
+  t.equal(out.code, 0);
+  t.equal(out.stdout, 'the wallet is empty\n');
+});
+
+t.test('balance shows stored and pending value per mint', async (t) => {
+  await withPaygress(async (pay) => {
+    t.equal(await pay(a.url, 64), 'allowed');
+    t.equal(await pay(a.url, 32), 'allowed');
+    t.equal(await pay(b.url, 40), 'allowed');
+
+    // A swap the mint holds past Paygress's deadline stays pending.
+    a.setFault('swap', { kind: 'hang' });
+    t.equal(await pay(a.url, 16), 'PAYGRESS_MINT_UNAVAILABLE');
+  });
+  // Released after Paygress stopped: the swap runs, nobody hears of it.
+  a.setFault('swap', undefined);
+
+  const out = await cli('balance');
+  t.equal(out.code, 0);
+  t.equal(
+    out.stdout,
+    `${a.url}\t96 sat available\t16 sat pending\n` +
+      `${b.url}\t40 sat available\t0 sat pending\n`,
+  );
+});
+
+t.test('export prints one receivable token per mint, once', async (t) => {
+  const first = await cli('export');
+  t.equal(first.code, 0, first.stderr);
+  const printed = tokens(first.stdout);
+  t.equal(printed.length, 2, 'one token per mint and unit');
+  t.same(
+    printed.map((tok) => {
+      const { mint, unit } = getTokenMetadata(tok);
+      return { mint, unit, value: value(tok) };
+    }),
+    [
+      { mint: a.url, unit: 'sat', value: 96 },
+      { mint: b.url, unit: 'sat', value: 40 },
+    ],
+  );
+  t.ok(printed.every((tok) => tok.startsWith('cashuB')));
+  t.match(first.stderr, `${a.url}: exported 96 sat`);
+
+  const again = await cli('export');
+  t.equal(again.code, 0);
+  t.equal(again.stdout, '', 'a second export prints nothing new');
+
+  t.equal(await receive(printed[0]!), 96, 'mint A takes its token');
+  t.equal(await receive(printed[1]!), 40, 'mint B takes its token');
+
+  const balance = await cli('balance');
+  t.equal(balance.stdout, `${a.url}\t0 sat available\t16 sat pending\n`);
+});
+
+t.test('proofs already spent at the mint are not exported', async (t) => {
+  // Restarting settles the pending swap: its outputs are recovered.
+  await withPaygress(async (pay) => {
+    t.equal(await pay(a.url, 24), 'allowed');
+  });
+  const stored = inStore((s) => s.unspent(a.url, 'sat'));
+  t.equal(
+    stored.reduce((sum, p) => sum + p.amount, 0),
+    40,
+    'recovered 16 and paid 24',
+  );
+
+  // Someone with a copy of the store spends one proof behind its back.
+  const stolen = stored[0]!;
+  t.equal(await receive(wireToken(a.url, [stolen])), stolen.amount);
+
+  const out = await cli('export');
+  t.equal(out.code, 0, out.stderr);
+  const printed = tokens(out.stdout);
+  t.equal(printed.length, 1);
+  t.equal(
+    value(printed[0]!),
+    40 - stolen.amount,
+    'the spent proof is left out',
+  );
+  t.equal(
+    await receive(printed[0]!),
+    40 - stolen.amount,
+    'and the rest is good',
+  );
+  t.same(
+    inStore((s) => s.unspent(a.url, 'sat')),
+    [],
+    'nothing left to export',
+  );
+});
+
+t.test('export with the mint down marks nothing and fails', async (t) => {
+  await withPaygress(async (pay) => {
+    t.equal(await pay(a.url, 48), 'allowed');
+  });
+  const before = inStore((s) => s.unspent(a.url, 'sat'));
+
+  await a.stop();
+  const down = await cli('export');
+  await a.start();
+  t.not(down.code, 0, 'exits non-zero');
+  t.equal(down.stdout, '', 'prints no token');
+  t.match(down.stderr, `${a.url}: not exported`);
+  t.same(
+    inStore((s) => s.unspent(a.url, 'sat')),
+    before,
+    'nothing marked',
+  );
+
+  const up = await cli('export');
+  t.equal(up.code, 0, up.stderr);
+  t.equal(await receive(tokens(up.stdout)[0]!), 48, 'exported once it is back');
+});
+
+function wireToken(
+  mint: string,
+  proofs: readonly { id: string; amount: number; secret: string; C: string }[],
+): string {
+  return getEncodedToken({
+    mint,
+    unit: 'sat',
+    proofs: proofs.map(({ id, amount, secret, C }) => ({
+      id,
+      amount,
+      secret,
+      C,
+    })) as unknown as Proof[],
+  });
+}
