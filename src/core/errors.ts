@@ -97,10 +97,19 @@ export class MintUnavailableError extends reason('PAYGRESS_MINT_UNAVAILABLE') {
    * connection was refused), so nothing it asked for can have happened.
    */
   readonly notSent: boolean;
+  /**
+   * True when the mint refused only because our view of its keysets was
+   * stale: nothing happened, and the same redemption may be prepared again.
+   */
+  readonly retry: boolean;
 
-  constructor(message: string, options?: ErrorOptions & { notSent?: boolean }) {
+  constructor(
+    message: string,
+    options?: ErrorOptions & { notSent?: boolean; retry?: boolean },
+  ) {
     super(message, options);
     this.notSent = options?.notSent ?? false;
+    this.retry = options?.retry ?? false;
   }
 }
 /** The mint answered something that is not a valid Cashu answer. */

@@ -18,7 +18,6 @@ import {
   PaymentRequiredError,
   PaygressError,
   ProvisionFailedError,
-  TokenMalformedError,
   UnitMismatchError,
   toPaygressError,
 } from './errors.ts';
@@ -212,7 +211,7 @@ export class Gate implements Decider {
       const first = await attempt(false);
       if (first.known) return first;
     } catch (err) {
-      if (!(err instanceof TokenMalformedError)) throw err;
+      if (!(err instanceof KeysetUnknownError)) throw err;
     }
     const second = await attempt(true);
     return second;

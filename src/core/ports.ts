@@ -125,8 +125,27 @@ export interface WalletStore {
    * `TokenReplayedError` when any of its `Y`s is already recorded.
    */
   begin(record: RedemptionRecord): void;
-  /** Stores the new proofs and closes the redemption, atomically. */
-  complete(id: string, proofs: readonly WireProof[]): void;
+  /**
+   * Stores the new proofs and closes the redemption, atomically.
+   * `delivered` says whether the paying request is being allowed now;
+   * a redemption completed later, by settling, is owed to the payer.
+   */
+  complete(id: string, proofs: readonly WireProof[], delivered: boolean): void;
+  /**
+   * A redemption of exactly these `Y`s that completed after its request was
+   * refused: marks it delivered and returns it, once. The payer paid and
+   * got nothing, so the same token buys its request on a retry.
+   */
+  deliver(
+    ys: readonly string[],
+  ):
+    | {
+        readonly id: string;
+        readonly mint: string;
+        readonly unit: string;
+        readonly amount: number;
+      }
+    | undefined;
   /** The mint did not execute the swap: forget its `Y`s so a retry works. */
   release(id: string): void;
   /** Redemptions begun and neither completed nor released. */

@@ -68,7 +68,31 @@ export class Redeemer {
    * the store; rejects with a PaygressError saying why not.
    */
   async redeem(token: ParsedToken): Promise<Redemption> {
-    this.#guard.claim(token.ys);
+    try {
+      return await this.#redeemOnce(token);
+    } catch (err) {
+      // The mint rotated its keys under us and refused our outputs; it
+      // executed nothing, so prepare the swap again, once.
+      if (err instanceof MintUnavailableError && err.retry) {
+        return this.#redeemOnce(token);
+      }
+      throw err;
+    }
+  }
+
+  async #redeemOnce(token: ParsedToken): Promise<Redemption> {
+    try {
+      this.#guard.claim(token.ys);
+    } catch (err) {
+      // Spent by us, but maybe for a request we refused while the mint's
+      // answer was lost: then this retry gets what was paid for, once.
+      const owed =
+        err instanceof TokenReplayedError
+          ? this.#store.deliver(token.ys)
+          : undefined;
+      if (owed === undefined) throw err;
+      return owed;
+    }
 
     let record: RedemptionRecord;
     try {
@@ -100,7 +124,10 @@ export class Redeemer {
    * Settles a redemption whose outcome is unknown (the process died, or
    * the mint's answer was lost) by asking the mint about its inputs.
    */
-  async settle(record: RedemptionRecord): Promise<SettleOutcome> {
+  async settle(
+    record: RedemptionRecord,
+    delivered = false,
+  ): Promise<SettleOutcome> {
     const states = await this.#gateway.checkState(record.mint, record.ys);
 
     if (states.every((s) => s === 'UNSPENT')) {
@@ -114,7 +141,7 @@ export class Redeemer {
         record.unit,
         record.swap,
       );
-      return this.#recovered(record, proofs);
+      return this.#recovered(record, proofs, delivered);
     }
     return 'unsettled';
   }
@@ -143,7 +170,7 @@ export class Redeemer {
       return this.#afterFailedSwap(record, toPaygressError(err));
     }
 
-    this.#store.complete(record.id, proofs);
+    this.#store.complete(record.id, proofs, true);
     this.#guard.settle(record.ys);
     return this.#result(record);
   }
@@ -166,7 +193,7 @@ export class Redeemer {
     }
 
     // The request may have reached the mint: ask it what happened.
-    const outcome = await this.settle(record).catch(
+    const outcome = await this.settle(record, true).catch(
       (): SettleOutcome => 'unsettled',
     );
     if (outcome === 'completed') return this.#result(record);
@@ -181,8 +208,9 @@ export class Redeemer {
   #recovered(
     record: RedemptionRecord,
     proofs: readonly WireProof[],
+    delivered: boolean,
   ): SettleOutcome {
-    this.#store.complete(record.id, proofs);
+    this.#store.complete(record.id, proofs, delivered);
     this.#guard.settle(record.ys);
     return 'completed';
   }

@@ -10,6 +10,7 @@ import {
   hashToCurve,
 } from '@cashu/cashu-ts';
 import {
+  KeysetUnknownError,
   TokenMalformedError,
   TokenReplayedError,
   TokenTooLargeError,
@@ -115,7 +116,19 @@ export function parseToken(
   header: TokenHeader,
   keysetIds: readonly string[],
 ): ParsedToken {
-  const token = decodeOrThrow(() => getDecodedToken(header.encoded, keysetIds));
+  let token: ReturnType<typeof getDecodedToken>;
+  try {
+    token = getDecodedToken(header.encoded, keysetIds);
+  } catch (err) {
+    // A short keyset id (V4) that none of the mint's keysets starts with.
+    if (/keyset/i.test(String((err as Error)?.message))) {
+      throw new KeysetUnknownError(
+        'a proof names a keyset id the mint does not have',
+        { cause: err },
+      );
+    }
+    throw new TokenMalformedError('token could not be decoded', { cause: err });
+  }
   const proofs = token.proofs.map(toWireProof);
 
   const ys = proofs.map((p) => computeY(p.secret));

@@ -16,7 +16,7 @@ import { MintUnavailableError } from '../core/errors.ts';
 
 /** Options of {@link MintBreaker}. */
 export interface MintBreakerOptions {
-  /** Consecutive failures that open the circuit. Default 5. */
+  /** Consecutive failures that open the circuit. Default 3. */
   readonly failureThreshold?: number;
   /** First cooldown of an open circuit, in ms. Default 2000. */
   readonly cooldownMs?: number;
@@ -48,7 +48,7 @@ export class MintBreaker {
   readonly #waiting: Array<() => void> = [];
 
   constructor(options: MintBreakerOptions = {}) {
-    this.#threshold = options.failureThreshold ?? 5;
+    this.#threshold = options.failureThreshold ?? 3;
     this.#baseCooldown = options.cooldownMs ?? 2000;
     this.#maxCooldown = options.maxCooldownMs ?? 30_000;
     this.#maxConcurrent = options.maxConcurrent ?? 32;

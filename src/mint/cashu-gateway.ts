@@ -54,7 +54,7 @@ export interface CashuMintGatewayOptions {
   readonly maxResponseBytes?: number;
   /** Called after every mint request, for metrics. */
   readonly onRequest?: (event: MintRequestEvent) => void;
-  /** Circuit breaker and concurrency bound per mint. */
+  /** Circuit breaker and concurrency bound per mint and operation. */
   readonly breaker?: MintBreakerOptions;
   /**
    * Public key (compressed hex) every new proof is P2PK-locked to (NUT-11),
@@ -77,7 +77,7 @@ export interface MintRequestEvent {
 // NUT error codes (NUT-00 error table). Some mints number these differently,
 // so the detail text is matched on meaning as a second opinion.
 const SPENT = 11001;
-const REFRESH_FLOOR_MS = 5000;
+const REFRESH_FLOOR_MS = 1000;
 const PENDING = 11002;
 
 export class CashuMintGateway implements MintGateway {
@@ -93,7 +93,7 @@ export class CashuMintGateway implements MintGateway {
   readonly #lockTo: string | undefined;
   readonly #keysets = new Map<
     string,
-    { at: number; value: Promise<KeysetInfo[]> }
+    { at: number; value: Promise<KeysetInfo[]>; next?: Promise<KeysetInfo[]> }
   >();
 
   constructor(options: CashuMintGatewayOptions) {
@@ -116,13 +116,21 @@ export class CashuMintGateway implements MintGateway {
     const mint = this.#allow(mintUrl);
     const cached = this.#keysets.get(mint);
     const age = cached ? Date.now() - cached.at : Infinity;
-    // A forced refresh is honoured at most every few seconds, so tokens
-    // naming made-up keysets cannot turn into a flood of mint requests.
-    if (age < (refresh ? REFRESH_FLOOR_MS : this.#keysetTtlMs)) {
-      return cached!.value;
+    if (cached && !refresh && age < this.#keysetTtlMs) return cached.value;
+
+    // A forced refresh happens at most once per REFRESH_FLOOR_MS, and every
+    // caller in that window shares it: tokens naming made-up keysets cannot
+    // turn into a flood of mint requests, and a real rotation is seen
+    // within a second.
+    if (cached && refresh && age < REFRESH_FLOOR_MS) {
+      const wait = REFRESH_FLOOR_MS - age;
+      const value = (cached.next ??= sleep(wait).then(() =>
+        this.keysets(mintUrl, true),
+      ));
+      return value;
     }
 
-    const value = this.#fetchKeysets(mint);
+    const value = this.#fetchKeysets(mint, cached?.value);
     this.#keysets.set(mint, { at: Date.now(), value });
     value.catch(() => this.#keysets.delete(mint));
     return value;
@@ -160,8 +168,19 @@ export class CashuMintGateway implements MintGateway {
     const wallet = await this.#wallet(mintUrl, unit);
     const preview = deserializeSwapPreview(parseSwap(swap));
 
-    const { keep, send } = await guard(() => wallet.completeSwap(preview));
-    return [...keep, ...send].map(toWireProof);
+    try {
+      const { keep, send } = await guard(() => wallet.completeSwap(preview));
+      return [...keep, ...send].map(toWireProof);
+    } catch (err) {
+      if (!isStaleKeyset(err)) throw err;
+      // The mint refused our outputs' keyset (NUT-02 rotation): forget what
+      // we knew of its keys so the next attempt prepares against fresh ones.
+      this.#forget(this.#allow(mintUrl));
+      throw new MintUnavailableError(
+        'the mint rotated its keysets; preparing the redemption again',
+        { notSent: true, retry: true, cause: err },
+      );
+    }
   }
 
   async restoreSwap(
@@ -208,6 +227,14 @@ export class CashuMintGateway implements MintGateway {
     });
   }
 
+  /** Drops cached keysets and wallets of a mint. */
+  #forget(mint: string): void {
+    this.#keysets.delete(mint);
+    for (const key of this.#wallets.keys()) {
+      if (key.startsWith(`${mint} `)) this.#wallets.delete(key);
+    }
+  }
+
   /** Closes the connection pool. */
   async close(): Promise<void> {
     await this.#dispatcher.close();
@@ -223,17 +250,29 @@ export class CashuMintGateway implements MintGateway {
     return mint;
   }
 
-  async #fetchKeysets(mint: string): Promise<KeysetInfo[]> {
+  async #fetchKeysets(
+    mint: string,
+    previous: Promise<KeysetInfo[]> | undefined,
+  ): Promise<KeysetInfo[]> {
     const answer = await guard(() => this.#mintClient(mint).getKeySets());
     if (!Array.isArray(answer?.keysets)) {
       throw new MintError('mint answered /v1/keysets without keysets');
     }
-    return answer.keysets.map((k) => ({
+    const keysets = answer.keysets.map((k) => ({
       id: String(k.id),
       unit: String(k.unit),
       active: k.active !== false,
       inputFeePpk: Number(k.input_fee_ppk ?? 0),
     }));
+
+    // A rotation makes cached wallets sign outputs on a retired keyset.
+    const before = await previous?.catch(() => undefined);
+    if (before && fingerprintOf(before) !== fingerprintOf(keysets)) {
+      for (const key of this.#wallets.keys()) {
+        if (key.startsWith(`${mint} `)) this.#wallets.delete(key);
+      }
+    }
+    return keysets;
   }
 
   #wallet(mintUrl: string, unit: string): Promise<Wallet> {
@@ -267,7 +306,7 @@ export class CashuMintGateway implements MintGateway {
         if (normalizeMintUrl(url.origin) !== new URL(mint).origin) {
           throw new MintNotAllowedError('refusing a request to another host');
         }
-        const result = await this.#breaker(mint).run(
+        const result = await this.#breaker(mint, operation).run(
           () => this.#send(url, args),
           isMintFault,
         );
@@ -284,11 +323,16 @@ export class CashuMintGateway implements MintGateway {
     }) as RequestFn;
   }
 
-  #breaker(mint: string): MintBreaker {
-    let breaker = this.#breakers.get(mint);
+  /**
+   * One breaker per mint and operation: a mint whose swaps hang while its
+   * keysets and checkstate still answer must still trip on swaps.
+   */
+  #breaker(mint: string, operation: string): MintBreaker {
+    const key = `${mint} ${operation}`;
+    let breaker = this.#breakers.get(key);
     if (breaker === undefined) {
       breaker = new MintBreaker(this.#breakerOptions);
-      this.#breakers.set(mint, breaker);
+      this.#breakers.set(key, breaker);
     }
     return breaker;
   }
@@ -370,6 +414,26 @@ function isNutError(json: unknown): json is { code: number; detail: string } {
     json !== null &&
     typeof (json as { code?: unknown }).code === 'number'
   );
+}
+
+function fingerprintOf(keysets: readonly KeysetInfo[]): string {
+  return keysets
+    .map((k) => `${k.id}:${k.active}:${k.inputFeePpk}`)
+    .sort()
+    .join(',');
+}
+
+/** cashu-ts's error for a mint refusing a keyset (NUT-02 12xxx codes). */
+function isStaleKeyset(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
+    if ((e as { name?: unknown }).name === 'StaleKeysetError') return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 /** Whether an error says the mint is unwell (not that it refused us). */

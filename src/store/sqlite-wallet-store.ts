@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS redemptions (
   unit TEXT NOT NULL,
   amount INTEGER NOT NULL,
   state TEXT NOT NULL CHECK (state IN ('pending', 'complete', 'released')),
+  delivered INTEGER NOT NULL DEFAULT 0,
   swap TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   settled_at INTEGER
@@ -124,7 +125,7 @@ export class SqliteWalletStore implements WalletStore {
     });
   }
 
-  complete(id: string, proofs: readonly WireProof[]): void {
+  complete(id: string, proofs: readonly WireProof[], delivered: boolean): void {
     this.#transaction(() => {
       const row = this.#redemption(id);
       if (row.state !== 'pending') {
@@ -150,6 +151,46 @@ export class SqliteWalletStore implements WalletStore {
         );
       }
       this.#settle(id, 'complete');
+      this.#db
+        .prepare('UPDATE redemptions SET delivered = ? WHERE id = ?')
+        .run(delivered ? 1 : 0, id);
+    });
+  }
+
+  deliver(
+    ys: readonly string[],
+  ): { id: string; mint: string; unit: string; amount: number } | undefined {
+    if (ys.length === 0) return undefined;
+    return this.#transaction(() => {
+      const owner = this.#db.prepare(
+        'SELECT redemption_id FROM redeemed_ys WHERE y = ?',
+      );
+      const ids = new Set(
+        ys.map(
+          (y) =>
+            (owner.get(y) as { redemption_id: string } | undefined)
+              ?.redemption_id,
+        ),
+      );
+      const [id] = ids;
+      if (ids.size !== 1 || id === undefined) return undefined;
+
+      const row = this.#db
+        .prepare(
+          `SELECT r.mint, r.unit, (SELECT COUNT(*) FROM redeemed_ys WHERE redemption_id = r.id) AS inputs,
+             (SELECT COALESCE(SUM(amount), 0) FROM proofs WHERE redemption_id = r.id) AS amount
+           FROM redemptions r WHERE r.id = ? AND r.state = 'complete' AND r.delivered = 0`,
+        )
+        .get(id) as
+        | { mint: string; unit: string; inputs: number; amount: number }
+        | undefined;
+      // Only the very token that paid: the same proofs, all of them.
+      if (row === undefined || row.inputs !== ys.length) return undefined;
+
+      this.#db
+        .prepare('UPDATE redemptions SET delivered = 1 WHERE id = ?')
+        .run(id);
+      return { id, mint: row.mint, unit: row.unit, amount: row.amount };
     });
   }
 
