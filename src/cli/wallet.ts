@@ -1,0 +1,140 @@
+/**
+ * `paygress wallet balance` and `paygress wallet export`: how much money
+ * the store holds, and taking it out as Cashu tokens.
+ *
+ * Export first asks each mint which stored proofs are still unspent
+ * (NUT-07), marks the spent ones, then writes one `cashuB` token per mint
+ * and unit and marks its proofs exported in the same transaction: a
+ * repeated export never hands out a proof twice, and an export that could
+ * not be written marks nothing.
+ */
+import { writeSync } from 'node:fs';
+import { getEncodedToken, type Proof } from '@cashu/cashu-ts';
+import { ConfigError, loadConfig } from '../config.ts';
+import { CashuMintGateway } from '../mint/cashu-gateway.ts';
+import { SqliteWalletStore } from '../store/sqlite-wallet-store.ts';
+
+const USAGE =
+  'usage: paygress wallet balance | paygress wallet export [--config FILE]';
+
+/** Runs a wallet subcommand; resolves with the exit code. */
+export async function wallet(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<number> {
+  const [command, flag, file] = args;
+  if (
+    (command !== 'balance' && command !== 'export') ||
+    (flag && flag !== '--config')
+  ) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+
+  let dataDir: string;
+  let mints: string[];
+  let timeoutMs: number;
+  try {
+    const config = loadConfig({ ...(file ? { file } : {}), env });
+    dataDir = config.dataDir;
+    mints = config.mints.map((m) => m.url);
+    timeoutMs = config.mint.timeoutMs;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    return 2;
+  }
+
+  const store = new SqliteWalletStore({ dataDir });
+  try {
+    if (command === 'balance') return balance(store);
+    return await exportAll(store, mints, timeoutMs);
+  } finally {
+    store.close();
+  }
+}
+
+function balance(store: SqliteWalletStore): number {
+  const rows = store.balances();
+  if (rows.length === 0) {
+    process.stdout.write('the wallet is empty\n');
+    return 0;
+  }
+  for (const row of rows) {
+    process.stdout.write(
+      `${row.mint}\t${row.available} ${row.unit} available\t${row.pending} ${row.unit} pending\n`,
+    );
+  }
+  return 0;
+}
+
+async function exportAll(
+  store: SqliteWalletStore,
+  mints: readonly string[],
+  timeoutMs: number,
+): Promise<number> {
+  const gateway = new CashuMintGateway({
+    mints: store
+      .balances()
+      .map((b) => b.mint)
+      .concat(mints),
+    timeoutMs,
+  });
+  let failed = false;
+  try {
+    for (const { mint, unit } of store.balances()) {
+      const proofs = store.unspent(mint, unit);
+      if (proofs.length === 0) continue;
+
+      let states;
+      try {
+        states = await gateway.checkState(
+          mint,
+          proofs.map((p) => p.y),
+        );
+      } catch (err) {
+        process.stderr.write(
+          `${mint}: not exported, the mint could not be asked which proofs are unspent (${(err as Error).message})\n`,
+        );
+        failed = true;
+        continue;
+      }
+      const spent = proofs.filter((_, i) => states[i] === 'SPENT');
+      const unspent = proofs.filter((_, i) => states[i] === 'UNSPENT');
+      store.markProofs(
+        spent.map((p) => p.y),
+        'spent',
+        () => undefined,
+      );
+      if (unspent.length === 0) continue;
+
+      const token = getEncodedToken({
+        mint,
+        unit,
+        proofs: unspent.map(({ id, amount, secret, C }) => ({
+          id,
+          amount,
+          secret,
+          C,
+        })) as unknown as Proof[],
+      });
+      const total = unspent.reduce((sum, p) => sum + p.amount, 0);
+      store.markProofs(
+        unspent.map((p) => p.y),
+        'exported',
+        () => {
+          // Written synchronously inside the transaction: if stdout fails,
+          // the proofs stay unexported.
+          writeSync(1, `${token}\n`);
+          writeSync(
+            2,
+            `${mint}: exported ${total} ${unit} in ${unspent.length} proofs\n`,
+          );
+        },
+      );
+    }
+  } finally {
+    await gateway.close();
+  }
+  return failed ? 1 : 0;
+}
