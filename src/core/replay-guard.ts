@@ -3,20 +3,20 @@
  *
  * Three layers, checked in one synchronous step so two requests carrying
  * the same proof cannot both pass: proofs being redeemed right now (never
- * evicted, bounded by concurrency), an LRU of proofs redeemed recently (the
+ * evicted, bounded by concurrency), a ring of proofs redeemed recently (the
  * fast path), and the wallet store's durable record of every redeemed `Y`
  * (survives restarts and eviction). Only proofs that reached the mint enter
- * the LRU, so a flood of garbage tokens cannot push real payments out.
+ * the ring, so a flood of garbage tokens cannot push real payments out.
  */
-import { LRUCache } from 'lru-cache';
 import { TokenPendingError, TokenReplayedError } from './errors.ts';
 import type { WalletStore } from './ports.ts';
+import { FINGERPRINT_BYTES, ProofRing } from './proof-ring.ts';
 
 /** Options of {@link ReplayGuard}. */
 export interface ReplayGuardOptions {
-  /** Entries kept in the in-memory LRU. Default 1,000,000. */
+  /** Redeemed proofs remembered in memory, oldest dropped first. Default 1,000,000. */
   readonly cacheSize?: number;
-  /** Durable record consulted on an LRU miss. */
+  /** Durable record consulted when memory has no answer. */
   readonly store: Pick<WalletStore, 'findRedeemed'>;
 }
 
@@ -28,13 +28,13 @@ export interface ReplayGuardStats {
 }
 
 export class ReplayGuard {
-  readonly #redeemed: LRUCache<string, true>;
+  readonly #redeemed: ProofRing;
   readonly #inflight = new Set<string>();
   readonly #store: Pick<WalletStore, 'findRedeemed'>;
   #hits = 0;
 
   constructor(options: ReplayGuardOptions) {
-    this.#redeemed = new LRUCache({ max: options.cacheSize ?? 1_000_000 });
+    this.#redeemed = new ProofRing(options.cacheSize ?? 1_000_000);
     this.#store = options.store;
   }
 
@@ -50,7 +50,7 @@ export class ReplayGuard {
         'this token is being redeemed by another request',
       );
     }
-    if (ys.some((y) => this.#redeemed.has(y))) {
+    if (ys.some((y) => this.#redeemed.has(fingerprint(y)))) {
       this.#hits++;
       throw new TokenReplayedError('this token was already redeemed');
     }
@@ -73,7 +73,7 @@ export class ReplayGuard {
   settle(ys: readonly string[]): void {
     for (const y of ys) {
       this.#inflight.delete(y);
-      this.#redeemed.set(y, true);
+      this.#redeemed.add(fingerprint(y));
     }
   }
 
@@ -89,4 +89,19 @@ export class ReplayGuard {
       hits: this.#hits,
     };
   }
+}
+
+/**
+ * The in-memory key of a `Y` (compressed point, hex): its 32-byte
+ * x-coordinate folded to 16 bytes. x is hash output, so the fold keeps it
+ * uniform; a false match between two real proofs has probability 2^-128
+ * per pair, and the store keeps the full `Y` regardless.
+ */
+export function fingerprint(y: string): Uint8Array {
+  const point = Buffer.from(y, 'hex');
+  const out = new Uint8Array(FINGERPRINT_BYTES);
+  for (let i = 0; i < FINGERPRINT_BYTES; i++) {
+    out[i] = point[1 + i]! ^ point[1 + FINGERPRINT_BYTES + i]!;
+  }
+  return out;
 }
