@@ -49,6 +49,7 @@ export async function serve(configFile?: string): Promise<number> {
   await app.close();
   await devMint?.stop();
   logger.info('stopped');
+  logger.flush();
   return 0;
 }
 

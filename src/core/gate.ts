@@ -260,9 +260,10 @@ export class Gate implements Decider {
     try {
       pod = await this.#podFor(grant, current !== undefined);
     } catch (err) {
-      return this.#o.refunds
+      const refund = this.#o.refunds
         ? this.#refund(redemption, token, route, err)
-        : this.#credit(request, grant, token, route, err);
+        : undefined;
+      return refund ?? this.#credit(request, grant, token, route, err);
     }
 
     return this.#allowGrant(
@@ -316,9 +317,9 @@ export class Gate implements Decider {
   }
 
   /**
-   * The payment is final, the pod could not be made, and the proofs are
-   * locked to the operator so they cannot be handed back: the value stays
-   * on a grant the payer retries with, without paying again.
+   * The payment is final, the pod could not be made, and the proofs cannot
+   * be handed back (locked to the operator, or already exported): the
+   * value stays on a grant the payer retries with, without paying again.
    */
   #credit(
     request: AuthRequest,
@@ -340,14 +341,16 @@ export class Gate implements Decider {
   /**
    * The payment is final but what it buys could not be delivered: hand the
    * value back as a Cashu token, recorded in the store as refunded.
+   * Undefined when the proofs already left the wallet: then it is a credit.
    */
   #refund(
     redemption: Redemption,
     token: ParsedToken,
     route: PricedRoute,
     cause: unknown,
-  ): Deny {
+  ): Deny | undefined {
     const proofs = this.#o.store.refund(redemption.id);
+    if (proofs.length === 0) return undefined;
     const refund = getEncodedToken({
       mint: redemption.mint,
       unit: redemption.unit,

@@ -12,8 +12,10 @@
 import {
   createHash,
   createHmac,
+  createSecretKey,
   randomBytes,
   timingSafeEqual,
+  type KeyObject,
 } from 'node:crypto';
 import { systemClock, type Clock } from './ports.ts';
 import {
@@ -72,9 +74,10 @@ interface Payload {
 
 /** Issues and verifies grant credentials with HMAC-SHA256. */
 export class GrantSigner {
-  #key: Buffer;
+  // Key objects are made once: building one per request is measurable.
+  #key: KeyObject;
   #keyId: string;
-  #keys: ReadonlyMap<string, readonly Buffer[]>;
+  #keys: ReadonlyMap<string, readonly KeyObject[]>;
   #clock: Clock;
 
   constructor(options: GrantSignerOptions) {
@@ -87,12 +90,12 @@ export class GrantSigner {
       }
     }
 
-    const keys = new Map<string, Buffer[]>();
+    const keys = new Map<string, KeyObject[]>();
     for (const key of all) {
       const id = keyId(key);
-      keys.set(id, [...(keys.get(id) ?? []), Buffer.from(key, 'utf8')]);
+      keys.set(id, [...(keys.get(id) ?? []), secretKey(key)]);
     }
-    this.#key = Buffer.from(options.key, 'utf8');
+    this.#key = secretKey(options.key);
     this.#keyId = keyId(options.key);
     this.#keys = keys;
     this.#clock = options.clock ?? systemClock;
@@ -136,18 +139,26 @@ export class GrantSigner {
   }
 
   #authentic(credential: string): Payload {
-    const invalid = new GrantInvalidError('the grant credential is not valid');
-    if (credential.length > MAX_CREDENTIAL_LENGTH) throw invalid;
+    const payload = this.#check(credential);
+    if (payload === undefined) {
+      throw new GrantInvalidError('the grant credential is not valid');
+    }
+    return payload;
+  }
+
+  /** The payload of an authentic credential, or undefined. */
+  #check(credential: string): Payload | undefined {
+    if (credential.length > MAX_CREDENTIAL_LENGTH) return undefined;
     const parts = credential.split('.');
-    if (parts.length !== 3 || `${parts[0]}.` !== GRANT_PREFIX) throw invalid;
+    if (parts.length !== 3 || `${parts[0]}.` !== GRANT_PREFIX) return undefined;
     const [, encoded = '', signature = ''] = parts;
-    if (!/^[A-Za-z0-9_-]+$/.test(encoded)) throw invalid;
-    if (!/^[A-Za-z0-9_-]{43}$/.test(signature)) throw invalid;
+    if (!/^[A-Za-z0-9_-]+$/.test(encoded)) return undefined;
+    if (!/^[A-Za-z0-9_-]{43}$/.test(signature)) return undefined;
 
     const payload = parse(encoded);
-    if (payload === undefined) throw invalid;
+    if (payload === undefined) return undefined;
     const keys = this.#keys.get(payload.k);
-    if (keys === undefined) throw invalid;
+    if (keys === undefined) return undefined;
 
     const body = `${parts[0]}.${encoded}`;
     // Compare encoded strings so only the canonical base64url form passes.
@@ -155,8 +166,7 @@ export class GrantSigner {
     const good = keys.some((key) =>
       timingSafeEqual(Buffer.from(mac(key, body).toString('base64url')), given),
     );
-    if (!good) throw invalid;
-    return payload;
+    return good ? payload : undefined;
   }
 }
 
@@ -238,12 +248,16 @@ export function readGrantCredential(
   return undefined;
 }
 
+function secretKey(key: string): KeyObject {
+  return createSecretKey(Buffer.from(key, 'utf8'));
+}
+
 /** First 8 hex digits of sha256(key): names a key without revealing it. */
 export function keyId(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex').slice(0, 8);
 }
 
-function mac(key: Buffer, body: string): Buffer {
+function mac(key: KeyObject, body: string): Buffer {
   return createHmac('sha256', key).update(body, 'ascii').digest();
 }
 

@@ -136,9 +136,7 @@ export interface WalletStore {
    * refused: marks it delivered and returns it, once. The payer paid and
    * got nothing, so the same token buys its request on a retry.
    */
-  deliver(
-    ys: readonly string[],
-  ):
+  deliver(ys: readonly string[]):
     | {
         readonly id: string;
         readonly mint: string;
@@ -152,7 +150,8 @@ export interface WalletStore {
   unfinished(): RedemptionRecord[];
   /**
    * Takes the proofs a completed redemption produced out of the wallet
-   * (marks them refunded) and returns them, to hand back to the payer.
+   * (marks them refunded) and returns them, to hand back to the payer;
+   * none when any of them already left the wallet (an export).
    */
   refund(id: string): WireProof[];
   /** Stored value per mint and unit. */

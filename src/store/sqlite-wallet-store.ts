@@ -235,10 +235,9 @@ export class SqliteWalletStore implements WalletStore {
 
   refund(id: string): WireProof[] {
     return this.#transaction(() => {
-      const proofs = this.#proofs(
-        "WHERE redemption_id = ? AND state = 'unspent'",
-        id,
-      );
+      const proofs = this.#proofs('WHERE redemption_id = ?', id);
+      // All or nothing: if an export took some already, hand back none.
+      if (proofs.some((p) => p.state !== 'unspent')) return [];
       this.#mark(proofs, 'refunded');
       return proofs;
     });
