@@ -655,6 +655,15 @@ function readCharge(
 const KEY_WHAT = 'a secret of at least 32 bytes';
 const secret: Reader<string | undefined> = (c, key, value) => {
   if (value === undefined) return undefined;
+  if (typeof value === 'string' && /replace-me/i.test(value)) {
+    // A key copied from an example is public: anyone could forge grants.
+    c.bad(
+      key,
+      value,
+      "a secret of your own, not an example's placeholder (generate one with: openssl rand -base64 48)",
+    );
+    return undefined;
+  }
   if (typeof value === 'string' && Buffer.byteLength(value) >= 32) return value;
   c.bad(key, value, KEY_WHAT);
   return undefined;

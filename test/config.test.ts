@@ -391,14 +391,20 @@ t.test('YAML syntax errors and unreadable files are reported', async (t) => {
 
 t.test('the example file in the repository is valid', async (t) => {
   const file = new URL('../paygress.example.yaml', import.meta.url).pathname;
-  const config = loadConfig({ file, env: {} });
+  const env = {
+    PAYGRESS_GRANT_KEY: 'a-grant-key-of-the-operators-own-0123456789',
+  };
+  const config = loadConfig({ file, env });
   t.equal(config.pricing.rules.length, 3);
   t.equal(config.provisioning.template?.image, 'ghcr.io/example/workspace:1.0');
 });
 
 t.test('the configured rules drive Pricing as written', async (t) => {
   const file = new URL('../paygress.example.yaml', import.meta.url).pathname;
-  const { pricing, mints } = loadConfig({ file, env: {} });
+  const { pricing, mints } = loadConfig({
+    file,
+    env: { PAYGRESS_GRANT_KEY: 'a-grant-key-of-the-operators-own-0123456789' },
+  });
   const router = new Pricing(pricing.rules, pricing.default, {
     trustedAmountHeader: pricing.trustedAmountHeader,
     mints,

@@ -16,8 +16,12 @@ function checkConfig(args: string[], env: Record<string, string> = {}) {
   return { code: result.status, out: result.stdout, err: result.stderr };
 }
 
+const GRANT_KEY = 'a-grant-key-of-the-operators-own-0123456789';
+
 t.test('a valid file exits 0 with a one-line summary', async (t) => {
-  const result = checkConfig(['paygress.example.yaml']);
+  const result = checkConfig(['paygress.example.yaml'], {
+    PAYGRESS_GRANT_KEY: GRANT_KEY,
+  });
 
   t.equal(result.code, 0);
   t.equal(result.err, '');
@@ -26,7 +30,20 @@ t.test('a valid file exits 0 with a one-line summary', async (t) => {
     'paygress.example.yaml: ok; http 0.0.0.0:8080, grpc 0.0.0.0:9001, ' +
       'mints 2, 3 pricing rules, default 1000 sat, provisioning off\n',
   );
-  t.notOk(result.out.includes('replace-me'), 'the grant key is not printed');
+  t.notOk(result.out.includes(GRANT_KEY), 'the grant key is not printed');
+});
+
+t.test('the example needs a grant key of your own', async (t) => {
+  const missing = checkConfig(['paygress.example.yaml']);
+  t.equal(missing.code, 2);
+  t.match(missing.err, /grants\.key: missing/);
+
+  const placeholder = checkConfig(['paygress.example.yaml'], {
+    PAYGRESS_GRANT_KEY: 'replace-me-with-a-long-random-secret-of-32-bytes',
+  });
+  t.equal(placeholder.code, 2);
+  t.match(placeholder.err, /not an example's placeholder/);
+  t.notMatch(placeholder.err, /replace-me-with/, 'the key is not printed');
 });
 
 t.test('an invalid file exits 2 with every problem, one a line', async (t) => {

@@ -105,7 +105,13 @@ t.test('the staged image runs Paygress from its own files', async (t) => {
       [join(app, 'bin/paygress.ts'), 'check-config', file],
       {
         cwd: join(dir, 'tmp'),
-        env: { PATH: process.env.PATH ?? '', ...secret.stringData },
+        env: {
+          PATH: process.env.PATH ?? '',
+          ...secret.stringData,
+          // The operator replaces the example's placeholder, which is refused.
+          PAYGRESS_GRANT_KEY:
+            'an-operator-generated-grant-key-0123456789abcdef',
+        },
         encoding: 'utf8',
         timeout: 20_000,
       },

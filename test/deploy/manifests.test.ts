@@ -68,9 +68,19 @@ function paygressOf(patch: Obj): Obj {
   return containers.find((c) => c.name === 'paygress') as Obj;
 }
 
+/**
+ * The operator's copy of the Secret: the example's placeholder key, which
+ * Paygress refuses on purpose, replaced by a key of their own.
+ */
+const OPERATOR_KEY = 'an-operator-generated-grant-key-0123456789abcdef';
+const operatorSecret: Record<string, string> = {
+  ...secret.stringData,
+  PAYGRESS_GRANT_KEY: OPERATOR_KEY,
+};
+
 /** The environment the container gives Paygress, Secret values included. */
 function envOf(container: Obj): Record<string, string> {
-  const env: Record<string, string> = { ...secret.stringData };
+  const env: Record<string, string> = { ...operatorSecret };
   for (const e of container.env ?? []) env[e.name] = e.value;
   return env;
 }
@@ -217,7 +227,10 @@ t.test(
     const ok = check(envOf(sidecar));
     t.equal(ok.status, 0, ok.stderr);
     t.match(ok.stdout, /ok; http 0\.0\.0\.0:8080, grpc 0\.0\.0\.0:9001, /);
-    t.notOk(ok.stdout.includes(secret.stringData.PAYGRESS_GRANT_KEY));
+    t.notOk(ok.stdout.includes(OPERATOR_KEY));
+
+    const placeholder = check({ ...envOf(sidecar), ...secret.stringData });
+    t.equal(placeholder.status, 2, "the example's placeholder key is refused");
 
     const noSecret = check({});
     t.equal(noSecret.status, 2, 'the grant key must come from the Secret');
