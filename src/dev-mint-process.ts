@@ -18,9 +18,13 @@ export interface DevMintProcess {
 
 /**
  * Starts the dev mint on 127.0.0.1:3338, or uses one already answering
- * there, and resolves once it answers `/v1/info`.
+ * there, and resolves once it answers `/v1/info`. It keeps its keys and
+ * ledger in `stateFile`, so the dev ecash Paygress stored in earlier runs
+ * stays good (and spent proofs stay spent).
  */
-export async function startDevMintProcess(): Promise<DevMintProcess> {
+export async function startDevMintProcess(
+  stateFile: string,
+): Promise<DevMintProcess> {
   if (await answers(DEV_MINT_URL)) {
     return { url: DEV_MINT_URL, stop: async () => {} };
   }
@@ -28,7 +32,7 @@ export async function startDevMintProcess(): Promise<DevMintProcess> {
   const entry = fileURLToPath(new URL('./devmint/main.ts', import.meta.url));
   const child: ChildProcess = spawn(
     process.execPath,
-    [entry, '--host', '127.0.0.1', '--port', '3338'],
+    [entry, '--host', '127.0.0.1', '--port', '3338', '--state', stateFile],
     { stdio: ['ignore', 'inherit', 'inherit'] },
   );
 

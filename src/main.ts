@@ -2,6 +2,8 @@
  * `paygress serve`: loads the configuration, starts Paygress (and the dev
  * mint when configured), and shuts down cleanly on SIGTERM or SIGINT.
  */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { startApp } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import {
@@ -24,7 +26,8 @@ export async function serve(configFile?: string): Promise<number> {
 
   let devMint: DevMintProcess | undefined;
   if (config.devMint) {
-    devMint = await startDevMintProcess();
+    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+    devMint = await startDevMintProcess(join(config.dataDir, 'devmint.json'));
     logger.warn(
       { mint: devMint.url },
       'trusting the development mint: its Lightning backend is fake, never use it for real payments',

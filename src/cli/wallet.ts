@@ -87,7 +87,9 @@ async function exportAll(
       if (proofs.length === 0) continue;
 
       let states;
+      let known: Set<string>;
       try {
+        known = new Set((await gateway.keysets(mint)).map((k) => k.id));
         states = await gateway.checkState(
           mint,
           proofs.map((p) => p.y),
@@ -100,7 +102,17 @@ async function exportAll(
         continue;
       }
       const spent = proofs.filter((_, i) => states[i] === 'SPENT');
-      const unspent = proofs.filter((_, i) => states[i] === 'UNSPENT');
+      // A mint reports proofs of keysets it never had as unspent; they are
+      // worthless there, so they are left in the store and named.
+      const unspent = proofs.filter(
+        (p, i) => states[i] === 'UNSPENT' && known.has(p.id),
+      );
+      const foreign = proofs.filter((p) => !known.has(p.id));
+      if (foreign.length > 0) {
+        process.stderr.write(
+          `${mint}: ${foreign.length} proofs of keysets the mint does not list were not exported\n`,
+        );
+      }
       store.markProofs(
         spent.map((p) => p.y),
         'spent',

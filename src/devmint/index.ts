@@ -24,6 +24,8 @@ export interface DevMintOptions {
   seed?: Uint8Array;
   /** Whether to write JSON log lines to stdout. Default false. */
   log?: boolean;
+  /** JSON file keeping keys and ledger across restarts. Default none. */
+  stateFile?: string;
 }
 
 /** A running dev mint, as tests and scripts drive it. */

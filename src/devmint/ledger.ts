@@ -16,11 +16,30 @@ export interface IssuedSignature {
 }
 
 /** Proof and output bookkeeping of one dev mint. */
+/** What survives a restart of a dev mint that keeps its state. */
+export interface LedgerSnapshot {
+  readonly spent: readonly string[];
+  readonly issued: readonly IssuedSignature[];
+}
+
 export class Ledger {
   readonly #spent = new Set<string>();
   readonly #pending = new Set<string>();
   readonly #pendingOutputs = new Set<string>();
   readonly #issued = new Map<string, IssuedSignature>();
+  /** Called after every commit, to persist the ledger. */
+  onCommit: (() => void) | undefined;
+
+  /** A ledger holding `snapshot` (pending state is never persisted). */
+  static from(snapshot: LedgerSnapshot): Ledger {
+    const ledger = new Ledger();
+    ledger.commit(snapshot.spent, snapshot.issued);
+    return ledger;
+  }
+
+  snapshot(): LedgerSnapshot {
+    return { spent: [...this.#spent], issued: [...this.#issued.values()] };
+  }
 
   /** State of the proof whose `Y` is given. */
   state(y: string): ProofState {
@@ -55,5 +74,6 @@ export class Ledger {
   commit(ys: readonly string[], issued: readonly IssuedSignature[]): void {
     for (const y of ys) this.#spent.add(y);
     for (const entry of issued) this.#issued.set(entry.output.B_, entry);
+    this.onCommit?.();
   }
 }

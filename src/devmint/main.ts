@@ -1,8 +1,9 @@
 /**
  * CLI of the Paygress dev mint:
- * `node src/devmint/main.ts [--host H] [--port P] [--fee-ppk N]`.
+ * `node src/devmint/main.ts [--host H] [--port P] [--fee-ppk N] [--state FILE]`.
  * Defaults to 127.0.0.1:3338 (the usual Cashu mint port). For development
- * only: its Lightning backend is fake and its state lives in memory.
+ * only: its Lightning backend is fake; its state lives in memory, or in
+ * FILE across restarts.
  */
 import { parseArgs } from 'node:util';
 import { startDevMint } from './index.ts';
@@ -25,6 +26,7 @@ const { values } = parseArgs({
     host: { type: 'string', default: '127.0.0.1' },
     port: { type: 'string' },
     'fee-ppk': { type: 'string' },
+    state: { type: 'string' },
   },
 });
 
@@ -33,6 +35,7 @@ const mint = await startDevMint({
   port: integer(values.port, 'port', 3338),
   inputFeePpk: integer(values['fee-ppk'], 'fee-ppk', 0),
   log: true,
+  ...(values.state ? { stateFile: values.state } : {}),
 });
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {

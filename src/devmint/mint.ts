@@ -71,11 +71,12 @@ function sign(items: CheckedOutputs['items']): IssuedSignature[] {
 export class DevMintCore {
   /** Keysets, exposed so tests can rotate them. */
   readonly keysets: KeysetRegistry;
-  readonly #ledger = new Ledger();
+  readonly #ledger: Ledger;
   readonly #quotes = new Map<string, WireMintQuote>();
 
-  constructor(options: KeysetRegistryOptions = {}) {
+  constructor(options: KeysetRegistryOptions = {}, ledger = new Ledger()) {
     this.keysets = new KeysetRegistry(options);
+    this.#ledger = ledger;
   }
 
   /** `GET /v1/keys`: active keysets with their keys. */

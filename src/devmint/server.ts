@@ -4,6 +4,7 @@
  * faults on demand, counts requests per route, and can stop and start
  * again on the same port.
  */
+import { loadState } from './state-file.ts';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -24,6 +25,11 @@ export interface DevMintServerOptions extends KeysetRegistryOptions {
   port?: number;
   /** Whether to write JSON log lines (pino, stdout). Default false. */
   log?: boolean;
+  /**
+   * JSON file keeping the key seed and ledger across restarts (overrides
+   * `seed`). Default none: state lives in memory.
+   */
+  stateFile?: string;
 }
 
 /** Largest request body accepted, bytes. */
@@ -67,7 +73,12 @@ export class DevMintServer {
   #shutdown = new AbortController();
 
   constructor(options: DevMintServerOptions = {}) {
-    this.core = new DevMintCore(options);
+    if (options.stateFile) {
+      const { seed, ledger } = loadState(options.stateFile);
+      this.core = new DevMintCore({ ...options, seed }, ledger);
+    } else {
+      this.core = new DevMintCore(options);
+    }
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? 0;
     this.#log = pino({

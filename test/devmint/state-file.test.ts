@@ -1,0 +1,37 @@
+/**
+ * A dev mint restarted on the same state file keeps its keys and ledger:
+ * ecash from its earlier run stays spendable, and spent ecash stays spent.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { startDevMint } from '../../src/devmint/index.ts';
+import { mintToken, testWallet } from '../support/wallet.ts';
+
+t.test('keys and ledger survive a restart', async (t) => {
+  const stateFile = join(mkdtempSync(join(tmpdir(), 'devmint-state-')), 's.json');
+
+  const first = await startDevMint({ stateFile });
+  const keep = await mintToken(first.url, 64);
+  const spend = await mintToken(first.url, 32);
+  await (await testWallet(first.url)).receive(spend);
+  const keysets = await (await fetch(`${first.url}/v1/keysets`)).json();
+  const port = Number(new URL(first.url).port);
+  await first.close();
+  // Let pooled client connections to the old listener see it close.
+  await new Promise((resolve) => setTimeout(resolve, 300));
+
+  const second = await startDevMint({ stateFile, port });
+  t.teardown(() => second.close());
+  t.same(await (await fetch(`${second.url}/v1/keysets`)).json(), keysets, 'same keysets');
+
+  const wallet = await testWallet(second.url);
+  await t.rejects(wallet.receive(spend), 'a proof spent before the restart stays spent');
+  const received = await wallet.receive(keep);
+  t.equal(
+    received.reduce((n, p) => n + p.amount.toNumber(), 0),
+    64,
+    'ecash of the earlier run is still good',
+  );
+});
