@@ -81,6 +81,7 @@ async function exportAll(
     timeoutMs,
   });
   let failed = false;
+  let exported = 0;
   try {
     for (const { mint, unit } of store.balances()) {
       const proofs = store.unspent(mint, unit);
@@ -138,6 +139,7 @@ async function exportAll(
           // Written synchronously inside the transaction: if stdout fails,
           // the proofs stay unexported.
           writeSync(1, `${token}\n`);
+          exported++;
           writeSync(
             2,
             `${mint}: exported ${total} ${unit} in ${unspent.length} proofs\n`,
@@ -148,5 +150,6 @@ async function exportAll(
   } finally {
     await gateway.close();
   }
+  if (exported === 0 && !failed) process.stderr.write('nothing to export\n');
   return failed ? 1 : 0;
 }

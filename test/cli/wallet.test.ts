@@ -152,6 +152,7 @@ t.test('export prints one receivable token per mint, once', async (t) => {
   const again = await cli('export');
   t.equal(again.code, 0);
   t.equal(again.stdout, '', 'a second export prints nothing new');
+  t.equal(again.stderr, 'nothing to export\n', 'and says so');
 
   t.equal(await receive(printed[0]!), 96, 'mint A takes its token');
   t.equal(await receive(printed[1]!), 40, 'mint B takes its token');
