@@ -295,7 +295,7 @@ export class Gate implements Decider {
     const credential = this.#o.grants.issue(grant);
     const seconds = Math.max(
       0,
-      Math.floor((grant.expiresAt - this.#o.clock.now()) / 1000),
+      Math.ceil((grant.expiresAt - this.#o.clock.now()) / 1000),
     );
     // The cookie is how browsers and Traefik's addAuthCookiesToResponse
     // carry the grant; Secure whenever the original request was https.
