@@ -62,11 +62,20 @@ t.test('behaves as a FIFO set, whatever the order of adds', async (t) => {
 
 t.test('keeps the newest capacity entries of many', async (t) => {
   const ring = new ProofRing(1000);
-  const all = Array.from({ length: 5000 }, () => new Uint8Array(randomBytes(16)));
+  const all = Array.from(
+    { length: 5000 },
+    () => new Uint8Array(randomBytes(16)),
+  );
   for (const fp of all) ring.add(fp);
   t.equal(ring.size, 1000);
-  t.ok(all.slice(-1000).every((fp) => ring.has(fp)), 'the newest are kept');
-  t.ok(all.slice(0, 4000).every((fp) => !ring.has(fp)), 'the oldest are gone');
+  t.ok(
+    all.slice(-1000).every((fp) => ring.has(fp)),
+    'the newest are kept',
+  );
+  t.ok(
+    all.slice(0, 4000).every((fp) => !ring.has(fp)),
+    'the oldest are gone',
+  );
 });
 
 t.test('fingerprints use the whole x-coordinate', async (t) => {

@@ -10,7 +10,10 @@ import { startDevMint } from '../../src/devmint/index.ts';
 import { mintToken, testWallet } from '../support/wallet.ts';
 
 t.test('keys and ledger survive a restart', async (t) => {
-  const stateFile = join(mkdtempSync(join(tmpdir(), 'devmint-state-')), 's.json');
+  const stateFile = join(
+    mkdtempSync(join(tmpdir(), 'devmint-state-')),
+    's.json',
+  );
 
   const first = await startDevMint({ stateFile });
   const keep = await mintToken(first.url, 64);
@@ -24,10 +27,17 @@ t.test('keys and ledger survive a restart', async (t) => {
 
   const second = await startDevMint({ stateFile, port });
   t.teardown(() => second.close());
-  t.same(await (await fetch(`${second.url}/v1/keysets`)).json(), keysets, 'same keysets');
+  t.same(
+    await (await fetch(`${second.url}/v1/keysets`)).json(),
+    keysets,
+    'same keysets',
+  );
 
   const wallet = await testWallet(second.url);
-  await t.rejects(wallet.receive(spend), 'a proof spent before the restart stays spent');
+  await t.rejects(
+    wallet.receive(spend),
+    'a proof spent before the restart stays spent',
+  );
   const received = await wallet.receive(keep);
   t.equal(
     received.reduce((n, p) => n + p.amount.toNumber(), 0),

@@ -11,7 +11,9 @@ const doc = readFileSync(
   new URL('../../docs/reason-codes.md', import.meta.url),
   'utf8',
 );
-const rows = [...doc.matchAll(/^\|\s*`(PAYGRESS_[A-Z_]+)`\s*\|\s*(payer|ours)\s*\|/gm)];
+const rows = [
+  ...doc.matchAll(/^\|\s*`(PAYGRESS_[A-Z_]+)`\s*\|\s*(payer|ours)\s*\|/gm),
+];
 const documented = new Map(rows.map((m) => [m[1]!, m[2]!]));
 
 t.test('every reason code is documented with its fault', async (t) => {
