@@ -140,24 +140,37 @@ export class Gate implements Decider {
       credential === undefined
         ? undefined
         : this.#o.grants.verify(credential, route.name);
-    if (grant?.singleUse) {
-      throw new GrantExpiredError('this grant was for a single request');
-    }
 
     const raw = findToken(request.headers);
     if (raw === undefined) {
-      if (grant !== undefined) {
-        const pod = await this.#podFor(grant, false);
-        return allow(0, grant.unit, {}, grant.id, pod);
-      }
+      if (grant !== undefined) return this.#allowOnGrant(grant);
       throw new PaymentRequiredError(
         `payment required: send a Cashu token of ${minimumPayment(route.charge)} ${unitOf(route.charge)} in X-Cashu`,
       );
     }
 
+    if (grant?.singleUse) {
+      throw new GrantExpiredError('a single-request grant cannot be topped up');
+    }
     const token = await this.#check(raw, route);
     const redemption = await this.#o.redeemer.redeem(token);
     return this.#afterPayment(request, route, redemption, token, grant);
+  }
+
+  /**
+   * A request covered by a grant alone. A single-request grant (a credit
+   * for a per-request payment that could not be delivered) is good once;
+   * its use is recorded before the request goes on.
+   */
+  async #allowOnGrant(grant: Grant): Promise<Allow> {
+    const pod = await this.#podFor(grant, false);
+    // Recorded only once the pod is there, so a failed retry keeps the use.
+    if (grant.singleUse && !this.#o.store.useGrant(grant.id)) {
+      throw new GrantExpiredError(
+        'this grant was for a single request, now used',
+      );
+    }
+    return allow(0, grant.unit, {}, grant.id, pod);
   }
 
   /** Every check that needs no mint round trip beyond its keyset list. */
@@ -329,11 +342,10 @@ export class Gate implements Decider {
     cause: unknown,
   ): Deny {
     const err = provisionError(cause);
-    const credit = { ...grant, singleUse: false };
     return {
       ...deny(err, route),
       message: `${err.message}; your payment is kept on the grant in X-Paygress-Grant: retry with it`,
-      credit: this.#grantHeaders(request, credit)[GRANT_HEADER]!,
+      credit: this.#grantHeaders(request, grant)[GRANT_HEADER]!,
       proofsHash: token.fingerprint,
     };
   }

@@ -154,6 +154,11 @@ export interface WalletStore {
    * none when any of them already left the wallet (an export).
    */
   refund(id: string): WireProof[];
+  /**
+   * Records the one use of a single-use grant; false when it was used
+   * already. Durable, so a restart does not make it usable again.
+   */
+  useGrant(id: string): boolean;
   /** Stored value per mint and unit. */
   balances(): Balance[];
   close(): void;

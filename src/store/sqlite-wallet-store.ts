@@ -48,6 +48,10 @@ CREATE TABLE IF NOT EXISTS proofs (
   changed_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS proofs_unspent ON proofs (mint, unit, state);
+CREATE TABLE IF NOT EXISTS used_grants (
+  id TEXT PRIMARY KEY,
+  used_at INTEGER NOT NULL
+);
 `;
 
 /** Options of {@link SqliteWalletStore}. */
@@ -241,6 +245,13 @@ export class SqliteWalletStore implements WalletStore {
       this.#mark(proofs, 'refunded');
       return proofs;
     });
+  }
+
+  useGrant(id: string): boolean {
+    const result = this.#db
+      .prepare('INSERT OR IGNORE INTO used_grants (id, used_at) VALUES (?, ?)')
+      .run(id, this.#now());
+    return result.changes === 1;
   }
 
   balances(): Balance[] {

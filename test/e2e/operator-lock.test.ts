@@ -101,6 +101,12 @@ t.test('a failed pod leaves a credit on the grant, not a refund', async (t) => {
     'the credit buys the request without paying again',
   );
   t.match(retry.headers['x-provisioned-pod'], /^paygress-/);
+  const twice = await send(s, 'nginx', { Authorization: `Bearer ${credit}` });
+  t.equal(
+    twice.reason,
+    'PAYGRESS_GRANT_EXPIRED',
+    'a per-request credit buys one',
+  );
   t.ok(
     kube
       .pods('default')
