@@ -126,7 +126,8 @@ export interface WalletStore {
    */
   begin(record: RedemptionRecord): void;
   /**
-   * Stores the new proofs and closes the redemption, atomically.
+   * Stores the new proofs and closes the redemption (pending, or released
+   * and found executed after all), atomically.
    * `delivered` says whether the paying request is being allowed now;
    * a redemption completed later, by settling, is owed to the payer.
    */
@@ -148,6 +149,13 @@ export interface WalletStore {
   release(id: string): void;
   /** Redemptions begun and neither completed nor released. */
   unfinished(): RedemptionRecord[];
+  /**
+   * Redemptions released as not executed, settled at or after `since`
+   * (ms since epoch), that spent any of `ys` (all when `ys` is empty). A
+   * swap still on its way when the mint said "unspent" may have run after
+   * all; `complete` then takes such a redemption back.
+   */
+  released(ys: readonly string[], since?: number): RedemptionRecord[];
   /**
    * Takes the proofs a completed redemption produced out of the wallet
    * (marks them refunded) and returns them, to hand back to the payer;

@@ -45,6 +45,12 @@ export interface Redemption {
   readonly amount: number;
 }
 
+/**
+ * How long after a release a late swap is looked for in the background, in
+ * ms. A request still queued at the mint runs within seconds or not at all.
+ */
+const LATE_SWAP_WINDOW_MS = 10 * 60_000;
+
 /** How an unfinished redemption ended when it was settled. */
 export type SettleOutcome = 'completed' | 'released' | 'unsettled';
 
@@ -146,7 +152,11 @@ export class Redeemer {
     return 'unsettled';
   }
 
-  /** Settles every unfinished redemption in the store; for start-up. */
+  /**
+   * Settles every unfinished redemption in the store, and takes back those
+   * released recently whose swap the mint ran after all (their payers are
+   * owed their request); at start-up and periodically.
+   */
   async settleAll(): Promise<Record<SettleOutcome, number>> {
     const counts = { completed: 0, released: 0, unsettled: 0 };
     for (const record of this.#store.unfinished()) {
@@ -155,7 +165,51 @@ export class Redeemer {
       );
       counts[outcome]++;
     }
+
+    const since = this.#clock.now() - LATE_SWAP_WINDOW_MS;
+    for (const record of this.#store.released([], since)) {
+      const late = await this.#lateSwap(record).catch(() => undefined);
+      if (late !== undefined) {
+        this.#store.complete(record.id, late, false);
+        counts.completed++;
+      }
+    }
     return counts;
+  }
+
+  /** The outputs of a released swap, if the mint ran it after all. */
+  async #lateSwap(record: RedemptionRecord): Promise<WireProof[] | undefined> {
+    const states = await this.#gateway.checkState(record.mint, record.ys);
+    if (!states.every((s) => s === 'SPENT')) return undefined;
+    const proofs = await this.#gateway.restoreSwap(
+      record.mint,
+      record.unit,
+      record.swap,
+    );
+    return proofs.length > 0 ? proofs : undefined;
+  }
+
+  async #recoverReleased(
+    ys: readonly string[],
+    current: string,
+  ): Promise<Redemption | undefined> {
+    for (const record of this.#store.released(ys)) {
+      if (record.id === current) continue;
+      const proofs = await this.#gateway.restoreSwap(
+        record.mint,
+        record.unit,
+        record.swap,
+      );
+      if (proofs.length === 0) continue;
+      this.#store.complete(record.id, proofs, true);
+      return {
+        id: record.id,
+        mint: record.mint,
+        unit: record.unit,
+        amount: proofs.reduce((sum, p) => sum + p.amount, 0),
+      };
+    }
+    return undefined;
   }
 
   async #swap(record: RedemptionRecord): Promise<Redemption> {
@@ -179,11 +233,21 @@ export class Redeemer {
     record: RedemptionRecord,
     err: PaygressError,
   ): Promise<Redemption> {
-    // The mint answered and refused: nothing of ours was spent.
+    // The mint answered and refused: nothing of this swap was spent.
     if (err.fault === 'payer') {
       this.#store.release(record.id);
-      if (err instanceof TokenReplayedError) this.#guard.settle(record.ys);
-      else this.#guard.release(record.ys);
+      if (!(err instanceof TokenReplayedError)) {
+        this.#guard.release(record.ys);
+        throw err;
+      }
+      // Spent: perhaps by an earlier swap of ours that we gave up on and
+      // released, which reached the mint after all. Then its outputs are
+      // ours to recover, and this payer is the one who paid for them.
+      const recovered = await this.#recoverReleased(record.ys, record.id).catch(
+        () => undefined,
+      );
+      this.#guard.settle(record.ys);
+      if (recovered !== undefined) return recovered;
       throw err;
     }
     if (err instanceof MintUnavailableError && err.notSent) {

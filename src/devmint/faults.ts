@@ -21,6 +21,11 @@ export type FaultRoute = MintRoute | '*';
 export type Fault =
   /** Answer after `ms` milliseconds (for swap: with the inputs PENDING). */
   | { kind: 'delay'; ms: number }
+  /**
+   * The request waits `ms` before the mint looks at it (queued behind
+   * others): unlike `delay`, a swap's inputs stay UNSPENT meanwhile.
+   */
+  | { kind: 'queue'; ms: number }
   /** Never answer until the fault is cleared or the mint stops. */
   | { kind: 'hang' }
   /** Answer with this HTTP status and a JSON error body. */

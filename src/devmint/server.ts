@@ -181,6 +181,7 @@ export class DevMintServer {
         return;
       }
 
+      if (fault?.kind === 'queue') await sleep(fault.ms, signal);
       // A swap waits with its inputs PENDING, as a slow real mint would.
       if (route !== 'swap') await wait();
       const answer = await runRoute(this.core, match, body, {

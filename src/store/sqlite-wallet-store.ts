@@ -48,6 +48,11 @@ CREATE TABLE IF NOT EXISTS proofs (
   changed_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS proofs_unspent ON proofs (mint, unit, state);
+CREATE TABLE IF NOT EXISTS released_inputs (
+  y TEXT NOT NULL,
+  redemption_id TEXT NOT NULL REFERENCES redemptions (id)
+);
+CREATE INDEX IF NOT EXISTS released_inputs_y ON released_inputs (y);
 CREATE TABLE IF NOT EXISTS used_grants (
   id TEXT PRIMARY KEY,
   used_at INTEGER NOT NULL
@@ -132,7 +137,8 @@ export class SqliteWalletStore implements WalletStore {
   complete(id: string, proofs: readonly WireProof[], delivered: boolean): void {
     this.#transaction(() => {
       const row = this.#redemption(id);
-      if (row.state !== 'pending') {
+      if (row.state === 'released') this.#reclaim(id);
+      else if (row.state !== 'pending') {
         throw new StoreFailedError(`redemption ${id} is already ${row.state}`);
       }
       const insert = this.#db.prepare(
@@ -202,6 +208,13 @@ export class SqliteWalletStore implements WalletStore {
     this.#transaction(() => {
       const row = this.#redemption(id);
       if (row.state !== 'pending') return;
+      // Kept aside: a swap that was still on its way to the mint may run
+      // after all, and its outputs can then be recovered by these inputs.
+      this.#db
+        .prepare(
+          'INSERT INTO released_inputs (y, redemption_id) SELECT y, redemption_id FROM redeemed_ys WHERE redemption_id = ?',
+        )
+        .run(id);
       this.#db
         .prepare('DELETE FROM redeemed_ys WHERE redemption_id = ?')
         .run(id);
@@ -210,12 +223,31 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   unfinished(): RedemptionRecord[] {
-    const rows = this.#db
-      .prepare(
-        `SELECT id, mint, unit, amount, swap, created_at FROM redemptions
-         WHERE state = 'pending' ORDER BY created_at`,
-      )
-      .all() as Array<{
+    return this.#records(
+      `SELECT id, mint, unit, amount, swap, created_at FROM redemptions
+       WHERE state = 'pending' ORDER BY created_at`,
+      'SELECT y FROM redeemed_ys WHERE redemption_id = ?',
+    );
+  }
+
+  released(ys: readonly string[], since = 0): RedemptionRecord[] {
+    const all = this.#records(
+      `SELECT id, mint, unit, amount, swap, created_at FROM redemptions
+       WHERE state = 'released' AND settled_at >= ? ORDER BY created_at`,
+      'SELECT y FROM released_inputs WHERE redemption_id = ?',
+      since,
+    );
+    if (ys.length === 0) return all;
+    const wanted = new Set(ys);
+    return all.filter((r) => r.ys.some((y) => wanted.has(y)));
+  }
+
+  #records(
+    select: string,
+    inputs: string,
+    ...params: number[]
+  ): RedemptionRecord[] {
+    const rows = this.#db.prepare(select).all(...params) as Array<{
       id: string;
       mint: string;
       unit: string;
@@ -223,9 +255,7 @@ export class SqliteWalletStore implements WalletStore {
       swap: string;
       created_at: number;
     }>;
-    const ys = this.#db.prepare(
-      'SELECT y FROM redeemed_ys WHERE redemption_id = ?',
-    );
+    const ys = this.#db.prepare(inputs);
     return rows.map((row) => ({
       id: row.id,
       mint: row.mint,
@@ -351,6 +381,20 @@ export class SqliteWalletStore implements WalletStore {
       throw new StoreFailedError(`no redemption ${id} in the store`);
     }
     return row;
+  }
+
+  /** A released redemption turned out to have run: its inputs are ours. */
+  #reclaim(id: string): void {
+    const claim = this.#db.prepare(
+      'INSERT INTO redeemed_ys (y, redemption_id) VALUES (?, ?)',
+    );
+    const ys = this.#db
+      .prepare('SELECT y FROM released_inputs WHERE redemption_id = ?')
+      .all(id) as Array<{ y: string }>;
+    for (const { y } of ys) claim.run(y, id);
+    this.#db
+      .prepare('DELETE FROM released_inputs WHERE redemption_id = ?')
+      .run(id);
   }
 
   #settle(id: string, state: 'complete' | 'released'): void {

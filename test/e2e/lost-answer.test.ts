@@ -83,3 +83,58 @@ t.test(
     stack.mint.setFault('swap', undefined);
   },
 );
+
+t.test(
+  'a swap still queued at the mint when released is recovered',
+  async (t) => {
+    const token = await mintToken(stack.mint.url, 100);
+    const before = stored();
+
+    // The mint sits on the swap past the 2 s deadline, inputs still UNSPENT,
+    // so Paygress releases the redemption; then the mint runs it anyway.
+    stack.mint.setFault('swap', { kind: 'queue', ms: 2600 });
+    const out = await send(stack, 'forward', { 'X-Cashu': token });
+    t.equal(out.reason, 'PAYGRESS_MINT_UNAVAILABLE');
+    await new Promise((r) => setTimeout(r, 1200));
+    stack.mint.setFault('swap', undefined);
+
+    const retry = await send(stack, 'forward', { 'X-Cashu': token });
+    t.equal(retry.allowed, true, 'the payer who paid gets the request');
+    t.equal(retry.headers['x-payment-amount'], '100');
+    t.equal(stored() - before, 100, 'the late swap outputs were recovered');
+
+    const again = await send(stack, 'forward', { 'X-Cashu': token });
+    t.equal(again.reason, 'PAYGRESS_TOKEN_REPLAYED', 'once');
+  },
+);
+
+t.test(
+  'a late swap is recovered in the background, owed to its payer',
+  async (t) => {
+    const first = await startStack({ price: 100 });
+    const mint = first.mint;
+    const token = await mintToken(mint.url, 100);
+    mint.setFault('swap', { kind: 'queue', ms: 2600 });
+    const out = await send(first, 'forward', { 'X-Cashu': token });
+    t.equal(out.reason, 'PAYGRESS_MINT_UNAVAILABLE');
+    await new Promise((r) => setTimeout(r, 1200));
+    mint.setFault('swap', undefined);
+
+    // A restart settles at once (a running Paygress does it every 30 s).
+    await first.app.close();
+    const again = await startStack({ mint, dataDir: first.dataDir });
+    t.teardown(async () => {
+      await again.close();
+      await first.close();
+    });
+    const storedNow = () =>
+      again.app.store.balances().reduce((sum, b) => sum + b.available, 0);
+    t.equal(storedNow(), 100, 'recovered before the payer came back');
+
+    const retry = await send(again, 'nginx', { 'X-Cashu': token });
+    t.equal(retry.allowed, true, 'the payer who paid gets the request');
+    t.equal(storedNow(), 100, 'without a second redemption');
+    const replay = await send(again, 'forward', { 'X-Cashu': token });
+    t.equal(replay.reason, 'PAYGRESS_TOKEN_REPLAYED', 'once');
+  },
+);
