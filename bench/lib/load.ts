@@ -24,6 +24,13 @@ export interface LoadResult {
   readonly statuses?: Record<string, number>;
 }
 
+/**
+ * Prefix of the lines a wrk script's `done` may print, one per answer kind:
+ * `TAG <status>[ <reason>]\t<count>`. When present they replace wrk's own
+ * coarse "Non-2xx or 3xx" count in {@link LoadResult.statuses}.
+ */
+export const WRK_STATUS_TAG = 'bench-status';
+
 /** Headers as `name: value` pairs. */
 export type HeaderList = readonly (readonly [string, string])[];
 
@@ -63,13 +70,24 @@ export async function wrk(o: WrkOptions): Promise<LoadResult> {
     ? socket.slice(1).reduce((a, b) => a + Number(b), 0)
     : 0;
   const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  const tagged: Record<string, number> = {};
+  for (const m of out.matchAll(
+    new RegExp(`^${WRK_STATUS_TAG} ([^\\t]+)\\t(\\d+)$`, 'gm'),
+  ))
+    tagged[m[1]!] = Number(m[2]);
+  const statuses =
+    Object.keys(tagged).length > 0
+      ? tagged
+      : non2xx
+        ? { other: Number(non2xx[1]) }
+        : { '2xx/3xx': requests };
   return {
     rps,
     requests,
     errors,
     p50Ms: wrkLatency('50%', out),
     p99Ms: wrkLatency('99%', out),
-    statuses: non2xx ? { other: Number(non2xx[1]) } : { '2xx/3xx': requests },
+    statuses,
   };
 }
 

@@ -25,5 +25,16 @@ export function describeMachine(): Record<string, string> {
     wrk: sh('wrk', ['--version']).split('\n')[0] ?? '?',
     h2load: sh('h2load', ['--version']),
     nginx: sh('/usr/sbin/nginx', ['-v']),
+    // What was measured: the commit, and the files outside bench/ that
+    // differed from it when the report was written.
+    commit: sh('git', ['rev-parse', '--short', 'HEAD']),
+    uncommitted:
+      spawnSync('git', ['status', '--porcelain', '--', '.', ':!bench'], {
+        encoding: 'utf8',
+      })
+        .stdout.split('\n')
+        .filter((l) => l.trim() !== '')
+        .map((l) => l.trim().replace(/^\S+\s+/, ''))
+        .join(', ') || 'none',
   };
 }

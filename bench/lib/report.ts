@@ -5,6 +5,7 @@
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { LoadResult } from './load.ts';
 import type { ScenarioResult } from './scenario.ts';
 
 const DIR = fileURLToPath(new URL('../results/', import.meta.url));
@@ -93,6 +94,11 @@ function markdown(mode: string, r: Report): string {
     );
   const soak = r.soak as
     | {
+        seconds: number;
+        answersAsExpected: boolean;
+        mixed: LoadResult;
+        grpc: LoadResult;
+        redeemed: { allowed: number; refused: number };
         rss: {
           earlyMeanMB: number;
           lateMeanMB: number;
@@ -104,6 +110,12 @@ function markdown(mode: string, r: Report): string {
   if (soak)
     lines.push(
       '## soak',
+      '',
+      `HTTP mix (wrk): ${soak.mixed.requests} requests, ${Math.round(soak.mixed.rps)} req/s, ${soak.mixed.errors} socket errors; answers ${JSON.stringify(soak.mixed.statuses)}: each kind answered as expected ${met(soak.answersAsExpected)}`,
+      '',
+      `gRPC no-token Checks (h2load): ${soak.grpc.requests} requests, ${Math.round(soak.grpc.rps)} req/s, ${soak.grpc.errors} errors`,
+      '',
+      `Redemptions: ${soak.redeemed.allowed} allowed, ${soak.redeemed.refused} refused`,
       '',
       `RSS mean ${soak.rss.earlyMeanMB} MB (first third after 1 min) → ${soak.rss.lateMeanMB} MB (last third), max ${soak.rss.maxMB} MB: flat ${met(soak.rss.flat)}`,
       '',

@@ -1,6 +1,7 @@
 /**
- * The mixed soak: for `seconds`, wrk cycles no-token, grant and replayed
- * requests through forward-auth, h2load sends no-token Checks, and one
+ * The mixed soak: for `seconds`, wrk cycles no-token, replayed and grant
+ * requests through forward-auth (counting the answers by status and
+ * reason), h2load sends no-token Checks, and one
  * client redeems freshly minted tokens back to back; Paygress's resident
  * memory is sampled every 5 s. Memory is called flat when the mean of the
  * last third of samples is within 10% of the mean of the first third
@@ -18,7 +19,7 @@ import {
   forward,
   forwardHeaders,
 } from './fixtures.ts';
-import { h2load, wrk } from './load.ts';
+import { WRK_STATUS_TAG, h2load, wrk } from './load.ts';
 import { progress } from './scenario.ts';
 
 /** Options of {@link runSoak}. */
@@ -78,8 +79,22 @@ export async function runSoak(o: SoakOptions) {
   const early = mean(settled.slice(0, third));
   const late = mean(settled.slice(-third));
   progress(`soak: RSS ${early.toFixed(1)} MB → ${late.toFixed(1)} MB`);
+  // Each kind in the rotation must get its own answer, and nothing else
+  // may come back (a 400 or 500 would otherwise pass for a fast deny).
+  const expected = [
+    '402 PAYGRESS_PAYMENT_REQUIRED',
+    '402 PAYGRESS_TOKEN_REPLAYED',
+    ...(o.grant ? ['200'] : []),
+  ];
+  const got = mixed.statuses ?? {};
+  const answersAsExpected =
+    expected.every((k) => (got[k] ?? 0) > 0) &&
+    Object.keys(got).every((k) => expected.includes(k));
+  progress(`soak: HTTP answers ${JSON.stringify(got)}`);
   return {
     seconds: o.seconds,
+    expectedAnswers: expected,
+    answersAsExpected,
     mixed,
     grpc,
     redeemed,
@@ -93,8 +108,12 @@ export async function runSoak(o: SoakOptions) {
   };
 }
 
-// A wrk Lua script that rotates three requests; written to a private temp
-// file because it holds the grant and the spent token.
+// A wrk Lua script that rotates three requests and counts the answers by
+// status and X-Paygress-Reason; written to a private temp file because it
+// holds the grant and the spent token. The requests are formatted in
+// `init`, which wrk calls after it has set `wrk.headers.Host`: formatted at
+// load time they went out without a Host header, and Node's HTTP server
+// answers every such HTTP/1.1 request 400 before Paygress sees it.
 function mixScript(o: SoakOptions): string {
   const lua = (pairs: readonly (readonly [string, string])[]) =>
     `{${pairs.map(([k, v]) => `[${JSON.stringify(k)}]=${JSON.stringify(v)}`).join(',')}}`;
@@ -113,11 +132,35 @@ function mixScript(o: SoakOptions): string {
   const file = join(o.dir, 'mix.lua');
   writeFileSync(
     file,
-    `local reqs = {${requests.map((r) => `wrk.format("GET", "/auth/forward", ${lua(r)})`).join(',\n')}}
+    `local reqs
 local i = 0
+local threads = {}
+counts = {}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+init = function(args)
+  reqs = {${requests.map((r) => `wrk.format("GET", "/auth/forward", ${lua(r)})`).join(',\n    ')}}
+end
 request = function()
   i = i + 1
   return reqs[(i % #reqs) + 1]
+end
+response = function(status, headers, body)
+  local reason = headers["X-Paygress-Reason"] or headers["x-paygress-reason"]
+  local key = reason and (status .. " " .. reason) or tostring(status)
+  counts[key] = (counts[key] or 0) + 1
+end
+done = function(summary, latency, requests)
+  local total = {}
+  for _, t in ipairs(threads) do
+    for k, v in pairs(t:get("counts")) do
+      total[k] = (total[k] or 0) + v
+    end
+  end
+  for k, v in pairs(total) do
+    io.write(string.format("${WRK_STATUS_TAG} %s\\t%d\\n", k, v))
+  end
 end
 `,
     { mode: 0o600 },
