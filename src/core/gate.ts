@@ -15,7 +15,6 @@ import {
   InsufficientAmountError,
   KeysetUnknownError,
   MintNotAllowedError,
-  PaymentRequiredError,
   PaygressError,
   ProvisionFailedError,
   UnitMismatchError,
@@ -144,8 +143,15 @@ export class Gate implements Decider {
     const raw = findToken(request.headers);
     if (raw === undefined) {
       if (grant !== undefined) return this.#allowOnGrant(grant);
-      throw new PaymentRequiredError(
-        `payment required: send a Cashu token of ${minimumPayment(route.charge)} ${unitOf(route.charge)} in X-Cashu`,
+      // The most common refusal of all: answered without building an
+      // exception (and its stack trace) per request.
+      return deny(
+        {
+          code: 'PAYGRESS_PAYMENT_REQUIRED',
+          fault: 'payer',
+          message: `payment required: send a Cashu token of ${minimumPayment(route.charge)} ${unitOf(route.charge)} in X-Cashu`,
+        },
+        route,
       );
     }
 
@@ -408,7 +414,10 @@ function allow(
   };
 }
 
-function deny(err: PaygressError, route: PricedRoute | undefined): Deny {
+function deny(
+  err: Pick<PaygressError, 'code' | 'fault' | 'message'>,
+  route: PricedRoute | undefined,
+): Deny {
   const price = err.fault === 'payer' ? priceOf(route) : undefined;
   return {
     kind: 'deny',

@@ -78,6 +78,9 @@ export interface StoredProof extends WireProof {
 export class SqliteWalletStore implements WalletStore {
   readonly #db: DatabaseSync;
   readonly #now: () => number;
+  // Redemptions owed to their payer are rare; knowing there are none keeps
+  // the refusal of an ordinary replay off the database.
+  #owed: number;
 
   constructor(options: SqliteWalletStoreOptions) {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -87,6 +90,13 @@ export class SqliteWalletStore implements WalletStore {
     );
     this.#db.exec(SCHEMA);
     this.#now = options.now ?? Date.now;
+    this.#owed = (
+      this.#db
+        .prepare(
+          "SELECT COUNT(*) AS n FROM redemptions WHERE state = 'complete' AND delivered = 0",
+        )
+        .get() as { n: number }
+    ).n;
   }
 
   findRedeemed(
@@ -165,13 +175,14 @@ export class SqliteWalletStore implements WalletStore {
         .prepare('UPDATE redemptions SET delivered = ? WHERE id = ?')
         .run(delivered ? 1 : 0, id);
     });
+    if (!delivered) this.#owed++;
   }
 
   deliver(
     ys: readonly string[],
   ): { id: string; mint: string; unit: string; amount: number } | undefined {
-    if (ys.length === 0) return undefined;
-    return this.#transaction(() => {
+    if (ys.length === 0 || this.#owed === 0) return undefined;
+    const owed = this.#transaction(() => {
       const owner = this.#db.prepare(
         'SELECT redemption_id FROM redeemed_ys WHERE y = ?',
       );
@@ -202,6 +213,8 @@ export class SqliteWalletStore implements WalletStore {
         .run(id);
       return { id, mint: row.mint, unit: row.unit, amount: row.amount };
     });
+    if (owed !== undefined) this.#owed--;
+    return owed;
   }
 
   release(id: string): void {
