@@ -17,6 +17,7 @@ import {
   timingSafeEqual,
   type KeyObject,
 } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock } from './ports.ts';
 import {
   GrantExpiredError,
@@ -78,6 +79,7 @@ export class GrantSigner {
   #key: KeyObject;
   #keyId: string;
   #keys: ReadonlyMap<string, readonly KeyObject[]>;
+  #authenticated = new LRUCache<string, Payload>({ max: 10_000 });
   #clock: Clock;
 
   constructor(options: GrantSignerOptions) {
@@ -139,10 +141,16 @@ export class GrantSigner {
   }
 
   #authentic(credential: string): Payload {
+    // A grant is presented again and again: its signature is checked once
+    // and remembered (expiry and scope are still checked every time).
+    const known = this.#authenticated.get(credential);
+    if (known !== undefined) return known;
+
     const payload = this.#check(credential);
     if (payload === undefined) {
       throw new GrantInvalidError('the grant credential is not valid');
     }
+    this.#authenticated.set(credential, payload);
     return payload;
   }
 
