@@ -230,6 +230,11 @@ export class CashuMintGateway implements MintGateway {
   /** Drops cached keysets and wallets of a mint. */
   #forget(mint: string): void {
     this.#keysets.delete(mint);
+    this.#dropWallets(mint);
+  }
+
+  /** Drops the cached wallets of a mint, loaded against old keysets. */
+  #dropWallets(mint: string): void {
     for (const key of this.#wallets.keys()) {
       if (key.startsWith(`${mint} `)) this.#wallets.delete(key);
     }
@@ -268,9 +273,7 @@ export class CashuMintGateway implements MintGateway {
     // A rotation makes cached wallets sign outputs on a retired keyset.
     const before = await previous?.catch(() => undefined);
     if (before && fingerprintOf(before) !== fingerprintOf(keysets)) {
-      for (const key of this.#wallets.keys()) {
-        if (key.startsWith(`${mint} `)) this.#wallets.delete(key);
-      }
+      this.#dropWallets(mint);
     }
     return keysets;
   }
