@@ -24,7 +24,7 @@ export function hostOnly(value: string | undefined): string {
   const colon = host.indexOf(':');
   // More than one colon without brackets is a bare IPv6 address, no port.
   if (colon === -1 || host.indexOf(':', colon + 1) !== -1) return host;
-  return host.slice(0, colon);
+  return host.slice(0, colon).trim();
 }
 
 /** Splits a request target into path and query (without `?`). */
