@@ -87,15 +87,6 @@ export interface GateOptions {
   readonly requestGrantSeconds?: number;
 }
 
-/** Upstream header names Paygress owns; always all sent on an allow. */
-export const UPSTREAM_HEADERS = [
-  'X-Payment-Verified',
-  'X-Payment-Amount',
-  'X-Payment-Unit',
-  'X-User-ID',
-  'X-Provisioned-Pod',
-] as const;
-
 /** Client header carrying a grant credential after a rate payment. */
 export const GRANT_HEADER = 'X-Paygress-Grant';
 
@@ -390,6 +381,8 @@ function provisionError(cause: unknown): ProvisionFailedError {
     : new ProvisionFailedError('the pod could not be provisioned', { cause });
 }
 
+// Every allow carries all five upstream headers, empty when they do not
+// apply: Caddy 2.6 forwards a literal placeholder for a missing one.
 function allow(
   amount: number,
   unit: string,

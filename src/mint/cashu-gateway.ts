@@ -464,7 +464,7 @@ const NOT_SENT = new Set([
 ]);
 
 /** Maps any failure of a mint call to the Paygress error it means. */
-export function classify(err: unknown): PaygressError {
+function classify(err: unknown): PaygressError {
   if (err instanceof PaygressError) return err;
 
   if (err instanceof MintOperationError) {

@@ -81,15 +81,22 @@ export async function startHttpServer(
             ? sniff(req)
             : undefined;
 
-    if (adapter === undefined) {
-      void serveOther(route ?? '/', options).then((reply) =>
-        write(req, res, reply, closing),
-      );
-      return;
-    }
-    void authorize(adapter, req, decider, logger, options.observe).then(
-      (reply) => write(req, res, reply, closing),
-    );
+    const reply =
+      adapter === undefined
+        ? serveOther(route ?? '/', options)
+        : authorize(adapter, req, decider, logger, options.observe);
+    // Nothing that fails while answering may take the process down: it is
+    // our fault, and the proxy is told so (nginx and Traefik fail closed).
+    void reply
+      .catch((err: unknown): Reply => {
+        logger.error({ err }, 'request failed');
+        return {
+          status: 503,
+          headers: { 'X-Paygress-Reason': 'PAYGRESS_INTERNAL' },
+          body: '',
+        };
+      })
+      .then((answer) => write(req, res, answer, closing));
   });
   server.on('clientError', (err, socket) => {
     if (socket.writable) {
