@@ -9,8 +9,8 @@
  * not be written marks nothing.
  */
 import { writeSync } from 'node:fs';
-import { getEncodedToken, type Proof } from '@cashu/cashu-ts';
 import { ConfigError, loadConfig } from '../config.ts';
+import { encodeToken } from '../core/token.ts';
 import { CashuMintGateway } from '../mint/cashu-gateway.ts';
 import { SqliteWalletStore } from '../store/sqlite-wallet-store.ts';
 
@@ -121,16 +121,7 @@ async function exportAll(
       );
       if (unspent.length === 0) continue;
 
-      const token = getEncodedToken({
-        mint,
-        unit,
-        proofs: unspent.map(({ id, amount, secret, C }) => ({
-          id,
-          amount,
-          secret,
-          C,
-        })) as unknown as Proof[],
-      });
+      const token = encodeToken(mint, unit, unspent);
       const total = unspent.reduce((sum, p) => sum + p.amount, 0);
       store.markProofs(
         unspent.map((p) => p.y),

@@ -8,7 +8,6 @@
  * mint, the store or the cluster fail closed: the request is refused as
  * our fault, never allowed.
  */
-import { getEncodedToken, type Proof } from '@cashu/cashu-ts';
 import { LRUCache } from 'lru-cache';
 import {
   GrantExpiredError,
@@ -53,6 +52,7 @@ import {
 } from './pricing.ts';
 import type { Redeemer, Redemption } from './redeemer.ts';
 import {
+  encodeToken,
   findToken,
   parseToken,
   readTokenHeader,
@@ -360,11 +360,7 @@ export class Gate implements Decider {
   ): Deny | undefined {
     const proofs = this.#o.store.refund(redemption.id);
     if (proofs.length === 0) return undefined;
-    const refund = getEncodedToken({
-      mint: redemption.mint,
-      unit: redemption.unit,
-      proofs: proofs as unknown as Proof[],
-    });
+    const refund = encodeToken(redemption.mint, redemption.unit, proofs);
     const err = provisionError(cause);
     return {
       ...deny(err, route),

@@ -5,9 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  Amount,
   getDecodedToken,
+  getEncodedToken,
   getTokenMetadata,
   hashToCurve,
+  type Proof,
 } from '@cashu/cashu-ts';
 import { LRUCache } from 'lru-cache';
 import {
@@ -145,6 +148,27 @@ export function parseToken(
     amount: proofs.reduce((sum, p) => sum + p.amount, 0),
     fingerprint: fingerprint(ys),
   };
+}
+
+/**
+ * A `cashuB` token of `proofs` (their id, amount, secret and C; DLEQ
+ * proofs are left out), for handing stored value to a payer or operator.
+ */
+export function encodeToken(
+  mint: string,
+  unit: string,
+  proofs: readonly WireProof[],
+): string {
+  return getEncodedToken({
+    mint,
+    unit,
+    proofs: proofs.map((p): Proof => ({
+      id: p.id,
+      amount: Amount.from(p.amount),
+      secret: p.secret,
+      C: p.C,
+    })),
+  });
 }
 
 /** `Y = hash_to_curve(secret)` as compressed hex (NUT-00, NUT-07). */

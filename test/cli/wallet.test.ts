@@ -10,7 +10,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { getEncodedToken, getTokenMetadata, type Proof } from '@cashu/cashu-ts';
+import { getTokenMetadata } from '@cashu/cashu-ts';
+import { encodeToken } from '../../src/core/token.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
@@ -225,14 +226,5 @@ function wireToken(
   mint: string,
   proofs: readonly { id: string; amount: number; secret: string; C: string }[],
 ): string {
-  return getEncodedToken({
-    mint,
-    unit: 'sat',
-    proofs: proofs.map(({ id, amount, secret, C }) => ({
-      id,
-      amount,
-      secret,
-      C,
-    })) as unknown as Proof[],
-  });
+  return encodeToken(mint, 'sat', proofs);
 }

@@ -11,9 +11,9 @@ import t from 'tap';
 import {
   Wallet,
   createRandomSecretKey,
-  getEncodedToken,
   getPubKeyFromPrivKey,
 } from '@cashu/cashu-ts';
+import { encodeToken } from '../../src/core/token.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import {
   FakeKubeApiServer,
@@ -59,16 +59,7 @@ t.test('stored proofs are locked to the operator key', async (t) => {
     t.equal(body.data, operatorPubkey);
   }
 
-  const token = getEncodedToken({
-    mint: mint.url,
-    unit: 'sat',
-    proofs: proofs.map(({ id, amount, secret, C }) => ({
-      id,
-      amount,
-      secret,
-      C,
-    })) as never,
-  });
+  const token = encodeToken(mint.url, 'sat', proofs);
   const thief = new Wallet(mint.url, { unit: 'sat' });
   await thief.loadMint();
   await t.rejects(thief.receive(token), 'useless without the operator key');
