@@ -5,11 +5,11 @@
  * default) it gets 401 and a `WWW-Authenticate: Cashu` challenge it can
  * pay from. Paygress prices the original request, not the auth-url.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { probeRulesFile } from '../support/probe-rules.ts';
 import { decodePaymentRequest } from '@cashu/cashu-ts';
 import { parse } from 'yaml';
 import { startStack } from '../support/stack.ts';
@@ -35,23 +35,7 @@ const MANIFESTS = fileURLToPath(
 
 // POST /premium costs 7 sat, /public is free, everything else 100 sat: the
 // price a client is asked shows which request Paygress believed it saw.
-const rulesDir = mkdtempSync(join(tmpdir(), 'paygress-rules-'));
-t.teardown(() => rmSync(rulesDir, { recursive: true, force: true }));
-const rulesFile = join(rulesDir, 'paygress.yaml');
-writeFileSync(
-  rulesFile,
-  [
-    'pricing:',
-    '  rules:',
-    '    - name: public',
-    '      match: { path: /public, pathMatch: prefix }',
-    '      free: true',
-    '    - name: premium-post',
-    '      match: { path: /premium, pathMatch: prefix, methods: [POST] }',
-    '      price: { amount: 7, unit: sat }',
-    '',
-  ].join('\n'),
-);
+const rulesFile = probeRulesFile(t);
 
 const stack = await startStack({
   price: 100,
