@@ -99,6 +99,9 @@ export class Gate implements Decider {
   // Pods created or found by this process: a grant request for one of them
   // needs no API call. After a restart the first request confirms again.
   readonly #confirmed = new LRUCache<string, true>({ max: CONFIRMED_PODS });
+  // The refusal of a request without a token depends on its route alone:
+  // built once per route, frozen so adapters may cache its rendering too.
+  readonly #unpaid = new WeakMap<PricedRoute, Deny>();
 
   constructor(options: GateOptions) {
     this.#o = {
@@ -134,16 +137,7 @@ export class Gate implements Decider {
     const raw = findToken(request.headers);
     if (raw === undefined) {
       if (grant !== undefined) return this.#allowOnGrant(grant);
-      // The most common refusal of all: answered without building an
-      // exception (and its stack trace) per request.
-      return deny(
-        {
-          code: 'PAYGRESS_PAYMENT_REQUIRED',
-          fault: 'payer',
-          message: `payment required: send a Cashu token of ${minimumPayment(route.charge)} ${unitOf(route.charge)} in X-Cashu`,
-        },
-        route,
-      );
+      return this.#paymentRequired(route);
     }
 
     if (grant?.singleUse) {
@@ -152,6 +146,28 @@ export class Gate implements Decider {
     const token = await this.#check(raw, route);
     const redemption = await this.#o.redeemer.redeem(token);
     return this.#afterPayment(request, route, redemption, token, grant);
+  }
+
+  /**
+   * The most common refusal of all, so it costs no exception (and stack
+   * trace) and no encoding per request: one frozen decision per route.
+   */
+  #paymentRequired(route: PricedRoute): Deny {
+    let refusal = this.#unpaid.get(route);
+    if (refusal === undefined) {
+      refusal = Object.freeze(
+        deny(
+          {
+            code: 'PAYGRESS_PAYMENT_REQUIRED',
+            fault: 'payer',
+            message: `payment required: send a Cashu token of ${minimumPayment(route.charge)} ${unitOf(route.charge)} in X-Cashu`,
+          },
+          route,
+        ),
+      );
+      this.#unpaid.set(route, refusal);
+    }
+    return refusal;
   }
 
   /**

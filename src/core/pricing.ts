@@ -92,7 +92,8 @@ const AMOUNT_HEADER = 'x-required-amount';
 const UNIT_HEADER = 'x-required-unit';
 
 interface CompiledRule {
-  readonly rule: PricingRule;
+  /** The rule's route, built once: the same object for every request. */
+  readonly route: PricedRoute;
   readonly matches: (request: AuthRequest, path: string) => boolean;
 }
 
@@ -112,7 +113,10 @@ export class Pricing {
     options: PricingOptions,
   ) {
     this.#options = options;
-    this.#rules = rules.map((rule) => ({ rule, matches: compile(rule) }));
+    this.#rules = rules.map((rule) => ({
+      route: this.#priced(rule.name, rule.charge),
+      matches: compile(rule),
+    }));
     const charge: Charge = { kind: 'request', ...defaultPrice };
     this.#default = this.#priced(DEFAULT_ROUTE, charge);
   }
@@ -121,13 +125,14 @@ export class Pricing {
    * The route of `request` and its charge. Throws InternalError (our fault)
    * when the amount header is trusted but its value is unusable: charging
    * nothing would give access away, charging a guess would be wrong.
+   * A configured rule (or the default) answers with the same object every
+   * time, so callers may cache what they derive from a route; a price
+   * taken from `X-Required-Amount` is a new object per request.
    */
   route(request: AuthRequest): PricedRoute {
     const path = canonicalPath(request.path);
-    const found = this.#rules.find((c) => c.matches(request, path));
-    const route = found
-      ? this.#priced(found.rule.name, found.rule.charge)
-      : this.#default;
+    const route =
+      this.#rules.find((c) => c.matches(request, path))?.route ?? this.#default;
 
     if (!this.#options.trustedAmountHeader) return route;
     if (route.charge.kind !== 'request') return route;
