@@ -141,6 +141,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       logger,
       ready,
       observe: metrics.observeDecision,
+      logDecisions: config.logDecisions,
       metrics: () => metrics.render(),
     });
     grpc = await startGrpcServer({
@@ -149,6 +150,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       decider: gate,
       logger,
       observe: metrics.observeDecision,
+      logDecisions: config.logDecisions,
     });
   } catch (err) {
     await http?.close(0);

@@ -40,6 +40,11 @@ export interface Config {
   readonly dataDir: string;
   /** Log level. Default `info`. */
   readonly logLevel: LogLevel;
+  /**
+   * Decisions logged at `info`: `payments` (all but refusals without a
+   * credential and allows that cost nothing) or `all`. Default `payments`.
+   */
+  readonly logDecisions: 'payments' | 'all';
   /** Mints we accept tokens from, URLs normalised. Default none. */
   readonly mints: readonly MintOffer[];
   readonly mint: {
@@ -127,6 +132,7 @@ export const ENV_VARS: readonly (readonly [string, string, Kind])[] = [
   ['PAYGRESS_GRPC_PORT', 'grpc.port', 'int'],
   ['PAYGRESS_DATA_DIR', 'dataDir', 'string'],
   ['PAYGRESS_LOG_LEVEL', 'logLevel', 'string'],
+  ['PAYGRESS_LOG_DECISIONS', 'logDecisions', 'string'],
   ['PAYGRESS_MINTS', 'mints', 'mints'],
   ['PAYGRESS_MINT_TIMEOUT_MS', 'mint.timeoutMs', 'int'],
   ['PAYGRESS_MINT_ALLOW_HTTP', 'mint.allowHttp', 'bool'],
@@ -414,6 +420,7 @@ const readBase = section({
   grpc: listen(9001),
   dataDir: text('./.data', /\S/, 'a directory path'),
   logLevel: oneOf(LOG_LEVELS, 'info'),
+  logDecisions: oneOf(['payments', 'all'] as const, 'payments'),
   mints: raw,
   mint: section({ timeoutMs: int(5000, 1, MS), allowHttp: bool(false) }),
   tokens: section({

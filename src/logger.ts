@@ -40,3 +40,22 @@ export function createLogger(
   // the lines of the last moment, never a payment.
   return pino(options, destination ?? pino.destination({ sync: false }));
 }
+
+/**
+ * A logger writing to `logger`'s destination at its level and with its
+ * bindings, but without redaction: only for lines whose every field the
+ * caller chose and none of which can carry a secret.
+ */
+export function withoutRedaction(logger: Logger): Logger {
+  const stream = (logger as unknown as Record<symbol, pino.DestinationStream>)[
+    pino.symbols.streamSym
+  ];
+  return pino(
+    {
+      level: logger.level,
+      base: undefined,
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    stream,
+  ).child(logger.bindings());
+}

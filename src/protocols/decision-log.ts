@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { AuthRequest, Decision } from '../core/model.ts';
+import { withoutRedaction } from '../logger.ts';
 
 /** Called once per decision, for metrics. */
 export type DecisionObserver = (
@@ -13,29 +14,59 @@ export type DecisionObserver = (
   durationMs: number,
 ) => void;
 
-/** Logs a decision on the request's child logger. */
-export function logDecision(
-  log: Logger,
+/**
+ * Which decisions get a line: `all`, or `payments`: every decision
+ * except the two that move no money and come by the thousand, a refusal
+ * of a request that carried no credential and an allow that cost nothing
+ * (a grant or a free route). Those are counted in the metrics either way.
+ */
+export type DecisionLogPolicy = 'all' | 'payments';
+
+/** Writes the decision line of one request. */
+export type DecisionLog = (
   request: AuthRequest,
   decision: Decision,
   durationMs: number,
-): void {
-  const fields = {
-    protocol: request.protocol,
-    method: request.method,
-    host: request.host,
-    path: request.path,
-    outcome: decision.kind,
-    reason: decision.kind === 'deny' ? decision.reason : undefined,
-    amount:
-      decision.kind === 'allow' ? decision.amount : decision.price?.amount,
-    unit: decision.kind === 'allow' ? decision.unit : decision.price?.unit,
-    proofs: decision.proofsHash,
-    durationMs: Math.round(durationMs * 100) / 100,
+) => void;
+
+/**
+ * The decision log of a listener, on `logger`'s destination. Every field
+ * of a decision line is chosen here and none can hold a token, so these
+ * lines skip the logger's redaction, which walked every line and was the
+ * largest part of logging a refusal.
+ */
+export function createDecisionLog(
+  logger: Logger,
+  policy: DecisionLogPolicy = 'payments',
+): DecisionLog {
+  const lines = withoutRedaction(logger);
+  return (request, decision, durationMs) => {
+    if (policy === 'payments' && routine(decision)) return;
+    const fields = {
+      reqId: request.requestId,
+      protocol: request.protocol,
+      method: request.method,
+      host: request.host,
+      path: request.path,
+      outcome: decision.kind,
+      reason: decision.kind === 'deny' ? decision.reason : undefined,
+      amount:
+        decision.kind === 'allow' ? decision.amount : decision.price?.amount,
+      unit: decision.kind === 'allow' ? decision.unit : decision.price?.unit,
+      proofs: decision.proofsHash,
+      durationMs: Math.round(durationMs * 100) / 100,
+    };
+    if (decision.kind === 'deny' && decision.fault === 'ours') {
+      lines.error({ ...fields, detail: decision.message }, 'decision');
+    } else {
+      lines.info(fields, 'decision');
+    }
   };
-  if (decision.kind === 'deny' && decision.fault === 'ours') {
-    log.error({ ...fields, detail: decision.message }, 'decision');
-  } else {
-    log.info(fields, 'decision');
-  }
+}
+
+/** No credential and no money: the bulk of the traffic of a paid route. */
+function routine(decision: Decision): boolean {
+  return decision.kind === 'allow'
+    ? decision.amount === 0
+    : decision.reason === 'PAYGRESS_PAYMENT_REQUIRED';
 }

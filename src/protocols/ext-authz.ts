@@ -19,7 +19,11 @@ import type {
   Deny,
 } from '../core/model.ts';
 import { NotHttpError, toPaygressError } from '../core/errors.ts';
-import { logDecision, type DecisionObserver } from './decision-log.ts';
+import {
+  createDecisionLog,
+  type DecisionLogPolicy,
+  type DecisionObserver,
+} from './decision-log.ts';
 import { allowHeaders, denyBody, denyHeaders } from './payment-headers.ts';
 import { hostOnly, requestIdFrom, splitUri } from './request-parts.ts';
 
@@ -36,6 +40,7 @@ export const MAX_HEADER_VALUE_BYTES = 16_384;
 const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
 const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
 const UNSENDABLE_VALUE = /[\r\n\0]/;
+const UTF8 = new TextDecoder();
 
 // Shapes as @grpc/proto-loader hands them over: proto field names, absent
 // fields left out (defaults: false), enums as their names.
@@ -84,10 +89,12 @@ type Answer =
 export interface ExtAuthzServiceOptions {
   /** The core's decision entry point; the only part of the core used. */
   decider: Decider;
-  /** Parent logger; each check logs through a child with `reqId` bound. */
+  /** Logger; every line about a check carries its `reqId`. */
   logger: Logger;
   /** Called once per decision, for metrics. */
   observe?: DecisionObserver;
+  /** Which decisions are logged. Default `payments`. */
+  logDecisions?: DecisionLogPolicy;
 }
 
 /** A service to pass to `grpc.Server.addService`. */
@@ -111,16 +118,48 @@ export function createExtAuthzService(
       defaults: false,
     },
   );
-  const definition = packageDefinition[
+  const loaded = packageDefinition[
     'envoy.service.auth.v3.Authorization'
   ] as grpc.ServiceDefinition;
+  const decisions = createDecisionLog(options.logger, options.logDecisions);
+
+  // A constant (frozen) decision of the core is answered with the same
+  // response object every time, encoded once: protobuf encoding was a
+  // large part of a refusal.
+  const constant = new WeakMap<Decision, Answer>();
+  const encoded = new WeakMap<object, Buffer>();
+  const method = loaded['Check']!;
+  const definition: grpc.ServiceDefinition = {
+    ...loaded,
+    Check: {
+      ...method,
+      responseSerialize: (value: object) =>
+        encoded.get(value) ?? method.responseSerialize(value),
+    },
+  };
+  const answer = (decision: Decision, reqId: string): Answer => {
+    const warn: Dropped = (header, bytes) =>
+      options.logger.warn(
+        { reqId, header, bytes },
+        'header left out: value unsendable',
+      );
+    if (!Object.isFrozen(decision)) return render(decision, warn);
+    let known = constant.get(decision);
+    if (known === undefined) {
+      known = render(decision, warn);
+      if ('response' in known) {
+        encoded.set(known.response, method.responseSerialize(known.response));
+      }
+      constant.set(decision, known);
+    }
+    return known;
+  };
 
   const check: grpc.handleUnaryCall<CheckRequestWire, CheckResponseWire> = (
     call,
     callback,
   ) => {
     const started = performance.now();
-    let log = options.logger;
     let request: AuthRequest = TCP_REQUEST;
 
     // Everything runs inside the promise chain, so a malformed request or
@@ -129,23 +168,30 @@ export function createExtAuthzService(
       .then(() => {
         const http = authRequestOf(call.request);
         request = http ?? { ...TCP_REQUEST, requestId: randomUUID() };
-        log = options.logger.child({ reqId: request.requestId });
         return http === undefined ? notHttp() : decide(options.decider, http);
       })
       .catch((err: unknown) => internal(err))
       .then((decision) => {
         const duration = performance.now() - started;
-        logDecision(log, request, decision, duration);
+        decisions(request, decision, duration);
         options.observe?.(request, decision, duration);
-        const result = render(decision, log);
+        const result = answer(decision, request.requestId);
         if ('error' in result) callback(result.error);
         else callback(null, result.response);
       })
-      .catch((err: unknown) => log.error({ err }, 'check answer failed'));
+      .catch((err: unknown) =>
+        options.logger.error(
+          { err, reqId: request.requestId },
+          'check answer failed',
+        ),
+      );
   };
 
   return { definition, implementation: { Check: check } };
 }
+
+/** Reports a header left out of a response, by name and size. */
+type Dropped = (header: string, bytes: number) => void;
 
 /** Stands in for the request of a check that carried no HTTP. */
 const TCP_REQUEST: AuthRequest = {
@@ -196,7 +242,7 @@ function internal(err: unknown): Deny {
   };
 }
 
-function render(decision: Decision, log: Logger): Answer {
+function render(decision: Decision, log: Dropped): Answer {
   if (decision.kind === 'allow') {
     return { response: renderAllow(decision, log) };
   }
@@ -245,9 +291,7 @@ function headersOf(http: HttpRequestWire): Record<string, string> {
   const raw = http.header_map?.headers;
   if (raw !== undefined && raw.length > 0) {
     for (const h of raw) {
-      const value = h.raw_value?.length
-        ? new TextDecoder().decode(h.raw_value)
-        : h.value;
+      const value = h.raw_value?.length ? UTF8.decode(h.raw_value) : h.value;
       pairs.push([h.key ?? '', value ?? '']);
     }
   } else {
@@ -265,7 +309,7 @@ function headersOf(http: HttpRequestWire): Record<string, string> {
   return Object.fromEntries(joined);
 }
 
-function renderAllow(allow: Allow, log: Logger): CheckResponseWire {
+function renderAllow(allow: Allow, log: Dropped): CheckResponseWire {
   const upstream = headerOptions(allowHeaders(allow), log);
   const client = headerOptions(allow.clientHeaders, log);
 
@@ -284,7 +328,7 @@ function renderAllow(allow: Allow, log: Logger): CheckResponseWire {
 function renderDeny(
   deny: Deny,
   httpStatus: 'PaymentRequired' | 'Forbidden',
-  log: Logger,
+  log: Dropped,
 ): CheckResponseWire {
   const headers = { ...denyHeaders(deny), 'content-type': 'application/json' };
   return {
@@ -299,7 +343,7 @@ function renderDeny(
 
 function headerOptions(
   headers: Readonly<Record<string, string>>,
-  log: Logger,
+  log: Dropped,
 ): { options: HeaderOptionWire[]; dropped: string[] } {
   const options = new Map<string, HeaderOptionWire>();
   const dropped: string[] = [];
@@ -310,10 +354,7 @@ function headerOptions(
       UNSENDABLE_VALUE.test(value)
     ) {
       // Envoy would reject the whole response for this one value.
-      log.warn(
-        { header: key, bytes: Buffer.byteLength(value) },
-        'header left out: value unsendable',
-      );
+      log(key, Buffer.byteLength(value));
       dropped.push(key);
       continue;
     }

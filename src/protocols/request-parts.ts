@@ -5,10 +5,24 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { randomUUID } from 'node:crypto';
 
-/** Lower-cased header map with repeated values joined by `,` (as Envoy). */
+/**
+ * The request's headers as one string per lower-cased name, repeated
+ * values joined by `,` (as Envoy). Node has already done that for every
+ * header but `set-cookie`, so its map is used as it is unless a value is
+ * not a string; only then is a copy made.
+ */
 export function flattenHeaders(
   headers: IncomingHttpHeaders,
 ): Record<string, string> {
+  for (const name in headers) {
+    if (typeof headers[name] !== 'string' || name !== name.toLowerCase()) {
+      return copyHeaders(headers);
+    }
+  }
+  return headers as Record<string, string>;
+}
+
+function copyHeaders(headers: IncomingHttpHeaders): Record<string, string> {
   const flat: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;

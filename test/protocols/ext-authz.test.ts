@@ -76,6 +76,8 @@ t.before(async () => {
     port: 0,
     decider,
     logger,
+    // Every decision, the scripted routine ones included, gets its line.
+    logDecisions: 'all',
   });
   client = new grpc.Client(
     `127.0.0.1:${server.port}`,

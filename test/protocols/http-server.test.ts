@@ -1,8 +1,11 @@
 /**
  * Whatever fails while answering, the HTTP listener answers 503 with a
- * reason and stays up: a fault of ours never crashes the sidecar.
+ * reason and stays up: a fault of ours never crashes the sidecar. Answers
+ * to the core's constant decisions are rendered once and reused whole.
  */
+import { connect } from 'node:net';
 import t from 'tap';
+import type { Decision } from '../../src/core/model.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startHttpServer } from '../../src/protocols/http-server.ts';
 
@@ -33,3 +36,67 @@ t.test('a failing handler gives 503, and the server stays up', async (t) => {
   t.equal(health.status, 200, 'still serving');
   await health.text();
 });
+
+t.test(
+  'a constant decision is rendered once, never changed by a request',
+  async (t) => {
+    let calls = 0;
+    const constant: Decision = Object.freeze({
+      kind: 'deny',
+      reason: 'PAYGRESS_PAYMENT_REQUIRED',
+      message: 'pay 5 sat',
+      fault: 'payer',
+    });
+    const server = await startHttpServer({
+      host: '127.0.0.1',
+      port: 0,
+      logger: createLogger('silent'),
+      decider: {
+        decide: async (request) => {
+          calls += 1;
+          if (request.path !== '/fresh') return constant;
+          return { ...constant, message: `fresh ${calls}` };
+        },
+      },
+    });
+    t.teardown(() => server.close(0));
+
+    // One connection, raw, so every byte of every answer is seen.
+    const exchange = (requests: string[]) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(server.port, '127.0.0.1');
+        let data = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (chunk) => (data += chunk));
+        socket.on('end', () => resolve(data));
+        socket.on('error', reject);
+        socket.write(requests.join(''));
+        setTimeout(() => socket.end(), 300);
+      });
+    const get = (uri: string, extra = '') =>
+      `GET /auth/forward HTTP/1.1\r\nHost: x\r\nX-Forwarded-Uri: ${uri}\r\n${extra}\r\n`;
+
+    const announced = await exchange([
+      get('/a', 'Content-Length: 5\r\n') + 'hello',
+    ]);
+    t.match(announced, /^HTTP\/1\.1 402 .*\r\nConnection: close\r\n/s);
+
+    const kept = await exchange([get('/a'), get('/b')]);
+    const answers = kept.split('HTTP/1.1 ').filter(Boolean);
+    t.equal(answers.length, 2, 'both answered on one connection');
+    t.notOk(/connection: close/i.test(kept), 'the close did not stick');
+    t.equal(answers[0], answers[1], 'the same bytes both times');
+    t.match(answers[0], /"message":"pay 5 sat"/);
+
+    const fresh = await exchange([get('/fresh'), get('/fresh')]);
+    const bodies = [...fresh.matchAll(/"message":"(fresh \d+)"/g)].map(
+      (m) => m[1],
+    );
+    t.equal(bodies.length, 2);
+    t.not(
+      bodies[0],
+      bodies[1],
+      'a decision made per request is rendered per request',
+    );
+  },
+);
