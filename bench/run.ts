@@ -43,12 +43,17 @@ const { values } = parseArgs({
     'no-profile': { type: 'boolean', default: false },
   },
 });
-const mode = values.soak ? 'soak' : values.quick ? 'quick' : 'default';
+// BENCH_LOG_DECISIONS=all gives every decision its log line; its results
+// are kept apart from those of the default policy.
+const logAll = process.env.BENCH_LOG_DECISIONS === 'all';
+const mode =
+  (values.soak ? 'soak' : values.quick ? 'quick' : 'default') +
+  (logAll ? '-log-all' : '');
 const seconds = Number(values.seconds ?? (values.quick ? 3 : 10));
 const here = (file: string) => new URL(file, import.meta.url).pathname;
 
 const started = new Date().toISOString();
-const command = `bench/run.sh${process.argv
+const command = `${logAll ? 'BENCH_LOG_DECISIONS=all ' : ''}bench/run.sh${process.argv
   .slice(2)
   .map((a) => ` ${a}`)
   .join('')}`;
@@ -85,7 +90,7 @@ try {
       seconds: Number(values['soak-seconds']),
       dir,
     });
-    writeReport('soak', { machine: describeMachine(), command, started, soak });
+    writeReport(mode, { machine: describeMachine(), command, started, soak });
   } else {
     const bare = await child('servers/bare-http.ts');
     const app = await child('servers/bare-http.ts');

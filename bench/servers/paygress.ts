@@ -3,7 +3,9 @@
  * data directory, one dev mint (`--mint URL`), a 100 sat per-request
  * default price and one rate route, `/metered`, that sells grants (1 sat
  * a minute). Logs go to its stdout at `BENCH_LOG_LEVEL` (default `info`,
- * Paygress's own default, so the per-decision log line is in the cost).
+ * Paygress's own default, so decision lines are in the cost), with
+ * Paygress's default decision policy unless `BENCH_LOG_DECISIONS` names
+ * another (`all`: a line for every decision).
  * Reports its ports over IPC; on SIGTERM closes cleanly and exits, which
  * is when `--cpu-prof` writes its profile.
  */
@@ -46,6 +48,7 @@ const config = loadConfig({
     PAYGRESS_DATA_DIR: join(dataDir, 'data'),
     PAYGRESS_GRANT_KEY: randomBytes(32).toString('base64url'),
     PAYGRESS_SHUTDOWN_GRACE_MS: '1000',
+    PAYGRESS_LOG_DECISIONS: process.env.BENCH_LOG_DECISIONS,
   },
 });
 const level = (process.env.BENCH_LOG_LEVEL ?? 'info') as LevelWithSilent;
