@@ -13,7 +13,6 @@ import {
   Wallet,
   deserializeSwapPreview,
   serializeSwapPreview,
-  verifyDleqIfPresent,
   type Proof,
   type RequestFn,
   type SerializedSwapPreview,
@@ -39,6 +38,7 @@ import type {
 } from '../core/ports.ts';
 import { normalizeMintUrl } from '../core/mint-url.ts';
 import { MintBreaker, type MintBreakerOptions } from './breaker.ts';
+import { verifyProofDleq } from './dleq.ts';
 
 /** Options of {@link CashuMintGateway}. */
 export interface CashuMintGatewayOptions {
@@ -545,7 +545,8 @@ function checkDleq(wallet: Wallet, proof: Proof, require = false): void {
     }
     return;
   }
-  if (!verifyDleqIfPresent(proof, wallet.getKeyset(proof.id))) {
+  const key = wallet.getKeyset(proof.id).keys[proof.amount.toNumber()];
+  if (key === undefined || !verifyProofDleq(proof, key)) {
     throw new DleqInvalidError(
       'a proof carries a DLEQ proof that does not verify',
     );

@@ -1,0 +1,88 @@
+/**
+ * Paygress's variable-time NUT-12 check gives the same verdict as
+ * cashu-ts's constant-time one: on the NUT-12 vector, on real proofs
+ * from the dev mint, and on each of them with one field tampered.
+ */
+import { readFileSync } from 'node:fs';
+import t from 'tap';
+import { Amount, verifyDleqIfPresent, type Proof } from '@cashu/cashu-ts';
+import { startDevMint } from '../../src/devmint/index.ts';
+import { verifyProofDleq, type DleqProof } from '../../src/mint/dleq.ts';
+import { mintProofs, testWallet } from '../support/wallet.ts';
+
+const nut12 = JSON.parse(
+  readFileSync(new URL('../fixtures/nuts/nut12.json', import.meta.url), 'utf8'),
+);
+
+t.test('the NUT-12 proof vector verifies', async (t) => {
+  const { proof, A } = nut12.proof;
+  t.ok(verifyProofDleq(proof, A));
+  // The vector's key is G itself (a = 1); 2·G is another key.
+  const twoG =
+    '02c6047f9441ed7d6d3045406e95c07cd85c778e4b8cef3ca7abac09b95c709ee5';
+  t.notOk(verifyProofDleq(proof, twoG), 'not under another key');
+});
+
+t.test('agrees with cashu-ts on real and tampered proofs', async (t) => {
+  const mint = await startDevMint();
+  t.teardown(() => mint.close());
+  const wallet = await testWallet(mint.url, 'sat');
+  const proofs = await mintProofs(mint.url, 1023, { wallet });
+  t.equal(proofs.length, 10, 'one proof per power of two');
+
+  const keyOf = (p: Proof) =>
+    wallet.getKeyset(p.id).keys[p.amount.toNumber()] as string;
+  const cashuTs = (p: DleqProof & { amount: Amount; id: string }) =>
+    verifyDleqIfPresent({ ...p } as unknown as Proof, wallet.getKeyset(p.id));
+
+  for (const proof of proofs) {
+    const dleq = proof.dleq!;
+    const wire = { ...proof, dleq: { e: dleq.e, s: dleq.s, r: dleq.r! } };
+    t.ok(verifyProofDleq(wire, keyOf(proof)), `${proof.amount} verifies`);
+    t.ok(cashuTs(wire), 'and cashu-ts agrees');
+
+    const other = proofs.find((p) => p !== proof)!;
+    const tampered: [string, DleqProof][] = [
+      ['e', { ...wire, dleq: { ...wire.dleq, e: flip(dleq.e) } }],
+      ['s', { ...wire, dleq: { ...wire.dleq, s: flip(dleq.s) } }],
+      ['r', { ...wire, dleq: { ...wire.dleq, r: flip(dleq.r!) } }],
+      ['C', { ...wire, C: other.C }],
+      ['secret', { ...wire, secret: other.secret }],
+      ['no r', { ...wire, dleq: { e: dleq.e, s: dleq.s } }],
+      ['s = 0', { ...wire, dleq: { ...wire.dleq, s: '0'.repeat(64) } }],
+      ['s = n', { ...wire, dleq: { ...wire.dleq, s: N_HEX } }],
+      ['short e', { ...wire, dleq: { ...wire.dleq, e: dleq.e.slice(2) } }],
+      ['C not a point', { ...wire, C: `05${proof.C.slice(2)}` }],
+    ];
+    for (const [what, bad] of tampered) {
+      const ours = verifyProofDleq(bad, keyOf(proof));
+      const theirs = cashuTs({ ...bad, amount: proof.amount, id: proof.id });
+      t.notOk(ours, `${proof.amount} with ${what} changed is refused`);
+      t.equal(ours, theirs, 'as cashu-ts judges it');
+    }
+    t.notOk(
+      verifyProofDleq(wire, keyOf(other)),
+      'the key of another amount does not verify it',
+    );
+  }
+
+  // r read as a number: leading zeros may be dropped, as cashu-ts allows.
+  const padded = proofs.find((p) => p.dleq!.r!.startsWith('0'));
+  if (padded) {
+    const r = padded.dleq!.r!.replace(/^0+/, '');
+    t.ok(
+      verifyProofDleq(
+        { ...padded, dleq: { ...padded.dleq!, r } },
+        keyOf(padded),
+      ),
+    );
+  }
+});
+
+const N_HEX =
+  'fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141';
+
+/** The same hex with its last digit changed. */
+function flip(hex: string): string {
+  return hex.slice(0, -1) + (hex.endsWith('0') ? '1' : '0');
+}
