@@ -93,6 +93,9 @@ export const GRANT_HEADER = 'X-Paygress-Grant';
 /** Grant ids whose pod is known to exist, remembered at most. */
 const CONFIRMED_PODS = 100_000;
 
+/** Frozen allows of grants in use, kept at most. */
+const COVERED_ALLOWS = 10_000;
+
 export class Gate implements Decider {
   readonly #o: Required<Omit<GateOptions, 'provisioner'>> &
     Pick<GateOptions, 'provisioner'>;
@@ -102,6 +105,9 @@ export class Gate implements Decider {
   // The refusal of a request without a token depends on its route alone:
   // built once per route, frozen so adapters may cache its rendering too.
   readonly #unpaid = new WeakMap<PricedRoute, Deny>();
+  // Likewise the allow of a request covered by a grant depends on the
+  // grant and its pod alone, and a paying client repeats it many times.
+  readonly #covered = new LRUCache<string, Allow>({ max: COVERED_ALLOWS });
 
   constructor(options: GateOptions) {
     this.#o = {
@@ -183,7 +189,13 @@ export class Gate implements Decider {
         'this grant was for a single request, now used',
       );
     }
-    return allow(0, grant.unit, {}, grant.id, pod);
+    const key = `${grant.id}/${pod}`;
+    let covered = this.#covered.get(key);
+    if (covered === undefined) {
+      covered = Object.freeze(allow(0, grant.unit, {}, grant.id, pod));
+      this.#covered.set(key, covered);
+    }
+    return covered;
   }
 
   /** Every check that needs no mint round trip beyond its keyset list. */
