@@ -285,28 +285,30 @@ function authRequestOf(
 }
 
 function headersOf(http: HttpRequestWire): Record<string, string> {
+  // No prototype: names such as `__proto__` stay plain data.
+  const joined: Record<string, string> = Object.create(null);
+  const add = (key: string | undefined, value: string) => {
+    const name = (key ?? '').toLowerCase();
+    if (name === '') return;
+    const previous = joined[name];
+    joined[name] = previous === undefined ? value : `${previous},${value}`;
+  };
+
   // With encode_raw_headers Envoy fills header_map (raw_value bytes,
   // repeated names kept apart) and leaves the string map empty.
-  const pairs: [string, string][] = [];
   const raw = http.header_map?.headers;
   if (raw !== undefined && raw.length > 0) {
     for (const h of raw) {
-      const value = h.raw_value?.length ? UTF8.decode(h.raw_value) : h.value;
-      pairs.push([h.key ?? '', value ?? '']);
+      add(
+        h.key,
+        h.raw_value?.length ? UTF8.decode(h.raw_value) : (h.value ?? ''),
+      );
     }
   } else {
-    for (const entry of Object.entries(http.headers ?? {})) pairs.push(entry);
+    const map = http.headers ?? {};
+    for (const key in map) add(key, map[key] ?? '');
   }
-
-  // A Map keeps names such as `__proto__` as plain data.
-  const joined = new Map<string, string>();
-  for (const [key, value] of pairs) {
-    const name = key.toLowerCase();
-    if (name === '') continue;
-    const previous = joined.get(name);
-    joined.set(name, previous === undefined ? value : `${previous},${value}`);
-  }
-  return Object.fromEntries(joined);
+  return joined;
 }
 
 function renderAllow(allow: Allow, log: Dropped): CheckResponseWire {
