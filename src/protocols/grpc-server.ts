@@ -48,9 +48,11 @@ export interface GrpcServer {
 export async function startGrpcServer(
   options: GrpcServerOptions,
 ): Promise<GrpcServer> {
-  // Channelz is a debugging service Paygress does not serve; its
-  // per-call bookkeeping was a tenth of the cost of a check.
-  const server = new grpc.Server({ 'grpc.enable_channelz': 0 });
+  // Channelz bookkeeping is about a tenth of a check's cost, but in
+  // grpc-js 1.14 turning it off ('grpc.enable_channelz': 0) also stops the
+  // server tracking its sessions, and forceShutdown then leaves stuck
+  // calls running past the grace period. Shutdown wins.
+  const server = new grpc.Server();
   const extAuthz = createExtAuthzService(options);
   const health = new HealthService({ services: [EXT_AUTHZ_SERVICE_NAME] });
   server.addService(extAuthz.definition, extAuthz.implementation);
