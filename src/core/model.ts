@@ -87,6 +87,11 @@ export interface Deny {
   readonly credit?: string;
 }
 
+/**
+ * What the core decided. A frozen decision is a constant the decider may
+ * return again for other requests, so adapters may cache what they render
+ * from it; an unfrozen one belongs to its request alone.
+ */
 export type Decision = Allow | Deny;
 
 /** The one entry point adapters call. */
