@@ -14,19 +14,11 @@
  * the curve, as cashu-ts requires; anything malformed is simply invalid.
  */
 import { hash_e, pointFromHex } from '@cashu/cashu-ts';
+import type { WireProof } from '../core/ports.ts';
 import { computeY } from '../core/token.ts';
 
 /** The fields of a proof the check reads; `dleq` as NUT-12 sends it. */
-export interface DleqProof {
-  readonly secret: string;
-  /** Unblinded signature, compressed hex. */
-  readonly C: string;
-  readonly dleq?: {
-    readonly e: string;
-    readonly s: string;
-    readonly r?: string;
-  };
-}
+export type DleqProof = Pick<WireProof, 'secret' | 'C' | 'dleq'>;
 
 /** secp256k1's group order. */
 const N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;

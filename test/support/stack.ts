@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
 import { startApp, type App } from '../../src/app.ts';
 import type { Clock } from '../../src/core/ports.ts';
 import { loadConfig } from '../../src/config.ts';
@@ -35,6 +36,8 @@ export interface StackOptions {
   configFile?: string;
   /** Clock for grants and expiry. Default the system clock. */
   clock?: Clock;
+  /** Logger of Paygress. Default a silent one. */
+  logger?: Logger;
 }
 
 /** A running mint + Paygress. */
@@ -71,7 +74,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   });
   const app = await startApp({
     config,
-    logger: createLogger('silent'),
+    logger: options.logger ?? createLogger('silent'),
     ...(options.clock ? { clock: options.clock } : {}),
   });
   const grpcClient = new grpc.Client(
