@@ -6,10 +6,11 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { randomUUID } from 'node:crypto';
 
 /**
- * The request's headers as one string per lower-cased name, repeated
- * values joined by `,` (as Envoy). Node has already done that for every
- * header but `set-cookie`, so its map is used as it is unless a value is
- * not a string; only then is a copy made.
+ * The request's headers as one string per lower-cased name. Node has
+ * already lower-cased the names and joined repeated values (with `, `)
+ * for every header but `set-cookie`, so its map is used as it is unless a
+ * name or value is not in that form; only then is a copy made, lists
+ * joined with `,` as Envoy joins them.
  */
 export function flattenHeaders(
   headers: IncomingHttpHeaders,
