@@ -170,7 +170,7 @@ export class CashuMintGateway implements MintGateway {
     swap: PreparedSwap,
   ): Promise<WireProof[]> {
     const wallet = await this.#wallet(mintUrl, unit);
-    const preview = deserializeSwapPreview(parseSwap(swap));
+    const preview = previewOf(swap);
 
     try {
       const { keep, send } = await guard(() => wallet.completeSwap(preview));
@@ -193,7 +193,7 @@ export class CashuMintGateway implements MintGateway {
     swap: PreparedSwap,
   ): Promise<WireProof[]> {
     const wallet = await this.#wallet(mintUrl, unit);
-    const preview = deserializeSwapPreview(parseSwap(swap));
+    const preview = previewOf(swap);
     const outputs = [
       ...(preview.keepOutputs ?? []),
       ...(preview.sendOutputs ?? []),
@@ -553,8 +553,11 @@ function checkDleq(wallet: Wallet, proof: Proof, require = false): void {
   }
 }
 
-function parseSwap(swap: PreparedSwap): SerializedSwapPreview {
-  return JSON.parse(swap.serialized) as SerializedSwapPreview;
+/** The wallet's swap preview back from its write-ahead record. */
+function previewOf(swap: PreparedSwap) {
+  return deserializeSwapPreview(
+    JSON.parse(swap.serialized) as SerializedSwapPreview,
+  );
 }
 
 function toCashuProof(proof: WireProof): Proof {

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { AuthRequest, Decision } from '../core/model.ts';
 import { withoutRedaction } from '../logger.ts';
 
-/** Called once per decision, for metrics. */
+/** Called once per decision: the decision log, the metrics. */
 export type DecisionObserver = (
   request: AuthRequest,
   decision: Decision,
@@ -22,13 +22,6 @@ export type DecisionObserver = (
  */
 export type DecisionLogPolicy = 'all' | 'payments';
 
-/** Writes the decision line of one request. */
-export type DecisionLog = (
-  request: AuthRequest,
-  decision: Decision,
-  durationMs: number,
-) => void;
-
 /**
  * The decision log of a listener, on `logger`'s destination. Every field
  * of a decision line is chosen here and none can hold a token, so these
@@ -38,7 +31,7 @@ export type DecisionLog = (
 export function createDecisionLog(
   logger: Logger,
   policy: DecisionLogPolicy = 'payments',
-): DecisionLog {
+): DecisionObserver {
   const lines = withoutRedaction(logger);
   return (request, decision, durationMs) => {
     if (policy === 'payments' && routine(decision)) return;

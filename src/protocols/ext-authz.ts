@@ -24,7 +24,8 @@ import {
   type DecisionLogPolicy,
   type DecisionObserver,
 } from './decision-log.ts';
-import { allowHeaders, denyBody, denyHeaders } from './payment-headers.ts';
+import { denyBody, denyHeaders } from './payment-headers.ts';
+import { renderOnce } from './reply.ts';
 import { hostOnly, requestIdFrom, splitUri } from './request-parts.ts';
 
 /** Full gRPC method path Envoy calls. */
@@ -84,6 +85,8 @@ interface CheckResponseWire {
 
 type Answer =
   { response: CheckResponseWire } | { error: Partial<grpc.StatusObject> };
+/** An answer as sent: the encoded CheckResponse, or an RPC error. */
+type Encoded = { bytes: Buffer } | { error: Partial<grpc.StatusObject> };
 
 /** Options for {@link createExtAuthzService}. */
 export interface ExtAuthzServiceOptions {
@@ -123,39 +126,30 @@ export function createExtAuthzService(
   ] as grpc.ServiceDefinition;
   const decisions = createDecisionLog(options.logger, options.logDecisions);
 
-  // A constant (frozen) decision of the core is answered with the same
-  // response object every time, encoded once: protobuf encoding was a
-  // large part of a refusal.
-  const constant = new WeakMap<Decision, Answer>();
-  const encoded = new WeakMap<object, Buffer>();
+  // Answers are encoded as they are rendered, so the answer to a constant
+  // (frozen) decision of the core is encoded once: protobuf encoding was
+  // a large part of a refusal. grpc-js then sends the bytes as they are.
   const method = loaded['Check']!;
   const definition: grpc.ServiceDefinition = {
     ...loaded,
-    Check: {
-      ...method,
-      responseSerialize: (value: object) =>
-        encoded.get(value) ?? method.responseSerialize(value),
-    },
+    Check: { ...method, responseSerialize: (bytes: Buffer) => bytes },
   };
-  const answer = (decision: Decision, reqId: string): Answer => {
+  const constant = new WeakMap<Decision, Encoded>();
+  const answer = (decision: Decision, reqId: string): Encoded => {
     const warn: Dropped = (header, bytes) =>
       options.logger.warn(
         { reqId, header, bytes },
         'header left out: value unsendable',
       );
-    if (!Object.isFrozen(decision)) return render(decision, warn);
-    let known = constant.get(decision);
-    if (known === undefined) {
-      known = render(decision, warn);
-      if ('response' in known) {
-        encoded.set(known.response, method.responseSerialize(known.response));
-      }
-      constant.set(decision, known);
-    }
-    return known;
+    return renderOnce(constant, decision, (d) => {
+      const rendered = render(d, warn);
+      return 'error' in rendered
+        ? rendered
+        : { bytes: method.responseSerialize(rendered.response) };
+    });
   };
 
-  const check: grpc.handleUnaryCall<CheckRequestWire, CheckResponseWire> = (
+  const check: grpc.handleUnaryCall<CheckRequestWire, Buffer> = (
     call,
     callback,
   ) => {
@@ -177,7 +171,7 @@ export function createExtAuthzService(
         options.observe?.(request, decision, duration);
         const result = answer(decision, request.requestId);
         if ('error' in result) callback(result.error);
-        else callback(null, result.response);
+        else callback(null, result.bytes);
       })
       .catch((err: unknown) =>
         options.logger.error(
@@ -312,7 +306,7 @@ function headersOf(http: HttpRequestWire): Record<string, string> {
 }
 
 function renderAllow(allow: Allow, log: Dropped): CheckResponseWire {
-  const upstream = headerOptions(allowHeaders(allow), log);
+  const upstream = headerOptions(allow.upstreamHeaders, log);
   const client = headerOptions(allow.clientHeaders, log);
 
   // Overwriting replaces any client-sent copy of our headers; a header of

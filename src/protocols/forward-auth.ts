@@ -10,7 +10,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { AuthRequest, Decision } from '../core/model.ts';
-import { allowHeaders, denyBody, denyHeaders } from './payment-headers.ts';
+import { allowReply, denyBody, denyHeaders } from './payment-headers.ts';
 import {
   firstForwarded,
   flattenHeaders,
@@ -46,13 +46,7 @@ export function forwardAuthRequest(req: IncomingMessage): AuthRequest {
 
 /** 200 with the payment headers, or 402 (payer) / 503 (ours) with a body. */
 export function forwardAuthReply(decision: Decision): Reply {
-  if (decision.kind === 'allow') {
-    return {
-      status: 200,
-      headers: { ...allowHeaders(decision), ...decision.clientHeaders },
-      body: '',
-    };
-  }
+  if (decision.kind === 'allow') return allowReply(decision);
 
   const headers: Record<string, string> = {
     ...denyHeaders(decision),

@@ -15,13 +15,12 @@ import type { Logger } from 'pino';
 import type { AuthRequest, Decider, Decision } from '../core/model.ts';
 import {
   createDecisionLog,
-  type DecisionLog,
   type DecisionLogPolicy,
   type DecisionObserver,
 } from './decision-log.ts';
 import { forwardAuthReply, forwardAuthRequest } from './forward-auth.ts';
 import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
-import type { Reply } from './reply.ts';
+import { renderOnce, type Reply } from './reply.ts';
 
 /** Options of {@link startHttpServer}. */
 export interface HttpServerOptions {
@@ -157,7 +156,7 @@ async function authorize(
   adapter: Adapter,
   req: IncomingMessage,
   decider: Decider,
-  decisions: DecisionLog,
+  decisions: DecisionObserver,
   logger: Logger,
   observe: DecisionObserver | undefined,
 ): Promise<Rendered> {
@@ -182,18 +181,9 @@ async function authorize(
   const duration = performance.now() - started;
   decisions(request, decision, duration);
   observe?.(request, decision, duration);
-  return renderDecision(adapter, decision);
-}
-
-/** Renders a decision, each constant one only once. */
-function renderDecision(adapter: Adapter, decision: Decision): Rendered {
-  if (!Object.isFrozen(decision)) return render(adapter.reply(decision));
-  let rendered = adapter.constant.get(decision);
-  if (rendered === undefined) {
-    rendered = render(adapter.reply(decision));
-    adapter.constant.set(decision, rendered);
-  }
-  return rendered;
+  return renderOnce(adapter.constant, decision, (d) =>
+    render(adapter.reply(d)),
+  );
 }
 
 function render(reply: Reply): Rendered {

@@ -17,7 +17,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { AuthRequest, Decision } from '../core/model.ts';
 import {
-  allowHeaders,
+  allowReply,
   denyHeaders,
   paymentChallenge,
 } from './payment-headers.ts';
@@ -53,13 +53,7 @@ export function nginxAuthRequest(req: IncomingMessage): AuthRequest {
  * a body.
  */
 export function nginxAuthReply(decision: Decision): Reply {
-  if (decision.kind === 'allow') {
-    return {
-      status: 200,
-      headers: { ...allowHeaders(decision), ...decision.clientHeaders },
-      body: '',
-    };
-  }
+  if (decision.kind === 'allow') return allowReply(decision);
 
   const headers = denyHeaders(decision);
   // nginx shows the client a bare 500 for any status but 401 and 403, and

@@ -4,13 +4,21 @@
  * and the channel; the words are shared so a client sees one vocabulary.
  */
 import type { Allow, Deny } from '../core/model.ts';
+import type { Reply } from './reply.ts';
 
 /** Header carrying a NUT-18 payment request on a deny (NUT-24). */
 export const X_CASHU = 'X-Cashu';
 
-/** Headers the upstream sees on an allow; adapters overwrite client copies. */
-export function allowHeaders(allow: Allow): Record<string, string> {
-  return { ...allow.upstreamHeaders };
+/**
+ * The 200 both HTTP adapters answer an allow with: the headers the
+ * upstream sees (overwriting any client copies), then those for the client.
+ */
+export function allowReply(allow: Allow): Reply {
+  return {
+    status: 200,
+    headers: { ...allow.upstreamHeaders, ...allow.clientHeaders },
+    body: '',
+  };
 }
 
 /**
