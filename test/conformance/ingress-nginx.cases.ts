@@ -9,17 +9,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { probeRulesFile } from '../support/probe-rules.ts';
+import { startProbeStack } from '../support/probe-rules.ts';
 import { decodePaymentRequest } from '@cashu/cashu-ts';
 import { parse } from 'yaml';
-import { startStack } from '../support/stack.ts';
 import { mintToken } from '../support/wallet.ts';
 import { renderTemplate, startNginx } from '../support/nginx.ts';
 import {
   UPSTREAM_BODY,
   freePort,
   startCountingRelay,
-  startRecordingUpstream,
 } from '../support/recording-upstream.ts';
 
 const CONFIG = fileURLToPath(
@@ -35,15 +33,7 @@ const MANIFESTS = fileURLToPath(
 
 // POST /premium costs 7 sat, /public is free, everything else 100 sat: the
 // price a client is asked shows which request Paygress believed it saw.
-const rulesFile = probeRulesFile(t);
-
-const stack = await startStack({
-  price: 100,
-  env: { PAYGRESS_CONFIG: rulesFile },
-});
-t.teardown(() => stack.close());
-const upstream = await startRecordingUpstream();
-t.teardown(() => upstream.close());
+const { stack, upstream } = await startProbeStack(t);
 const relay = await startCountingRelay(stack.app.httpPort);
 t.teardown(() => relay.close());
 

@@ -8,6 +8,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'tap';
+import { startRecordingUpstream } from './recording-upstream.ts';
+import { startStack } from './stack.ts';
 
 /** Writes the rules to a temporary YAML file, removed at teardown. */
 export function probeRulesFile(t: Test): string {
@@ -29,4 +31,19 @@ export function probeRulesFile(t: Test): string {
     ].join('\n'),
   );
   return file;
+}
+
+/**
+ * A stack priced by these rules (everything else 100 sat) and an upstream
+ * that records what reaches it, both closed at teardown.
+ */
+export async function startProbeStack(t: Test) {
+  const stack = await startStack({
+    price: 100,
+    env: { PAYGRESS_CONFIG: probeRulesFile(t) },
+  });
+  t.teardown(() => stack.close());
+  const upstream = await startRecordingUpstream();
+  t.teardown(() => upstream.close());
+  return { stack, upstream };
 }
