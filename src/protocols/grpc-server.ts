@@ -79,7 +79,12 @@ function bind(server: grpc.Server, address: string): Promise<number> {
     server.bindAsync(
       address,
       grpc.ServerCredentials.createInsecure(),
-      (err, port) => (err ? reject(err) : resolve(port)),
+      (err, port) =>
+        err
+          ? reject(
+              new Error(`gRPC cannot listen on ${address}: ${err.message}`),
+            )
+          : resolve(port),
     );
   });
 }

@@ -1,6 +1,9 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import * as grpc from '@grpc/grpc-js';
+import { once } from 'node:events';
+import { setTimeout } from 'node:timers/promises';
+import { connect } from 'node:net';
 import { pino } from 'pino';
 import type { Decider } from '../../src/core/model.ts';
 import { startGrpcServer } from '../../src/protocols/grpc-server.ts';
@@ -186,3 +189,55 @@ t.test(
     gate = Promise.resolve();
   },
 );
+
+t.test(
+  'close ends idle connections without waiting for the grace period',
+  async (t) => {
+    const { server } = await start(t);
+    const socket = connect(server.port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.resume();
+    await once(socket, 'connect');
+    const ended = once(socket, 'close');
+    // Let the server accept it before closing (loopback, well within this).
+    await setTimeout(100);
+
+    const started = Date.now();
+    await server.close(60_000);
+    await ended;
+    t.ok(Date.now() - started < 10_000, 'closed long before the grace period');
+  },
+);
+
+t.test('listens on an IPv6 address', async (t) => {
+  const server = await startGrpcServer({
+    host: '::1',
+    port: 0,
+    decider,
+    logger,
+  }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EADDRNOTAVAIL') return undefined;
+    throw err;
+  });
+  if (!server) {
+    t.comment('no IPv6 loopback on this machine');
+    return;
+  }
+  const client = new grpc.Client(
+    `[::1]:${server.port}`,
+    grpc.credentials.createInsecure(),
+  );
+  t.teardown(async () => {
+    client.close();
+    await server.close(500);
+  });
+  t.equal(await healthOf(client, ''), SERVING);
+});
+
+t.test('a port in use is an error at start, not later', async (t) => {
+  const { server } = await start(t);
+  await t.rejects(
+    startGrpcServer({ host: '127.0.0.1', port: server.port, decider, logger }),
+    { message: /^gRPC cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/ },
+  );
+});
