@@ -48,6 +48,15 @@ export function parsePoint(hex: unknown): Point | undefined {
   }
 }
 
+/** `P + G` as compressed hex: a valid point that is not `P`. */
+export function otherPoint(hex: string): string {
+  return pointFromHex(hex).add(G).toHex(true);
+}
+
+const G = pointFromHex(
+  '0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798',
+);
+
 /** `Y = hash_to_curve(secret)` as compressed hex; the key of a proof's state. */
 export function proofY(secret: string): string {
   return hashToCurve(new TextEncoder().encode(secret)).toHex(true);

@@ -33,7 +33,13 @@ export type Fault =
   /** Answer 200 with a body that is not JSON. */
   | { kind: 'garbage' }
   /** Handle the request, then destroy the socket without answering. */
-  | { kind: 'swap-then-drop' };
+  | { kind: 'swap-then-drop' }
+  /**
+   * Handle the request, then answer with every blind signature altered as
+   * a lying or broken mint would: `dleq` changes each DLEQ proof's `s`,
+   * `C_` puts another valid point in place of each signature.
+   */
+  | { kind: 'forge'; part: 'dleq' | 'C_' };
 
 /** The faults in force, with a way to wait until one is lifted. */
 export class FaultBoard {

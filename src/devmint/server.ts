@@ -10,6 +10,7 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import type { Logger } from 'pino';
+import { otherPoint } from './crypto.ts';
 import { MintFailure, malformed } from './errors.ts';
 import { FaultBoard, sleep } from './faults.ts';
 import type { Fault, FaultRoute, MintRoute } from './faults.ts';
@@ -184,9 +185,10 @@ export class DevMintServer {
       if (fault?.kind === 'queue') await sleep(fault.ms, signal);
       // A swap waits with its inputs PENDING, as a slow real mint would.
       if (route !== 'swap') await wait();
-      const answer = await runRoute(this.core, match, body, {
+      let answer = await runRoute(this.core, match, body, {
         whilePending: wait,
       });
+      if (fault?.kind === 'forge') answer = forgeSignatures(answer, fault.part);
       if (fault?.kind === 'swap-then-drop') {
         req.socket.destroy();
         this.#log.info({ route }, 'answer dropped by fault');
@@ -223,4 +225,29 @@ export class DevMintServer {
     send(res, 500, { detail: 'internal error', code: 0 });
     this.#log.error({ route, err }, 'request failed');
   }
+}
+
+/**
+ * A copy of `answer` whose blind signatures are altered: each DLEQ proof's
+ * `s`, or each `C_` (another valid point). The ledger keeps the originals.
+ */
+function forgeSignatures(answer: unknown, part: 'dleq' | 'C_'): unknown {
+  const signatures = (answer as { signatures?: unknown })?.signatures;
+  if (!Array.isArray(signatures)) return answer;
+  type Signature = { C_: string; dleq?: { e: string; s: string } };
+  return {
+    ...(answer as object),
+    signatures: (signatures as Signature[]).map((sig) =>
+      part === 'C_'
+        ? { ...sig, C_: otherPoint(sig.C_) }
+        : {
+            ...sig,
+            dleq: sig.dleq && { ...sig.dleq, s: flipLast(sig.dleq.s) },
+          },
+    ),
+  };
+}
+
+function flipLast(hex: string): string {
+  return hex.slice(0, -1) + (hex.endsWith('0') ? '1' : '0');
 }
