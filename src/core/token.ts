@@ -9,10 +9,10 @@ import {
   getDecodedToken,
   getEncodedToken,
   getTokenMetadata,
-  hashToCurve,
   type Proof,
 } from '@cashu/cashu-ts';
 import { LRUCache } from 'lru-cache';
+import { secretToY } from './curve.ts';
 import {
   KeysetUnknownError,
   TokenMalformedError,
@@ -175,7 +175,7 @@ export function encodeToken(
 export function computeY(secret: string): string {
   let y = recentYs.get(secret);
   if (y === undefined) {
-    y = hashToCurve(new TextEncoder().encode(secret)).toHex(true);
+    y = secretToY(secret);
     recentYs.set(secret, y);
   }
   return y;

@@ -1,11 +1,17 @@
 /**
- * Paygress's variable-time NUT-12 check gives the same verdict as
- * cashu-ts's constant-time one: on the NUT-12 vector, on real proofs
- * from the dev mint, and on each of them with one field tampered.
+ * Paygress's variable-time NUT-12 check (libsecp256k1) gives the same
+ * verdict as cashu-ts's constant-time one: on the NUT-12 vector, on real
+ * proofs from the dev mint, on each of them with one field tampered, and
+ * on other spellings of the same valid proof.
  */
 import { readFileSync } from 'node:fs';
 import t from 'tap';
-import { Amount, verifyDleqIfPresent, type Proof } from '@cashu/cashu-ts';
+import {
+  Amount,
+  pointFromHex,
+  verifyDleqIfPresent,
+  type Proof,
+} from '@cashu/cashu-ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { verifyProofDleq, type DleqProof } from '../../src/mint/dleq.ts';
 import { mintProofs, testWallet } from '../support/wallet.ts';
@@ -53,6 +59,17 @@ t.test('agrees with cashu-ts on real and tampered proofs', async (t) => {
       ['s = n', { ...wire, dleq: { ...wire.dleq, s: N_HEX } }],
       ['short e', { ...wire, dleq: { ...wire.dleq, e: dleq.e.slice(2) } }],
       ['C not a point', { ...wire, C: `05${proof.C.slice(2)}` }],
+      ['e = 0', { ...wire, dleq: { ...wire.dleq, e: '0'.repeat(64) } }],
+      ['e = n', { ...wire, dleq: { ...wire.dleq, e: N_HEX } }],
+      ['r = 0', { ...wire, dleq: { ...wire.dleq, r: '0' } }],
+      ['r = n', { ...wire, dleq: { ...wire.dleq, r: N_HEX } }],
+      ['r empty', { ...wire, dleq: { ...wire.dleq, r: '' } }],
+      ['r not hex', { ...wire, dleq: { ...wire.dleq, r: `x${dleq.r!}` } }],
+      [
+        's not hex',
+        { ...wire, dleq: { ...wire.dleq, s: `${dleq.s.slice(1)}g` } },
+      ],
+      ['C hybrid', { ...wire, C: `06${uncompressed(proof.C).slice(2)}` }],
     ];
     for (const [what, bad] of tampered) {
       const ours = verifyProofDleq(bad, keyOf(proof));
@@ -63,6 +80,33 @@ t.test('agrees with cashu-ts on real and tampered proofs', async (t) => {
     t.notOk(
       verifyProofDleq(wire, keyOf(other)),
       'the key of another amount does not verify it',
+    );
+    t.notOk(verifyProofDleq(wire, `05${keyOf(proof).slice(2)}`), 'no key');
+
+    const spelled: [string, DleqProof][] = [
+      ['C uncompressed', { ...wire, C: uncompressed(proof.C) }],
+      [
+        'upper-case hex',
+        {
+          ...wire,
+          C: proof.C.toUpperCase(),
+          dleq: {
+            e: dleq.e.toUpperCase(),
+            s: dleq.s.toUpperCase(),
+            r: dleq.r!.toUpperCase(),
+          },
+        },
+      ],
+    ];
+    for (const [what, same] of spelled) {
+      const ours = verifyProofDleq(same, keyOf(proof));
+      const theirs = cashuTs({ ...same, amount: proof.amount, id: proof.id });
+      t.ok(ours, `${proof.amount} with ${what} verifies`);
+      t.equal(ours, theirs, 'as cashu-ts judges it');
+    }
+    t.ok(
+      verifyProofDleq(wire, uncompressed(keyOf(proof))),
+      'under the key written uncompressed',
     );
   }
 
@@ -81,6 +125,11 @@ t.test('agrees with cashu-ts on real and tampered proofs', async (t) => {
 
 const N_HEX =
   'fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141';
+
+/** The same point, uncompressed. */
+function uncompressed(hex: string): string {
+  return pointFromHex(hex).toHex(false);
+}
 
 /** The same hex with its last digit changed. */
 function flip(hex: string): string {
