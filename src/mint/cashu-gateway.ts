@@ -11,7 +11,6 @@ import {
   Mint,
   MintOperationError,
   Wallet,
-  deserializeSwapPreview,
   serializeSwapPreview,
   type Proof,
   type RequestFn,
@@ -39,6 +38,7 @@ import type {
 import { normalizeMintUrl } from '../core/mint-url.ts';
 import { MintBreaker, type MintBreakerOptions } from './breaker.ts';
 import { verifyProofDleq } from './dleq.ts';
+import { fastOutputs, readSwapPreview } from './outputs.ts';
 
 /** Options of {@link CashuMintGateway}. */
 export interface CashuMintGatewayOptions {
@@ -295,7 +295,11 @@ export class CashuMintGateway implements MintGateway {
   }
 
   async #loadWallet(mint: string, unit: string): Promise<Wallet> {
-    const wallet = new Wallet(this.#mintClient(mint), { unit });
+    // Outputs made, and turned into proofs, on libsecp256k1 (outputs.ts).
+    const wallet = new Wallet(this.#mintClient(mint), {
+      unit,
+      outputDataCreator: fastOutputs,
+    });
     await guard(() => wallet.loadMint());
     return wallet;
   }
@@ -555,9 +559,7 @@ function checkDleq(wallet: Wallet, proof: Proof, require = false): void {
 
 /** The wallet's swap preview back from its write-ahead record. */
 function previewOf(swap: PreparedSwap) {
-  return deserializeSwapPreview(
-    JSON.parse(swap.serialized) as SerializedSwapPreview,
-  );
+  return readSwapPreview(JSON.parse(swap.serialized) as SerializedSwapPreview);
 }
 
 function toCashuProof(proof: WireProof): Proof {
