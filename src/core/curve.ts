@@ -150,21 +150,23 @@ export function verifyDleq(
 }
 
 /**
- * NUT-12 check a receiver makes of a proof (`C` on `secret`, key `A`)
- * with the blinding factor `r` that came with it: `B_ = Y + r·G` and
- * `C_ = C + r·A`, then {@link verifyDleq}. `r` is the payer's, public.
+ * NUT-12 check a receiver makes of a proof (`C` on a secret whose
+ * `hash_to_curve` is `Y`, key `A`) with the blinding factor `r` that came
+ * with it: `B_ = Y + r·G` and `C_ = C + r·A`, then {@link verifyDleq}.
+ * `r` is the payer's, public.
  */
 export function verifyProofDleq(
   e: Uint8Array,
   s: Uint8Array,
   r: Uint8Array,
   A: Uint8Array,
-  secret: string,
+  Y: Uint8Array,
   C: Uint8Array,
 ): boolean {
-  if (!ecc.isPrivate(r) || !encoded(A) || !encoded(C)) return false;
+  if (!ecc.isPrivate(r) || !encoded(A) || !encoded(Y) || !encoded(C)) {
+    return false;
+  }
   try {
-    const Y = hashToCurve(Buffer.from(secret, 'utf8'));
     const B_ = add(Y, ecc.pointFromScalar(r, false));
     const C_ = add(C, ecc.pointMultiply(A, r, false));
     return B_ !== null && C_ !== null && verifyDleq(e, s, A, B_, C_);

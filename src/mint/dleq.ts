@@ -13,6 +13,7 @@
  * as cashu-ts requires; anything malformed is simply invalid.
  */
 import type { WireProof } from '../core/ports.ts';
+import { computeY } from '../core/token.ts';
 import {
   N,
   bytes32,
@@ -38,7 +39,9 @@ export function verifyProofDleq(proof: DleqProof, mintKey: string): boolean {
   const A = pointBytes(mintKey);
   const C = pointBytes(proof.C);
   if (!e || !s || !r || !A || !C) return false;
-  return verify(e, s, r, A, proof.secret, C);
+  // Y of each proof was computed (and cached) when the token was read.
+  const Y = Buffer.from(computeY(proof.secret), 'hex');
+  return verify(e, s, r, A, Y, C);
 }
 
 /**
