@@ -153,7 +153,12 @@ export async function startApp(options: AppOptions): Promise<App> {
       logDecisions: config.logDecisions,
     });
   } catch (err) {
+    // Nothing started may outlive a failed start: the caller exits.
+    clearInterval(settler);
+    clearInterval(warmer);
     await http?.close(0);
+    await provisioner?.stop?.();
+    await gateway.close();
     store.close();
     throw err;
   }

@@ -33,7 +33,8 @@ export async function startDevMintProcess(
   const child: ChildProcess = spawn(
     process.execPath,
     [entry, '--host', '127.0.0.1', '--port', '3338', '--state', stateFile],
-    { stdio: ['ignore', 'inherit', 'inherit'] },
+    // The IPC channel ties the mint's life to ours (see devmint/main.ts).
+    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
   );
 
   for (let i = 0; i < 100; i++) {

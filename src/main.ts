@@ -4,7 +4,7 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startApp } from './app.ts';
+import { startApp, type App } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import {
   startDevMintProcess,
@@ -42,7 +42,17 @@ export async function serve(configFile?: string): Promise<number> {
     return 2;
   }
 
-  const app = await startApp({ config, logger });
+  let app: App;
+  try {
+    app = await startApp({ config, logger });
+  } catch (err) {
+    // A port in use, an unreadable wallet store: one line that says so,
+    // and nothing left running.
+    logger.fatal({ err }, `paygress could not start: ${errorText(err)}`);
+    await devMint?.stop();
+    logger.flush();
+    return 1;
+  }
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
@@ -54,6 +64,10 @@ export async function serve(configFile?: string): Promise<number> {
   logger.info('stopped');
   logger.flush();
   return 0;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function withMint(config: Config, url: string): Config {

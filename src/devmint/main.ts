@@ -41,3 +41,10 @@ const mint = await startDevMint({
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => void mint.close());
 }
+// Started by Paygress (`devMint: true`) over an IPC channel: when Paygress
+// goes, however it goes, the channel closes and the mint stops with it
+// instead of holding its port as an orphan.
+if (process.channel) {
+  process.channel.unref();
+  process.once('disconnect', () => void mint.close());
+}

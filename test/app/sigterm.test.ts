@@ -1,15 +1,23 @@
 /**
  * SIGTERM as Kubernetes sends it when a pod stops: Paygress stops
  * accepting, answers the request already in flight, closes its store and
- * exits. Runs Paygress as a real process.
+ * exits. Runs Paygress as a real process. A start that cannot complete
+ * says why in one line and exits.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
-import { startPaygressProcess } from '../support/paygress-process.ts';
+import {
+  NODE,
+  PAYGRESS_BIN,
+  startPaygressProcess,
+} from '../support/paygress-process.ts';
 import { mintToken } from '../support/wallet.ts';
 
 t.test('a request in flight at SIGTERM still gets its answer', async (t) => {
@@ -44,3 +52,47 @@ t.test('a request in flight at SIGTERM still gets its answer', async (t) => {
   );
   t.same(store.unfinished(), []);
 });
+
+t.test(
+  'a port in use stops start-up with one line that names it',
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => taken.close());
+    const port = (taken.address() as AddressInfo).port;
+
+    const child = spawn(NODE, [PAYGRESS_BIN, 'serve'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        PAYGRESS_MINTS: mint.url,
+        PAYGRESS_HTTP_HOST: '127.0.0.1',
+        PAYGRESS_HTTP_PORT: '0',
+        PAYGRESS_GRPC_HOST: '127.0.0.1',
+        PAYGRESS_GRPC_PORT: String(port),
+        PAYGRESS_DATA_DIR: mkdtempSync(join(tmpdir(), 'paygress-port-')),
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.stderr.on('data', (chunk) => (out += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    const [code] = (await once(child, 'exit')) as [number | null];
+    clearTimeout(timer);
+
+    t.equal(code, 1, 'exits on its own, with status 1');
+    const fatal = out
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { level: number; msg: string })
+      .filter((line) => line.level === 60);
+    t.equal(fatal.length, 1, out);
+    t.match(
+      fatal[0]?.msg,
+      `paygress could not start: gRPC cannot listen on 127.0.0.1:${port}`,
+    );
+    t.match(fatal[0]?.msg, /EADDRINUSE/);
+  },
+);

@@ -1,6 +1,8 @@
 // The dev mint CLI and scripts/dev-token.ts as a newcomer runs them.
 import t from 'tap';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { setTimeout } from 'node:timers/promises';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -91,3 +93,44 @@ t.test('the CLI warns that it is for development only', async (t) => {
   const info = await fetch(`http://127.0.0.1:${port}/v1/info`);
   t.equal(info.status, 200);
 });
+
+t.test(
+  'a dev mint started over IPC stops when its parent dies, even by SIGKILL',
+  async (t) => {
+    const entry = fileURLToPath(
+      new URL('../../src/devmint/main.ts', import.meta.url),
+    );
+    const parentScript = `
+      const { spawn } = require('node:child_process');
+      const mint = spawn(process.execPath, [${JSON.stringify(entry)}, '--port', '0'], {
+        stdio: ['ignore', 'pipe', 'ignore', 'ipc'],
+      });
+      mint.stdout.once('data', () => console.log(mint.pid));
+      setInterval(() => {}, 1000);
+    `;
+    const parent = spawn(node, ['-e', parentScript], { cwd: root });
+    const [line] = (await once(parent.stdout, 'data')) as [Buffer];
+    const mintPid = Number(String(line).trim());
+    t.teardown(() => {
+      if (alive(mintPid)) process.kill(mintPid, 'SIGKILL');
+    });
+    t.ok(alive(mintPid), 'the mint runs');
+
+    parent.kill('SIGKILL');
+    let waited = 0;
+    while (alive(mintPid) && waited < 10_000) {
+      await setTimeout(50);
+      waited += 50;
+    }
+    t.notOk(alive(mintPid), 'the mint exited with its parent');
+  },
+);
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
