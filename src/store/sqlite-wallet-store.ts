@@ -16,6 +16,9 @@ import type {
 } from '../core/ports.ts';
 import { computeY } from '../core/token.ts';
 
+/** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
+const SCHEMA_VERSION = 1;
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS redemptions (
   id TEXT PRIMARY KEY,
@@ -84,11 +87,17 @@ export class SqliteWalletStore implements WalletStore {
 
   constructor(options: SqliteWalletStoreOptions) {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
-    this.#db = new DatabaseSync(join(options.dataDir, 'wallet.sqlite'));
+    const file = join(options.dataDir, 'wallet.sqlite');
+    this.#db = new DatabaseSync(file);
     this.#db.exec(
       'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
     );
-    this.#db.exec(SCHEMA);
+    try {
+      this.#migrate(file);
+    } catch (err) {
+      this.#db.close();
+      throw err;
+    }
     this.#now = options.now ?? Date.now;
     this.#owed = (
       this.#db
@@ -97,6 +106,50 @@ export class SqliteWalletStore implements WalletStore {
         )
         .get() as { n: number }
     ).n;
+  }
+
+  /**
+   * Brings the store to {@link SCHEMA_VERSION} in one transaction, or
+   * refuses a store written by a newer Paygress, whose changes this code
+   * would not know to keep.
+   */
+  #migrate(file: string): void {
+    const { user_version: version } = this.#db
+      .prepare('PRAGMA user_version')
+      .get() as { user_version: number };
+    if (version > SCHEMA_VERSION) {
+      throw new Error(
+        `${file} was written by a newer Paygress (store schema ${version}; this one knows ${SCHEMA_VERSION}): run that version or a later one`,
+      );
+    }
+    if (version === SCHEMA_VERSION) return;
+
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      // Version 0 is any store written before versions were recorded. The
+      // first of those lack `delivered`: every redemption they completed
+      // counts as delivered, so none of their tokens is let through again.
+      const columns = this.#columns('redemptions');
+      if (columns.length > 0 && !columns.includes('delivered')) {
+        this.#db.exec(
+          `ALTER TABLE redemptions ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0;
+           UPDATE redemptions SET delivered = 1 WHERE state = 'complete';`,
+        );
+      }
+      this.#db.exec(SCHEMA);
+      this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      this.#db.exec('COMMIT');
+    } catch (err) {
+      this.#db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  #columns(table: string): string[] {
+    const rows = this.#db
+      .prepare('SELECT name FROM pragma_table_info(?)')
+      .all(table) as { name: string }[];
+    return rows.map((row) => row.name);
   }
 
   findRedeemed(

@@ -1,0 +1,127 @@
+/**
+ * The wallet store opens every earlier layout it may find on disk and
+ * upgrades it in place, keeping every proof and record, and refuses a
+ * layout newer than it knows.
+ */
+import t from 'tap';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
+
+// The first layout Paygress wrote (no `delivered`, no version recorded).
+const FIRST_SCHEMA = `
+CREATE TABLE redemptions (
+  id TEXT PRIMARY KEY,
+  mint TEXT NOT NULL,
+  unit TEXT NOT NULL,
+  amount INTEGER NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('pending', 'complete', 'released')),
+  swap TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  settled_at INTEGER
+);
+CREATE INDEX redemptions_pending ON redemptions (state) WHERE state = 'pending';
+CREATE TABLE redeemed_ys (
+  y TEXT PRIMARY KEY,
+  redemption_id TEXT NOT NULL REFERENCES redemptions (id)
+);
+CREATE TABLE proofs (
+  y TEXT PRIMARY KEY,
+  redemption_id TEXT NOT NULL REFERENCES redemptions (id),
+  mint TEXT NOT NULL,
+  unit TEXT NOT NULL,
+  keyset_id TEXT NOT NULL,
+  amount INTEGER NOT NULL,
+  secret TEXT NOT NULL,
+  c TEXT NOT NULL,
+  dleq TEXT,
+  state TEXT NOT NULL CHECK (state IN ('unspent', 'exported', 'refunded', 'spent')),
+  changed_at INTEGER NOT NULL
+);
+CREATE INDEX proofs_unspent ON proofs (mint, unit, state);
+`;
+
+const MINT = 'http://127.0.0.1:3338';
+const PAID_Y = `02${'a'.repeat(64)}`;
+const PENDING_Y = `02${'b'.repeat(64)}`;
+const PROOF_Y = `02${'c'.repeat(64)}`;
+
+function firstLayoutStore(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
+  db.exec(FIRST_SCHEMA);
+  db.exec(`
+    INSERT INTO redemptions VALUES ('paid', '${MINT}', 'sat', 100, 'complete', '{}', 1, 2);
+    INSERT INTO redeemed_ys VALUES ('${PAID_Y}', 'paid');
+    INSERT INTO proofs VALUES ('${PROOF_Y}', 'paid', '${MINT}', 'sat', '00aa', 100, 's', '02${'d'.repeat(64)}', NULL, 'unspent', 2);
+    INSERT INTO redemptions VALUES ('open', '${MINT}', 'sat', 50, 'pending', '{"keep":1}', 3, NULL);
+    INSERT INTO redeemed_ys VALUES ('${PENDING_Y}', 'open');
+  `);
+  db.close();
+  return dir;
+}
+
+function versionOf(dir: string): number {
+  const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
+  const { user_version } = db.prepare('PRAGMA user_version').get() as {
+    user_version: number;
+  };
+  db.close();
+  return user_version;
+}
+
+t.test('a store of the first layout is upgraded, nothing lost', async (t) => {
+  const dir = firstLayoutStore();
+  t.equal(versionOf(dir), 0);
+
+  const store = new SqliteWalletStore({ dataDir: dir });
+  t.teardown(() => store.close());
+  t.same(store.balances(), [
+    { mint: MINT, unit: 'sat', available: 100, pending: 50 },
+  ]);
+  t.same(
+    store.unfinished().map((r) => [r.id, r.ys, r.swap.serialized]),
+    [['open', [PENDING_Y], '{"keep":1}']],
+    'the unfinished redemption is still there to settle',
+  );
+  t.same(store.findRedeemed([PAID_Y]), { y: PAID_Y, pending: false });
+  t.equal(
+    store.deliver([PAID_Y]),
+    undefined,
+    'a completed redemption of that layout counts as delivered: its token is not let through again',
+  );
+  t.same(
+    store.unspent(MINT, 'sat').map((p) => [p.y, p.amount]),
+    [[PROOF_Y, 100]],
+  );
+  store.close();
+  t.equal(versionOf(dir), 1, 'the layout version is recorded');
+
+  const again = new SqliteWalletStore({ dataDir: dir });
+  t.same(again.balances(), [
+    { mint: MINT, unit: 'sat', available: 100, pending: 50 },
+  ]);
+  again.close();
+});
+
+t.test('a new store starts at the current layout', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  new SqliteWalletStore({ dataDir: dir }).close();
+  t.equal(versionOf(dir), 1);
+});
+
+t.test('a store from a newer Paygress is refused, untouched', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  new SqliteWalletStore({ dataDir: dir }).close();
+  const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
+  db.exec('PRAGMA user_version = 7');
+  db.close();
+
+  t.throws(() => new SqliteWalletStore({ dataDir: dir }), {
+    message:
+      /wallet\.sqlite was written by a newer Paygress \(store schema 7; this one knows 1\)/,
+  });
+  t.equal(versionOf(dir), 7);
+});
