@@ -1,0 +1,154 @@
+/**
+ * What grpc-js's channelz bookkeeping costs per unary call: a bare grpc-js
+ * server (the Check path, an empty answer) with channelz on (the default,
+ * and Paygress's setting), with `grpc.enable_channelz: 0`, and with it off
+ * behind a connection injector on a listener of its own (the only way to
+ * keep forced shutdown working with it off in grpc-js 1.14). Each variant
+ * is a fresh child process loaded by h2load with a fixed number of calls;
+ * the result is the child's CPU time (user + system, /proc) per call,
+ * which other load on the machine disturbs far less than throughput.
+ *
+ *   node_modules/.bin/node bench/grpc-channelz.ts [--calls 100000] [--rounds 3]
+ */
+import { execFile, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { CHECK_PATH, checkRequest, frame } from './lib/fixtures.ts';
+
+const VARIANTS = ['channelz on', 'channelz off', 'off, injector'] as const;
+type Variant = (typeof VARIANTS)[number];
+
+const { values } = parseArgs({
+  options: {
+    serve: { type: 'string' },
+    calls: { type: 'string', default: '100000' },
+    rounds: { type: 'string', default: '3' },
+  },
+});
+
+if (values.serve !== undefined) {
+  serve(values.serve as Variant);
+} else {
+  await measure(Number(values.calls), Number(values.rounds));
+}
+
+function serve(variant: Variant): void {
+  const identity = (b: Buffer) => b;
+  const empty = Buffer.alloc(0);
+  const server = new grpc.Server(
+    variant === 'channelz on' ? {} : { 'grpc.enable_channelz': 0 },
+  );
+  server.addService(
+    {
+      Check: {
+        path: CHECK_PATH,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: identity,
+        requestDeserialize: identity,
+        responseSerialize: identity,
+        responseDeserialize: identity,
+      },
+    },
+    {
+      Check: (_call: unknown, callback: grpc.sendUnaryData<Buffer>) =>
+        callback(null, empty),
+    },
+  );
+  const ready = (port: number) => process.stdout.write(`${port}\n`);
+  if (variant === 'off, injector') {
+    const injector = server.createConnectionInjector(
+      grpc.ServerCredentials.createInsecure(),
+    );
+    const listener = createServer({ noDelay: true }, (socket) =>
+      injector.injectConnection(socket),
+    );
+    listener.listen(0, '127.0.0.1', () =>
+      ready((listener.address() as AddressInfo).port),
+    );
+  } else {
+    server.bindAsync(
+      '127.0.0.1:0',
+      grpc.ServerCredentials.createInsecure(),
+      (err, port) => {
+        if (err) throw err;
+        ready(port);
+      },
+    );
+  }
+}
+
+async function measure(calls: number, rounds: number): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-channelz-'));
+  const body = join(dir, 'check.bin');
+  writeFileSync(body, frame(checkRequest('/premium')));
+  const perCall: Record<Variant, number[]> = {
+    'channelz on': [],
+    'channelz off': [],
+    'off, injector': [],
+  };
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const variant of VARIANTS) {
+        perCall[variant].push(await cpuPerCall(variant, body, calls));
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  for (const variant of VARIANTS) {
+    const us = perCall[variant].map((v) => v.toFixed(1)).join(', ');
+    process.stdout.write(`${variant}: ${us} µs CPU per call\n`);
+  }
+}
+
+async function cpuPerCall(
+  variant: Variant,
+  body: string,
+  calls: number,
+): Promise<number> {
+  const child = spawn(
+    process.execPath,
+    [new URL(import.meta.url).pathname, '--serve', variant],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  try {
+    const [line] = (await once(child.stdout, 'data')) as [Buffer];
+    const url = `http://127.0.0.1:${String(line).trim()}${CHECK_PATH}`;
+    await h2load(url, body, 5000); // warm-up
+    const before = cpuMs(child.pid!);
+    const out = await h2load(url, body, calls);
+    const used = cpuMs(child.pid!) - before;
+    if (!new RegExp(`${calls} succeeded`).test(out)) {
+      throw new Error(`not every call succeeded:\n${out}`);
+    }
+    return (used * 1000) / calls;
+  } finally {
+    child.kill();
+  }
+}
+
+/** User + system CPU of a process so far, in ms (/proc, 100 Hz ticks). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .split(') ')[1]!
+    .split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+function h2load(url: string, body: string, calls: number): Promise<string> {
+  const args = [
+    ...['-n', String(calls), '-c', '16', '-m', '8', '-d', body],
+    ...['-H', 'content-type: application/grpc', '-H', 'te: trailers', url],
+  ];
+  return new Promise((resolve, reject) =>
+    execFile('h2load', args, { timeout: 120_000 }, (err, stdout) =>
+      err ? reject(err) : resolve(stdout),
+    ),
+  );
+}
