@@ -18,6 +18,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
+import {
+  bareCheckDefinition,
+  bareCheckImplementation,
+} from './lib/bare-check.ts';
 import { CHECK_PATH, checkRequest, frame } from './lib/fixtures.ts';
 
 const VARIANTS = ['channelz on', 'channelz off', 'off, injector'] as const;
@@ -38,28 +42,10 @@ if (values.serve !== undefined) {
 }
 
 function serve(variant: Variant): void {
-  const identity = (b: Buffer) => b;
-  const empty = Buffer.alloc(0);
   const server = new grpc.Server(
     variant === 'channelz on' ? {} : { 'grpc.enable_channelz': 0 },
   );
-  server.addService(
-    {
-      Check: {
-        path: CHECK_PATH,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: identity,
-        requestDeserialize: identity,
-        responseSerialize: identity,
-        responseDeserialize: identity,
-      },
-    },
-    {
-      Check: (_call: unknown, callback: grpc.sendUnaryData<Buffer>) =>
-        callback(null, empty),
-    },
-  );
+  server.addService(bareCheckDefinition, bareCheckImplementation);
   const ready = (port: number) => process.stdout.write(`${port}\n`);
   if (variant === 'off, injector') {
     const injector = server.createConnectionInjector(

@@ -5,27 +5,14 @@
  * Reports its port over IPC; stops on SIGTERM.
  */
 import * as grpc from '@grpc/grpc-js';
+import {
+  bareCheckDefinition,
+  bareCheckImplementation,
+} from '../lib/bare-check.ts';
 import { reportReady } from '../lib/child.ts';
 
-const identity = (b: Buffer) => b;
-const definition: grpc.ServiceDefinition = {
-  Check: {
-    path: '/envoy.service.auth.v3.Authorization/Check',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: identity,
-    requestDeserialize: identity,
-    responseSerialize: identity,
-    responseDeserialize: identity,
-  },
-};
-const empty = Buffer.alloc(0);
-
 const server = new grpc.Server();
-server.addService(definition, {
-  Check: (_call: unknown, callback: grpc.sendUnaryData<Buffer>) =>
-    callback(null, empty),
-});
+server.addService(bareCheckDefinition, bareCheckImplementation);
 server.bindAsync(
   '127.0.0.1:0',
   grpc.ServerCredentials.createInsecure(),
