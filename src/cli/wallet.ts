@@ -45,7 +45,13 @@ export async function wallet(
     return 2;
   }
 
-  const store = new SqliteWalletStore({ dataDir });
+  let store: SqliteWalletStore;
+  try {
+    store = new SqliteWalletStore({ dataDir });
+  } catch (err) {
+    process.stderr.write(`paygress wallet: ${(err as Error).message}\n`);
+    return 1;
+  }
   try {
     if (command === 'balance') return balance(store);
     return await exportAll(store, mints, timeoutMs);

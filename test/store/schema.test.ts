@@ -7,8 +7,10 @@ import t from 'tap';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { DatabaseSync } from 'node:sqlite';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
+import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
 
 // The first layout Paygress wrote (no `delivered`, no version recorded).
 const FIRST_SCHEMA = `
@@ -124,4 +126,20 @@ t.test('a store from a newer Paygress is refused, untouched', async (t) => {
       /wallet\.sqlite was written by a newer Paygress \(store schema 7; this one knows 1\)/,
   });
   t.equal(versionOf(dir), 7);
+
+  const cli = spawnSync(NODE, [PAYGRESS_BIN, 'wallet', 'balance'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PAYGRESS_MINTS: 'http://127.0.0.1:3338',
+      PAYGRESS_DATA_DIR: dir,
+    },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  t.equal(cli.status, 1, 'paygress wallet refuses it too');
+  t.match(
+    cli.stderr,
+    /^paygress wallet: .*wallet\.sqlite was written by a newer Paygress/,
+  );
+  t.notMatch(cli.stderr, /\n\s+at /, 'a message, not a stack trace');
 });
