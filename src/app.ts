@@ -182,6 +182,16 @@ export async function startApp(options: AppOptions): Promise<App> {
           http.close(config.shutdownGraceMs),
           grpc.close(config.shutdownGraceMs),
         ]);
+        // Requests cut off at the grace period may still be redeeming: give
+        // their outcome (an allow that never reached its payer is owed) one
+        // more grace period to reach the store. What is still running then
+        // stays pending in the store and is settled at the next start.
+        await Promise.race([
+          Promise.all([http.idle(), grpc.idle()]),
+          new Promise((resolve) =>
+            setTimeout(resolve, config.shutdownGraceMs).unref(),
+          ),
+        ]);
         await gateway.close();
         store.close();
       })()),

@@ -119,6 +119,12 @@ export class Gate implements Decider {
     };
   }
 
+  undelivered(decision: Decision): void {
+    if (decision.redemptionId !== undefined) {
+      this.#o.store.undeliver(decision.redemptionId);
+    }
+  }
+
   async decide(request: AuthRequest): Promise<Decision> {
     let route: PricedRoute | undefined;
     try {
@@ -301,16 +307,22 @@ export class Gate implements Decider {
       const refund = this.#o.refunds
         ? this.#refund(redemption, token, route, err)
         : undefined;
-      return refund ?? this.#credit(request, grant, token, route, err);
+      return {
+        ...(refund ?? this.#credit(request, grant, token, route, err)),
+        redemptionId: redemption.id,
+      };
     }
 
-    return this.#allowGrant(
-      request,
-      grant,
-      redemption.amount,
-      pod,
-      token.fingerprint,
-    );
+    return {
+      ...this.#allowGrant(
+        request,
+        grant,
+        redemption.amount,
+        pod,
+        token.fingerprint,
+      ),
+      redemptionId: redemption.id,
+    };
   }
 
   /**

@@ -58,6 +58,8 @@ export interface Allow {
   readonly clientHeaders: Readonly<Record<string, string>>;
   /** A short, non-secret fingerprint of the proofs, for logs. */
   readonly proofsHash?: string;
+  /** The redemption this answer delivers; see {@link Decider.undelivered}. */
+  readonly redemptionId?: string;
 }
 
 /** The request is refused. */
@@ -85,6 +87,8 @@ export interface Deny {
    * the payer retries with it instead of paying again.
    */
   readonly credit?: string;
+  /** The redemption this answer delivers; see {@link Decider.undelivered}. */
+  readonly redemptionId?: string;
 }
 
 /**
@@ -97,4 +101,10 @@ export type Decision = Allow | Deny;
 /** The one entry point adapters call. */
 export interface Decider {
   decide(request: AuthRequest): Promise<Decision>;
+  /**
+   * The answer to a payment (a decision with a `redemptionId`) did not
+   * reach the payer: the caller gave up or was cut off before it was
+   * sent. The payment stays owed, so the same token gets it again.
+   */
+  undelivered?(decision: Decision): void;
 }

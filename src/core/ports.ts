@@ -145,6 +145,12 @@ export interface WalletStore {
         readonly amount: number;
       }
     | undefined;
+  /**
+   * The answer delivering a completed redemption never reached its payer:
+   * owe it again (what {@link deliver} hands out), and take back any
+   * refund of it, which went out in that same answer.
+   */
+  undeliver(id: string): void;
   /** The mint did not execute the swap: forget its `Y`s so a retry works. */
   release(id: string): void;
   /** Redemptions begun and neither completed nor released. */

@@ -25,7 +25,8 @@ import {
   type DecisionObserver,
 } from './decision-log.ts';
 import { denyBody, denyHeaders } from './payment-headers.ts';
-import { renderOnce } from './reply.ts';
+import { InFlight } from './in-flight.ts';
+import { renderOnce, reportUndelivered } from './reply.ts';
 import { hostOnly, requestIdFrom, splitUri } from './request-parts.ts';
 
 /** Full gRPC method path Envoy calls. */
@@ -106,6 +107,8 @@ export interface ExtAuthzService {
   definition: grpc.ServiceDefinition;
   /** The Check handler. It never throws and never rejects. */
   implementation: grpc.UntypedServiceImplementation;
+  /** Resolves once no check is being decided or answered. */
+  idle(): Promise<void>;
 }
 
 /** Builds the `envoy.service.auth.v3.Authorization` service. */
@@ -135,6 +138,7 @@ export function createExtAuthzService(
     Check: { ...method, responseSerialize: (bytes: Buffer) => bytes },
   };
   const constant = new WeakMap<Decision, Encoded>();
+  const running = new InFlight();
   const answer = (decision: Decision, reqId: string): Encoded => {
     const warn: Dropped = (header, bytes) =>
       options.logger.warn(
@@ -158,30 +162,46 @@ export function createExtAuthzService(
 
     // Everything runs inside the promise chain, so a malformed request or
     // a bug in the decider ends as UNAVAILABLE, never as a crash or allow.
-    Promise.resolve()
-      .then(() => {
-        const http = authRequestOf(call.request);
-        request = http ?? { ...TCP_REQUEST, requestId: randomUUID() };
-        return http === undefined ? notHttp() : decide(options.decider, http);
-      })
-      .catch((err: unknown) => internal(err))
-      .then((decision) => {
-        const duration = performance.now() - started;
-        decisions(request, decision, duration);
-        options.observe?.(request, decision, duration);
-        const result = answer(decision, request.requestId);
-        if ('error' in result) callback(result.error);
-        else callback(null, result.bytes);
-      })
-      .catch((err: unknown) =>
-        options.logger.error(
-          { err, reqId: request.requestId },
-          'check answer failed',
+    running.track(
+      Promise.resolve()
+        .then(() => {
+          const http = authRequestOf(call.request);
+          request = http ?? { ...TCP_REQUEST, requestId: randomUUID() };
+          return http === undefined ? notHttp() : decide(options.decider, http);
+        })
+        .catch((err: unknown) => internal(err))
+        .then((decision) => {
+          const duration = performance.now() - started;
+          decisions(request, decision, duration);
+          options.observe?.(request, decision, duration);
+          // Envoy gave up (its timeout), or shutdown cut the call: the
+          // answer to a payment goes nowhere, so the payment stays owed.
+          if (decision.redemptionId !== undefined && call.cancelled) {
+            reportUndelivered(
+              options.decider,
+              decision,
+              options.logger,
+              request.requestId,
+            );
+          }
+          const result = answer(decision, request.requestId);
+          if ('error' in result) callback(result.error);
+          else callback(null, result.bytes);
+        })
+        .catch((err: unknown) =>
+          options.logger.error(
+            { err, reqId: request.requestId },
+            'check answer failed',
+          ),
         ),
-      );
+    );
   };
 
-  return { definition, implementation: { Check: check } };
+  return {
+    definition,
+    implementation: { Check: check },
+    idle: () => running.idle(),
+  };
 }
 
 /** Reports a header left out of a response, by name and size. */

@@ -20,7 +20,8 @@ import {
 } from './decision-log.ts';
 import { forwardAuthReply, forwardAuthRequest } from './forward-auth.ts';
 import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
-import { renderOnce, type Reply } from './reply.ts';
+import { InFlight } from './in-flight.ts';
+import { renderOnce, reportUndelivered, type Reply } from './reply.ts';
 
 /** Options of {@link startHttpServer}. */
 export interface HttpServerOptions {
@@ -45,8 +46,16 @@ export interface HttpServerOptions {
 /** A running HTTP listener. */
 export interface HttpServer {
   readonly port: number;
-  /** Stops accepting, lets in-flight requests finish, then closes. */
+  /**
+   * Stops accepting and lets in-flight requests finish; after `graceMs`
+   * cuts the connections left.
+   */
   close(graceMs: number): Promise<void>;
+  /**
+   * Resolves once no request is being decided or answered: a request cut
+   * off by `close` may still be redeeming a payment.
+   */
+  idle(): Promise<void>;
 }
 
 interface Adapter {
@@ -105,6 +114,7 @@ export async function startHttpServer(
   // Once closing, every answer ends its connection, so keep-alive clients
   // do not hold the shutdown open until the grace period runs out.
   let closing = false;
+  const running = new InFlight();
   server.on('request', (req, res) => {
     const route = (req.url ?? '/').split('?')[0];
     const adapter =
@@ -119,15 +129,22 @@ export async function startHttpServer(
     const reply =
       adapter === undefined
         ? serveOther(route ?? '/', options).then(render)
-        : authorize(adapter, req, decider, decisions, logger, options.observe);
+        : authorize(adapter, req, res, {
+            decider,
+            decisions,
+            logger,
+            observe: options.observe,
+          });
     // Nothing that fails while answering may take the process down: it is
     // our fault, and the proxy is told so (nginx and Traefik fail closed).
-    void reply
-      .catch((err: unknown): Rendered => {
-        logger.error({ err }, 'request failed');
-        return INTERNAL_ERROR;
-      })
-      .then((answer) => write(req, res, answer, closing));
+    running.track(
+      reply
+        .catch((err: unknown): Rendered => {
+          logger.error({ err }, 'request failed');
+          return INTERNAL_ERROR;
+        })
+        .then((answer) => write(req, res, answer, closing)),
+    );
   });
   server.on('clientError', (err, socket) => {
     if (socket.writable) {
@@ -149,16 +166,22 @@ export async function startHttpServer(
       closing = true;
       return closeGracefully(server, graceMs);
     },
+    idle: () => running.idle(),
   };
+}
+
+interface Deciding {
+  decider: Decider;
+  decisions: DecisionObserver;
+  logger: Logger;
+  observe: DecisionObserver | undefined;
 }
 
 async function authorize(
   adapter: Adapter,
   req: IncomingMessage,
-  decider: Decider,
-  decisions: DecisionObserver,
-  logger: Logger,
-  observe: DecisionObserver | undefined,
+  res: ServerResponse,
+  { decider, decisions, logger, observe }: Deciding,
 ): Promise<Rendered> {
   const started = performance.now();
   const request = adapter.read(req);
@@ -181,9 +204,26 @@ async function authorize(
   const duration = performance.now() - started;
   decisions(request, decision, duration);
   observe?.(request, decision, duration);
+  if (decision.redemptionId !== undefined) {
+    watchDelivery(res, () =>
+      reportUndelivered(decider, decision, logger, request.requestId),
+    );
+  }
   return renderOnce(adapter.constant, decision, (d) =>
     render(adapter.reply(d)),
   );
+}
+
+/**
+ * Calls `lost` if the answer cannot reach the caller: the connection is
+ * already gone (the proxy gave up waiting, or shutdown cut it), or it
+ * closes before the whole answer was handed to the socket.
+ */
+function watchDelivery(res: ServerResponse, lost: () => void): void {
+  if (res.destroyed) return lost();
+  res.once('close', () => {
+    if (!res.writableFinished) lost();
+  });
 }
 
 function render(reply: Reply): Rendered {

@@ -1,8 +1,10 @@
 /**
- * What adapters render: the HTTP answer before it is written, and the
- * rule by which a rendering is kept.
+ * What adapters render: the HTTP answer before it is written, the rule by
+ * which a rendering is kept, and what happens to an answer that could not
+ * be delivered.
  */
-import type { Decision } from '../core/model.ts';
+import type { Logger } from 'pino';
+import type { Decider, Decision } from '../core/model.ts';
 
 /** An HTTP answer an adapter rendered, before it is written. */
 export interface Reply {
@@ -29,4 +31,29 @@ export function renderOnce<T>(
     cache.set(decision, rendered);
   }
   return rendered;
+}
+
+/**
+ * The answer to a payment did not reach the payer: says so in the log and
+ * tells the decider, which keeps the payment owed. Never throws: it runs
+ * where nobody is left to answer.
+ */
+export function reportUndelivered(
+  decider: Decider,
+  decision: Decision,
+  logger: Logger,
+  reqId: string,
+): void {
+  logger.warn(
+    { reqId, proofs: decision.proofsHash },
+    'paid answer not delivered (the caller was gone); the same token gets it on a retry',
+  );
+  try {
+    decider.undelivered?.(decision);
+  } catch (err) {
+    logger.error(
+      { err, reqId },
+      'the undelivered answer could not be recorded',
+    );
+  }
 }

@@ -270,6 +270,24 @@ export class SqliteWalletStore implements WalletStore {
     return owed;
   }
 
+  undeliver(id: string): void {
+    const changed = this.#transaction(() => {
+      const result = this.#db
+        .prepare(
+          `UPDATE redemptions SET delivered = 0
+           WHERE id = ? AND state = 'complete' AND delivered = 1`,
+        )
+        .run(id);
+      if (result.changes !== 1) return false;
+      this.#mark(
+        this.#proofs("WHERE redemption_id = ? AND state = 'refunded'", id),
+        'unspent',
+      );
+      return true;
+    });
+    if (changed) this.#owed++;
+  }
+
   release(id: string): void {
     this.#transaction(() => {
       const row = this.#redemption(id);
