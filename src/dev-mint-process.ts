@@ -45,7 +45,9 @@ export async function startDevMintProcess(
     await sleep(100);
   }
   child.kill('SIGKILL');
-  throw new Error(`the dev mint did not start on ${DEV_MINT_URL}`);
+  throw new Error(
+    `the dev mint did not start on ${DEV_MINT_URL} (its own line above says why)`,
+  );
 }
 
 async function answers(url: string): Promise<boolean> {

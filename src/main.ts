@@ -10,6 +10,7 @@ import {
   startDevMintProcess,
   type DevMintProcess,
 } from './dev-mint-process.ts';
+import type { Logger } from 'pino';
 import { createLogger } from './logger.ts';
 
 /** Runs Paygress until a signal stops it; returns the exit code. */
@@ -26,8 +27,12 @@ export async function serve(configFile?: string): Promise<number> {
 
   let devMint: DevMintProcess | undefined;
   if (config.devMint) {
-    mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
-    devMint = await startDevMintProcess(join(config.dataDir, 'devmint.json'));
+    try {
+      mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+      devMint = await startDevMintProcess(join(config.dataDir, 'devmint.json'));
+    } catch (err) {
+      return cannotStart(logger, err);
+    }
     logger.warn(
       { mint: devMint.url },
       'trusting the development mint: its Lightning backend is fake, never use it for real payments',
@@ -46,12 +51,8 @@ export async function serve(configFile?: string): Promise<number> {
   try {
     app = await startApp({ config, logger });
   } catch (err) {
-    // A port in use, an unreadable wallet store: one line that says so,
-    // and nothing left running.
-    logger.fatal({ err }, `paygress could not start: ${errorText(err)}`);
     await devMint?.stop();
-    logger.flush();
-    return 1;
+    return cannotStart(logger, err);
   }
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);
@@ -66,8 +67,15 @@ export async function serve(configFile?: string): Promise<number> {
   return 0;
 }
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+/**
+ * A port in use, an unreadable wallet store, a dev mint that would not
+ * start: one line that says so, and exit status 1.
+ */
+function cannotStart(logger: Logger, err: unknown): number {
+  const text = err instanceof Error ? err.message : String(err);
+  logger.fatal({ err }, `paygress could not start: ${text}`);
+  logger.flush();
+  return 1;
 }
 
 function withMint(config: Config, url: string): Config {

@@ -20,9 +20,9 @@ export function mintInfo(units: readonly string[]) {
     name: 'Paygress dev mint',
     version: DEV_MINT_VERSION,
     description:
-      'For development and tests only: state in memory, fake Lightning backend, every invoice counts as paid. Not a real mint.',
+      'For development and tests only: fake Lightning backend, every invoice counts as paid. Not a real mint.',
     description_long:
-      'A Cashu mint for running Paygress locally. Its ecash is worthless and vanishes when the process ends.',
+      'A Cashu mint for running Paygress locally. Its ecash is worthless; it lasts as long as the process, or its state file.',
     contact: [],
     nuts: {
       4: { methods, disabled: false },

@@ -6,6 +6,7 @@
  * FILE across restarts.
  */
 import { parseArgs } from 'node:util';
+import { pino } from 'pino';
 import { startDevMint } from './index.ts';
 
 function integer(
@@ -30,13 +31,23 @@ const { values } = parseArgs({
   },
 });
 
-const mint = await startDevMint({
-  host: values.host,
-  port: integer(values.port, 'port', 3338),
-  inputFeePpk: integer(values['fee-ppk'], 'fee-ppk', 0),
-  log: true,
-  ...(values.state ? { stateFile: values.state } : {}),
-});
+let mint: Awaited<ReturnType<typeof startDevMint>>;
+try {
+  mint = await startDevMint({
+    host: values.host,
+    port: integer(values.port, 'port', 3338),
+    inputFeePpk: integer(values['fee-ppk'], 'fee-ppk', 0),
+    log: true,
+    ...(values.state ? { stateFile: values.state } : {}),
+  });
+} catch (err) {
+  // A port in use, an unreadable state file: one line, not a stack trace.
+  pino({
+    name: 'paygress-devmint',
+    timestamp: pino.stdTimeFunctions.isoTime,
+  }).fatal(`dev mint could not start: ${(err as Error).message}`);
+  process.exit(1);
+}
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.once(signal, () => void mint.close());

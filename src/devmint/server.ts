@@ -69,6 +69,7 @@ export class DevMintServer {
   readonly #counts = new Map<MintRoute, number>();
   readonly #host: string;
   readonly #log: Logger;
+  readonly #stateFile: string | undefined;
   #port: number;
   #server: Server | undefined;
   #shutdown = new AbortController();
@@ -80,11 +81,13 @@ export class DevMintServer {
     } else {
       this.core = new DevMintCore(options);
     }
+    this.#stateFile = options.stateFile;
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? 0;
     this.#log = pino({
       name: 'paygress-devmint',
       enabled: options.log ?? false,
+      timestamp: pino.stdTimeFunctions.isoTime,
     });
   }
 
@@ -111,8 +114,12 @@ export class DevMintServer {
     this.#shutdown = new AbortController();
 
     this.#log.warn(
-      { url: this.url, units: this.core.keysets.units() },
-      'dev mint for development only: fake lightning backend, every invoice counts as paid, state in memory',
+      {
+        url: this.url,
+        units: this.core.keysets.units(),
+        state: this.#stateFile ?? 'in memory',
+      },
+      'dev mint for development only: fake lightning backend, every invoice counts as paid',
     );
   }
 

@@ -3,6 +3,7 @@
  * service on one grpc-js server.
  */
 import type { DecisionLogPolicy, DecisionObserver } from './decision-log.ts';
+import { format } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Decider } from '../core/model.ts';
@@ -42,6 +43,11 @@ export interface GrpcServer {
    * ones; after `graceMs` milliseconds the rest are cancelled.
    */
   close(graceMs: number): Promise<void>;
+  /**
+   * Resolves once no check is being decided or answered: a check cancelled
+   * by `close` may still be redeeming a payment.
+   */
+  idle(): Promise<void>;
 }
 
 /** Starts a grpc-js server with the ext_authz and health services. */
@@ -52,6 +58,12 @@ export async function startGrpcServer(
   // grpc-js 1.14 turning it off ('grpc.enable_channelz': 0) also stops the
   // server tracking its sessions, and forceShutdown then leaves stuck
   // calls running past the grace period. Shutdown wins.
+  // grpc-js writes its own errors to stderr as plain text; they belong in
+  // the log with everything else (the setting is process-wide).
+  grpc.setLogger({
+    error: (...args: unknown[]) =>
+      options.logger.warn({ source: 'grpc-js' }, format(...args)),
+  });
   const server = new grpc.Server();
   const extAuthz = createExtAuthzService(options);
   const health = new HealthService({ services: [EXT_AUTHZ_SERVICE_NAME] });
@@ -65,6 +77,7 @@ export async function startGrpcServer(
     port,
     health,
     close: (graceMs) => shutdown(server, health, graceMs),
+    idle: () => extAuthz.idle(),
   };
 }
 

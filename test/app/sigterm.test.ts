@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,9 +83,13 @@ t.test(
     clearTimeout(timer);
 
     t.equal(code, 1, 'exits on its own, with status 1');
-    const fatal = out
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
+    const lines = out.split('\n').filter(Boolean);
+    t.ok(
+      lines.every((line) => line.startsWith('{')),
+      'every line is a log line',
+      { output: out },
+    );
+    const fatal = lines
       .map((line) => JSON.parse(line) as { level: number; msg: string })
       .filter((line) => line.level === 60);
     t.equal(fatal.length, 1, out);
@@ -94,5 +98,58 @@ t.test(
       `paygress could not start: gRPC cannot listen on 127.0.0.1:${port}`,
     );
     t.match(fatal[0]?.msg, /EADDRINUSE/);
+  },
+);
+
+t.test(
+  'a dev mint that cannot start: one line from each, exit 1',
+  async (t) => {
+    // The dev mint's port is fixed; this needs it free.
+    const probe = createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen(3338, '127.0.0.1', () => resolve(true));
+    });
+    if (!free) {
+      t.comment('127.0.0.1:3338 is in use here; not run');
+      return;
+    }
+    await new Promise((resolve) => probe.close(resolve));
+
+    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-devmint-'));
+    writeFileSync(join(dataDir, 'devmint.json'), '{not json');
+    const child = spawn(NODE, [PAYGRESS_BIN, 'serve'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        PAYGRESS_DEV_MINT: 'true',
+        PAYGRESS_HTTP_HOST: '127.0.0.1',
+        PAYGRESS_HTTP_PORT: '0',
+        PAYGRESS_GRPC_HOST: '127.0.0.1',
+        PAYGRESS_GRPC_PORT: '0',
+        PAYGRESS_DATA_DIR: dataDir,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (chunk) => (out += chunk));
+    child.stderr.on('data', (chunk) => (out += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    const [code] = (await once(child, 'exit')) as [number | null];
+    clearTimeout(timer);
+
+    t.equal(code, 1, out);
+    const lines = out.split('\n').filter(Boolean);
+    t.ok(
+      lines.every((line) => line.startsWith('{')),
+      'every line is a log line, no stack trace',
+    );
+    const fatal = lines
+      .map((line) => JSON.parse(line) as { level: number; msg: string })
+      .filter((line) => line.level === 60)
+      .map((line) => line.msg);
+    t.match(fatal, [
+      /^dev mint could not start: /,
+      /^paygress could not start: the dev mint did not start/,
+    ]);
   },
 );
