@@ -89,11 +89,13 @@ export class SqliteWalletStore implements WalletStore {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
     const file = join(options.dataDir, 'wallet.sqlite');
     this.#db = new DatabaseSync(file);
-    this.#db.exec(
-      'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
-    );
     try {
-      this.#migrate(file);
+      // Before anything is written, journal mode included.
+      this.#refuseUnknownLayout(file);
+      this.#db.exec(
+        'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+      );
+      this.#migrate();
     } catch (err) {
       this.#db.close();
       throw err;
@@ -109,20 +111,26 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   /**
-   * Brings the store to {@link SCHEMA_VERSION} in one transaction, or
-   * refuses a store written by a newer Paygress, whose changes this code
-   * would not know to keep.
+   * Refuses a store written by a newer Paygress, whose changes this code
+   * would not know to keep, or one whose version no Paygress writes.
    */
-  #migrate(file: string): void {
-    const { user_version: version } = this.#db
-      .prepare('PRAGMA user_version')
-      .get() as { user_version: number };
+  #refuseUnknownLayout(file: string): void {
+    const version = this.#version();
     if (version > SCHEMA_VERSION) {
       throw new Error(
         `${file} was written by a newer Paygress (store schema ${version}; this one knows ${SCHEMA_VERSION}): run that version or a later one`,
       );
     }
-    if (version === SCHEMA_VERSION) return;
+    if (version < 0) {
+      throw new Error(
+        `${file} has store schema ${version}, which no Paygress writes: is it a Paygress wallet store?`,
+      );
+    }
+  }
+
+  /** Brings the store to {@link SCHEMA_VERSION}, in one transaction. */
+  #migrate(): void {
+    if (this.#version() === SCHEMA_VERSION) return;
 
     this.#db.exec('BEGIN IMMEDIATE');
     try {
@@ -143,6 +151,13 @@ export class SqliteWalletStore implements WalletStore {
       this.#db.exec('ROLLBACK');
       throw err;
     }
+  }
+
+  #version(): number {
+    const row = this.#db.prepare('PRAGMA user_version').get() as {
+      user_version: number;
+    };
+    return row.user_version;
   }
 
   #columns(table: string): string[] {

@@ -118,7 +118,7 @@ t.test('a store from a newer Paygress is refused, untouched', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
   new SqliteWalletStore({ dataDir: dir }).close();
   const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
-  db.exec('PRAGMA user_version = 7');
+  db.exec('PRAGMA journal_mode = DELETE; PRAGMA user_version = 7');
   db.close();
 
   t.throws(() => new SqliteWalletStore({ dataDir: dir }), {
@@ -126,6 +126,13 @@ t.test('a store from a newer Paygress is refused, untouched', async (t) => {
       /wallet\.sqlite was written by a newer Paygress \(store schema 7; this one knows 1\)/,
   });
   t.equal(versionOf(dir), 7);
+  const check = new DatabaseSync(join(dir, 'wallet.sqlite'));
+  t.same(
+    check.prepare('PRAGMA journal_mode').get(),
+    { journal_mode: 'delete' },
+    'not even its journal mode changed',
+  );
+  check.close();
 
   const cli = spawnSync(NODE, [PAYGRESS_BIN, 'wallet', 'balance'], {
     env: {
@@ -142,4 +149,15 @@ t.test('a store from a newer Paygress is refused, untouched', async (t) => {
     /^paygress wallet: .*wallet\.sqlite was written by a newer Paygress/,
   );
   t.notMatch(cli.stderr, /\n\s+at /, 'a message, not a stack trace');
+});
+
+t.test('a store whose version no Paygress writes is refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
+  db.exec('PRAGMA user_version = -1');
+  db.close();
+  t.throws(() => new SqliteWalletStore({ dataDir: dir }), {
+    message: /has store schema -1, which no Paygress writes/,
+  });
+  t.equal(versionOf(dir), -1);
 });
