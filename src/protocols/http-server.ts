@@ -115,6 +115,12 @@ export async function startHttpServer(
   // do not hold the shutdown open until the grace period runs out.
   let closing = false;
   const running = new InFlight();
+  const deciding: Deciding = {
+    decider,
+    decisions,
+    logger,
+    observe: options.observe,
+  };
   server.on('request', (req, res) => {
     const route = (req.url ?? '/').split('?')[0];
     const adapter =
@@ -129,12 +135,7 @@ export async function startHttpServer(
     const reply =
       adapter === undefined
         ? serveOther(route ?? '/', options).then(render)
-        : authorize(adapter, req, res, {
-            decider,
-            decisions,
-            logger,
-            observe: options.observe,
-          });
+        : authorize(adapter, req, res, deciding);
     // Nothing that fails while answering may take the process down: it is
     // our fault, and the proxy is told so (nginx and Traefik fail closed).
     running.track(
