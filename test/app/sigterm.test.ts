@@ -11,6 +11,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import type { Test } from 'tap';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
 import {
@@ -53,6 +54,47 @@ t.test('a request in flight at SIGTERM still gets its answer', async (t) => {
   t.same(store.unfinished(), []);
 });
 
+/**
+ * Runs `paygress serve` on loopback with `env` added, expecting it to
+ * fail on its own: its exit status, and the fatal messages of its output,
+ * once every line is checked to be a JSON log line (no stack trace).
+ */
+async function failedStart(
+  t: Test,
+  env: Record<string, string>,
+): Promise<{ code: number | null; fatal: string[] }> {
+  const child = spawn(NODE, [PAYGRESS_BIN, 'serve'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PAYGRESS_HTTP_HOST: '127.0.0.1',
+      PAYGRESS_HTTP_PORT: '0',
+      PAYGRESS_GRPC_HOST: '127.0.0.1',
+      PAYGRESS_GRPC_PORT: '0',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (chunk) => (out += chunk));
+  child.stderr.on('data', (chunk) => (out += chunk));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const [code] = (await once(child, 'exit')) as [number | null];
+  clearTimeout(timer);
+
+  const lines = out.split('\n').filter(Boolean);
+  t.ok(
+    lines.every((line) => line.startsWith('{')),
+    'every line is a log line, no stack trace',
+    { output: out },
+  );
+  const fatal = lines
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as { level: number; msg: string })
+    .filter((line) => line.level === 60)
+    .map((line) => line.msg);
+  return { code, fatal };
+}
+
 t.test(
   'a port in use stops start-up with one line that names it',
   async (t) => {
@@ -63,41 +105,18 @@ t.test(
     t.teardown(() => taken.close());
     const port = (taken.address() as AddressInfo).port;
 
-    const child = spawn(NODE, [PAYGRESS_BIN, 'serve'], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        PAYGRESS_MINTS: mint.url,
-        PAYGRESS_HTTP_HOST: '127.0.0.1',
-        PAYGRESS_HTTP_PORT: '0',
-        PAYGRESS_GRPC_HOST: '127.0.0.1',
-        PAYGRESS_GRPC_PORT: String(port),
-        PAYGRESS_DATA_DIR: mkdtempSync(join(tmpdir(), 'paygress-port-')),
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const { code, fatal } = await failedStart(t, {
+      PAYGRESS_MINTS: mint.url,
+      PAYGRESS_GRPC_PORT: String(port),
+      PAYGRESS_DATA_DIR: mkdtempSync(join(tmpdir(), 'paygress-port-')),
     });
-    let out = '';
-    child.stdout.on('data', (chunk) => (out += chunk));
-    child.stderr.on('data', (chunk) => (out += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    const [code] = (await once(child, 'exit')) as [number | null];
-    clearTimeout(timer);
-
     t.equal(code, 1, 'exits on its own, with status 1');
-    const lines = out.split('\n').filter(Boolean);
-    t.ok(
-      lines.every((line) => line.startsWith('{')),
-      'every line is a log line',
-      { output: out },
-    );
-    const fatal = lines
-      .map((line) => JSON.parse(line) as { level: number; msg: string })
-      .filter((line) => line.level === 60);
-    t.equal(fatal.length, 1, out);
+    t.equal(fatal.length, 1);
     t.match(
-      fatal[0]?.msg,
+      fatal[0],
       `paygress could not start: gRPC cannot listen on 127.0.0.1:${port}`,
     );
-    t.match(fatal[0]?.msg, /EADDRINUSE/);
+    t.match(fatal[0], /EADDRINUSE/);
   },
 );
 
@@ -118,35 +137,11 @@ t.test(
 
     const dataDir = mkdtempSync(join(tmpdir(), 'paygress-devmint-'));
     writeFileSync(join(dataDir, 'devmint.json'), '{not json');
-    const child = spawn(NODE, [PAYGRESS_BIN, 'serve'], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        PAYGRESS_DEV_MINT: 'true',
-        PAYGRESS_HTTP_HOST: '127.0.0.1',
-        PAYGRESS_HTTP_PORT: '0',
-        PAYGRESS_GRPC_HOST: '127.0.0.1',
-        PAYGRESS_GRPC_PORT: '0',
-        PAYGRESS_DATA_DIR: dataDir,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const { code, fatal } = await failedStart(t, {
+      PAYGRESS_DEV_MINT: 'true',
+      PAYGRESS_DATA_DIR: dataDir,
     });
-    let out = '';
-    child.stdout.on('data', (chunk) => (out += chunk));
-    child.stderr.on('data', (chunk) => (out += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    const [code] = (await once(child, 'exit')) as [number | null];
-    clearTimeout(timer);
-
-    t.equal(code, 1, out);
-    const lines = out.split('\n').filter(Boolean);
-    t.ok(
-      lines.every((line) => line.startsWith('{')),
-      'every line is a log line, no stack trace',
-    );
-    const fatal = lines
-      .map((line) => JSON.parse(line) as { level: number; msg: string })
-      .filter((line) => line.level === 60)
-      .map((line) => line.msg);
+    t.equal(code, 1);
     t.match(fatal, [
       /^dev mint could not start: /,
       /^paygress could not start: the dev mint did not start/,

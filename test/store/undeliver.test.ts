@@ -18,7 +18,8 @@ const proofs: WireProof[] = [
   { id: '00aa', amount: 36, secret: 'b', C: `02${'4'.repeat(64)}` },
 ];
 
-function paidStore(t: Test): SqliteWalletStore {
+/** A store holding one redemption of `ys`, begun and not completed. */
+function begunStore(t: Test): SqliteWalletStore {
   const store = new SqliteWalletStore({
     dataDir: mkdtempSync(join(tmpdir(), 'paygress-undeliver-')),
   });
@@ -32,6 +33,12 @@ function paidStore(t: Test): SqliteWalletStore {
     swap: { serialized: '{}', outputAmount: 100 },
     createdAt: 1,
   });
+  return store;
+}
+
+/** The same, completed and delivered. */
+function paidStore(t: Test): SqliteWalletStore {
+  const store = begunStore(t);
   store.complete('r1', proofs, true);
   return store;
 }
@@ -62,20 +69,8 @@ t.test('an undelivered refund comes back into the wallet', async (t) => {
 });
 
 t.test('a redemption not completed is left alone', async (t) => {
-  const store = new SqliteWalletStore({
-    dataDir: mkdtempSync(join(tmpdir(), 'paygress-undeliver-')),
-  });
-  t.teardown(() => store.close());
-  store.begin({
-    id: 'r2',
-    mint: MINT,
-    unit: 'sat',
-    amount: 100,
-    ys,
-    swap: { serialized: '{}', outputAmount: 100 },
-    createdAt: 1,
-  });
-  store.undeliver('r2');
+  const store = begunStore(t);
+  store.undeliver('r1');
   t.equal(store.deliver(ys), undefined);
   t.equal(store.unfinished().length, 1, 'still pending, to be settled');
 });
