@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { startApp, type App } from '../../src/app.ts';
-import type { Clock } from '../../src/core/ports.ts';
+import type { Clock, Provisioner } from '../../src/core/ports.ts';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startDevMint, type DevMint } from '../../src/devmint/index.ts';
@@ -38,6 +38,8 @@ export interface StackOptions {
   clock?: Clock;
   /** Logger of Paygress. Default a silent one. */
   logger?: Logger;
+  /** Pod provisioner. Default none (provisioning off). */
+  provisioner?: Provisioner;
 }
 
 /** A running mint + Paygress. */
@@ -76,6 +78,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     config,
     logger: options.logger ?? createLogger('silent'),
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.provisioner ? { provisioner: options.provisioner } : {}),
   });
   const grpcClient = new grpc.Client(
     `127.0.0.1:${app.grpcPort}`,
