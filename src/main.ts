@@ -4,13 +4,13 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Logger } from 'pino';
 import { startApp, type App } from './app.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import {
   startDevMintProcess,
   type DevMintProcess,
 } from './dev-mint-process.ts';
-import type { Logger } from 'pino';
 import { createLogger } from './logger.ts';
 
 /** Runs Paygress until a signal stops it; returns the exit code. */

@@ -7,7 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { startDevMint } from './index.ts';
+import { startDevMint, type DevMint } from './index.ts';
 
 function integer(
   value: string | undefined,
@@ -31,7 +31,7 @@ const { values } = parseArgs({
   },
 });
 
-let mint: Awaited<ReturnType<typeof startDevMint>>;
+let mint: DevMint;
 try {
   mint = await startDevMint({
     host: values.host,

@@ -139,19 +139,18 @@ export function createExtAuthzService(
   };
   const constant = new WeakMap<Decision, Encoded>();
   const running = new InFlight();
-  const answer = (decision: Decision, reqId: string): Encoded => {
-    const warn: Dropped = (header, bytes) =>
-      options.logger.warn(
-        { reqId, header, bytes },
-        'header left out: value unsendable',
+  const answer = (decision: Decision, reqId: string): Encoded =>
+    renderOnce(constant, decision, (d) => {
+      const rendered = render(d, (header, bytes) =>
+        options.logger.warn(
+          { reqId, header, bytes },
+          'header left out: value unsendable',
+        ),
       );
-    return renderOnce(constant, decision, (d) => {
-      const rendered = render(d, warn);
       return 'error' in rendered
         ? rendered
         : { bytes: method.responseSerialize(rendered.response) };
     });
-  };
 
   const check: grpc.handleUnaryCall<CheckRequestWire, Buffer> = (
     call,

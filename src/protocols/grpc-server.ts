@@ -2,11 +2,11 @@
  * The gRPC listener: Envoy's ext_authz service and the standard health
  * service on one grpc-js server.
  */
-import type { DecisionLogPolicy, DecisionObserver } from './decision-log.ts';
 import { format } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Decider } from '../core/model.ts';
+import type { DecisionLogPolicy, DecisionObserver } from './decision-log.ts';
 import { createExtAuthzService } from './ext-authz.ts';
 import { HealthService } from './grpc-health.ts';
 
@@ -54,16 +54,16 @@ export interface GrpcServer {
 export async function startGrpcServer(
   options: GrpcServerOptions,
 ): Promise<GrpcServer> {
-  // Channelz bookkeeping is about a tenth of a check's cost, but in
-  // grpc-js 1.14 turning it off ('grpc.enable_channelz': 0) also stops the
-  // server tracking its sessions, and forceShutdown then leaves stuck
-  // calls running past the grace period. Shutdown wins.
   // grpc-js writes its own errors to stderr as plain text; they belong in
   // the log with everything else (the setting is process-wide).
   grpc.setLogger({
     error: (...args: unknown[]) =>
       options.logger.warn({ source: 'grpc-js' }, format(...args)),
   });
+  // Channelz bookkeeping is about a tenth of a check's cost, but in
+  // grpc-js 1.14 turning it off ('grpc.enable_channelz': 0) also stops the
+  // server tracking its sessions, and forceShutdown then leaves stuck
+  // calls running past the grace period. Shutdown wins.
   const server = new grpc.Server();
   const extAuthz = createExtAuthzService(options);
   const health = new HealthService({ services: [EXT_AUTHZ_SERVICE_NAME] });

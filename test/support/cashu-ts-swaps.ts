@@ -51,9 +51,7 @@ export async function cashuTsComplete(
   wallet: Wallet,
   record: PreparedSwap,
 ): Promise<Proof[]> {
-  const preview = deserializeSwapPreview(
-    JSON.parse(record.serialized) as SerializedSwapPreview,
-  );
+  const preview = previewOf(record);
   const { keep, send } = await wallet.completeSwap(preview);
   return [...keep, ...send];
 }
@@ -66,9 +64,7 @@ export async function cashuTsRestore(
   wallet: Wallet,
   record: PreparedSwap,
 ): Promise<Proof[]> {
-  const preview = deserializeSwapPreview(
-    JSON.parse(record.serialized) as SerializedSwapPreview,
-  );
+  const preview = previewOf(record);
   const outputs = [
     ...(preview.keepOutputs ?? []),
     ...(preview.sendOutputs ?? []),
@@ -85,4 +81,11 @@ export async function cashuTsRestore(
     if (signature === undefined) return [];
     return [output.toProof(signature, wallet.getKeyset(signature.id))];
   });
+}
+
+/** A record read back the way the gateway read it: by cashu-ts. */
+function previewOf(record: PreparedSwap) {
+  return deserializeSwapPreview(
+    JSON.parse(record.serialized) as SerializedSwapPreview,
+  );
 }
