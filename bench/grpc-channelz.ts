@@ -10,9 +10,9 @@
  *
  *   node_modules/.bin/node bench/grpc-channelz.ts [--calls 100000] [--rounds 3]
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import {
   bareCheckDefinition,
   bareCheckImplementation,
 } from './lib/bare-check.ts';
+import { cpuMs, h2loadCalls } from './lib/cpu.ts';
 import { CHECK_PATH, checkRequest, frame } from './lib/fixtures.ts';
 
 const VARIANTS = ['channelz on', 'channelz off', 'off, injector'] as const;
@@ -106,35 +107,11 @@ async function cpuPerCall(
   try {
     const [line] = (await once(child.stdout, 'data')) as [Buffer];
     const url = `http://127.0.0.1:${String(line).trim()}${CHECK_PATH}`;
-    await h2load(url, body, 5000); // warm-up
+    await h2loadCalls(url, body, 5000); // warm-up
     const before = cpuMs(child.pid!);
-    const out = await h2load(url, body, calls);
-    const used = cpuMs(child.pid!) - before;
-    if (!new RegExp(`${calls} succeeded`).test(out)) {
-      throw new Error(`not every call succeeded:\n${out}`);
-    }
-    return (used * 1000) / calls;
+    await h2loadCalls(url, body, calls);
+    return ((cpuMs(child.pid!) - before) * 1000) / calls;
   } finally {
     child.kill();
   }
-}
-
-/** User + system CPU of a process so far, in ms (/proc, 100 Hz ticks). */
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    .split(') ')[1]!
-    .split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-function h2load(url: string, body: string, calls: number): Promise<string> {
-  const args = [
-    ...['-n', String(calls), '-c', '16', '-m', '8', '-d', body],
-    ...['-H', 'content-type: application/grpc', '-H', 'te: trailers', url],
-  ];
-  return new Promise((resolve, reject) =>
-    execFile('h2load', args, { timeout: 120_000 }, (err, stdout) =>
-      err ? reject(err) : resolve(stdout),
-    ),
-  );
 }
