@@ -37,9 +37,13 @@ export type Fault =
   /**
    * Handle the request, then answer with every blind signature altered as
    * a lying or broken mint would: `dleq` changes each DLEQ proof's `s`,
-   * `C_` puts another valid point in place of each signature.
+   * `C_` puts another valid point in place of each signature, and
+   * `C_ without dleq` does that and leaves the DLEQ proofs out.
    */
-  | { kind: 'forge'; part: 'dleq' | 'C_' };
+  | { kind: 'forge'; part: ForgedPart };
+
+/** What a `forge` fault alters in each blind signature. */
+export type ForgedPart = 'dleq' | 'C_' | 'C_ without dleq';
 
 /** The faults in force, with a way to wait until one is lifted. */
 export class FaultBoard {

@@ -26,6 +26,11 @@ export interface DevMintOptions {
   log?: boolean;
   /** JSON file keeping keys and ledger across restarts. Default none. */
   stateFile?: string;
+  /**
+   * Whether it announces NUT-12 and signs with DLEQ proofs; `false` plays
+   * a mint without NUT-12. Default true.
+   */
+  dleq?: boolean;
 }
 
 /** A running dev mint, as tests and scripts drive it. */

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { otherPoint } from './crypto.ts';
 import { MintFailure, malformed } from './errors.ts';
 import { FaultBoard, sleep } from './faults.ts';
-import type { Fault, FaultRoute, MintRoute } from './faults.ts';
+import type { Fault, FaultRoute, ForgedPart, MintRoute } from './faults.ts';
 import type { KeysetRegistryOptions } from './keysets.ts';
 import { DevMintCore } from './mint.ts';
 import { matchRoute, runRoute } from './routes.ts';
@@ -31,6 +31,12 @@ export interface DevMintServerOptions extends KeysetRegistryOptions {
    * `seed`). Default none: state lives in memory.
    */
   stateFile?: string;
+  /**
+   * Whether the mint announces NUT-12 in `/v1/info` and sends a DLEQ proof
+   * with each blind signature; `false` plays a mint without NUT-12.
+   * Default true.
+   */
+  dleq?: boolean;
 }
 
 /** Largest request body accepted, bytes. */
@@ -70,6 +76,7 @@ export class DevMintServer {
   readonly #host: string;
   readonly #log: Logger;
   readonly #stateFile: string | undefined;
+  readonly #dleq: boolean;
   #port: number;
   #server: Server | undefined;
   #shutdown = new AbortController();
@@ -82,6 +89,7 @@ export class DevMintServer {
       this.core = new DevMintCore(options);
     }
     this.#stateFile = options.stateFile;
+    this.#dleq = options.dleq ?? true;
     this.#host = options.host ?? '127.0.0.1';
     this.#port = options.port ?? 0;
     this.#log = pino({
@@ -195,6 +203,7 @@ export class DevMintServer {
       let answer = await runRoute(this.core, match, body, {
         whilePending: wait,
       });
+      if (!this.#dleq) answer = withoutDleq(answer);
       if (fault?.kind === 'forge') answer = forgeSignatures(answer, fault.part);
       if (fault?.kind === 'swap-then-drop') {
         req.socket.destroy();
@@ -236,22 +245,49 @@ export class DevMintServer {
 
 /**
  * A copy of `answer` whose blind signatures are altered: each DLEQ proof's
- * `s`, or each `C_` (another valid point). The ledger keeps the originals.
+ * `s`, or each `C_` (another valid point), with or without the DLEQ
+ * proofs. The ledger keeps the originals.
  */
-function forgeSignatures(answer: unknown, part: 'dleq' | 'C_'): unknown {
+function forgeSignatures(answer: unknown, part: ForgedPart): unknown {
   const signatures = (answer as { signatures?: unknown })?.signatures;
   if (!Array.isArray(signatures)) return answer;
   type Signature = { C_: string; dleq?: { e: string; s: string } };
+  const forge = (sig: Signature): Signature => {
+    if (part === 'dleq') {
+      return {
+        ...sig,
+        dleq: sig.dleq && { ...sig.dleq, s: flipLast(sig.dleq.s) },
+      };
+    }
+    const forged = { ...sig, C_: otherPoint(sig.C_) };
+    if (part === 'C_ without dleq') delete forged.dleq;
+    return forged;
+  };
   return {
     ...(answer as object),
-    signatures: (signatures as Signature[]).map((sig) =>
-      part === 'C_'
-        ? { ...sig, C_: otherPoint(sig.C_) }
-        : {
-            ...sig,
-            dleq: sig.dleq && { ...sig.dleq, s: flipLast(sig.dleq.s) },
-          },
-    ),
+    signatures: (signatures as Signature[]).map(forge),
+  };
+}
+
+/**
+ * `answer` as a mint without NUT-12 gives it: `/v1/info` says NUT-12 is
+ * not supported, and blind signatures come without DLEQ proofs.
+ */
+function withoutDleq(answer: unknown): unknown {
+  const { nuts, signatures } = answer as {
+    nuts?: Record<string, unknown>;
+    signatures?: unknown;
+  };
+  if (nuts !== undefined) {
+    return {
+      ...(answer as object),
+      nuts: { ...nuts, 12: { supported: false } },
+    };
+  }
+  if (!Array.isArray(signatures)) return answer;
+  return {
+    ...(answer as object),
+    signatures: signatures.map(({ dleq: _dleq, ...signature }) => signature),
   };
 }
 

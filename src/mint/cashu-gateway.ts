@@ -174,7 +174,7 @@ export class CashuMintGateway implements MintGateway {
 
     try {
       const { keep, send } = await guard(() => wallet.completeSwap(preview));
-      return [...keep, ...send].map(toWireProof);
+      return provenProofs(wallet, [...keep, ...send]);
     } catch (err) {
       if (!isStaleKeyset(err)) throw err;
       // The mint refused our outputs' keyset (NUT-02 rotation): forget what
@@ -204,14 +204,14 @@ export class CashuMintGateway implements MintGateway {
       mint.restore({ outputs: outputs.map((o) => o.blindedMessage) }),
     );
     const byB = new Map(answer.outputs.map((o, i) => [o.B_, i]));
-    return outputs.flatMap((output) => {
+    const proofs = outputs.flatMap((output) => {
       const index = byB.get(output.blindedMessage.B_);
       const signature =
         index === undefined ? undefined : answer.signatures[index];
       if (signature === undefined) return [];
-      const keyset = wallet.getKeyset(signature.id);
-      return [toWireProof(output.toProof(signature, keyset))];
+      return [output.toProof(signature, wallet.getKeyset(signature.id))];
     });
+    return provenProofs(wallet, proofs);
   }
 
   async checkState(
@@ -555,6 +555,25 @@ function checkDleq(wallet: Wallet, proof: Proof, require = false): void {
       'a proof carries a DLEQ proof that does not verify',
     );
   }
+}
+
+/**
+ * The proofs made of a mint's blind signatures, as stored. Each DLEQ proof
+ * the mint sent was verified as the proof was made (outputs.ts); a mint
+ * that advertises NUT-12 must send one with every signature, since
+ * without it a wrong `C_` would be stored as money and nothing would show
+ * it until the proof was spent.
+ */
+function provenProofs(wallet: Wallet, proofs: readonly Proof[]): WireProof[] {
+  if (
+    wallet.getMintInfo().isSupported(12).supported &&
+    proofs.some((proof) => !proof.dleq)
+  ) {
+    throw new MintError(
+      'the mint advertises NUT-12 but sent a blind signature without its DLEQ proof',
+    );
+  }
+  return proofs.map(toWireProof);
 }
 
 /** The wallet's swap preview back from its write-ahead record. */

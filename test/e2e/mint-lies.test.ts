@@ -13,6 +13,7 @@ import type { Test } from 'tap';
 import { Wallet } from '@cashu/cashu-ts';
 import { encodeToken } from '../../src/core/token.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
+import type { ForgedPart } from '../../src/devmint/faults.ts';
 import { mintToken } from '../support/wallet.ts';
 import { send, startStack, type Stack } from '../support/stack.ts';
 
@@ -30,8 +31,15 @@ const sum = (field: 'available' | 'pending') =>
   stack.app.store.balances().reduce((n, b) => n + b[field], 0);
 const proofCount = () => stack.app.store.unspent(mint.url, 'sat').length;
 
-for (const part of ['dleq', 'C_'] as const) {
-  const what = part === 'dleq' ? 'a forged DLEQ proof' : 'a wrong C_';
+const LIES = {
+  dleq: 'a forged DLEQ proof',
+  C_: 'a wrong C_',
+  // A mint that announces NUT-12 must prove each signature; one that
+  // leaves the proof out could otherwise hand over any point as money.
+  'C_ without dleq': 'a wrong C_ and no DLEQ proof',
+} as const;
+
+for (const [part, what] of Object.entries(LIES) as [ForgedPart, string][]) {
   t.test(`a mint answer with ${what} is refused`, async (t) => {
     const token = await mintToken(mint.url, PRICE);
     const before = { available: sum('available'), proofs: proofCount() };
@@ -72,6 +80,31 @@ t.test('a lie in the swap answer alone is recovered by restore', async (t) => {
   t.equal(sum('available'), before + PRICE);
   t.equal(sum('pending'), 0);
   await spendable(t);
+});
+
+t.test('a mint without NUT-12 is taken at its word', async (t) => {
+  const plain = await startDevMint({ dleq: false });
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-no-dleq-'));
+  const s = await startStack({ price: PRICE, mint: plain, dataDir: dir });
+  t.teardown(async () => {
+    await s.close();
+    await plain.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const out = await send(s, 'forward', {
+    'X-Cashu': await mintToken(plain.url, PRICE),
+  });
+  t.equal(out.allowed, true, 'signatures without DLEQ proofs are accepted');
+  const proofs = s.app.store.unspent(plain.url, 'sat');
+  t.equal(
+    proofs.reduce((n, p) => n + p.amount, 0),
+    PRICE,
+  );
+  t.ok(
+    proofs.every((p) => p.dleq === undefined),
+    'none came with one',
+  );
 });
 
 /**
