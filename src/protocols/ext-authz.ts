@@ -4,7 +4,9 @@
  * AuthRequest, asks the core, and renders the decision: a decision is
  * always an OK RPC (allow: status 0; deny: status 7 with an HTTP 402), and
  * only our own faults become an RPC error, so Envoy's `failure_mode_allow`
- * and `status_on_error` apply to them and never to a payment decision.
+ * and `status_on_error` apply to them and never to a payment decision. A
+ * fault of ours that hands money back (a refund or credit after a failed
+ * pod) is a denied response too, an HTTP 503, so that the money arrives.
  */
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
@@ -73,7 +75,7 @@ interface HeaderOptionWire {
 interface CheckResponseWire {
   status: { code: number; message?: string };
   denied_response?: {
-    status: { code: 'PaymentRequired' | 'Forbidden' };
+    status: { code: DeniedStatus };
     headers: HeaderOptionWire[];
     body: string;
   };
@@ -83,6 +85,9 @@ interface CheckResponseWire {
     response_headers_to_add: HeaderOptionWire[];
   };
 }
+
+/** HTTP statuses of a denied response, by Envoy's enum names. */
+type DeniedStatus = 'PaymentRequired' | 'Forbidden' | 'ServiceUnavailable';
 
 type Answer =
   { response: CheckResponseWire } | { error: Partial<grpc.StatusObject> };
@@ -259,7 +264,11 @@ function render(decision: Decision, log: Dropped): Answer {
   if (decision.kind === 'allow') {
     return { response: renderAllow(decision, log) };
   }
-  if (decision.fault === 'ours') {
+  // A refund or a credit is the payer's money: it must reach them, so it
+  // rides on a denied response (503), never on an RPC error, for which
+  // Envoy would answer with a response of its own.
+  const owed = decision.refund !== undefined || decision.credit !== undefined;
+  if (decision.fault === 'ours' && !owed) {
     return {
       error: {
         code: grpc.status.UNAVAILABLE,
@@ -267,8 +276,12 @@ function render(decision: Decision, log: Dropped): Answer {
       },
     };
   }
-  const status =
-    decision.reason === 'PAYGRESS_NOT_HTTP' ? 'Forbidden' : 'PaymentRequired';
+  const status: DeniedStatus =
+    decision.fault === 'ours'
+      ? 'ServiceUnavailable'
+      : decision.reason === 'PAYGRESS_NOT_HTTP'
+        ? 'Forbidden'
+        : 'PaymentRequired';
   return { response: renderDeny(decision, status, log) };
 }
 
@@ -342,10 +355,14 @@ function renderAllow(allow: Allow, log: Dropped): CheckResponseWire {
 
 function renderDeny(
   deny: Deny,
-  httpStatus: 'PaymentRequired' | 'Forbidden',
+  httpStatus: DeniedStatus,
   log: Dropped,
 ): CheckResponseWire {
-  const headers = { ...denyHeaders(deny), 'content-type': 'application/json' };
+  const headers: Record<string, string> = {
+    ...denyHeaders(deny),
+    'content-type': 'application/json',
+  };
+  if (deny.fault === 'ours') headers['retry-after'] = '5';
   return {
     status: { code: grpc.status.PERMISSION_DENIED, message: deny.reason },
     denied_response: {

@@ -263,36 +263,44 @@ t.test('a paid grant gets one pod; grant requests reuse it', async (t) => {
   );
 });
 
-t.test('when the pod cannot be made the payment comes back', async (t) => {
-  const s = await stack({ ENABLE_POD_PROVISIONING: 'true' });
-  kube.forbid('create');
-  t.teardown(() => kube.allow('create'));
-  const stored = () =>
-    s.app.store.balances().reduce((n, b) => n + b.available, 0);
-  const before = stored();
+for (const [protocol, status] of [
+  ['forward', 503],
+  ['ext-authz', 503],
+] as const) {
+  t.test(
+    `${protocol}: when the pod cannot be made the payment comes back`,
+    async (t) => {
+      const s = await stack({ ENABLE_POD_PROVISIONING: 'true' });
+      kube.forbid('create');
+      t.teardown(() => kube.allow('create'));
+      const stored = () =>
+        s.app.store.balances().reduce((n, b) => n + b.available, 0);
+      const before = stored();
 
-  const out = await send(
-    s,
-    'forward',
-    { 'X-Cashu': await mintToken(mint.url, 10) },
-    compute,
-  );
-  t.equal(out.allowed, false);
-  t.equal(out.status, 503);
-  t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
-  const refund = out.headers['x-cashu']!;
-  t.match(refund, /^cashuB/);
-  t.equal(stored(), before, 'the refunded value is not counted as ours');
+      const out = await send(
+        s,
+        protocol,
+        { 'X-Cashu': await mintToken(mint.url, 10) },
+        compute,
+      );
+      t.equal(out.allowed, false);
+      t.equal(out.status, status);
+      t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
+      const refund = out.headers['x-cashu']!;
+      t.match(refund, /^cashuB/);
+      t.equal(stored(), before, 'the refunded value is not counted as ours');
 
-  const wallet = new Wallet(mint.url, { unit: 'sat' });
-  await wallet.loadMint();
-  const received = await wallet.receive(refund);
-  t.equal(
-    received.reduce((n, p) => n + p.amount.toNumber(), 0),
-    10,
-    'the refund is spendable',
+      const wallet = new Wallet(mint.url, { unit: 'sat' });
+      await wallet.loadMint();
+      const received = await wallet.receive(refund);
+      t.equal(
+        received.reduce((n, p) => n + p.amount.toNumber(), 0),
+        10,
+        'the refund is spendable',
+      );
+    },
   );
-});
+}
 
 t.test(
   'behind nginx the refund rides on a 401, the status nginx passes on',

@@ -73,34 +73,44 @@ t.test('stored proofs are locked to the operator key', async (t) => {
   );
 });
 
-t.test('a failed pod leaves a credit on the grant, not a refund', async (t) => {
-  kube.forbid('create');
-  const out = await send(s, 'forward', {
-    'X-Cashu': await mintToken(mint.url, 100),
-  });
-  kube.allow('create');
+for (const protocol of ['forward', 'ext-authz'] as const) {
+  t.test(
+    `${protocol}: a failed pod leaves a credit on the grant, not a refund`,
+    async (t) => {
+      kube.forbid('create');
+      const out = await send(s, protocol, {
+        'X-Cashu': await mintToken(mint.url, 100),
+      });
+      kube.allow('create');
+      t.equal(out.status, 503);
 
-  t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
-  t.notOk(out.headers['x-cashu']?.startsWith('cashuB'), 'no refund token');
-  const credit = out.headers['x-paygress-grant']!;
-  t.match(credit, /^pgr1\./);
+      t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
+      t.notOk(out.headers['x-cashu']?.startsWith('cashuB'), 'no refund token');
+      const credit = out.headers['x-paygress-grant']!;
+      t.match(credit, /^pgr1\./);
 
-  const retry = await send(s, 'forward', { Authorization: `Bearer ${credit}` });
-  t.equal(
-    retry.allowed,
-    true,
-    'the credit buys the request without paying again',
+      const retry = await send(s, 'forward', {
+        Authorization: `Bearer ${credit}`,
+      });
+      t.equal(
+        retry.allowed,
+        true,
+        'the credit buys the request without paying again',
+      );
+      t.match(retry.headers['x-provisioned-pod'], /^paygress-/);
+      const twice = await send(s, 'nginx', {
+        Authorization: `Bearer ${credit}`,
+      });
+      t.equal(
+        twice.reason,
+        'PAYGRESS_GRANT_EXPIRED',
+        'a per-request credit buys one',
+      );
+      t.ok(
+        kube
+          .pods('default')
+          .some((p) => p.metadata.name === retry.headers['x-provisioned-pod']),
+      );
+    },
   );
-  t.match(retry.headers['x-provisioned-pod'], /^paygress-/);
-  const twice = await send(s, 'nginx', { Authorization: `Bearer ${credit}` });
-  t.equal(
-    twice.reason,
-    'PAYGRESS_GRANT_EXPIRED',
-    'a per-request credit buys one',
-  );
-  t.ok(
-    kube
-      .pods('default')
-      .some((p) => p.metadata.name === retry.headers['x-provisioned-pod']),
-  );
-});
+}

@@ -317,6 +317,32 @@ t.test('our fault becomes UNAVAILABLE, never a decision', async (t) => {
   t.match(error.details, /PAYGRESS_MINT_UNAVAILABLE/);
 });
 
+t.test(
+  'our fault that hands money back is a 503 that carries it',
+  async (t) => {
+    const failed: Deny = {
+      kind: 'deny',
+      reason: 'PAYGRESS_PROVISION_FAILED',
+      message: 'the pod could not be provisioned',
+      fault: 'ours',
+    };
+    for (const [what, money, header] of [
+      ['refund', { refund: 'cashuBrefund' }, 'x-cashu'],
+      ['credit', { credit: 'pgr1.credit' }, 'x-paygress-grant'],
+    ] as const) {
+      script = async () => ({ ...failed, ...money });
+      const response = await check({ http: { path: '/' } });
+      t.equal(response.status?.code, PERMISSION_DENIED, `${what}: a decision`);
+      const denied = response.deniedResponse!;
+      t.equal(denied.httpStatus, 503);
+      const headers = headerMap(denied.headers);
+      t.equal(headers[header], Object.values(money)[0], `${what} sent`);
+      t.equal(headers['retry-after'], '5');
+      t.equal(headers['x-paygress-reason'], 'PAYGRESS_PROVISION_FAILED');
+    }
+  },
+);
+
 t.test('a throwing decider becomes UNAVAILABLE', async (t) => {
   script = async () => {
     throw new TypeError('bug');
