@@ -156,8 +156,17 @@ export class Gate implements Decider {
       throw new GrantExpiredError('a single-request grant cannot be topped up');
     }
     const token = await this.#check(raw, route);
-    const redemption = await this.#o.redeemer.redeem(token);
-    return this.#afterPayment(request, route, redemption, token, grant);
+    const redemption = await this.#o.redeemer.redeem(
+      token,
+      minimumPayment(route.charge),
+    );
+    try {
+      return await this.#afterPayment(request, route, redemption, token, grant);
+    } catch (err) {
+      // Nothing of this payment goes out: the payer is owed it.
+      this.#o.store.abandon(redemption.id);
+      throw err;
+    }
   }
 
   /**
@@ -300,6 +309,8 @@ export class Gate implements Decider {
       });
     }
 
+    // Only once what the payment buys is ready is the redemption recorded
+    // as delivered: a crash before then (a slow pod, say) leaves it owed.
     let pod: string;
     try {
       pod = await this.#podFor(grant, current !== undefined);
@@ -307,22 +318,20 @@ export class Gate implements Decider {
       const refund = this.#o.refunds
         ? this.#refund(redemption, token, route, err)
         : undefined;
-      return {
-        ...(refund ?? this.#credit(request, grant, token, route, err)),
-        redemptionId: redemption.id,
-      };
+      const refused = refund ?? this.#credit(request, grant, token, route, err);
+      if (refund === undefined) this.#o.store.delivered(redemption.id);
+      return { ...refused, redemptionId: redemption.id };
     }
 
-    return {
-      ...this.#allowGrant(
-        request,
-        grant,
-        redemption.amount,
-        pod,
-        token.fingerprint,
-      ),
-      redemptionId: redemption.id,
-    };
+    const paid = this.#allowGrant(
+      request,
+      grant,
+      redemption.amount,
+      pod,
+      token.fingerprint,
+    );
+    this.#o.store.delivered(redemption.id);
+    return { ...paid, redemptionId: redemption.id };
   }
 
   /**

@@ -107,6 +107,16 @@ export interface Balance {
   readonly pending: number;
 }
 
+/** What an owed redemption must be to pay for the request retrying it. */
+export interface OwedTerms {
+  /** The mint the retry's token names (normalised). */
+  readonly mint: string;
+  /** The unit the retry's token names. */
+  readonly unit: string;
+  /** The least value, after fees, the request costs. */
+  readonly minimum: number;
+}
+
 /**
  * Durable record of every redemption and of the proofs it produced. Calls
  * are synchronous so that a check and the write that follows it cannot be
@@ -127,17 +137,24 @@ export interface WalletStore {
   begin(record: RedemptionRecord): void;
   /**
    * Stores the new proofs and closes the redemption (pending, or released
-   * and found executed after all), atomically.
-   * `delivered` says whether the paying request is being allowed now;
-   * a redemption completed later, by settling, is owed to the payer.
+   * and found executed after all), atomically. With `inRequest` the
+   * paying request is being answered with it now: it is handed over by
+   * {@link delivered} or {@link refund}, or given up by {@link abandon},
+   * and a crash before either leaves it owed. Otherwise (completed later,
+   * by settling) it is owed to the payer at once.
    */
-  complete(id: string, proofs: readonly WireProof[], delivered: boolean): void;
+  complete(id: string, proofs: readonly WireProof[], inRequest: boolean): void;
   /**
-   * A redemption of exactly these `Y`s that completed after its request was
-   * refused: marks it delivered and returns it, once. The payer paid and
-   * got nothing, so the same token buys its request on a retry.
+   * A redemption of exactly these `Y`s owed to its payer (completed after
+   * the request was refused, or its answer lost), if it matches `want`:
+   * it is then being delivered (see {@link complete}), and not handed to
+   * another request meanwhile. The payer paid and got nothing, so the
+   * same token buys its request on a retry, once.
    */
-  deliver(ys: readonly string[]):
+  deliver(
+    ys: readonly string[],
+    want: OwedTerms,
+  ):
     | {
         readonly id: string;
         readonly mint: string;
@@ -145,6 +162,10 @@ export interface WalletStore {
         readonly amount: number;
       }
     | undefined;
+  /** The answer handing over a redemption being delivered is ready. */
+  delivered(id: string): void;
+  /** A redemption being delivered will not be, after all: owe it again. */
+  abandon(id: string): void;
   /**
    * The answer delivering a completed redemption never reached its payer:
    * owe it again (what {@link deliver} hands out), and take back any
@@ -165,7 +186,8 @@ export interface WalletStore {
   /**
    * Takes the proofs a completed redemption produced out of the wallet
    * (marks them refunded) and returns them, to hand back to the payer;
-   * none when any of them already left the wallet (an export).
+   * none when any of them already left the wallet (an export). A refund
+   * is what the answer delivers: it counts as {@link delivered}.
    */
   refund(id: string): WireProof[];
   /**

@@ -70,23 +70,25 @@ export class Redeemer {
   }
 
   /**
-   * Redeems the token at its mint. Resolves only once the new proofs are in
-   * the store; rejects with a PaygressError saying why not.
+   * Redeems the token at its mint, for a request that costs at least
+   * `minimum` (after fees). Resolves only once the new proofs are in the
+   * store, as being delivered (see `WalletStore.complete`); rejects with a
+   * PaygressError saying why not.
    */
-  async redeem(token: ParsedToken): Promise<Redemption> {
+  async redeem(token: ParsedToken, minimum: number): Promise<Redemption> {
     try {
-      return await this.#redeemOnce(token);
+      return await this.#redeemOnce(token, minimum);
     } catch (err) {
       // The mint rotated its keys under us and refused our outputs; it
       // executed nothing, so prepare the swap again, once.
       if (err instanceof MintUnavailableError && err.retry) {
-        return this.#redeemOnce(token);
+        return this.#redeemOnce(token, minimum);
       }
       throw err;
     }
   }
 
-  async #redeemOnce(token: ParsedToken): Promise<Redemption> {
+  async #redeemOnce(token: ParsedToken, minimum: number): Promise<Redemption> {
     try {
       this.#guard.claim(token.ys);
     } catch (err) {
@@ -94,7 +96,11 @@ export class Redeemer {
       // answer was lost: then this retry gets what was paid for, once.
       const owed =
         err instanceof TokenReplayedError
-          ? this.#store.deliver(token.ys)
+          ? this.#store.deliver(token.ys, {
+              mint: token.mint,
+              unit: token.unit,
+              minimum,
+            })
           : undefined;
       if (owed === undefined) throw err;
       return owed;

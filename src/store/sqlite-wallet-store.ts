@@ -10,6 +10,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { StoreFailedError, TokenReplayedError } from '../core/errors.ts';
 import type {
   Balance,
+  OwedTerms,
   RedemptionRecord,
   WalletStore,
   WireProof,
@@ -84,6 +85,10 @@ export class SqliteWalletStore implements WalletStore {
   // Redemptions owed to their payer are rare; knowing there are none keeps
   // the refusal of an ordinary replay off the database.
   #owed: number;
+  // Completed redemptions whose request is being answered now: not yet
+  // recorded as delivered (a crash leaves them owed), and not to be handed
+  // to a second request meanwhile.
+  readonly #delivering = new Set<string>();
 
   constructor(options: SqliteWalletStoreOptions) {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
@@ -212,7 +217,7 @@ export class SqliteWalletStore implements WalletStore {
     });
   }
 
-  complete(id: string, proofs: readonly WireProof[], delivered: boolean): void {
+  complete(id: string, proofs: readonly WireProof[], inRequest: boolean): void {
     this.#transaction(() => {
       const row = this.#redemption(id);
       if (row.state === 'released') this.#reclaim(id);
@@ -239,50 +244,80 @@ export class SqliteWalletStore implements WalletStore {
         );
       }
       this.#settle(id, 'complete');
-      this.#db
-        .prepare('UPDATE redemptions SET delivered = ? WHERE id = ?')
-        .run(delivered ? 1 : 0, id);
     });
-    if (!delivered) this.#owed++;
+    if (inRequest) this.#delivering.add(id);
+    else this.#owed++;
   }
 
   deliver(
     ys: readonly string[],
+    want: OwedTerms,
   ): { id: string; mint: string; unit: string; amount: number } | undefined {
     if (ys.length === 0 || this.#owed === 0) return undefined;
-    const owed = this.#transaction(() => {
-      const owner = this.#db.prepare(
-        'SELECT redemption_id FROM redeemed_ys WHERE y = ?',
-      );
-      const ids = new Set(
-        ys.map(
-          (y) =>
-            (owner.get(y) as { redemption_id: string } | undefined)
-              ?.redemption_id,
-        ),
-      );
-      const [id] = ids;
-      if (ids.size !== 1 || id === undefined) return undefined;
+    const owner = this.#db.prepare(
+      'SELECT redemption_id FROM redeemed_ys WHERE y = ?',
+    );
+    const ids = new Set(
+      ys.map(
+        (y) =>
+          (owner.get(y) as { redemption_id: string } | undefined)
+            ?.redemption_id,
+      ),
+    );
+    const [id] = ids;
+    if (ids.size !== 1 || id === undefined || this.#delivering.has(id)) {
+      return undefined;
+    }
 
-      const row = this.#db
-        .prepare(
-          `SELECT r.mint, r.unit, (SELECT COUNT(*) FROM redeemed_ys WHERE redemption_id = r.id) AS inputs,
-             (SELECT COALESCE(SUM(amount), 0) FROM proofs WHERE redemption_id = r.id) AS amount
-           FROM redemptions r WHERE r.id = ? AND r.state = 'complete' AND r.delivered = 0`,
-        )
-        .get(id) as
-        | { mint: string; unit: string; inputs: number; amount: number }
-        | undefined;
-      // Only the very token that paid: the same proofs, all of them.
-      if (row === undefined || row.inputs !== ys.length) return undefined;
+    const row = this.#db
+      .prepare(
+        `SELECT r.mint, r.unit, (SELECT COUNT(*) FROM redeemed_ys WHERE redemption_id = r.id) AS inputs,
+           (SELECT COALESCE(SUM(amount), 0) FROM proofs WHERE redemption_id = r.id) AS amount
+         FROM redemptions r WHERE r.id = ? AND r.state = 'complete' AND r.delivered = 0`,
+      )
+      .get(id) as
+      | { mint: string; unit: string; inputs: number; amount: number }
+      | undefined;
+    // Only the very token that paid (the same proofs, all of them), and
+    // judged by what it paid: a retry names its own amounts, mint and unit,
+    // and only the secrets tie it to the payment.
+    if (
+      row === undefined ||
+      row.inputs !== ys.length ||
+      row.mint !== want.mint ||
+      row.unit !== want.unit ||
+      row.amount < want.minimum
+    ) {
+      return undefined;
+    }
 
-      this.#db
-        .prepare('UPDATE redemptions SET delivered = 1 WHERE id = ?')
-        .run(id);
-      return { id, mint: row.mint, unit: row.unit, amount: row.amount };
-    });
-    if (owed !== undefined) this.#owed--;
-    return owed;
+    this.#delivering.add(id);
+    this.#owed--;
+    return { id, mint: row.mint, unit: row.unit, amount: row.amount };
+  }
+
+  delivered(id: string): void {
+    if (!this.#delivering.delete(id)) return;
+    // Not waited for on disk: if a crash loses this mark, the payer's
+    // token buys its request once more, and nothing is lost. The next
+    // synced commit makes it durable.
+    this.#db.exec('PRAGMA synchronous = NORMAL');
+    try {
+      this.#transaction(() => {
+        this.#db
+          .prepare('UPDATE redemptions SET delivered = 1 WHERE id = ?')
+          .run(id);
+      });
+    } catch (err) {
+      this.#delivering.add(id);
+      throw err;
+    } finally {
+      this.#db.exec('PRAGMA synchronous = FULL');
+    }
+  }
+
+  abandon(id: string): void {
+    if (this.#delivering.delete(id)) this.#owed++;
   }
 
   undeliver(id: string): void {
@@ -367,13 +402,19 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   refund(id: string): WireProof[] {
-    return this.#transaction(() => {
+    const proofs = this.#transaction(() => {
       const proofs = this.#proofs('WHERE redemption_id = ?', id);
       // All or nothing: if an export took some already, hand back none.
       if (proofs.some((p) => p.state !== 'unspent')) return [];
       this.#mark(proofs, 'refunded');
+      // The refund is what the answer delivers.
+      this.#db
+        .prepare('UPDATE redemptions SET delivered = 1 WHERE id = ?')
+        .run(id);
       return proofs;
     });
+    if (proofs.length > 0) this.#delivering.delete(id);
+    return proofs;
   }
 
   useGrant(id: string): boolean {

@@ -1,16 +1,24 @@
 /**
  * A payment whose answer never reaches the payer (the proxy stopped
- * waiting, or shutdown cut the call) is still redeemed: the mint's swap
- * cannot be taken back. The payment then stays owed, and the same token
- * gets its request once on a retry, instead of being refused as a replay.
+ * waiting, shutdown cut the call, the process died while the pod was
+ * made) is still redeemed: the mint's swap cannot be taken back. The
+ * payment then stays owed, and the same token gets its request once on a
+ * retry, instead of being refused as a replay; and only a request that
+ * costs no more than it paid.
  */
 import t from 'tap';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Amount, getDecodedToken, getEncodedToken } from '@cashu/cashu-ts';
 import type { Provisioner } from '../../src/core/ports.ts';
 import { encodeCheckRequest } from '../support/envoy-wire.ts';
+import {
+  FakeKubeApiServer,
+  writeKubeConfig,
+} from '../support/fake-kube-apiserver.ts';
+import { startPaygressProcess } from '../support/paygress-process.ts';
 import { send, startStack, type Stack } from '../support/stack.ts';
 import { mintToken } from '../support/wallet.ts';
 
@@ -122,41 +130,150 @@ function slowProvisioner(ms: number): Provisioner {
   };
 }
 
-for (const protocol of ['forward', 'ext-authz'] as const) {
-  t.test(
-    `${protocol}: shutdown cuts a paid request; it is owed after the restart`,
-    async (t) => {
-      const dataDir = mkdtempSync(join(tmpdir(), 'paygress-undelivered-'));
-      // Connections are cut 800 ms after close; the answer is ready about
-      // 1,200 ms after the request, within the second grace period.
-      const first = await startStack({
-        mint: stack.mint,
-        dataDir,
-        env: { PAYGRESS_SHUTDOWN_GRACE_MS: '800' },
-        provisioner: slowProvisioner(1200),
-      });
-      const token = await mintToken(stack.mint.url, 100);
+// The answer is ready within the second grace period (connections were
+// cut, the store still open), or only after both, the store closed.
+for (const [graceMs, provisionMs, when] of [
+  [800, 1200, 'within the second grace period'],
+  [300, 1500, 'after the store closed'],
+] as const) {
+  for (const protocol of ['forward', 'ext-authz'] as const) {
+    t.test(
+      `${protocol}: shutdown cuts a paid request, its answer ready ${when}; owed after the restart`,
+      async (t) => {
+        const dataDir = mkdtempSync(join(tmpdir(), 'paygress-undelivered-'));
+        const first = await startStack({
+          mint: stack.mint,
+          dataDir,
+          env: { PAYGRESS_SHUTDOWN_GRACE_MS: String(graceMs) },
+          provisioner: slowProvisioner(provisionMs),
+        });
+        const token = await mintToken(stack.mint.url, 100);
 
-      const cut = send(first, protocol, { 'X-Cashu': token }).catch(
-        () => undefined,
-      );
-      await sleep(100);
-      await first.close();
-      t.not((await cut)?.allowed, true, 'the cut-off request got no allow');
+        const cut = send(first, protocol, { 'X-Cashu': token }).catch(
+          () => undefined,
+        );
+        await sleep(100);
+        await first.close();
+        t.not((await cut)?.allowed, true, 'the cut-off request got no allow');
 
-      const second = await startStack({ mint: stack.mint, dataDir });
-      t.teardown(() => second.close());
-      t.same(
-        second.app.store.balances().map((b) => b.available),
-        [100],
-        'the payment was stored',
-      );
-      const retry = await send(second, protocol, { 'X-Cashu': token });
-      t.equal(
-        retry.allowed,
-        true,
-        'its answer was recorded as undelivered before the store closed: the same token gets what it paid for',
-      );
+        const second = await startStack({ mint: stack.mint, dataDir });
+        t.teardown(() => second.close());
+        t.same(
+          second.app.store.balances().map((b) => b.available),
+          [100],
+          'the payment was stored',
+        );
+        const retry = await send(second, protocol, { 'X-Cashu': token });
+        t.equal(
+          retry.allowed,
+          true,
+          'it was never recorded as delivered: the same token gets what it paid for',
+        );
+      },
+    );
+  }
+}
+
+t.test('an owed payment buys no dearer request', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-undelivered-dear-'));
+  const configFile = join(dir, 'paygress.yaml');
+  writeFileSync(
+    configFile,
+    `pricing:
+  rules:
+    - name: dear
+      match: { path: /dear }
+      price: { amount: 1000, unit: sat }
+`,
+  );
+  const s = await startStack({ mint: stack.mint, configFile });
+  t.teardown(() => s.close());
+  const token = await mintToken(stack.mint.url, 100);
+
+  stack.mint.setFault('swap', { kind: 'delay', ms: 800 });
+  t.equal(await forwardGivingUp(s, token), 'TimeoutError');
+  const paid = () => s.app.store.balances().some((b) => b.available === 100);
+  for (let i = 0; i < 500 && !paid(); i++) await sleep(20);
+  stack.mint.setFault('swap', undefined);
+
+  // A retry names its own amounts; only the secrets tie it to the payment.
+  // Worth 100 sat, this one claims 1,000 for a 1,000 sat request.
+  const inflated = await inflate(token, 10);
+  const dear = await send(
+    s,
+    'forward',
+    { 'X-Cashu': inflated },
+    {
+      path: '/dear',
     },
   );
+  t.equal(dear.allowed, false, 'not for a dearer request');
+  t.equal(dear.reason, 'PAYGRESS_TOKEN_REPLAYED');
+
+  const retry = await send(s, 'forward', { 'X-Cashu': token });
+  t.equal(retry.allowed, true, 'still owed for what it paid for');
+});
+
+/** The token with every proof's amount multiplied by `factor`. */
+async function inflate(token: string, factor: number): Promise<string> {
+  const { keysets } = (await (
+    await fetch(`${stack.mint.url}/v1/keysets`)
+  ).json()) as { keysets: { id: string }[] };
+  const decoded = getDecodedToken(
+    token,
+    keysets.map((k) => k.id),
+  );
+  return getEncodedToken({
+    ...decoded,
+    proofs: decoded.proofs.map((p) => ({
+      ...p,
+      amount: Amount.from(p.amount.toNumber() * factor),
+    })),
+  });
 }
+
+t.test('killed while the pod was made: owed after the restart', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-undelivered-kill-'));
+  const kube = await FakeKubeApiServer.start();
+  t.teardown(() => kube.close());
+  const config = join(dir, 'paygress.yaml');
+  writeFileSync(
+    config,
+    'provisioning:\n  enabled: true\n  namespace: paid\n  template:\n    image: registry.example/workspace:1\n',
+  );
+  const paygress = await startPaygressProcess({
+    mintUrl: stack.mint.url,
+    dataDir: join(dir, 'data'),
+    env: {
+      PAYGRESS_CONFIG: config,
+      KUBECONFIG: writeKubeConfig(kube, join(dir, 'kubeconfig'), 'paid'),
+    },
+  });
+  t.teardown(() => paygress.kill());
+  const token = await mintToken(stack.mint.url, 100);
+  const headers = {
+    'X-Cashu': token,
+    'X-Forwarded-Method': 'GET',
+    'X-Forwarded-Proto': 'https',
+    'X-Forwarded-Host': 'app.example',
+    'X-Forwarded-Uri': '/premium',
+  };
+
+  kube.delay(5000);
+  const first = fetch(`${paygress.base}/auth/forward`, { headers }).then(
+    (res) => res.status,
+    () => 'cut',
+  );
+  const making = () => kube.requests.some((r) => r.method === 'POST');
+  for (let i = 0; i < 250 && !making(); i++) await sleep(20);
+  t.ok(making(), 'paid, and the pod is being made');
+  await paygress.kill();
+  t.equal(await first, 'cut');
+
+  kube.delay(0);
+  await paygress.start();
+  const retry = await fetch(`${paygress.base}/auth/forward`, { headers });
+  t.equal(retry.status, 200, 'the token that paid gets its request');
+  const again = await fetch(`${paygress.base}/auth/forward`, { headers });
+  t.equal(again.headers.get('x-paygress-reason'), 'PAYGRESS_TOKEN_REPLAYED');
+});

@@ -90,7 +90,7 @@ t.test('a store of the first layout is upgraded, nothing lost', async (t) => {
   );
   t.same(store.findRedeemed([PAID_Y]), { y: PAID_Y, pending: false });
   t.equal(
-    store.deliver([PAID_Y]),
+    store.deliver([PAID_Y], { mint: MINT, unit: 'sat', minimum: 0 }),
     undefined,
     'a completed redemption of that layout counts as delivered: its token is not let through again',
   );

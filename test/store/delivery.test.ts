@@ -1,0 +1,137 @@
+/**
+ * The store's side of delivering a payment: a completed redemption is
+ * recorded as delivered only once its answer is ready, is owed to its
+ * payer when that answer never came (a crash, a lost answer, a request
+ * that failed after paying), is handed to one retry of the very token
+ * that paid, judged by what was paid, and a refund that went out in an
+ * answer that was lost comes back into the wallet.
+ */
+import t from 'tap';
+import type { Test } from 'tap';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { OwedTerms, WireProof } from '../../src/core/ports.ts';
+import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
+
+const MINT = 'http://127.0.0.1:3338';
+const ys = [`02${'1'.repeat(64)}`, `02${'2'.repeat(64)}`];
+const proofs: WireProof[] = [
+  { id: '00aa', amount: 64, secret: 'a', C: `02${'3'.repeat(64)}` },
+  { id: '00aa', amount: 36, secret: 'b', C: `02${'4'.repeat(64)}` },
+];
+const TERMS: OwedTerms = { mint: MINT, unit: 'sat', minimum: 100 };
+
+/** A store holding one redemption of `ys`, begun and not completed. */
+function begunStore(t: Test, dataDir = tempDir()): SqliteWalletStore {
+  const store = open(t, dataDir);
+  store.begin({
+    id: 'r1',
+    mint: MINT,
+    unit: 'sat',
+    amount: 100,
+    ys,
+    swap: { serialized: '{}', outputAmount: 100 },
+    createdAt: 1,
+  });
+  return store;
+}
+
+/** The same, completed and delivered to the request that paid. */
+function paidStore(t: Test): SqliteWalletStore {
+  const store = begunStore(t);
+  store.complete('r1', proofs, true);
+  store.delivered('r1');
+  return store;
+}
+
+function open(t: Test, dataDir: string): SqliteWalletStore {
+  const store = new SqliteWalletStore({ dataDir });
+  t.teardown(() => store.close());
+  return store;
+}
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), 'paygress-delivery-'));
+}
+
+const available = (store: SqliteWalletStore) =>
+  store.balances().reduce((sum, b) => sum + b.available, 0);
+
+t.test('an undelivered allow is owed once', async (t) => {
+  const store = paidStore(t);
+  t.equal(store.deliver(ys, TERMS), undefined, 'delivered: nothing owed');
+
+  store.undeliver('r1');
+  store.undeliver('r1');
+  t.match(
+    store.deliver(ys, TERMS),
+    { id: 'r1', amount: 100 },
+    'owed after all',
+  );
+  t.equal(store.deliver(ys, TERMS), undefined, 'once');
+  t.equal(store.deliver([ys[0]!], TERMS), undefined, 'only to the whole token');
+  t.equal(available(store), 100);
+});
+
+t.test('an undelivered refund comes back into the wallet', async (t) => {
+  const store = paidStore(t);
+  t.equal(store.refund('r1').length, 2);
+  t.equal(available(store), 0, 'handed back');
+
+  store.undeliver('r1');
+  t.equal(available(store), 100, 'the refund never left');
+  t.match(store.deliver(ys, TERMS), { id: 'r1', amount: 100 });
+});
+
+t.test('a redemption not completed is left alone', async (t) => {
+  const store = begunStore(t);
+  store.undeliver('r1');
+  t.equal(store.deliver(ys, TERMS), undefined);
+  t.equal(store.unfinished().length, 1, 'still pending, to be settled');
+});
+
+t.test('being delivered: not handed to a second request', async (t) => {
+  const store = begunStore(t);
+  store.complete('r1', proofs, true);
+  t.equal(store.deliver(ys, TERMS), undefined, 'the paying request has it');
+  store.delivered('r1');
+  t.equal(store.deliver(ys, TERMS), undefined, 'and delivered it');
+});
+
+t.test('a crash before the answer was ready leaves it owed', async (t) => {
+  const dataDir = tempDir();
+  const before = begunStore(t, dataDir);
+  before.complete('r1', proofs, true);
+  before.close();
+
+  const after = open(t, dataDir);
+  t.match(after.deliver(ys, TERMS), { id: 'r1', amount: 100 }, 'owed');
+  after.delivered('r1');
+  t.equal(after.deliver(ys, TERMS), undefined, 'once');
+});
+
+t.test('a request that failed after paying leaves it owed', async (t) => {
+  const store = begunStore(t);
+  store.complete('r1', proofs, true);
+  store.abandon('r1');
+  t.match(store.deliver(ys, TERMS), { id: 'r1' }, 'owed');
+  store.abandon('r1');
+  t.match(store.deliver(ys, TERMS), { id: 'r1' }, 'a failed retry keeps it');
+  store.delivered('r1');
+  t.equal(store.deliver(ys, TERMS), undefined);
+});
+
+t.test('an owed payment buys only what it paid for', async (t) => {
+  const store = paidStore(t);
+  store.undeliver('r1');
+  const wrong: [string, OwedTerms][] = [
+    ['a dearer request', { ...TERMS, minimum: 101 }],
+    ['another mint', { ...TERMS, mint: 'https://mint.example' }],
+    ['another unit', { ...TERMS, unit: 'usd' }],
+  ];
+  for (const [what, terms] of wrong) {
+    t.equal(store.deliver(ys, terms), undefined, `not ${what}`);
+  }
+  t.match(store.deliver(ys, TERMS), { id: 'r1' }, 'still owed for its own');
+});
