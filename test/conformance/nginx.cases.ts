@@ -9,7 +9,9 @@ import { createServer } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { decodePaymentRequest } from '@cashu/cashu-ts';
+import { decodePaymentRequest, getDecodedToken } from '@cashu/cashu-ts';
+import { ProvisionFailedError } from '../../src/core/errors.ts';
+import type { Provisioner } from '../../src/core/ports.ts';
 import { startStack } from '../support/stack.ts';
 import { mintToken } from '../support/wallet.ts';
 import { renderTemplate, startNginx } from '../support/nginx.ts';
@@ -169,6 +171,52 @@ t.test(
     });
     t.match(allow, /^HTTP\/1\.1 200 /);
     t.ok(allow.length < 4096, `allow header block is ${allow.length} bytes`);
+  },
+);
+
+t.test(
+  'a refund of 20 proofs after a failed pod reaches the client',
+  async (t) => {
+    const failing: Provisioner = {
+      ensure: async () => {
+        throw new ProvisionFailedError('no pods today');
+      },
+      extend: async () => {},
+      reap: async () => 0,
+      podName: (id) => id,
+    };
+    const refunding = await startStack({ price: 100, provisioner: failing });
+    t.teardown(() => refunding.close());
+    const viaNginx = await nginxFor(refunding.app.httpPort);
+    t.teardown(() => viaNginx.peer.stop());
+
+    // A refund of 20 proofs, sent twice: over 6 KiB of headers, where
+    // nginx's default buffer holds 4.
+    const amount = 2 ** 20 - 1;
+    const token = await mintToken(refunding.mint.url, amount);
+    const block = await rawHeaderBlock(refunding.app.httpPort, {
+      'X-Cashu': await mintToken(refunding.mint.url, amount),
+    });
+    t.ok(block.length > 6144, `refund header block is ${block.length} bytes`);
+
+    const res = await fetch(`${viaNginx.url}/premium`, {
+      headers: { 'X-Cashu': token },
+    });
+    await res.arrayBuffer();
+    t.equal(res.status, 402, 'not a 500: the answer fit in the buffer');
+    t.equal(res.headers.get('x-paygress-reason'), 'PAYGRESS_PROVISION_FAILED');
+    const { keysets } = (await (
+      await fetch(`${refunding.mint.url}/v1/keysets`)
+    ).json()) as { keysets: { id: string }[] };
+    const refund = getDecodedToken(
+      res.headers.get('x-cashu') ?? '',
+      keysets.map((k) => k.id),
+    );
+    t.equal(
+      refund.proofs.reduce((n, p) => n + p.amount.toNumber(), 0),
+      amount,
+      'the whole payment comes back',
+    );
   },
 );
 
