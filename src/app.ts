@@ -52,6 +52,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const store = new SqliteWalletStore({
     dataDir: config.dataDir,
     now: () => clock.now(),
+    serving: true,
   });
   const guard = new ReplayGuard({ cacheSize: config.replay.cacheSize, store });
   const metrics = new Metrics({

@@ -16,6 +16,7 @@ import type {
   WireProof,
 } from '../core/ports.ts';
 import { computeY } from '../core/token.ts';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
 const SCHEMA_VERSION = 1;
@@ -69,6 +70,13 @@ export interface SqliteWalletStoreOptions {
   readonly dataDir: string;
   /** Clock for timestamps, ms since epoch. Default `Date.now`. */
   readonly now?: () => number;
+  /**
+   * Whether this process serves requests from the store: it then holds
+   * the data directory's lock (data-dir-lock.ts) while the store is open,
+   * and fails to open while another process holds it. Default false, for
+   * commands that only read or export.
+   */
+  readonly serving?: boolean;
 }
 
 /** A stored proof with its bookkeeping. */
@@ -81,6 +89,7 @@ export interface StoredProof extends WireProof {
 
 export class SqliteWalletStore implements WalletStore {
   readonly #db: DatabaseSync;
+  readonly #lock: DataDirLock | undefined;
   readonly #now: () => number;
   // Redemptions owed to their payer are rare; knowing there are none keeps
   // the refusal of an ordinary replay off the database.
@@ -92,8 +101,14 @@ export class SqliteWalletStore implements WalletStore {
 
   constructor(options: SqliteWalletStoreOptions) {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    this.#lock = options.serving ? lockDataDir(options.dataDir) : undefined;
     const file = join(options.dataDir, 'wallet.sqlite');
-    this.#db = new DatabaseSync(file);
+    try {
+      this.#db = new DatabaseSync(file);
+    } catch (err) {
+      this.#lock?.release();
+      throw namingFile(file, err);
+    }
     try {
       // Before anything is written, journal mode included.
       this.#refuseUnknownLayout(file);
@@ -103,7 +118,8 @@ export class SqliteWalletStore implements WalletStore {
       this.#migrate();
     } catch (err) {
       this.#db.close();
-      throw err;
+      this.#lock?.release();
+      throw namingFile(file, err);
     }
     this.#now = options.now ?? Date.now;
     this.#owed = (
@@ -129,6 +145,18 @@ export class SqliteWalletStore implements WalletStore {
     if (version < 0) {
       throw new Error(
         `${file} has store schema ${version}, which no Paygress writes: is it a Paygress wallet store?`,
+      );
+    }
+    // A new store has no tables; any store Paygress wrote has this one.
+    const tables = this.#db
+      .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+      .all() as { name: string }[];
+    if (
+      !tables.some((t) => t.name === 'redemptions') &&
+      (version > 0 || tables.length > 0)
+    ) {
+      throw new Error(
+        `${file} is an SQLite database but not a Paygress wallet store: move it away, or set dataDir to another directory`,
       );
     }
   }
@@ -475,6 +503,7 @@ export class SqliteWalletStore implements WalletStore {
 
   close(): void {
     if (this.#db.isOpen) this.#db.close();
+    this.#lock?.release();
   }
 
   #proofs(where: string, ...params: string[]): StoredProof[] {
@@ -565,6 +594,13 @@ export class SqliteWalletStore implements WalletStore {
       );
     }
   }
+}
+
+/** A start-up failure of the store, with the file it concerns named. */
+function namingFile(file: string, err: unknown): Error {
+  const message = String((err as Error)?.message ?? err);
+  if (message.includes(file)) return err as Error;
+  return new Error(`${file}: ${message}`, { cause: err });
 }
 
 function isConstraint(err: unknown): boolean {

@@ -19,6 +19,7 @@ import {
   PAYGRESS_BIN,
   startPaygressProcess,
 } from '../support/paygress-process.ts';
+import { startStack } from '../support/stack.ts';
 import { mintToken } from '../support/wallet.ts';
 
 t.test('a request in flight at SIGTERM still gets its answer', async (t) => {
@@ -117,6 +118,27 @@ t.test(
       `paygress could not start: gRPC cannot listen on 127.0.0.1:${port}`,
     );
     t.match(fatal[0], /EADDRINUSE/);
+  },
+);
+
+t.test(
+  'a second Paygress on a data directory in use stops at once',
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-twice-'));
+    const first = await startStack({ mint, dataDir });
+    t.teardown(() => first.close());
+
+    const { code, fatal } = await failedStart(t, {
+      PAYGRESS_MINTS: mint.url,
+      PAYGRESS_MINT_ALLOW_HTTP: 'true',
+      PAYGRESS_DATA_DIR: dataDir,
+    });
+    t.equal(code, 1);
+    t.match(fatal, [
+      `paygress could not start: ${dataDir} is in use by another Paygress process`,
+    ]);
   },
 );
 

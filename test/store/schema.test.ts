@@ -4,7 +4,7 @@
  * layout newer than it knows.
  */
 import t from 'tap';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -160,4 +160,66 @@ t.test('a store whose version no Paygress writes is refused', async (t) => {
     message: /has store schema -1, which no Paygress writes/,
   });
   t.equal(versionOf(dir), -1);
+});
+
+t.test('a file that is not a Paygress wallet store is refused', async (t) => {
+  const cases: [string, (db: DatabaseSync) => void][] = [
+    ['another SQLite database', (db) => db.exec('CREATE TABLE notes (x)')],
+    ['an empty one at schema 1', (db) => db.exec('PRAGMA user_version = 1')],
+  ];
+  for (const [what, make] of cases) {
+    const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+    const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
+    make(db);
+    db.close();
+    t.throws(
+      () => new SqliteWalletStore({ dataDir: dir }),
+      { message: /wallet\.sqlite is an SQLite database but not a Paygress/ },
+      what,
+    );
+  }
+
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  writeFileSync(
+    join(dir, 'wallet.sqlite'),
+    'not a database at all, '.repeat(50),
+  );
+  t.throws(() => new SqliteWalletStore({ dataDir: dir }), {
+    message: new RegExp(
+      `^${join(dir, 'wallet.sqlite')}: file is not a database`,
+    ),
+  });
+});
+
+t.test('one serving process per data directory', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  const serving = new SqliteWalletStore({ dataDir: dir, serving: true });
+  t.throws(() => new SqliteWalletStore({ dataDir: dir, serving: true }), {
+    message: `${dir} is in use by another Paygress process (it holds ${join(dir, 'paygress.lock')}): run one Paygress per data directory`,
+  });
+  const reading = new SqliteWalletStore({ dataDir: dir });
+  t.same(reading.balances(), [], 'reading commands still open it');
+  reading.close();
+
+  // Another process: the lock is the operating system's, not this one's.
+  const other = () =>
+    spawnSync(
+      NODE,
+      [
+        '--input-type=module',
+        '-e',
+        `import { SqliteWalletStore } from ${JSON.stringify(
+          new URL('../../src/store/sqlite-wallet-store.ts', import.meta.url)
+            .href,
+        )};
+        new SqliteWalletStore({ dataDir: ${JSON.stringify(dir)}, serving: true }).close();`,
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+  const refused = other();
+  t.equal(refused.status, 1, 'refused in another process');
+  t.match(refused.stderr, /is in use by another Paygress process/);
+
+  serving.close();
+  t.equal(other().status, 0, 'free once the store is closed');
 });

@@ -1,0 +1,51 @@
+/**
+ * One serving Paygress per data directory. The wallet store's bookkeeping
+ * of payments being delivered and owed lives partly in the memory of the
+ * process serving from it, so a second process on the same directory (a
+ * rolling update on one node, a copy started by hand) would answer owed
+ * retries wrongly. The lock is an exclusive SQLite lock on `paygress.lock`
+ * in the directory, held for as long as the store is open: the operating
+ * system drops it when the process ends, however it ends, so a crash never
+ * leaves a stale lock behind. Reading commands (`paygress wallet`) do not
+ * take it.
+ */
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+
+/** File in the data directory that the serving process holds locked. */
+export const LOCK_FILE = 'paygress.lock';
+
+/** A held lock; `release` is idempotent. */
+export interface DataDirLock {
+  release(): void;
+}
+
+/**
+ * Takes the data directory's lock, or throws at once, naming the
+ * directory, when another process holds it.
+ */
+export function lockDataDir(dataDir: string): DataDirLock {
+  const file = join(dataDir, LOCK_FILE);
+  const db = new DatabaseSync(file);
+  try {
+    // In exclusive locking mode the lock a transaction takes is kept until
+    // the connection closes; a second process fails at once (no timeout).
+    db.exec(
+      'PRAGMA busy_timeout = 0; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;',
+    );
+  } catch (err) {
+    db.close();
+    if (/locked|busy/i.test(String((err as Error)?.message))) {
+      throw new Error(
+        `${dataDir} is in use by another Paygress process (it holds ${file}): run one Paygress per data directory`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  return {
+    release: () => {
+      if (db.isOpen) db.close();
+    },
+  };
+}
