@@ -2,43 +2,90 @@
 /**
  * The `paygress` command.
  *
- *   paygress [serve] [--config FILE]   run the sidecar (default)
- *   paygress check-config FILE         validate a configuration, start nothing
- *   paygress wallet balance|export     look at or take out the stored money
+ *   paygress [serve] [--config FILE]            run the sidecar (default)
+ *   paygress check-config FILE                  validate a configuration
+ *   paygress wallet balance|export [--config FILE]
+ *                                               look at or take out the money
+ *
+ * `--config FILE` (or `--config=FILE`) may stand anywhere; anything else
+ * not listed here is a usage error (exit 2), never silently ignored.
  */
+import { parseArgs } from 'node:util';
 import { checkConfig } from '../src/cli/check-config.ts';
 import { serve } from '../src/main.ts';
 
 const USAGE = `usage:
   paygress [serve] [--config FILE]   run Paygress
   paygress check-config FILE         validate a configuration file
-  paygress wallet balance            stored value per mint and unit
-  paygress wallet export             take the stored proofs out as tokens
+  paygress wallet balance [--config FILE]
+                                     stored value per mint and unit
+  paygress wallet export [--config FILE]
+                                     take the stored proofs out as tokens
 `;
 
-async function main(args: string[]): Promise<number> {
-  const [command = 'serve', ...rest] = args;
+/** What the arguments ask for, or why they cannot be read. */
+type Command =
+  | { run: 'serve' | 'balance' | 'export'; config: string | undefined }
+  | { run: 'check-config'; file: string }
+  | { run: 'help' }
+  | { problem: string };
 
-  if (command === 'serve' || command === '--config') {
-    const options = command === 'serve' ? rest : args;
-    return serve(options[0] === '--config' ? options[1] : undefined);
+function read(args: string[]): Command {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    return { problem: (err as Error).message };
   }
-  if (command === 'check-config') {
-    const result = checkConfig(rest, process.env);
-    for (const line of result.out) process.stdout.write(`${line}\n`);
-    for (const line of result.err) process.stderr.write(`${line}\n`);
-    return result.code;
+  const { values, positionals } = parsed;
+  if (values.help || positionals[0] === 'help') return { run: 'help' };
+
+  const [command = 'serve', ...rest] = positionals;
+  const config = values.config;
+  if (command === 'serve' && rest.length === 0) return { run: 'serve', config };
+  if (
+    command === 'wallet' &&
+    rest.length === 1 &&
+    (rest[0] === 'balance' || rest[0] === 'export')
+  ) {
+    return { run: rest[0], config };
   }
-  if (command === 'wallet') {
-    const { wallet } = await import('../src/cli/wallet.ts');
-    return wallet(rest, process.env);
+  if (command === 'check-config' && rest.length === 1 && !config) {
+    return { run: 'check-config', file: rest[0]! };
   }
-  if (command === 'help' || command === '--help' || command === '-h') {
-    process.stdout.write(USAGE);
-    return 0;
+  return { problem: `cannot read: paygress ${args.join(' ')}` };
+}
+
+async function main(args: string[]): Promise<number> {
+  const command = read(args);
+  if ('problem' in command) {
+    process.stderr.write(`${command.problem}\n${USAGE}`);
+    return 2;
   }
-  process.stderr.write(`unknown command: ${command}\n${USAGE}`);
-  return 2;
+  switch (command.run) {
+    case 'help':
+      process.stdout.write(USAGE);
+      return 0;
+    case 'serve':
+      return serve(command.config);
+    case 'check-config': {
+      const result = checkConfig([command.file], process.env);
+      for (const line of result.out) process.stdout.write(`${line}\n`);
+      for (const line of result.err) process.stderr.write(`${line}\n`);
+      return result.code;
+    }
+    default: {
+      const { wallet } = await import('../src/cli/wallet.ts');
+      return wallet(command.run, command.config, process.env);
+    }
+  }
 }
 
 process.exitCode = await main(process.argv.slice(2));

@@ -14,23 +14,12 @@ import { encodeToken } from '../core/token.ts';
 import { CashuMintGateway } from '../mint/cashu-gateway.ts';
 import { SqliteWalletStore } from '../store/sqlite-wallet-store.ts';
 
-const USAGE =
-  'usage: paygress wallet balance | paygress wallet export [--config FILE]';
-
-/** Runs a wallet subcommand; resolves with the exit code. */
+/** Runs `paygress wallet balance|export`; resolves with the exit code. */
 export async function wallet(
-  args: readonly string[],
+  command: 'balance' | 'export',
+  file: string | undefined,
   env: Readonly<Record<string, string | undefined>>,
 ): Promise<number> {
-  const [command, flag, file] = args;
-  if (
-    (command !== 'balance' && command !== 'export') ||
-    (flag && flag !== '--config')
-  ) {
-    process.stderr.write(`${USAGE}\n`);
-    return 2;
-  }
-
   let dataDir: string;
   let mints: string[];
   let timeoutMs: number;
