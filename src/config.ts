@@ -8,7 +8,7 @@
  * that silently keeps its default is worse than a refusal to start.
  */
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { LineCounter, parseDocument } from 'yaml';
 import { validatePodTemplate, type PodTemplate } from './k8s/pod-template.ts';
 import type {
   Charge,
@@ -230,10 +230,14 @@ function readYaml(file: string): Record<string, unknown> {
     throw new ConfigError([`config file ${file}: cannot be read (${code})`]);
   }
 
-  const doc = parseDocument(text, { prettyErrors: false });
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: false, lineCounter: lines });
   if (doc.errors.length > 0) {
     throw new ConfigError(
-      doc.errors.map((e) => `config file ${file}: ${oneLine(e.message)}`),
+      doc.errors.map((e) => {
+        const { line, col } = lines.linePos(e.pos[0]);
+        return `config file ${file}, line ${line} column ${col}: ${oneLine(e.message)}`;
+      }),
     );
   }
   const value: unknown = doc.toJS();
@@ -694,7 +698,11 @@ function readGrants(
   const needed = rules.some((r) => r.charge.kind === 'rate');
   const given = isMapping(value) && value.key !== undefined;
   if (needed && !given) {
-    c.bad('grants.key', undefined, `${KEY_WHAT} (rate rules issue grants)`);
+    c.bad(
+      'grants.key',
+      undefined,
+      `${KEY_WHAT} (rate rules issue grants): set PAYGRESS_GRANT_KEY, or grants.key in the file`,
+    );
   }
   const { key, ...rest } = s;
   return key === undefined ? rest : { key, ...rest };

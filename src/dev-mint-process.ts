@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { DEV_MINT_VERSION } from './devmint/info.ts';
 
 /** Where the dev mint listens when Paygress starts it. */
 export const DEV_MINT_URL = 'http://127.0.0.1:3338';
@@ -13,20 +14,30 @@ export const DEV_MINT_URL = 'http://127.0.0.1:3338';
 /** A dev mint child process. */
 export interface DevMintProcess {
   readonly url: string;
+  /** True when a dev mint was already running there and is used as is. */
+  readonly reused: boolean;
   stop(): Promise<void>;
 }
 
 /**
- * Starts the dev mint on 127.0.0.1:3338, or uses one already answering
- * there, and resolves once it answers `/v1/info`. It keeps its keys and
- * ledger in `stateFile`, so the dev ecash Paygress stored in earlier runs
- * stays good (and spent proofs stay spent).
+ * Starts the dev mint on 127.0.0.1:3338, or uses a Paygress dev mint
+ * already answering there, and resolves once it answers `/v1/info`. It
+ * keeps its keys and ledger in `stateFile`, so the dev ecash Paygress
+ * stored in earlier runs stays good (and spent proofs stay spent). Any
+ * other server on that port (3338 is where Cashu mints usually listen) is
+ * refused, never trusted.
  */
 export async function startDevMintProcess(
   stateFile: string,
 ): Promise<DevMintProcess> {
-  if (await answers(DEV_MINT_URL)) {
-    return { url: DEV_MINT_URL, stop: async () => {} };
+  const running = await infoOf(DEV_MINT_URL);
+  if (running !== undefined) {
+    if (running.version !== DEV_MINT_VERSION) {
+      throw new Error(
+        `${DEV_MINT_URL} is taken by a server that is not the Paygress dev mint (it says ${JSON.stringify(running.name ?? '')}, version ${JSON.stringify(running.version ?? '')}): stop it, or list your mint in mints instead of using devMint`,
+      );
+    }
+    return { url: DEV_MINT_URL, reused: true, stop: async () => {} };
   }
 
   const entry = fileURLToPath(new URL('./devmint/main.ts', import.meta.url));
@@ -39,8 +50,8 @@ export async function startDevMintProcess(
 
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) break;
-    if (await answers(DEV_MINT_URL)) {
-      return { url: DEV_MINT_URL, stop: () => stopChild(child) };
+    if ((await infoOf(DEV_MINT_URL)) !== undefined) {
+      return { url: DEV_MINT_URL, reused: false, stop: () => stopChild(child) };
     }
     await sleep(100);
   }
@@ -50,16 +61,19 @@ export async function startDevMintProcess(
   );
 }
 
-async function answers(url: string): Promise<boolean> {
+/** What a server at `url` says in `/v1/info`; undefined if nothing answers. */
+async function infoOf(
+  url: string,
+): Promise<{ name?: unknown; version?: unknown } | undefined> {
+  let res: Response;
   try {
-    const res = await fetch(`${url}/v1/info`, {
-      signal: AbortSignal.timeout(500),
-    });
-    await res.body?.cancel();
-    return res.ok;
+    res = await fetch(`${url}/v1/info`, { signal: AbortSignal.timeout(500) });
   } catch {
-    return false;
+    return undefined;
   }
+  // Something listens: whatever it answers, it is not to be replaced.
+  const info = (await res.json().catch(() => ({}))) as unknown;
+  return typeof info === 'object' && info !== null ? info : {};
 }
 
 async function stopChild(child: ChildProcess): Promise<void> {

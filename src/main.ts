@@ -33,6 +33,12 @@ export async function serve(configFile?: string): Promise<number> {
     } catch (err) {
       return cannotStart(logger, err);
     }
+    if (devMint.reused) {
+      logger.info(
+        { mint: devMint.url },
+        'using the dev mint already running there (its state file is its own)',
+      );
+    }
     logger.warn(
       { mint: devMint.url },
       'trusting the development mint: its Lightning backend is fake, never use it for real payments',

@@ -376,7 +376,13 @@ t.test('YAML syntax errors and unreadable files are reported', async (t) => {
   const file = yamlFile(t, 'http: { port: 1\n');
   t.match(
     problemsOf(() => loadConfig({ file, env: {} })),
-    [/^config file .*paygress\.yaml: /],
+    [/^config file .*paygress\.yaml, line \d+ column \d+: /],
+  );
+  const unclosed = yamlFile(t, 'logLevel: info\nmints: [https://a.example\n');
+  t.match(
+    problemsOf(() => loadConfig({ file: unclosed, env: {} })),
+    [/, line 3 column 1: /],
+    'where the parser gave up',
   );
   t.match(
     problemsOf(() => loadConfig({ file: `${file}.missing`, env: {} })),

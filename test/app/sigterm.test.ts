@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,6 +139,34 @@ t.test(
     t.equal(code, 1);
     t.match(fatal, [
       `paygress could not start: ${dataDir} is in use by another Paygress process`,
+    ]);
+  },
+);
+
+t.test(
+  'another server on the dev mint port is refused, not trusted',
+  async (t) => {
+    const other = createHttpServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"name":"someone else\'s mint","version":"nutshell/0.16"}');
+    });
+    const free = await new Promise<boolean>((resolve) => {
+      other.once('error', () => resolve(false));
+      other.listen(3338, '127.0.0.1', () => resolve(true));
+    });
+    if (!free) {
+      t.comment('127.0.0.1:3338 is in use here; not run');
+      return;
+    }
+    t.teardown(() => new Promise((resolve) => other.close(resolve)));
+
+    const { code, fatal } = await failedStart(t, {
+      PAYGRESS_DEV_MINT: 'true',
+      PAYGRESS_DATA_DIR: mkdtempSync(join(tmpdir(), 'paygress-devmint-')),
+    });
+    t.equal(code, 1);
+    t.match(fatal, [
+      /^paygress could not start: http:\/\/127\.0\.0\.1:3338 is taken by a server that is not the Paygress dev mint \(it says "someone else's mint", version "nutshell\/0\.16"\)/,
     ]);
   },
 );

@@ -36,7 +36,10 @@ t.test('a valid file exits 0 with a one-line summary', async (t) => {
 t.test('the example needs a grant key of your own', async (t) => {
   const missing = checkConfig(['paygress.example.yaml']);
   t.equal(missing.code, 2);
-  t.match(missing.err, /grants\.key: missing/);
+  t.match(
+    missing.err,
+    /grants\.key: missing, .*: set PAYGRESS_GRANT_KEY, or grants\.key in the file/,
+  );
 
   const placeholder = checkConfig(['paygress.example.yaml'], {
     PAYGRESS_GRANT_KEY: 'replace-me-with-a-long-random-secret-of-32-bytes',
