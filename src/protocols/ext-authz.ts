@@ -343,11 +343,12 @@ function renderAllow(allow: Allow, log: Dropped): CheckResponseWire {
 
   // Overwriting replaces any client-sent copy of our headers; a header of
   // ours too long to send is removed instead, so no client copy survives.
+  // The token in X-Cashu is no business of the upstream's either.
   return {
     status: { code: grpc.status.OK },
     ok_response: {
       headers: upstream.options,
-      headers_to_remove: upstream.dropped,
+      headers_to_remove: ['x-cashu', ...upstream.dropped],
       response_headers_to_add: client.options,
     },
   };

@@ -55,7 +55,10 @@ export function nginxAuthRequest(req: IncomingMessage): AuthRequest {
 export function nginxAuthReply(decision: Decision): Reply {
   if (decision.kind === 'allow') return allowReply(decision);
 
-  const headers = denyHeaders(decision);
+  const headers: Record<string, string> = {
+    ...denyHeaders(decision),
+    'Cache-Control': 'no-store',
+  };
   // nginx shows the client a bare 500 for any status but 401 and 403, and
   // drops its headers: a refund or credit must ride on a 401 or it is lost.
   const owed = decision.refund !== undefined || decision.credit !== undefined;

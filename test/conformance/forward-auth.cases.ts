@@ -128,6 +128,7 @@ t.test(
       }
       t.equal(seen['x-payment-verified'], 'true');
       t.equal(seen['x-payment-amount'], '100', "Paygress's, not the client's");
+      t.equal(seen['x-cashu'], undefined, 'the token stays out');
       t.equal(seen['x-payment-unit'], 'sat');
       t.match(seen['x-user-id'], /^[A-Za-z0-9_-]{22}$/);
       t.not(seen['x-provisioned-pod'], 'forged-pod');
@@ -232,7 +233,8 @@ t.test(
     t.equal(auth.trustForwardHeader, false);
     t.same(
       auth.authResponseHeaders.map((h: string) => h.toLowerCase()),
-      PAYMENT_HEADERS,
+      [...PAYMENT_HEADERS, 'x-cashu'],
+      'the payment headers, and X-Cashu, which Traefik then deletes',
     );
     t.same(auth.addAuthCookiesToResponse, ['paygress_grant']);
 

@@ -123,6 +123,34 @@ t.test('a POST with a body is answered without stalling', async (t) => {
   t.equal(upstream.last()!.bodyBytes, body.length, 'the body reached the app');
 });
 
+t.test("the payment stays out of the application's request", async (t) => {
+  const viaHeader = await fetch(`${nginx.url}/premium`, {
+    headers: {
+      'X-Cashu': await mintToken(stack.mint.url, 100),
+      Authorization: 'Basic YXBwOnVzZXI=',
+    },
+  });
+  await viaHeader.arrayBuffer();
+  t.equal(viaHeader.status, 200);
+  let seen = upstream.last()!.headers;
+  t.equal(seen['x-cashu'], undefined, 'no token in X-Cashu');
+  t.equal(
+    seen['authorization'],
+    'Basic YXBwOnVzZXI=',
+    "the application's own Authorization passes",
+  );
+
+  const viaBearer = await fetch(`${nginx.url}/premium`, {
+    headers: {
+      Authorization: `Bearer ${await mintToken(stack.mint.url, 100)}`,
+    },
+  });
+  await viaBearer.arrayBuffer();
+  t.equal(viaBearer.status, 200);
+  seen = upstream.last()!.headers;
+  t.equal(seen['authorization'], undefined, 'no token in Authorization');
+});
+
 t.test('client-sent payment and forwarded headers fake nothing', async (t) => {
   const forged = {
     'X-Payment-Verified': 'true',

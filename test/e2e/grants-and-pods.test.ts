@@ -318,6 +318,7 @@ t.test(
     t.equal(out.status, 401);
     t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
     t.match(out.headers['x-cashu'], /^cashuB/);
+    t.equal(out.headers['cache-control'], 'no-store', 'never cached');
     t.match(
       out.headers['www-authenticate'],
       /refund="cashuB[^"]+"/,
