@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -143,6 +143,19 @@ t.test(
   },
 );
 
+/**
+ * Listens with `server` on the dev mint's fixed port, 127.0.0.1:3338; false
+ * (and the test says it did not run) when something else has it.
+ */
+async function onDevMintPort(t: Test, server: Server): Promise<boolean> {
+  const free = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(3338, '127.0.0.1', () => resolve(true));
+  });
+  if (!free) t.comment('127.0.0.1:3338 is in use here; not run');
+  return free;
+}
+
 t.test(
   'another server on the dev mint port is refused, not trusted',
   async (t) => {
@@ -150,14 +163,7 @@ t.test(
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end('{"name":"someone else\'s mint","version":"nutshell/0.16"}');
     });
-    const free = await new Promise<boolean>((resolve) => {
-      other.once('error', () => resolve(false));
-      other.listen(3338, '127.0.0.1', () => resolve(true));
-    });
-    if (!free) {
-      t.comment('127.0.0.1:3338 is in use here; not run');
-      return;
-    }
+    if (!(await onDevMintPort(t, other))) return;
     t.teardown(() => new Promise((resolve) => other.close(resolve)));
 
     const { code, fatal } = await failedStart(t, {
@@ -176,14 +182,7 @@ t.test(
   async (t) => {
     // The dev mint's port is fixed; this needs it free.
     const probe = createServer();
-    const free = await new Promise<boolean>((resolve) => {
-      probe.once('error', () => resolve(false));
-      probe.listen(3338, '127.0.0.1', () => resolve(true));
-    });
-    if (!free) {
-      t.comment('127.0.0.1:3338 is in use here; not run');
-      return;
-    }
+    if (!(await onDevMintPort(t, probe))) return;
     await new Promise((resolve) => probe.close(resolve));
 
     const dataDir = mkdtempSync(join(tmpdir(), 'paygress-devmint-'));
