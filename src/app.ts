@@ -97,7 +97,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   });
 
   const settled = await redeemer.settleAll();
-  if (settled.completed + settled.released + settled.unsettled > 0) {
+  if (Object.values(settled).some((n) => n > 0)) {
     logger.info(settled, 'settled redemptions left unfinished');
   }
   const settler = setInterval(() => {

@@ -51,8 +51,13 @@ export interface Redemption {
  */
 const LATE_SWAP_WINDOW_MS = 10 * 60_000;
 
-/** How an unfinished redemption ended when it was settled. */
-export type SettleOutcome = 'completed' | 'released' | 'unsettled';
+/**
+ * How an unfinished redemption ended when it was settled: its swap ran and
+ * its outputs are stored (`completed`), it did not run (`released`; and
+ * `spent` when some of its inputs had been spent elsewhere first), or the
+ * mint cannot say yet (`unsettled`).
+ */
+export type SettleOutcome = 'completed' | 'released' | 'spent' | 'unsettled';
 
 export class Redeemer {
   readonly #gateway: MintGateway;
@@ -129,7 +134,7 @@ export class Redeemer {
       throw toPaygressError(err);
     }
 
-    return this.#swap(record);
+    return this.#swap(record, minimum);
   }
 
   /**
@@ -138,24 +143,28 @@ export class Redeemer {
    */
   async settle(
     record: RedemptionRecord,
-    delivered = false,
+    inRequest = false,
   ): Promise<SettleOutcome> {
     const states = await this.#gateway.checkState(record.mint, record.ys);
+    if (states.some((s) => s === 'PENDING')) return 'unsettled';
 
-    if (states.every((s) => s === 'UNSPENT')) {
-      this.#store.release(record.id);
-      this.#guard.release(record.ys);
-      return 'released';
-    }
     if (states.every((s) => s === 'SPENT')) {
       const proofs = await this.#gateway.restoreSwap(
         record.mint,
         record.unit,
         record.swap,
       );
-      return this.#recovered(record, proofs, delivered);
+      if (proofs.length > 0) return this.#recovered(record, proofs, inRequest);
     }
-    return 'unsettled';
+
+    // A swap spends all its inputs at once and the mint signed none of its
+    // outputs: it did not run. Inputs the mint holds as spent were spent
+    // by someone else first (the payer, elsewhere), and are remembered so.
+    this.#store.release(record.id);
+    const spent = record.ys.filter((_, i) => states[i] === 'SPENT');
+    this.#guard.settle(spent);
+    this.#guard.release(record.ys.filter((_, i) => states[i] !== 'SPENT'));
+    return spent.length > 0 ? 'spent' : 'released';
   }
 
   /**
@@ -164,7 +173,7 @@ export class Redeemer {
    * owed their request); at start-up and periodically.
    */
   async settleAll(): Promise<Record<SettleOutcome, number>> {
-    const counts = { completed: 0, released: 0, unsettled: 0 };
+    const counts = { completed: 0, released: 0, spent: 0, unsettled: 0 };
     for (const record of this.#store.unfinished()) {
       const outcome = await this.settle(record).catch(
         (): SettleOutcome => 'unsettled',
@@ -195,30 +204,51 @@ export class Redeemer {
     return proofs.length > 0 ? proofs : undefined;
   }
 
+  /**
+   * Recovers earlier swaps of ours, released as not run, that spent any of
+   * `current`'s inputs after all. Their payment buys the current request
+   * only when it is the very token that paid (the same inputs, mint and
+   * unit) and worth at least `minimum`; otherwise it stays owed to that
+   * token.
+   */
   async #recoverReleased(
-    ys: readonly string[],
-    current: string,
+    current: RedemptionRecord,
+    minimum: number,
   ): Promise<Redemption | undefined> {
-    for (const record of this.#store.released(ys)) {
-      if (record.id === current) continue;
+    let paid: Redemption | undefined;
+    for (const record of this.#store.released(current.ys)) {
+      if (record.id === current.id) continue;
       const proofs = await this.#gateway.restoreSwap(
         record.mint,
         record.unit,
         record.swap,
       );
       if (proofs.length === 0) continue;
-      this.#store.complete(record.id, proofs, true);
-      return {
-        id: record.id,
-        mint: record.mint,
-        unit: record.unit,
-        amount: proofs.reduce((sum, p) => sum + p.amount, 0),
-      };
+      const amount = proofs.reduce((sum, p) => sum + p.amount, 0);
+      const same =
+        paid === undefined &&
+        sameSet(record.ys, current.ys) &&
+        record.mint === current.mint &&
+        record.unit === current.unit &&
+        amount >= minimum;
+      this.#store.complete(record.id, proofs, same);
+      this.#guard.settle(record.ys);
+      if (same) {
+        paid = { id: record.id, mint: record.mint, unit: record.unit, amount };
+      }
     }
-    return undefined;
+    return paid;
   }
 
-  async #swap(record: RedemptionRecord): Promise<Redemption> {
+  /** Those of `ys` the mint holds as spent; none when it cannot say. */
+  async #spentOf(mint: string, ys: readonly string[]): Promise<string[]> {
+    const states = await this.#gateway
+      .checkState(mint, ys)
+      .catch(() => undefined);
+    return ys.filter((_, i) => states?.[i] === 'SPENT');
+  }
+
+  async #swap(record: RedemptionRecord, minimum: number): Promise<Redemption> {
     let proofs: WireProof[];
     try {
       proofs = await this.#gateway.completeSwap(
@@ -227,7 +257,7 @@ export class Redeemer {
         record.swap,
       );
     } catch (err) {
-      return this.#afterFailedSwap(record, toPaygressError(err));
+      return this.#afterFailedSwap(record, minimum, toPaygressError(err));
     }
 
     this.#store.complete(record.id, proofs, true);
@@ -237,6 +267,7 @@ export class Redeemer {
 
   async #afterFailedSwap(
     record: RedemptionRecord,
+    minimum: number,
     err: PaygressError,
   ): Promise<Redemption> {
     // The mint answered and refused: nothing of this swap was spent.
@@ -249,10 +280,14 @@ export class Redeemer {
       // Spent: perhaps by an earlier swap of ours that we gave up on and
       // released, which reached the mint after all. Then its outputs are
       // ours to recover, and this payer is the one who paid for them.
-      const recovered = await this.#recoverReleased(record.ys, record.id).catch(
+      const recovered = await this.#recoverReleased(record, minimum).catch(
         () => undefined,
       );
-      this.#guard.settle(record.ys);
+      // Only the proofs the mint holds as spent are remembered so: the
+      // rest of the token may be good money of the payer's.
+      const spent = await this.#spentOf(record.mint, record.ys);
+      this.#guard.settle(spent);
+      this.#guard.release(record.ys);
       if (recovered !== undefined) return recovered;
       throw err;
     }
@@ -267,6 +302,11 @@ export class Redeemer {
       (): SettleOutcome => 'unsettled',
     );
     if (outcome === 'completed') return this.#result(record);
+    if (outcome === 'spent') {
+      throw new TokenReplayedError(
+        'the token was spent elsewhere while this payment was being redeemed',
+      );
+    }
     if (outcome === 'unsettled') {
       // Keep the claim: the Ys stay recorded as pending in the store, so a
       // retry is refused as pending until a later settle decides.
@@ -278,9 +318,9 @@ export class Redeemer {
   #recovered(
     record: RedemptionRecord,
     proofs: readonly WireProof[],
-    delivered: boolean,
+    inRequest: boolean,
   ): SettleOutcome {
-    this.#store.complete(record.id, proofs, delivered);
+    this.#store.complete(record.id, proofs, inRequest);
     this.#guard.settle(record.ys);
     return 'completed';
   }
@@ -293,4 +333,9 @@ export class Redeemer {
       amount: record.swap.outputAmount,
     };
   }
+}
+
+function sameSet(a: readonly string[], b: readonly string[]): boolean {
+  const set = new Set(a);
+  return set.size === b.length && b.every((y) => set.has(y));
 }

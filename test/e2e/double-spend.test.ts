@@ -1,0 +1,109 @@
+/**
+ * A payer who spends the token elsewhere while Paygress's swap of it is
+ * stuck at the mint has paid Paygress nothing: when Paygress settles the
+ * swap it lost track of, inputs spent without its outputs signed mean
+ * someone else spent them, and the request is refused. And a late swap of
+ * ours, recovered because a new token shares its proofs, pays only for the
+ * very token that made it: proofs added to it are not taken as payment,
+ * nor refused as spent.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import t from 'tap';
+import { getDecodedToken, getEncodedToken } from '@cashu/cashu-ts';
+import { send, startStack } from '../support/stack.ts';
+import { mintProofs, mintToken, testWallet } from '../support/wallet.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'paygress-double-spend-'));
+const configFile = join(dir, 'paygress.yaml');
+writeFileSync(
+  configFile,
+  `pricing:
+  rules:
+    - name: dear
+      match: { path: /dear }
+      price: { amount: 1000, unit: sat }
+`,
+);
+// The mint's swap is held longer than Paygress waits (2 s in the stack).
+const STUCK = { kind: 'queue', ms: 2600 } as const;
+const stack = await startStack({ price: 100 });
+t.teardown(() => stack.close());
+const held = () =>
+  stack.app.store.balances().reduce((n, b) => n + b.available + b.pending, 0);
+
+for (const protocol of ['forward', 'ext-authz'] as const) {
+  t.test(
+    `${protocol}: a token spent elsewhere while our swap was stuck is refused`,
+    async (t) => {
+      const token = await mintToken(stack.mint.url, 100);
+      const before = held();
+      stack.mint.setFault('swap', STUCK);
+      const paying = send(stack, protocol, { 'X-Cashu': token });
+      await sleep(300);
+      stack.mint.setFault('swap', undefined);
+      const payer = await testWallet(stack.mint.url);
+      const back = await payer.receive(token);
+      t.equal(
+        back.reduce((n, p) => n + p.amount.toNumber(), 0),
+        100,
+        'the payer took the money back',
+      );
+
+      const out = await paying;
+      t.equal(out.allowed, false, 'so the request is not allowed');
+      t.equal(out.reason, 'PAYGRESS_TOKEN_REPLAYED');
+      t.equal(held(), before, 'and nothing is held as paid');
+      const retry = await send(stack, protocol, { 'X-Cashu': token });
+      t.equal(retry.reason, 'PAYGRESS_TOKEN_REPLAYED', 'nor on a retry');
+    },
+  );
+}
+
+t.test('a recovered late swap pays only for its own token', async (t) => {
+  // A Paygress of its own: the mint's breaker of the one above has seen
+  // its timeouts.
+  const s = await startStack({ price: 100, configFile, mint: stack.mint });
+  t.teardown(() => s.close());
+  const token = await mintToken(stack.mint.url, 100);
+  stack.mint.setFault('swap', STUCK);
+  const first = await send(s, 'forward', { 'X-Cashu': token });
+  t.equal(first.reason, 'PAYGRESS_MINT_UNAVAILABLE', 'given up; it runs late');
+  await sleep(1200);
+  stack.mint.setFault('swap', undefined);
+
+  // The spent proofs, padded with 1,000 sat of fresh ones, for /dear.
+  const { keysets } = (await (
+    await fetch(`${stack.mint.url}/v1/keysets`)
+  ).json()) as { keysets: { id: string }[] };
+  const spent = getDecodedToken(
+    token,
+    keysets.map((k) => k.id),
+  ).proofs;
+  const fresh = await mintProofs(stack.mint.url, 1000);
+  const encode = (proofs: typeof fresh) =>
+    getEncodedToken({ mint: stack.mint.url, unit: 'sat', proofs });
+
+  const padded = await send(
+    s,
+    'forward',
+    { 'X-Cashu': encode([...spent, ...fresh]) },
+    { path: '/dear' },
+  );
+  t.equal(padded.allowed, false, '100 sat do not buy a 1,000 sat request');
+  t.equal(padded.reason, 'PAYGRESS_TOKEN_REPLAYED');
+
+  const own = await send(
+    s,
+    'forward',
+    { 'X-Cashu': encode(fresh) },
+    { path: '/dear' },
+  );
+  t.equal(own.allowed, true, 'the fresh proofs are still good money here');
+
+  const owed = await send(s, 'forward', { 'X-Cashu': token });
+  t.equal(owed.allowed, true, 'the late swap is owed to the token that paid');
+  t.equal(owed.headers['x-payment-amount'], '100');
+});
