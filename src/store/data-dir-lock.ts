@@ -26,12 +26,24 @@ export interface DataDirLock {
  */
 export function lockDataDir(dataDir: string): DataDirLock {
   const file = join(dataDir, LOCK_FILE);
-  const db = new DatabaseSync(file);
+  let db: DatabaseSync;
   try {
-    // In exclusive locking mode the lock a transaction takes is kept until
-    // the connection closes; a second process fails at once (no timeout).
+    db = new DatabaseSync(file);
+  } catch (err) {
+    throw cannotLock(file, err);
+  }
+  try {
+    // In exclusive locking mode the lock a write takes is kept until the
+    // connection closes; a second process fails at once (no timeout). The
+    // write is what makes it fail on a file SQLite could open only for
+    // reading (another owner's), where taking no lock would pass unseen.
     db.exec(
-      'PRAGMA busy_timeout = 0; PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE; COMMIT;',
+      `PRAGMA busy_timeout = 0; PRAGMA journal_mode = OFF; PRAGMA locking_mode = EXCLUSIVE;
+       BEGIN EXCLUSIVE;
+       CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL);
+       DELETE FROM holder;
+       INSERT INTO holder (pid) VALUES (${process.pid});
+       COMMIT;`,
     );
   } catch (err) {
     db.close();
@@ -41,11 +53,18 @@ export function lockDataDir(dataDir: string): DataDirLock {
         { cause: err },
       );
     }
-    throw err;
+    throw cannotLock(file, err);
   }
   return {
     release: () => {
       if (db.isOpen) db.close();
     },
   };
+}
+
+function cannotLock(file: string, err: unknown): Error {
+  return new Error(
+    `${file} cannot be locked (${String((err as Error)?.message ?? err)}): Paygress must be able to write it; check who owns the data directory and its files`,
+    { cause: err },
+  );
 }

@@ -4,13 +4,20 @@
  * layout newer than it knows.
  */
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { DatabaseSync } from 'node:sqlite';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
+
+const STORE_URL = new URL(
+  '../../src/store/sqlite-wallet-store.ts',
+  import.meta.url,
+).href;
+/** The unprivileged user (and group) of Debian and most Linux systems. */
+const NOBODY = 65534;
 
 // The first layout Paygress wrote (no `delivered`, no version recorded).
 const FIRST_SCHEMA = `
@@ -208,10 +215,7 @@ t.test('one serving process per data directory', async (t) => {
       [
         '--input-type=module',
         '-e',
-        `import { SqliteWalletStore } from ${JSON.stringify(
-          new URL('../../src/store/sqlite-wallet-store.ts', import.meta.url)
-            .href,
-        )};
+        `import { SqliteWalletStore } from ${JSON.stringify(STORE_URL)};
         new SqliteWalletStore({ dataDir: ${JSON.stringify(dir)}, serving: true }).close();`,
       ],
       { encoding: 'utf8', timeout: 30_000 },
@@ -222,4 +226,40 @@ t.test('one serving process per data directory', async (t) => {
 
   serving.close();
   t.equal(other().status, 0, 'free once the store is closed');
+});
+
+t.test('a lock file it cannot write is refused, not ignored', async (t) => {
+  // SQLite opens a file it may not write read-only, where no lock would be
+  // taken: as root the store is opened by another user, else the file is
+  // made read-only.
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  new SqliteWalletStore({ dataDir: dir, serving: true }).close();
+  const lockFile = join(dir, 'paygress.lock');
+  const root = process.getuid?.() === 0;
+  if (root) {
+    chmodSync(dir, 0o777);
+    chownSync(join(dir, 'wallet.sqlite'), NOBODY, NOBODY);
+  } else {
+    chmodSync(lockFile, 0o444);
+  }
+
+  const opened = spawnSync(
+    NODE,
+    [
+      '--input-type=module',
+      '-e',
+      `import { SqliteWalletStore } from ${JSON.stringify(STORE_URL)};
+      new SqliteWalletStore({ dataDir: ${JSON.stringify(dir)}, serving: true }).close();`,
+    ],
+    {
+      encoding: 'utf8',
+      timeout: 30_000,
+      ...(root ? { uid: NOBODY, gid: NOBODY } : {}),
+    },
+  );
+  t.equal(opened.status, 1, 'the store does not open');
+  t.match(
+    opened.stderr,
+    `${lockFile} cannot be locked (attempt to write a readonly database): Paygress must be able to write it`,
+  );
 });
