@@ -29,7 +29,12 @@ import {
 import { denyBody, denyHeaders } from './payment-headers.ts';
 import { InFlight } from './in-flight.ts';
 import { renderOnce, reportUndelivered } from './reply.ts';
-import { hostOnly, requestIdFrom, splitUri } from './request-parts.ts';
+import {
+  carriesPaygressCredential,
+  hostOnly,
+  requestIdFrom,
+  splitUri,
+} from './request-parts.ts';
 
 /** Full gRPC method path Envoy calls. */
 export const EXT_AUTHZ_CHECK_PATH =
@@ -142,20 +147,31 @@ export function createExtAuthzService(
     ...loaded,
     Check: { ...method, responseSerialize: (bytes: Buffer) => bytes },
   };
+  // One cache per upstream variant: an allow removes Authorization from
+  // the upstream request when it carried Paygress's credential.
   const constant = new WeakMap<Decision, Encoded>();
+  const constantStripped = new WeakMap<Decision, Encoded>();
   const running = new InFlight();
-  const answer = (decision: Decision, reqId: string): Encoded =>
-    renderOnce(constant, decision, (d) => {
-      const rendered = render(d, (header, bytes) =>
-        options.logger.warn(
-          { reqId, header, bytes },
-          'header left out: value unsendable',
-        ),
-      );
-      return 'error' in rendered
-        ? rendered
-        : { bytes: method.responseSerialize(rendered.response) };
-    });
+  const answer = (
+    decision: Decision,
+    reqId: string,
+    stripAuthorization: boolean,
+  ): Encoded =>
+    renderOnce(
+      stripAuthorization ? constantStripped : constant,
+      decision,
+      (d) => {
+        const rendered = render(d, stripAuthorization, (header, bytes) =>
+          options.logger.warn(
+            { reqId, header, bytes },
+            'header left out: value unsendable',
+          ),
+        );
+        return 'error' in rendered
+          ? rendered
+          : { bytes: method.responseSerialize(rendered.response) };
+      },
+    );
 
   const check: grpc.handleUnaryCall<CheckRequestWire, Buffer> = (
     call,
@@ -188,7 +204,11 @@ export function createExtAuthzService(
               request.requestId,
             );
           }
-          const result = answer(decision, request.requestId);
+          const result = answer(
+            decision,
+            request.requestId,
+            carriesPaygressCredential(request.headers['authorization']),
+          );
           if ('error' in result) callback(result.error);
           else callback(null, result.bytes);
         })
@@ -260,9 +280,13 @@ function internal(err: unknown): Deny {
   };
 }
 
-function render(decision: Decision, log: Dropped): Answer {
+function render(
+  decision: Decision,
+  stripAuthorization: boolean,
+  log: Dropped,
+): Answer {
   if (decision.kind === 'allow') {
-    return { response: renderAllow(decision, log) };
+    return { response: renderAllow(decision, stripAuthorization, log) };
   }
   // A refund or a credit is the payer's money: it must reach them, so it
   // rides on a denied response (503), never on an RPC error, for which
@@ -337,18 +361,27 @@ function headersOf(http: HttpRequestWire): Record<string, string> {
   return joined;
 }
 
-function renderAllow(allow: Allow, log: Dropped): CheckResponseWire {
+function renderAllow(
+  allow: Allow,
+  stripAuthorization: boolean,
+  log: Dropped,
+): CheckResponseWire {
   const upstream = headerOptions(allow.upstreamHeaders, log);
   const client = headerOptions(allow.clientHeaders, log);
 
   // Overwriting replaces any client-sent copy of our headers; a header of
   // ours too long to send is removed instead, so no client copy survives.
-  // The token in X-Cashu is no business of the upstream's either.
+  // The credential the request paid or came with (a token in X-Cashu or
+  // Authorization, a grant in Authorization) is no business of the
+  // upstream's either.
+  const credentials = stripAuthorization
+    ? ['x-cashu', 'authorization']
+    : ['x-cashu'];
   return {
     status: { code: grpc.status.OK },
     ok_response: {
       headers: upstream.options,
-      headers_to_remove: ['x-cashu', ...upstream.dropped],
+      headers_to_remove: [...credentials, ...upstream.dropped],
       response_headers_to_add: client.options,
     },
   };

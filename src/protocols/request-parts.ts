@@ -4,6 +4,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import { GRANT_PREFIX } from '../core/grants.ts';
+import { isCashuToken } from '../core/token.ts';
 
 /**
  * The request's headers as one string per lower-cased name. Node has
@@ -71,4 +73,16 @@ export function firstForwarded(
 export function requestIdFrom(value: string | undefined): string {
   if (value && /^[\w.:\-]{1,128}$/.test(value)) return value;
   return randomUUID();
+}
+
+/**
+ * Whether an `Authorization` value carries Paygress's own credential (a
+ * Cashu token, or a grant) rather than the application's.
+ */
+export function carriesPaygressCredential(value: string | undefined): boolean {
+  const bearer = /^\s*bearer\s+(\S+)\s*$/i.exec(value ?? '')?.[1];
+  return (
+    bearer !== undefined &&
+    (bearer.startsWith(GRANT_PREFIX) || isCashuToken(bearer))
+  );
 }

@@ -281,6 +281,45 @@ t.test(
 );
 
 t.test(
+  "allow: the credential paid with is removed from the upstream's request",
+  async (t) => {
+    // Frozen, as the core's constant decisions are: rendered once per
+    // variant and kept, so the variants must not mix.
+    const frozen = Object.freeze({ ...ALLOW });
+    script = async () => frozen;
+    const removed = async (authorization?: string) =>
+      (
+        await check({
+          http: {
+            path: '/',
+            headers: authorization ? [['authorization', authorization]] : [],
+          },
+        })
+      ).okResponse!.headersToRemove;
+
+    t.same(await removed(), ['x-cashu']);
+    t.same(await removed('Bearer cashuBo2Ftexample'), [
+      'x-cashu',
+      'authorization',
+    ]);
+    t.same(await removed('bearer pgr1.grant.sig'), [
+      'x-cashu',
+      'authorization',
+    ]);
+    t.same(
+      await removed('Basic YXBwOnVzZXI='),
+      ['x-cashu'],
+      "the application's own Authorization passes",
+    );
+    t.same(
+      await removed('Bearer eyJhbGciOiJIUzI1NiJ9.app.jwt'),
+      ['x-cashu'],
+      "and so does the application's own bearer token",
+    );
+  },
+);
+
+t.test(
   'payer deny: status 7 and an HTTP 402 with payment headers',
   async (t) => {
     script = async () => PAYER_DENY;
