@@ -37,7 +37,7 @@ function read(args: string[]): Command {
       args,
       allowPositionals: true,
       options: {
-        config: { type: 'string' },
+        config: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -48,7 +48,10 @@ function read(args: string[]): Command {
   if (values.help || positionals[0] === 'help') return { run: 'help' };
 
   const [command = 'serve', ...rest] = positionals;
-  const config = values.config;
+  const files = values.config ?? [];
+  if (files.length > 1) return { problem: '--config given more than once' };
+  const config = files[0];
+  if (config === '') return { problem: '--config needs a file' };
   if (command === 'serve' && rest.length === 0) return { run: 'serve', config };
   if (
     command === 'wallet' &&

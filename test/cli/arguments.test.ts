@@ -72,6 +72,8 @@ t.test('anything else is refused with the usage', async (t) => {
     ['check-config', good, good],
     ['check-config', good, '--config', good],
     ['launch'],
+    ['--config=', 'wallet', 'balance'],
+    ['--config', good, 'serve', '--config', good],
   ];
   const runs = await Promise.all(cases.map((args) => paygress(...args)));
   runs.forEach((run, i) => {
