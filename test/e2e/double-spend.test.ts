@@ -7,26 +7,17 @@
  * very token that made it: proofs added to it are not taken as payment,
  * nor refused as spent.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { getDecodedToken, getEncodedToken } from '@cashu/cashu-ts';
-import { send, startStack } from '../support/stack.ts';
-import { mintProofs, mintToken, testWallet } from '../support/wallet.ts';
+import { getEncodedToken } from '@cashu/cashu-ts';
+import { dearRouteConfig, send, startStack } from '../support/stack.ts';
+import {
+  decodeToken,
+  mintProofs,
+  mintToken,
+  testWallet,
+} from '../support/wallet.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'paygress-double-spend-'));
-const configFile = join(dir, 'paygress.yaml');
-writeFileSync(
-  configFile,
-  `pricing:
-  rules:
-    - name: dear
-      match: { path: /dear }
-      price: { amount: 1000, unit: sat }
-`,
-);
 // The mint's swap is held longer than Paygress waits (2 s in the stack).
 const STUCK = { kind: 'queue', ms: 2600 } as const;
 const stack = await startStack({ price: 100 });
@@ -65,7 +56,11 @@ for (const protocol of ['forward', 'ext-authz'] as const) {
 t.test('a recovered late swap pays only for its own token', async (t) => {
   // A Paygress of its own: the mint's breaker of the one above has seen
   // its timeouts.
-  const s = await startStack({ price: 100, configFile, mint: stack.mint });
+  const s = await startStack({
+    price: 100,
+    configFile: dearRouteConfig(),
+    mint: stack.mint,
+  });
   t.teardown(() => s.close());
   const token = await mintToken(stack.mint.url, 100);
   stack.mint.setFault('swap', STUCK);
@@ -75,13 +70,7 @@ t.test('a recovered late swap pays only for its own token', async (t) => {
   stack.mint.setFault('swap', undefined);
 
   // The spent proofs, padded with 1,000 sat of fresh ones, for /dear.
-  const { keysets } = (await (
-    await fetch(`${stack.mint.url}/v1/keysets`)
-  ).json()) as { keysets: { id: string }[] };
-  const spent = getDecodedToken(
-    token,
-    keysets.map((k) => k.id),
-  ).proofs;
+  const spent = (await decodeToken(stack.mint.url, token)).proofs;
   const fresh = await mintProofs(stack.mint.url, 1000);
   const encode = (proofs: typeof fresh) =>
     getEncodedToken({ mint: stack.mint.url, unit: 'sat', proofs });

@@ -11,7 +11,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Amount, getDecodedToken, getEncodedToken } from '@cashu/cashu-ts';
+import { Amount, getEncodedToken } from '@cashu/cashu-ts';
 import type { Provisioner } from '../../src/core/ports.ts';
 import { encodeCheckRequest } from '../support/envoy-wire.ts';
 import {
@@ -19,8 +19,13 @@ import {
   writeKubeConfig,
 } from '../support/fake-kube-apiserver.ts';
 import { startPaygressProcess } from '../support/paygress-process.ts';
-import { send, startStack, type Stack } from '../support/stack.ts';
-import { mintToken } from '../support/wallet.ts';
+import {
+  dearRouteConfig,
+  send,
+  startStack,
+  type Stack,
+} from '../support/stack.ts';
+import { decodeToken, mintToken } from '../support/wallet.ts';
 
 const stack = await startStack({ price: 100 });
 t.teardown(() => stack.close());
@@ -175,18 +180,10 @@ for (const [graceMs, provisionMs, when] of [
 }
 
 t.test('an owed payment buys no dearer request', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'paygress-undelivered-dear-'));
-  const configFile = join(dir, 'paygress.yaml');
-  writeFileSync(
-    configFile,
-    `pricing:
-  rules:
-    - name: dear
-      match: { path: /dear }
-      price: { amount: 1000, unit: sat }
-`,
-  );
-  const s = await startStack({ mint: stack.mint, configFile });
+  const s = await startStack({
+    mint: stack.mint,
+    configFile: dearRouteConfig(),
+  });
   t.teardown(() => s.close());
   const token = await mintToken(stack.mint.url, 100);
 
@@ -216,13 +213,7 @@ t.test('an owed payment buys no dearer request', async (t) => {
 
 /** The token with every proof's amount multiplied by `factor`. */
 async function inflate(token: string, factor: number): Promise<string> {
-  const { keysets } = (await (
-    await fetch(`${stack.mint.url}/v1/keysets`)
-  ).json()) as { keysets: { id: string }[] };
-  const decoded = getDecodedToken(
-    token,
-    keysets.map((k) => k.id),
-  );
+  const decoded = await decodeToken(stack.mint.url, token);
   return getEncodedToken({
     ...decoded,
     proofs: decoded.proofs.map((p) => ({

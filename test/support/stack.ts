@@ -4,7 +4,7 @@
  * protocol that sends what the real proxy sends and reads the answer back
  * into one shape, so a scenario can be asserted for every protocol alike.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -234,4 +234,22 @@ async function sendEnvoy(
       : undefined,
     body: denied?.body,
   };
+}
+
+/**
+ * A configuration file with one dear route, `/dear` at 1,000 sat, beside
+ * the default price: for tests of a payment offered for a dearer request.
+ */
+export function dearRouteConfig(): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'paygress-dear-')), 'p.yaml');
+  writeFileSync(
+    file,
+    `pricing:
+  rules:
+    - name: dear
+      match: { path: /dear }
+      price: { amount: 1000, unit: sat }
+`,
+  );
+  return file;
 }

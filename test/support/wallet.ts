@@ -4,8 +4,8 @@
  * return is spendable at that mint; treat the values as bearer money and
  * never log them.
  */
-import { Wallet, getEncodedToken } from '@cashu/cashu-ts';
-import type { Proof } from '@cashu/cashu-ts';
+import { Wallet, getDecodedToken, getEncodedToken } from '@cashu/cashu-ts';
+import type { Proof, Token } from '@cashu/cashu-ts';
 
 /** Options shared by the minting helpers. */
 export interface MintProofsOptions {
@@ -110,4 +110,21 @@ function wireDleq(dleq: NonNullable<Proof['dleq']>) {
     s: dleq.s,
     ...(dleq.r === undefined ? {} : { r: dleq.r }),
   };
+}
+
+/**
+ * A token decoded against its mint's keysets (a V4 token names keysets
+ * by short ids, which only the mint's list resolves).
+ */
+export async function decodeToken(
+  mintUrl: string,
+  token: string,
+): Promise<Token> {
+  const { keysets } = (await (await fetch(`${mintUrl}/v1/keysets`)).json()) as {
+    keysets: { id: string }[];
+  };
+  return getDecodedToken(
+    token,
+    keysets.map((k) => k.id),
+  );
 }
