@@ -218,11 +218,11 @@ export class Redeemer {
     let paid: Redemption | undefined;
     for (const record of this.#store.released(current.ys)) {
       if (record.id === current.id) continue;
-      const proofs = await this.#gateway.restoreSwap(
-        record.mint,
-        record.unit,
-        record.swap,
-      );
+      // One that cannot be restored now is left for the periodic late-swap
+      // pass; it must not cost the payment already found.
+      const proofs = await this.#gateway
+        .restoreSwap(record.mint, record.unit, record.swap)
+        .catch(() => []);
       if (proofs.length === 0) continue;
       const amount = proofs.reduce((sum, p) => sum + p.amount, 0);
       const same =
@@ -231,7 +231,11 @@ export class Redeemer {
         record.mint === current.mint &&
         record.unit === current.unit &&
         amount >= minimum;
-      this.#store.complete(record.id, proofs, same);
+      try {
+        this.#store.complete(record.id, proofs, same);
+      } catch {
+        continue;
+      }
       this.#guard.settle(record.ys);
       if (same) {
         paid = { id: record.id, mint: record.mint, unit: record.unit, amount };
@@ -303,6 +307,13 @@ export class Redeemer {
     );
     if (outcome === 'completed') return this.#result(record);
     if (outcome === 'spent') {
+      // Spent without this swap: perhaps by an earlier swap of ours,
+      // given up on and released, that ran late (a retry while the mint
+      // was slow). Then that payment is this payer's.
+      const recovered = await this.#recoverReleased(record, minimum).catch(
+        () => undefined,
+      );
+      if (recovered !== undefined) return recovered;
       throw new TokenReplayedError(
         'the token was spent elsewhere while this payment was being redeemed',
       );

@@ -9,7 +9,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { getEncodedToken } from '@cashu/cashu-ts';
+import { getEncodedToken, type Proof } from '@cashu/cashu-ts';
 import { dearRouteConfig, send, startStack } from '../support/stack.ts';
 import {
   decodeToken,
@@ -96,3 +96,71 @@ t.test('a recovered late swap pays only for its own token', async (t) => {
   t.equal(owed.allowed, true, 'the late swap is owed to the token that paid');
   t.equal(owed.headers['x-payment-amount'], '100');
 });
+
+t.test(
+  'a retry while the mint is slow is paid by our own late swap',
+  async (t) => {
+    const s = await startStack({ price: 100, mint: stack.mint });
+    t.teardown(() => s.close());
+    const token = await mintToken(stack.mint.url, 100);
+
+    // Both swaps are held past Paygress's wait; the first runs late and
+    // spends the token, so the second finds it spent without its outputs.
+    stack.mint.setFault('swap', STUCK);
+    const first = await send(s, 'forward', { 'X-Cashu': token });
+    t.equal(first.reason, 'PAYGRESS_MINT_UNAVAILABLE');
+    const retry = await send(s, 'forward', { 'X-Cashu': token });
+    stack.mint.setFault('swap', undefined);
+
+    t.equal(retry.allowed, true, 'the late swap of ours pays for the retry');
+    t.equal(retry.headers['x-payment-amount'], '100');
+    const held = s.app.store.balances().map((b) => [b.available, b.pending]);
+    t.same(held, [[100, 0]], 'what the mint took, stored once');
+    const again = await send(s, 'forward', { 'X-Cashu': token });
+    t.equal(again.reason, 'PAYGRESS_TOKEN_REPLAYED', 'and only once');
+  },
+);
+
+t.test(
+  'a restore that fails does not strand a payment already recovered',
+  async (t) => {
+    const s = await startStack({ price: 100, mint: stack.mint });
+    t.teardown(() => s.close());
+    const token = await mintToken(stack.mint.url, 100);
+    const proofs = (await decodeToken(stack.mint.url, token)).proofs;
+    // A proof the payer spends elsewhere, to pair with one of the token's.
+    const gone = await mintProofs(stack.mint.url, 64);
+    await (await testWallet(stack.mint.url)).receive(encodeProofs(gone));
+
+    // Our swap of the token is given up on, and runs late.
+    stack.mint.setFault('swap', STUCK);
+    const first = await send(s, 'forward', { 'X-Cashu': token });
+    t.equal(first.reason, 'PAYGRESS_MINT_UNAVAILABLE');
+    stack.mint.setFault('swap', undefined);
+    // Another released swap shares one of its proofs (refused: `gone`).
+    const mixed = await send(s, 'forward', {
+      'X-Cashu': encodeProofs([proofs[0]!, ...gone]),
+    });
+    t.equal(mixed.allowed, false);
+    await sleep(1000);
+
+    // The retry recovers both released swaps; restoring the first is
+    // slow, and by the second the mint fails.
+    stack.mint.setFault('restore', { kind: 'delay', ms: 1200 });
+    const retrying = send(s, 'forward', { 'X-Cashu': token });
+    await sleep(400);
+    stack.mint.setFault('restore', { kind: 'status', status: 500 });
+    const retry = await retrying;
+    stack.mint.setFault('restore', undefined);
+
+    t.equal(retry.allowed, true, 'the recovered payment buys the request');
+    t.equal(
+      s.app.store.balances().reduce((n, b) => n + b.available, 0),
+      100,
+    );
+  },
+);
+
+function encodeProofs(proofs: Proof[]): string {
+  return getEncodedToken({ mint: stack.mint.url, unit: 'sat', proofs });
+}
