@@ -203,6 +203,11 @@ export class CashuMintGateway implements MintGateway {
     const answer = await guard(() =>
       mint.restore({ outputs: outputs.map((o) => o.blindedMessage) }),
     );
+    // Signed by the keyset active when the swap was made, which may have
+    // been rotated out since: its keys are loaded on demand.
+    await guard(() =>
+      wallet.ensureOperableKeysets(answer.signatures.map((s) => s.id)),
+    );
     const byB = new Map(answer.outputs.map((o, i) => [o.B_, i]));
     const proofs = outputs.flatMap((output) => {
       const index = byB.get(output.blindedMessage.B_);

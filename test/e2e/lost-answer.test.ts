@@ -4,7 +4,11 @@
  * recovers the outputs (NUT-09) or releases the proofs, so no paid value
  * is lost and no unpaid request is allowed.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
+import { startDevMint } from '../../src/devmint/index.ts';
 import { mintToken } from '../support/wallet.ts';
 import { send, startStack } from '../support/stack.ts';
 
@@ -136,5 +140,38 @@ t.test(
     t.equal(storedNow(), 100, 'without a second redemption');
     const replay = await send(again, 'forward', { 'X-Cashu': token });
     t.equal(replay.reason, 'PAYGRESS_TOKEN_REPLAYED', 'once');
+  },
+);
+
+t.test(
+  'a lost answer is still recovered after the mint rotated its keyset',
+  async (t) => {
+    const mint = await startDevMint();
+    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-rotated-'));
+    const first = await startStack({ price: 100, mint, dataDir });
+    t.teardown(() => mint.close());
+    const token = await mintToken(mint.url, 100);
+
+    // The swap runs and its answer is lost; the mint cannot be asked
+    // about it, so it stays pending, signed by the keyset of the day.
+    mint.setFault('swap', { kind: 'swap-then-drop' });
+    mint.setFault('checkstate', { kind: 'status', status: 500 });
+    const cut = await send(first, 'forward', { 'X-Cashu': token });
+    t.equal(cut.allowed, false);
+    await first.close();
+    mint.setFault('swap', undefined);
+    mint.setFault('checkstate', undefined);
+
+    // Rotated: its outputs' keyset is inactive when it is settled.
+    mint.rotateKeyset();
+    const second = await startStack({ price: 100, mint, dataDir });
+    t.teardown(() => second.close());
+    t.same(
+      second.app.store.balances().map((b) => [b.available, b.pending]),
+      [[100, 0]],
+      'settled at start-up: restored with the retired keyset',
+    );
+    const retry = await send(second, 'forward', { 'X-Cashu': token });
+    t.equal(retry.allowed, true, 'and owed to the token that paid');
   },
 );
