@@ -116,19 +116,23 @@ async function exportAll(
       );
       if (unspent.length === 0) continue;
 
-      const token = encodeToken(mint, unit, unspent);
-      const total = unspent.reduce((sum, p) => sum + p.amount, 0);
       store.markProofs(
         unspent.map((p) => p.y),
         'exported',
-        () => {
+        (marked) => {
+          // Only what this transaction took: Paygress may have refunded, or
+          // another export taken, some of them since they were read.
+          const taken = unspent.filter((p) => marked.has(p.y));
+          if (taken.length === 0) return;
+          const token = encodeToken(mint, unit, taken);
+          const total = taken.reduce((sum, p) => sum + p.amount, 0);
           // Written synchronously inside the transaction: if stdout fails,
           // the proofs stay unexported.
           writeSync(1, `${token}\n`);
           exported++;
           writeSync(
             2,
-            `${mint}: exported ${total} ${unit} in ${unspent.length} proofs\n`,
+            `${mint}: exported ${total} ${unit} in ${taken.length} proofs\n`,
           );
         },
       );

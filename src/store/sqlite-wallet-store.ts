@@ -484,20 +484,25 @@ export class SqliteWalletStore implements WalletStore {
 
   /**
    * Marks proofs as spent (found spent at the mint) or exported (handed to
-   * the operator); runs `effect` in the same transaction, so an export that
-   * fails to print leaves nothing marked.
+   * the operator), those of `ys` still unspent: `effect` gets the `Y`s
+   * actually marked (another process may have refunded or exported some
+   * meanwhile) and runs in the same transaction, so an export that fails
+   * to print leaves nothing marked.
    */
   markProofs<T>(
     ys: readonly string[],
     state: 'spent' | 'exported',
-    effect: () => T,
+    effect: (marked: ReadonlySet<string>) => T,
   ): T {
     return this.#transaction(() => {
       const update = this.#db.prepare(
         "UPDATE proofs SET state = ?, changed_at = ? WHERE y = ? AND state = 'unspent'",
       );
-      for (const y of ys) update.run(state, this.#now(), y);
-      return effect();
+      const marked = new Set<string>();
+      for (const y of ys) {
+        if (update.run(state, this.#now(), y).changes === 1) marked.add(y);
+      }
+      return effect(marked);
     });
   }
 

@@ -228,3 +228,23 @@ function wireToken(
 ): string {
   return encodeToken(mint, 'sat', proofs);
 }
+
+t.test('two exports at once never print a proof twice', async (t) => {
+  await withPaygress(async (pay) => {
+    t.equal(await pay(a.url, 64), 'allowed');
+  });
+  const held = inStore((store) =>
+    store.unspent(a.url, 'sat').reduce((n, p) => n + p.amount, 0),
+  );
+  // Both read the same proofs while the mint is slow to say they are
+  // unspent; only one may take them.
+  a.setFault('checkstate', { kind: 'delay', ms: 1500 });
+  const both = await Promise.all([cli('export'), cli('export')]);
+  a.setFault('checkstate', undefined);
+
+  const printed = both.flatMap((out) => tokens(out.stdout));
+  t.equal(printed.length, 1, 'one token, from one of them');
+  t.equal(value(printed[0]!), held, 'all that was held');
+  t.ok(both.every((out) => out.code === 0));
+  t.equal(await receive(printed[0]!), held, 'and it is good money');
+});
