@@ -11,6 +11,7 @@
 import { LRUCache } from 'lru-cache';
 import {
   GrantExpiredError,
+  GrantScopeError,
   InsufficientAmountError,
   KeysetUnknownError,
   MintNotAllowedError,
@@ -141,19 +142,15 @@ export class Gate implements Decider {
       request.headers,
       this.#o.grantCookie,
     );
+    const raw = findToken(request.headers);
     const grant =
       credential === undefined
         ? undefined
-        : this.#o.grants.verify(credential, route.name);
+        : this.#presentedGrant(credential, route, raw !== undefined);
 
-    const raw = findToken(request.headers);
     if (raw === undefined) {
-      if (grant !== undefined) return this.#allowOnGrant(grant);
+      if (grant !== undefined) return this.#allowOnGrant(grant, route);
       return this.#paymentRequired(route);
-    }
-
-    if (grant?.singleUse) {
-      throw new GrantExpiredError('a single-request grant cannot be topped up');
     }
     const token = await this.#check(raw, route);
     const redemption = await this.#o.redeemer.redeem(
@@ -167,6 +164,30 @@ export class Gate implements Decider {
       this.#o.store.abandon(redemption.id);
       throw err;
     }
+  }
+
+  /**
+   * The grant a request presents, checked. With a payment, a grant the
+   * payment cannot top up (another route's, like a cookie the browser
+   * sends everywhere; an expired one; a single-request credit, kept for
+   * its own request) is set aside, and the payment buys a grant of its
+   * own; a tampered one is refused all the same.
+   */
+  #presentedGrant(
+    credential: string,
+    route: PricedRoute,
+    paying: boolean,
+  ): Grant | undefined {
+    let grant: Grant;
+    try {
+      grant = this.#o.grants.verify(credential, route.name);
+    } catch (err) {
+      const asideable =
+        err instanceof GrantScopeError || err instanceof GrantExpiredError;
+      if (paying && asideable) return undefined;
+      throw err;
+    }
+    return paying && grant.singleUse ? undefined : grant;
   }
 
   /**
@@ -193,10 +214,21 @@ export class Gate implements Decider {
 
   /**
    * A request covered by a grant alone. A single-request grant (a credit
-   * for a per-request payment that could not be delivered) is good once;
-   * its use is recorded before the request goes on.
+   * for a per-request payment that could not be delivered) is good once,
+   * for a request that costs no more than was paid (a trusted price
+   * header can price one route differently per request); its use is
+   * recorded before the request goes on.
    */
-  async #allowOnGrant(grant: Grant): Promise<Allow> {
+  async #allowOnGrant(grant: Grant, route: PricedRoute): Promise<Allow> {
+    if (grant.singleUse) {
+      const price = minimumPayment(route.charge);
+      const unit = unitOf(route.charge);
+      if (grant.unit !== unit || grant.amount < price) {
+        throw new InsufficientAmountError(
+          `this credit is worth ${grant.amount} ${grant.unit}; this request costs ${price} ${unit}`,
+        );
+      }
+    }
     const pod = await this.#podFor(grant, false);
     // Recorded only once the pod is there, so a failed retry keeps the use.
     if (grant.singleUse && !this.#o.store.useGrant(grant.id)) {

@@ -222,6 +222,42 @@ t.test('X-Required-Amount counts only from a trusted ingress', async (t) => {
   );
 });
 
+t.test(
+  'a grant the payment cannot top up does not stop the payment',
+  async (t) => {
+    const clock = new FakeClock();
+    const s = await stack({}, clock);
+    const paid = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    const grant = paid.headers['x-paygress-grant']!;
+    // A browser sends the grant cookie (Path=/) to every route.
+    const cookie = { Cookie: `paygress_grant=${grant}` };
+
+    const elsewhere = await send(s, 'forward', {
+      ...cookie,
+      'X-Cashu': await mintToken(mint.url, 100),
+    });
+    t.equal(elsewhere.allowed, true, "another route's grant is set aside");
+    t.equal(elsewhere.headers['x-payment-amount'], '100');
+
+    clock.ms += 61_000;
+    const expired = await send(s, 'forward', { ...cookie }, compute);
+    t.equal(expired.reason, 'PAYGRESS_GRANT_EXPIRED', 'lapsed alone');
+    const renewed = await send(
+      s,
+      'forward',
+      { ...cookie, 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    t.equal(renewed.allowed, true, 'with a payment, it buys a new grant');
+    t.not(renewed.headers['x-paygress-grant'], grant);
+  },
+);
+
 t.test('provisioning off makes no API call', async (t) => {
   const before = kube.requests.length;
   const s = await stack();

@@ -114,3 +114,38 @@ for (const protocol of ['forward', 'ext-authz'] as const) {
     },
   );
 }
+
+t.test('a credit buys no dearer request than it paid for', async (t) => {
+  const trusted = await startStack({
+    mint,
+    configFile,
+    env: {
+      PAYGRESS_OPERATOR_PUBKEY: operatorPubkey,
+      PAYGRESS_TRUST_REQUIRED_AMOUNT_HEADER: 'true',
+    },
+  });
+  t.teardown(() => trusted.close());
+
+  // The ingress prices this request at 1 sat; the pod fails: a credit.
+  kube.forbid('create');
+  const out = await send(trusted, 'forward', {
+    'X-Required-Amount': '1',
+    'X-Cashu': await mintToken(mint.url, 1),
+  });
+  kube.allow('create');
+  const credit = out.headers['x-paygress-grant']!;
+  t.match(credit, /^pgr1\./);
+
+  const dear = await send(trusted, 'forward', {
+    'X-Required-Amount': '1000',
+    Authorization: `Bearer ${credit}`,
+  });
+  t.equal(dear.allowed, false, 'not for a request priced 1,000');
+  t.equal(dear.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
+
+  const own = await send(trusted, 'forward', {
+    'X-Required-Amount': '1',
+    Authorization: `Bearer ${credit}`,
+  });
+  t.equal(own.allowed, true, 'but for one like the one it paid for');
+});
