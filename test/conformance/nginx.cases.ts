@@ -9,7 +9,11 @@ import { createServer } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { decodePaymentRequest } from '@cashu/cashu-ts';
+import {
+  createRandomSecretKey,
+  decodePaymentRequest,
+  getPubKeyFromPrivKey,
+} from '@cashu/cashu-ts';
 import { ProvisionFailedError } from '../../src/core/errors.ts';
 import type { Provisioner } from '../../src/core/ports.ts';
 import { startStack } from '../support/stack.ts';
@@ -32,6 +36,16 @@ const upstream = await startRecordingUpstream();
 t.teardown(() => upstream.close());
 const nginx = await nginxFor(stack.app.httpPort);
 t.teardown(() => nginx.peer.stop());
+
+/** A provisioner whose every pod fails, as a cluster refusing them. */
+const failingPods: Provisioner = {
+  ensure: async () => {
+    throw new ProvisionFailedError('no pods today');
+  },
+  extend: async () => {},
+  reap: async () => 0,
+  podName: (id) => id,
+};
 
 /** nginx from the shipped config, pointed at Paygress on `authPort`. */
 async function nginxFor(authPort: number) {
@@ -205,15 +219,10 @@ t.test(
 t.test(
   'a refund of 20 proofs after a failed pod reaches the client',
   async (t) => {
-    const failing: Provisioner = {
-      ensure: async () => {
-        throw new ProvisionFailedError('no pods today');
-      },
-      extend: async () => {},
-      reap: async () => 0,
-      podName: (id) => id,
-    };
-    const refunding = await startStack({ price: 100, provisioner: failing });
+    const refunding = await startStack({
+      price: 100,
+      provisioner: failingPods,
+    });
     t.teardown(() => refunding.close());
     const viaNginx = await nginxFor(refunding.app.httpPort);
     t.teardown(() => viaNginx.peer.stop());
@@ -242,6 +251,36 @@ t.test(
       amount,
       'the whole payment comes back',
     );
+  },
+);
+
+t.test(
+  'a credit after a failed pod reaches the client, header and body',
+  async (t) => {
+    // With an operator key the proofs cannot be handed back: a failed pod
+    // leaves the payment on a single-request grant instead.
+    const crediting = await startStack({
+      price: 100,
+      provisioner: failingPods,
+      env: {
+        PAYGRESS_OPERATOR_PUBKEY: Buffer.from(
+          getPubKeyFromPrivKey(createRandomSecretKey()),
+        ).toString('hex'),
+      },
+    });
+    t.teardown(() => crediting.close());
+    const viaNginx = await nginxFor(crediting.app.httpPort);
+    t.teardown(() => viaNginx.peer.stop());
+
+    const res = await fetch(`${viaNginx.url}/premium`, {
+      headers: { 'X-Cashu': await mintToken(crediting.mint.url, 100) },
+    });
+    const body = JSON.parse(await res.text());
+    t.equal(res.status, 402);
+    t.equal(res.headers.get('x-paygress-reason'), 'PAYGRESS_PROVISION_FAILED');
+    const credit = res.headers.get('x-paygress-grant') ?? '';
+    t.match(credit, /^pgr1\./, 'the credit in X-Paygress-Grant');
+    t.equal(body.grant, credit, 'and in the body');
   },
 );
 
