@@ -54,7 +54,14 @@ export async function startNginx(
   const dir = mkdtempSync(join(tmpdir(), 'paygress-nginx-'));
   const conf = join(dir, 'nginx.conf');
   const errorLog = join(dir, 'error.log');
-  writeFileSync(conf, config);
+  // The access log too, which nginx would otherwise append to its system
+  // default (/var/log/nginx/access.log) on every test run.
+  const withLog = config.replace(
+    /^http\s*\{/m,
+    (open) => `${open}\n    access_log ${join(dir, 'access.log')};`,
+  );
+  if (withLog === config) throw new Error('nginx config has no http block');
+  writeFileSync(conf, withLog);
 
   // Foreground, one process, pid and early errors inside the temp prefix:
   // these are main-context settings, so the shipped file need not say them.
