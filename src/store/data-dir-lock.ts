@@ -38,7 +38,7 @@ export function lockDataDir(dataDir: string): DataDirLock {
     // write is what makes it fail on a file SQLite could open only for
     // reading (another owner's), where taking no lock would pass unseen.
     db.exec(
-      `PRAGMA busy_timeout = 0; PRAGMA journal_mode = OFF; PRAGMA locking_mode = EXCLUSIVE;
+      `PRAGMA busy_timeout = 0; PRAGMA journal_mode = MEMORY; PRAGMA locking_mode = EXCLUSIVE;
        BEGIN EXCLUSIVE;
        CREATE TABLE IF NOT EXISTS holder (pid INTEGER NOT NULL);
        DELETE FROM holder;
