@@ -63,7 +63,29 @@ function read(args: string[]): Command {
   if (command === 'check-config' && rest.length === 1 && !config) {
     return { run: 'check-config', file: rest[0]! };
   }
-  return { problem: `cannot read: paygress ${args.join(' ')}` };
+  return { problem: problemOf(command, rest, config) };
+}
+
+/** What is wrong with a command line `read` could not take. */
+function problemOf(
+  command: string,
+  rest: readonly string[],
+  config: string | undefined,
+): string {
+  if (command === 'wallet') {
+    return rest.length === 0
+      ? 'wallet needs balance or export'
+      : `wallet ${rest.join(' ')}: expected balance or export, alone`;
+  }
+  if (command === 'check-config') {
+    if (config !== undefined)
+      return 'check-config takes the file itself, not --config';
+    return rest.length === 0
+      ? 'check-config needs the file to check'
+      : 'check-config checks one file';
+  }
+  if (command === 'serve') return `serve takes no arguments: ${rest.join(' ')}`;
+  return `unknown command: ${command}`;
 }
 
 async function main(args: string[]): Promise<number> {

@@ -30,7 +30,7 @@ try {
   await wallet.loadMint();
 } catch (err) {
   fail(
-    `cannot reach a mint at ${mintUrl} (${(err as Error).message}); start one with: node src/devmint/main.ts`,
+    `cannot reach a mint at ${mintUrl} (${(err as Error).message}); start one with: npm run dev (or npm run devmint)`,
   );
 }
 

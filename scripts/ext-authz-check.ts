@@ -3,7 +3,7 @@
  * `GET https://app.example/premium`, and prints the decision. For trying
  * the gRPC protocol by hand:
  *
- *   node scripts/ext-authz-check.ts [--addr 127.0.0.1:9001] [TOKEN]
+ *   node_modules/.bin/node scripts/ext-authz-check.ts [--addr 127.0.0.1:9001] [TOKEN]
  */
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';

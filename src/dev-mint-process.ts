@@ -33,8 +33,12 @@ export async function startDevMintProcess(
   const running = await infoOf(DEV_MINT_URL);
   if (running !== undefined) {
     if (running.version !== DEV_MINT_VERSION) {
+      const says =
+        typeof running.name === 'string' || typeof running.version === 'string'
+          ? `it says ${JSON.stringify(running.name ?? '')}, version ${JSON.stringify(running.version ?? '')}`
+          : 'it does not answer /v1/info as a mint does';
       throw new Error(
-        `${DEV_MINT_URL} is taken by a server that is not the Paygress dev mint (it says ${JSON.stringify(running.name ?? '')}, version ${JSON.stringify(running.version ?? '')}): stop it, or list your mint in mints instead of using devMint`,
+        `${DEV_MINT_URL} is taken by a server that is not the Paygress dev mint (${says}): stop it, or list your mint in mints instead of using devMint`,
       );
     }
     return { url: DEV_MINT_URL, reused: true, stop: async () => {} };

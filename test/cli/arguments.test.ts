@@ -84,6 +84,20 @@ t.test('anything else is refused with the usage', async (t) => {
   });
 });
 
+t.test('the usage error says what is wrong', async (t) => {
+  const cases: [string[], string][] = [
+    [['launch'], 'unknown command: launch'],
+    [['wallet'], 'wallet needs balance or export'],
+    [['check-config'], 'check-config needs the file to check'],
+    [['serve', 'extra'], 'serve takes no arguments: extra'],
+    [['--config=', 'serve'], '--config needs a file'],
+  ];
+  const runs = await Promise.all(cases.map(([args]) => paygress(...args)));
+  runs.forEach((run, i) => {
+    t.equal(run.err.split('\n')[0], cases[i]![1]);
+  });
+});
+
 t.test('help', async (t) => {
   const runs = await Promise.all(
     [['help'], ['--help'], ['-h']].map((args) => paygress(...args)),
