@@ -52,40 +52,37 @@ function read(args: string[]): Command {
   if (files.length > 1) return { problem: '--config given more than once' };
   const config = files[0];
   if (config === '') return { problem: '--config needs a file' };
-  if (command === 'serve' && rest.length === 0) return { run: 'serve', config };
-  if (
-    command === 'wallet' &&
-    rest.length === 1 &&
-    (rest[0] === 'balance' || rest[0] === 'export')
-  ) {
-    return { run: rest[0], config };
-  }
-  if (command === 'check-config' && rest.length === 1 && !config) {
-    return { run: 'check-config', file: rest[0]! };
-  }
-  return { problem: problemOf(command, rest, config) };
-}
 
-/** What is wrong with a command line `read` could not take. */
-function problemOf(
-  command: string,
-  rest: readonly string[],
-  config: string | undefined,
-): string {
-  if (command === 'wallet') {
-    return rest.length === 0
-      ? 'wallet needs balance or export'
-      : `wallet ${rest.join(' ')}: expected balance or export, alone`;
+  switch (command) {
+    case 'serve':
+      return rest.length === 0
+        ? { run: 'serve', config }
+        : { problem: `serve takes no arguments: ${rest.join(' ')}` };
+    case 'wallet': {
+      const [sub, ...more] = rest;
+      if ((sub === 'balance' || sub === 'export') && more.length === 0) {
+        return { run: sub, config };
+      }
+      return {
+        problem:
+          sub === undefined
+            ? 'wallet needs balance or export'
+            : `wallet ${rest.join(' ')}: expected balance or export, alone`,
+      };
+    }
+    case 'check-config':
+      if (config !== undefined) {
+        return { problem: 'check-config takes the file itself, not --config' };
+      }
+      if (rest.length === 0) {
+        return { problem: 'check-config needs the file to check' };
+      }
+      return rest.length === 1
+        ? { run: 'check-config', file: rest[0]! }
+        : { problem: 'check-config checks one file' };
+    default:
+      return { problem: `unknown command: ${command}` };
   }
-  if (command === 'check-config') {
-    if (config !== undefined)
-      return 'check-config takes the file itself, not --config';
-    return rest.length === 0
-      ? 'check-config needs the file to check'
-      : 'check-config checks one file';
-  }
-  if (command === 'serve') return `serve takes no arguments: ${rest.join(' ')}`;
-  return `unknown command: ${command}`;
 }
 
 async function main(args: string[]): Promise<number> {

@@ -88,8 +88,3 @@ function withMint(config: Config, url: string): Config {
   if (config.mints.some((m) => m.url === url)) return config;
   return { ...config, mints: [...config.mints, { url, units: ['sat'] }] };
 }
-
-if (import.meta.main) {
-  const file = process.argv[2] === '--config' ? process.argv[3] : undefined;
-  process.exitCode = await serve(file);
-}

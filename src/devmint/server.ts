@@ -249,10 +249,7 @@ export class DevMintServer {
  * proofs. The ledger keeps the originals.
  */
 function forgeSignatures(answer: unknown, part: ForgedPart): unknown {
-  const signatures = (answer as { signatures?: unknown })?.signatures;
-  if (!Array.isArray(signatures)) return answer;
-  type Signature = { C_: string; dleq?: { e: string; s: string } };
-  const forge = (sig: Signature): Signature => {
+  return withSignatures(answer, (sig) => {
     if (part === 'dleq') {
       return {
         ...sig,
@@ -262,11 +259,7 @@ function forgeSignatures(answer: unknown, part: ForgedPart): unknown {
     const forged = { ...sig, C_: otherPoint(sig.C_) };
     if (part === 'C_ without dleq') delete forged.dleq;
     return forged;
-  };
-  return {
-    ...(answer as object),
-    signatures: (signatures as Signature[]).map(forge),
-  };
+  });
 }
 
 /**
@@ -274,20 +267,28 @@ function forgeSignatures(answer: unknown, part: ForgedPart): unknown {
  * not supported, and blind signatures come without DLEQ proofs.
  */
 function withoutDleq(answer: unknown): unknown {
-  const { nuts, signatures } = answer as {
-    nuts?: Record<string, unknown>;
-    signatures?: unknown;
-  };
+  const nuts = (answer as { nuts?: Record<string, unknown> }).nuts;
   if (nuts !== undefined) {
     return {
       ...(answer as object),
       nuts: { ...nuts, 12: { supported: false } },
     };
   }
+  return withSignatures(answer, ({ dleq: _dleq, ...signature }) => signature);
+}
+
+type Signature = { C_: string; dleq?: { e: string; s: string } };
+
+/** `answer` with each of its blind signatures changed, if it has any. */
+function withSignatures(
+  answer: unknown,
+  change: (signature: Signature) => Signature,
+): unknown {
+  const signatures = (answer as { signatures?: unknown })?.signatures;
   if (!Array.isArray(signatures)) return answer;
   return {
     ...(answer as object),
-    signatures: signatures.map(({ dleq: _dleq, ...signature }) => signature),
+    signatures: (signatures as Signature[]).map(change),
   };
 }
 

@@ -26,7 +26,7 @@ import {
   type DecisionLogPolicy,
   type DecisionObserver,
 } from './decision-log.ts';
-import { denyBody, denyHeaders } from './payment-headers.ts';
+import { denyBody, denyHeaders, handsMoneyBack } from './payment-headers.ts';
 import { InFlight } from './in-flight.ts';
 import { renderOnce, reportUndelivered } from './reply.ts';
 import {
@@ -147,8 +147,8 @@ export function createExtAuthzService(
     ...loaded,
     Check: { ...method, responseSerialize: (bytes: Buffer) => bytes },
   };
-  // One cache per upstream variant: an allow removes Authorization from
-  // the upstream request when it carried Paygress's credential.
+  // Allows are kept in two variants: one also removes Authorization from
+  // the upstream request, when it carried Paygress's credential.
   const constant = new WeakMap<Decision, Encoded>();
   const constantStripped = new WeakMap<Decision, Encoded>();
   const running = new InFlight();
@@ -207,7 +207,8 @@ export function createExtAuthzService(
           const result = answer(
             decision,
             request.requestId,
-            carriesPaygressCredential(request.headers['authorization']),
+            decision.kind === 'allow' &&
+              carriesPaygressCredential(request.headers),
           );
           if ('error' in result) callback(result.error);
           else callback(null, result.bytes);
@@ -291,8 +292,7 @@ function render(
   // A refund or a credit is the payer's money: it must reach them, so it
   // rides on a denied response (503), never on an RPC error, for which
   // Envoy would answer with a response of its own.
-  const owed = decision.refund !== undefined || decision.credit !== undefined;
-  if (decision.fault === 'ours' && !owed) {
+  if (decision.fault === 'ours' && !handsMoneyBack(decision)) {
     return {
       error: {
         code: grpc.status.UNAVAILABLE,

@@ -19,6 +19,7 @@ import type { AuthRequest, Decision } from '../core/model.ts';
 import {
   allowReply,
   denyHeaders,
+  handsMoneyBack,
   paymentChallenge,
 } from './payment-headers.ts';
 import {
@@ -61,8 +62,7 @@ export function nginxAuthReply(decision: Decision): Reply {
   };
   // nginx shows the client a bare 500 for any status but 401 and 403, and
   // drops its headers: a refund or credit must ride on a 401 or it is lost.
-  const owed = decision.refund !== undefined || decision.credit !== undefined;
-  if (decision.fault === 'ours' && !owed) {
+  if (decision.fault === 'ours' && !handsMoneyBack(decision)) {
     return { status: 503, headers, body: '' };
   }
   headers['WWW-Authenticate'] = paymentChallenge(decision);

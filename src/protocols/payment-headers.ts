@@ -56,6 +56,14 @@ export function paymentChallenge(deny: Deny): string {
   return `Cashu ${params.join(', ')}`;
 }
 
+/**
+ * Whether a deny hands the payer's money back (a refund token, or a credit
+ * grant): such an answer must reach the client, whatever the fault.
+ */
+export function handsMoneyBack(deny: Deny): boolean {
+  return deny.refund !== undefined || deny.credit !== undefined;
+}
+
 /** The JSON body of a deny, for protocols that deliver a body. */
 export function denyBody(deny: Deny): string {
   return JSON.stringify({

@@ -4,8 +4,8 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import { GRANT_PREFIX } from '../core/grants.ts';
-import { isCashuToken } from '../core/token.ts';
+import { readGrantCredential } from '../core/grants.ts';
+import { findToken } from '../core/token.ts';
 
 /**
  * The request's headers as one string per lower-cased name. Node has
@@ -76,13 +76,17 @@ export function requestIdFrom(value: string | undefined): string {
 }
 
 /**
- * Whether an `Authorization` value carries Paygress's own credential (a
- * Cashu token, or a grant) rather than the application's.
+ * Whether the request's `Authorization` carries Paygress's own credential
+ * (a Cashu token, or a grant) rather than the application's: read as the
+ * core reads them.
  */
-export function carriesPaygressCredential(value: string | undefined): boolean {
-  const bearer = /^\s*bearer\s+(\S+)\s*$/i.exec(value ?? '')?.[1];
+export function carriesPaygressCredential(
+  headers: Readonly<Record<string, string>>,
+): boolean {
+  const authorization = headers['authorization'];
+  if (authorization === undefined) return false;
+  const only = { authorization };
   return (
-    bearer !== undefined &&
-    (bearer.startsWith(GRANT_PREFIX) || isCashuToken(bearer))
+    findToken(only) !== undefined || readGrantCredential(only, '') !== undefined
   );
 }

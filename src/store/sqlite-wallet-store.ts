@@ -103,21 +103,17 @@ export class SqliteWalletStore implements WalletStore {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
     this.#lock = options.serving ? lockDataDir(options.dataDir) : undefined;
     const file = join(options.dataDir, 'wallet.sqlite');
+    let db: DatabaseSync | undefined;
     try {
-      this.#db = new DatabaseSync(file);
-    } catch (err) {
-      this.#lock?.release();
-      throw namingFile(file, err);
-    }
-    try {
+      this.#db = db = new DatabaseSync(file);
       // Before anything is written, journal mode included.
       this.#refuseUnknownLayout(file);
-      this.#db.exec(
+      db.exec(
         'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
       );
       this.#migrate();
     } catch (err) {
-      this.#db.close();
+      db?.close();
       this.#lock?.release();
       throw namingFile(file, err);
     }
@@ -331,11 +327,7 @@ export class SqliteWalletStore implements WalletStore {
     // synced commit makes it durable.
     this.#db.exec('PRAGMA synchronous = NORMAL');
     try {
-      this.#transaction(() => {
-        this.#db
-          .prepare('UPDATE redemptions SET delivered = 1 WHERE id = ?')
-          .run(id);
-      });
+      this.#transaction(() => this.#markDelivered(id));
     } catch (err) {
       this.#delivering.add(id);
       throw err;
@@ -436,9 +428,7 @@ export class SqliteWalletStore implements WalletStore {
       if (proofs.some((p) => p.state !== 'unspent')) return [];
       this.#mark(proofs, 'refunded');
       // The refund is what the answer delivers.
-      this.#db
-        .prepare('UPDATE redemptions SET delivered = 1 WHERE id = ?')
-        .run(id);
+      this.#markDelivered(id);
       return proofs;
     });
     if (proofs.length > 0) this.#delivering.delete(id);
@@ -509,6 +499,12 @@ export class SqliteWalletStore implements WalletStore {
   close(): void {
     if (this.#db.isOpen) this.#db.close();
     this.#lock?.release();
+  }
+
+  #markDelivered(id: string): void {
+    this.#db
+      .prepare('UPDATE redemptions SET delivered = 1 WHERE id = ?')
+      .run(id);
   }
 
   #proofs(where: string, ...params: string[]): StoredProof[] {
