@@ -67,7 +67,11 @@ export interface CashuMintGatewayOptions {
 /** One finished mint request, as reported to `onRequest`. */
 export interface MintRequestEvent {
   readonly mint: string;
-  /** Mint API path without the `/v1/` prefix, e.g. `swap`, `keysets`. */
+  /**
+   * The mint API operation: the path segment after `/v1/` (`swap`,
+   * `keysets`, `keys`, `checkstate`, `restore`, `info`), read after the
+   * mint URL's own path, which a mint served under a path has.
+   */
   readonly operation: string;
   /** `ok`, or the Paygress reason code the request failed with. */
   readonly outcome: string;
@@ -316,11 +320,13 @@ export class CashuMintGateway implements MintGateway {
   #requestFn(mint: string): RequestFn {
     return (async (args) => {
       const url = new URL(args.endpoint);
-      const operation = url.pathname.replace(/^\/v1\//, '').split('/')[0]!;
+      const operation = mintOperation(mint, url);
       const started = performance.now();
       try {
-        if (normalizeMintUrl(url.origin) !== new URL(mint).origin) {
-          throw new MintNotAllowedError('refusing a request to another host');
+        if (operation === undefined) {
+          throw new MintNotAllowedError(
+            'refusing a request outside the mint URL',
+          );
         }
         const result = await this.#breaker(mint, operation).run(
           () => this.#send(url, args),
@@ -330,7 +336,7 @@ export class CashuMintGateway implements MintGateway {
         return result;
       } catch (err) {
         const mapped = classify(err);
-        this.#report(mint, operation, mapped.code, started);
+        this.#report(mint, operation ?? 'other', mapped.code, started);
         throw mapped instanceof MintError ||
           mapped instanceof MintUnavailableError
           ? mapped
@@ -598,4 +604,20 @@ function toWireProof(proof: Proof): WireProof {
     C: proof.C,
     ...(proof.dleq ? { dleq: proof.dleq } : {}),
   };
+}
+
+/**
+ * The operation a mint API URL calls, read after the mint URL's own path
+ * (`https://host/cashu` calls `https://host/cashu/v1/swap`); `other` for a
+ * path not under `/v1/`, undefined for a URL outside the mint.
+ */
+function mintOperation(mint: string, url: URL): string | undefined {
+  const base = new URL(mint);
+  const prefix = base.pathname.replace(/\/+$/, '');
+  if (url.origin !== base.origin || !url.pathname.startsWith(`${prefix}/`)) {
+    return undefined;
+  }
+  return (
+    /^\/v1\/([^/]+)/.exec(url.pathname.slice(prefix.length))?.[1] ?? 'other'
+  );
 }
