@@ -8,13 +8,14 @@ import type { Logger } from 'pino';
 import type { Config } from './config.ts';
 import { Gate } from './core/gate.ts';
 import { GrantSigner } from './core/grants.ts';
+import { normalizeMintUrl } from './core/mint-url.ts';
 import { systemClock, type Clock, type Provisioner } from './core/ports.ts';
 import { Pricing } from './core/pricing.ts';
 import { Redeemer } from './core/redeemer.ts';
 import { ReplayGuard } from './core/replay-guard.ts';
 import { loadKubeConnection } from './k8s/kube-config.ts';
 import { KubernetesProvisioner } from './k8s/provisioner.ts';
-import { CashuMintGateway } from './mint/cashu-gateway.ts';
+import { CashuMintGateway, type MintCircuit } from './mint/cashu-gateway.ts';
 import { Metrics } from './metrics.ts';
 import { startGrpcServer, type GrpcServer } from './protocols/grpc-server.ts';
 import { startHttpServer, type HttpServer } from './protocols/http-server.ts';
@@ -58,6 +59,11 @@ export async function startApp(options: AppOptions): Promise<App> {
   const metrics = new Metrics({
     balances: () => store.balances(),
     replay: () => guard.stats(),
+    circuits: (): MintCircuit[] => gateway.circuits(),
+    mints: config.mints.map((m) => ({
+      url: normalizeMintUrl(m.url),
+      units: m.units,
+    })),
   });
   const gateway = new CashuMintGateway({
     mints,

@@ -7,14 +7,26 @@
 import client from 'prom-client';
 import type { AuthRequest, Decision } from './core/model.ts';
 import type { Balance } from './core/ports.ts';
-import type { ReplayGuardStats } from './core/replay-guard.ts';
-import type { MintRequestEvent } from './mint/cashu-gateway.ts';
+import type { ReplayGuardStats, ReplayLayer } from './core/replay-guard.ts';
+import type { MintCircuit, MintRequestEvent } from './mint/cashu-gateway.ts';
 
 /** Sources read at scrape time. */
 export interface MetricSources {
   readonly balances: () => Balance[];
   readonly replay: () => ReplayGuardStats;
+  /** Circuit breakers of the mint operations called so far. */
+  readonly circuits: () => MintCircuit[];
+  /**
+   * Configured mints and their units: each has a balance series from the
+   * start, at 0 until it holds something, so an alert sees it.
+   */
+  readonly mints: readonly {
+    readonly url: string;
+    readonly units: readonly string[];
+  }[];
 }
+
+const REPLAY_LAYERS: readonly ReplayLayer[] = ['in_flight', 'cache', 'store'];
 
 /** Latency buckets in seconds: auth decisions live in the low ms. */
 const BUCKETS = [
@@ -77,11 +89,37 @@ export class Metrics {
       },
     });
     new client.Gauge({
-      name: 'paygress_replay_cache_hits',
-      help: 'Replays refused by the replay guard since start (monotonic).',
+      name: 'paygress_redemptions_in_flight',
+      help: 'Redemptions running now (proofs claimed, mint answer awaited).',
       registers,
       collect() {
-        this.set(sources.replay().hits);
+        this.set(sources.replay().inflight);
+      },
+    });
+    new client.Counter({
+      name: 'paygress_replay_matches_total',
+      help: 'Tokens whose proofs the replay guard already knew, by the layer that knew them (in_flight, cache, store).',
+      labelNames: ['layer'],
+      registers,
+      collect() {
+        const { refused } = sources.replay();
+        this.reset();
+        for (const layer of REPLAY_LAYERS) this.inc({ layer }, refused[layer]);
+      },
+    });
+    new client.Gauge({
+      name: 'paygress_mint_circuit_open',
+      help: 'Whether the circuit breaker of a mint operation is open (1) and requests to it are refused without trying, or closed (0).',
+      labelNames: ['mint', 'operation'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of sources.circuits()) {
+          this.set(
+            { mint: c.mint, operation: c.operation },
+            c.state === 'closed' ? 0 : 1,
+          );
+        }
       },
     });
     new client.Gauge({
@@ -91,6 +129,13 @@ export class Metrics {
       registers,
       collect() {
         this.reset();
+        for (const { url, units } of sources.mints) {
+          for (const unit of units) {
+            for (const state of ['available', 'pending']) {
+              this.set({ mint: url, unit, state }, 0);
+            }
+          }
+        }
         for (const b of sources.balances()) {
           this.set(
             { mint: b.mint, unit: b.unit, state: 'available' },

@@ -20,18 +20,28 @@ export interface ReplayGuardOptions {
   readonly store: Pick<WalletStore, 'findRedeemed'>;
 }
 
+/** Where a refused proof was found: being redeemed, in memory, or stored. */
+export type ReplayLayer = 'in_flight' | 'cache' | 'store';
+
 /** Counters for metrics. */
 export interface ReplayGuardStats {
+  /** Redeemed proofs held in memory. */
   readonly cached: number;
+  /** Proofs of redemptions running now. */
   readonly inflight: number;
-  readonly hits: number;
+  /** Claims refused since start, by the layer that knew a proof. */
+  readonly refused: Readonly<Record<ReplayLayer, number>>;
 }
 
 export class ReplayGuard {
   readonly #redeemed: ProofRing;
   readonly #inflight = new Set<string>();
   readonly #store: Pick<WalletStore, 'findRedeemed'>;
-  #hits = 0;
+  readonly #refused: Record<ReplayLayer, number> = {
+    in_flight: 0,
+    cache: 0,
+    store: 0,
+  };
 
   constructor(options: ReplayGuardOptions) {
     this.#redeemed = new ProofRing(options.cacheSize ?? 1_000_000);
@@ -45,24 +55,23 @@ export class ReplayGuard {
    */
   claim(ys: readonly string[]): void {
     if (ys.some((y) => this.#inflight.has(y))) {
-      this.#hits++;
+      this.#refused.in_flight++;
       throw new TokenPendingError(
         'this token is being redeemed by another request',
       );
     }
     if (ys.some((y) => this.#redeemed.has(fingerprint(y)))) {
-      this.#hits++;
+      this.#refused.cache++;
       throw new TokenReplayedError('this token was already redeemed');
     }
     const stored = this.#store.findRedeemed(ys);
+    if (stored !== undefined) this.#refused.store++;
     if (stored?.pending) {
-      this.#hits++;
       throw new TokenPendingError(
         'an earlier redemption of this token is still being settled with the mint; retry later',
       );
     }
     if (stored) {
-      this.#hits++;
       throw new TokenReplayedError('this token was already redeemed');
     }
 
@@ -86,7 +95,7 @@ export class ReplayGuard {
     return {
       cached: this.#redeemed.size,
       inflight: this.#inflight.size,
-      hits: this.#hits,
+      refused: { ...this.#refused },
     };
   }
 }

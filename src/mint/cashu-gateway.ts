@@ -36,7 +36,11 @@ import type {
   WireProof,
 } from '../core/ports.ts';
 import { normalizeMintUrl } from '../core/mint-url.ts';
-import { MintBreaker, type MintBreakerOptions } from './breaker.ts';
+import {
+  MintBreaker,
+  type CircuitState,
+  type MintBreakerOptions,
+} from './breaker.ts';
 import { verifyProofDleq } from './dleq.ts';
 import { fastOutputs, readSwapPreview } from './outputs.ts';
 
@@ -78,6 +82,13 @@ export interface MintRequestEvent {
   readonly durationMs: number;
 }
 
+/** The state of one mint operation's circuit breaker. */
+export interface MintCircuit {
+  readonly mint: string;
+  readonly operation: string;
+  readonly state: CircuitState;
+}
+
 // NUT error codes (NUT-00 error table). Some mints number these differently,
 // so the detail text is matched on meaning as a second opinion.
 const SPENT = 11001;
@@ -92,7 +103,10 @@ export class CashuMintGateway implements MintGateway {
   readonly #dispatcher: Agent;
   readonly #onRequest: ((event: MintRequestEvent) => void) | undefined;
   readonly #wallets = new Map<string, Promise<Wallet>>();
-  readonly #breakers = new Map<string, MintBreaker>();
+  readonly #breakers = new Map<
+    string,
+    { mint: string; operation: string; breaker: MintBreaker }
+  >();
   readonly #breakerOptions: MintBreakerOptions;
   readonly #lockTo: string | undefined;
   readonly #keysets = new Map<
@@ -241,6 +255,15 @@ export class CashuMintGateway implements MintGateway {
   }
 
   /** Drops cached keysets and wallets of a mint. */
+  /** The circuit of each mint and operation called so far, for metrics. */
+  circuits(): MintCircuit[] {
+    return [...this.#breakers.values()].map(({ mint, operation, breaker }) => ({
+      mint,
+      operation,
+      state: breaker.state,
+    }));
+  }
+
   #forget(mint: string): void {
     this.#keysets.delete(mint);
     this.#dropWallets(mint);
@@ -351,12 +374,16 @@ export class CashuMintGateway implements MintGateway {
    */
   #breaker(mint: string, operation: string): MintBreaker {
     const key = `${mint} ${operation}`;
-    let breaker = this.#breakers.get(key);
-    if (breaker === undefined) {
-      breaker = new MintBreaker(this.#breakerOptions);
-      this.#breakers.set(key, breaker);
+    let circuit = this.#breakers.get(key);
+    if (circuit === undefined) {
+      circuit = {
+        mint,
+        operation,
+        breaker: new MintBreaker(this.#breakerOptions),
+      };
+      this.#breakers.set(key, circuit);
     }
-    return breaker;
+    return circuit.breaker;
   }
 
   async #send(

@@ -3,6 +3,9 @@
  * that waits for the mint, and a shutdown that still answers the request
  * in flight.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { mintToken } from '../support/wallet.ts';
 import { send, startStack } from '../support/stack.ts';
@@ -13,9 +16,21 @@ t.test(
   async (t) => {
     const s = await startStack();
     t.teardown(() => s.close());
+    const balance = (state: string, value: number) =>
+      `paygress_wallet_balance{mint="${s.mint.url}",unit="sat",state="${state}"} ${value}\n`;
+
+    const before = await (await fetch(`${s.base}/metrics`)).text();
+    t.ok(
+      before.includes(balance('available', 0)) &&
+        before.includes(balance('pending', 0)),
+      'each configured mint and unit has a balance from the start',
+    );
 
     await send(s, 'forward');
-    await send(s, 'ext-authz', { 'x-cashu': await mintToken(s.mint.url, 100) });
+    const token = await mintToken(s.mint.url, 100);
+    await send(s, 'ext-authz', { 'x-cashu': token });
+    const replay = await send(s, 'nginx', { 'x-cashu': token });
+    t.equal(replay.reason, 'PAYGRESS_TOKEN_REPLAYED');
     const res = await fetch(`${s.base}/metrics`);
     const text = await res.text();
 
@@ -33,13 +48,41 @@ t.test(
       text,
       /paygress_mint_requests_total\{mint="http:\/\/127\.0\.0\.1:\d+",operation="swap",outcome="ok"\} 1/,
     );
-    t.match(
-      text,
-      /paygress_wallet_balance\{mint="[^"]+",unit="sat",state="available"\} 100/,
-    );
+    t.ok(text.includes(balance('available', 100)), 'the payment is counted');
     t.match(text, /paygress_replay_cache_entries \d+/);
+    t.match(text, /paygress_replay_matches_total\{layer="cache"\} 1\n/);
+    t.match(text, /paygress_replay_matches_total\{layer="store"\} 0\n/);
+    t.match(text, /paygress_redemptions_in_flight 0\n/);
+    t.ok(
+      text.includes(
+        `paygress_mint_circuit_open{mint="${s.mint.url}",operation="swap"} 0\n`,
+      ),
+      'the swap circuit is closed',
+    );
     t.match(text, /paygress_decision_duration_seconds_bucket/);
     t.notMatch(text, /cashu[AB]/, 'no token material in metrics');
+  },
+);
+
+t.test(
+  'after a restart, replays are found in the store and counted there',
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-test-'));
+    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+    const first = await startStack({ mint, dataDir });
+    const token = await mintToken(mint.url, 100);
+    t.equal((await send(first, 'forward', { 'X-Cashu': token })).allowed, true);
+    await first.close();
+
+    const s = await startStack({ mint, dataDir });
+    t.teardown(() => s.close());
+    const replay = await send(s, 'forward', { 'X-Cashu': token });
+    t.equal(replay.reason, 'PAYGRESS_TOKEN_REPLAYED');
+    const text = await (await fetch(`${s.base}/metrics`)).text();
+    t.match(text, /paygress_replay_matches_total\{layer="store"\} 1\n/);
+    t.match(text, /paygress_replay_matches_total\{layer="cache"\} 0\n/);
   },
 );
 

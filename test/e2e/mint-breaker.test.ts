@@ -27,6 +27,12 @@ t.test(
 
     const fast = await send(s, 'nginx', { 'X-Cashu': tokens[3]! });
     t.equal(fast.reason, 'PAYGRESS_MINT_UNAVAILABLE');
+    const swapCircuit = `paygress_mint_circuit_open{mint="${s.mint.url}",operation="swap"}`;
+    const metrics = async () => (await fetch(`${s.base}/metrics`)).text();
+    t.ok(
+      (await metrics()).includes(`${swapCircuit} 1\n`),
+      'the open circuit shows in the metrics',
+    );
     const viaForward = await send(s, 'forward', { 'X-Cashu': tokens[3]! });
     t.match(
       JSON.parse(viaForward.body!).message,
@@ -41,6 +47,7 @@ t.test(
       out = await send(s, 'forward', { 'X-Cashu': tokens[3]! });
     }
     t.equal(out.allowed, true, 'a probe finds the mint back; the token works');
+    t.ok((await metrics()).includes(`${swapCircuit} 0\n`), 'and closed again');
     for (const token of tokens.slice(0, 3)) {
       const retry = await send(s, 'forward', { 'X-Cashu': token });
       t.equal(retry.allowed, true, 'every refused token kept its value');
