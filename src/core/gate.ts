@@ -19,6 +19,7 @@ import {
   ProvisionFailedError,
   UnitMismatchError,
   toPaygressError,
+  type ReasonCode,
 } from './errors.ts';
 import {
   createGrant,
@@ -419,10 +420,10 @@ export class Gate implements Decider {
     route: PricedRoute,
     cause: unknown,
   ): Deny {
-    const err = provisionError(cause);
+    const refused = deny(provisionError(cause), route);
     return {
-      ...deny(err, route),
-      message: `${err.message}; your payment is kept on the grant in X-Paygress-Grant: retry with it`,
+      ...refused,
+      message: `${refused.message}; your payment is kept on the grant in X-Paygress-Grant: retry with it`,
       credit: this.#grantHeaders(request, grant)[GRANT_HEADER]!,
       proofsHash: token.fingerprint,
     };
@@ -442,10 +443,10 @@ export class Gate implements Decider {
     const proofs = this.#o.store.refund(redemption.id);
     if (proofs.length === 0) return undefined;
     const refund = encodeToken(redemption.mint, redemption.unit, proofs);
-    const err = provisionError(cause);
+    const refused = deny(provisionError(cause), route);
     return {
-      ...deny(err, route),
-      message: `${err.message}; your payment is returned in X-Cashu`,
+      ...refused,
+      message: `${refused.message}; your payment is returned in X-Cashu`,
       refund,
       proofsHash: token.fingerprint,
     };
@@ -485,10 +486,19 @@ function allow(
 }
 
 function deny(
-  err: Pick<PaygressError, 'code' | 'fault' | 'message'>,
+  err: Pick<PaygressError, 'code' | 'fault' | 'message' | 'cause'>,
   route: PricedRoute | undefined,
 ): Deny {
-  const price = err.fault === 'payer' ? priceOf(route) : undefined;
+  if (err.fault === 'ours') {
+    return {
+      kind: 'deny',
+      reason: err.code,
+      message: PRIVATE_FAULTS[err.code] ?? err.message,
+      fault: err.fault,
+      detail: describeFault(err),
+    };
+  }
+  const price = priceOf(route);
   return {
     kind: 'deny',
     reason: err.code,
@@ -496,6 +506,37 @@ function deny(
     fault: err.fault,
     ...(price ? { price, paymentRequest: paymentRequestFor(price) } : {}),
   };
+}
+
+/**
+ * What the client is told of faults whose details describe the operator's
+ * own systems (the cluster's address and service account, the store's
+ * files); the details go to the log. Faults of the mint keep their
+ * message: the mint is the client's as much as ours.
+ */
+const PRIVATE_FAULTS: Partial<Record<ReasonCode, string>> = {
+  PAYGRESS_PROVISION_FAILED:
+    'the pod this payment buys could not be started; the operator has the details',
+  PAYGRESS_STORE_FAILED:
+    'the payment could not be recorded; the operator has the details',
+  PAYGRESS_INTERNAL:
+    'internal error while deciding the request; the operator has the details',
+};
+
+/** The message of a fault of ours and of each cause under it. */
+function describeFault(err: { message: string; cause?: unknown }): string {
+  const parts = [err.message];
+  let cause = err.cause;
+  for (let depth = 0; cause !== undefined && depth < 5; depth++) {
+    if (cause instanceof Error) {
+      parts.push(cause.message);
+      cause = cause.cause;
+    } else {
+      parts.push(String(cause));
+      cause = undefined;
+    }
+  }
+  return parts.join(': caused by: ');
 }
 
 function priceOf(route: PricedRoute | undefined): Price | undefined {

@@ -67,10 +67,18 @@ export interface Deny {
   readonly kind: 'deny';
   /** Stable reason code, the same in responses, logs and metrics. */
   readonly reason: ReasonCode;
-  /** A sentence a person can act on. Never contains token material. */
+  /**
+   * A sentence the client can act on. Never contains token material, nor
+   * (for a fault of ours) details of the operator's systems.
+   */
   readonly message: string;
   /** Whose fault the refusal is: `payer` (pay / fix the token) or `ours`. */
   readonly fault: Fault;
+  /**
+   * For a fault of ours, what went wrong for the operator (its causes
+   * included): logged, never sent to the client.
+   */
+  readonly detail?: string;
   /** What the request costs; absent when no price applies (e.g. faults). */
   readonly price?: Price;
   /** NUT-18 payment request (`creqA…`) for `price`, when there is one. */

@@ -50,7 +50,10 @@ export function createDecisionLog(
       durationMs: Math.round(durationMs * 100) / 100,
     };
     if (decision.kind === 'deny' && decision.fault === 'ours') {
-      lines.error({ ...fields, detail: decision.message }, 'decision');
+      lines.error(
+        { ...fields, detail: decision.detail ?? decision.message },
+        'decision',
+      );
     } else {
       lines.info(fields, 'decision');
     }

@@ -116,3 +116,42 @@ t.test('routine decisions are counted always, logged with all', async (t) => {
     'an unknown policy is refused with the choices',
   );
 });
+
+t.test(
+  'a fault of ours is logged with its causes and not told to the client',
+  async (t) => {
+    const broken = new Error('connect ECONNREFUSED 10.96.0.1:443', {
+      cause: new Error('socket closed by 10.96.0.1'),
+    });
+    const { stack, decisions } = await loggedStack({
+      provisioner: {
+        ensure: () => Promise.reject(broken),
+        extend: () => Promise.reject(broken),
+        reap: () => Promise.resolve(0),
+        podName: (grantId) => `pod-${grantId}`,
+      },
+    });
+    t.teardown(() => stack.close());
+
+    const res = await fetch(`${stack.base}/auth/forward`, {
+      headers: {
+        'X-Request-ID': 'req-fault',
+        'X-Forwarded-Uri': '/premium',
+        'X-Cashu': await mintToken(stack.mint.url, 100),
+      },
+    });
+    const body = (await res.json()) as { reason: string; message: string };
+    t.equal(res.status, 503);
+    t.equal(body.reason, 'PAYGRESS_PROVISION_FAILED');
+    t.notOk(body.message.includes('10.96.0.1'), 'the client is not told');
+    await new Promise((r) => setTimeout(r, 100));
+
+    const line = decisions().find((d) => d.reqId === 'req-fault');
+    t.equal(line?.level, 50, 'logged as an error');
+    t.equal(
+      line?.detail,
+      'the pod could not be provisioned: caused by: connect ECONNREFUSED 10.96.0.1:443: caused by: socket closed by 10.96.0.1',
+      'with every cause',
+    );
+  },
+);

@@ -5,11 +5,13 @@
  * back when the pod cannot be made.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { Wallet, decodePaymentRequest } from '@cashu/cashu-ts';
 import { startDevMint } from '../../src/devmint/index.ts';
+import { createLogger } from '../../src/logger.ts';
 import {
   FakeKubeApiServer,
   writeKubeConfig,
@@ -337,6 +339,56 @@ for (const [protocol, status] of [
     },
   );
 }
+
+t.test(
+  "the payer is not told about the operator's cluster; the log is",
+  async (t) => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) {
+          lines.push(JSON.parse(line) as Record<string, unknown>);
+        }
+        done();
+      },
+    });
+    const s = await startStack({
+      mint,
+      configFile,
+      env: { ENABLE_POD_PROVISIONING: 'true' },
+      logger: createLogger('info', sink),
+    });
+    t.teardown(() => s.close());
+    kube.forbid('create');
+    t.teardown(() => kube.allow('create'));
+
+    for (const protocol of ['forward', 'ext-authz'] as const) {
+      const out = await send(
+        s,
+        protocol,
+        { 'X-Cashu': await mintToken(mint.url, 10) },
+        compute,
+      );
+      t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
+      const { message } = JSON.parse(out.body!) as { message: string };
+      t.match(message, /could not be started.*returned in X-Cashu/);
+      for (const secret of [new URL(kube.url).host, 'service', 'paid']) {
+        t.notOk(message.includes(secret), `${protocol}: no "${secret}"`);
+      }
+    }
+    const logged = lines.filter(
+      (l) => l.reason === 'PAYGRESS_PROVISION_FAILED',
+    );
+    t.equal(logged.length, 2, 'each refusal is logged');
+    for (const line of logged) {
+      t.match(
+        line.detail,
+        /may not create pods in namespace paid/,
+        'with what the operator needs',
+      );
+    }
+  },
+);
 
 t.test(
   'behind nginx the refund rides on a 401, the status nginx passes on',
