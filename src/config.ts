@@ -762,20 +762,38 @@ function readProvisioning(c: Checker, value: unknown): Config['provisioning'] {
   }
 }
 
+/**
+ * A value as an error message shows it. Messages end up in CI output and
+ * `kubectl logs`, so nothing that is or may be a secret is shown: grant
+ * keys (and anything written where they belong), whatever is under
+ * `wallet` (a private key pasted for the public one is the likely
+ * mistake), and the credentials or query of a URL.
+ */
 function show(key: string, value: unknown): string {
-  if (/^grants\.(key|previousKeys)/.test(key)) {
+  if (/^(grants(?!\.cookieName)|wallet)(\.|\[|$)/.test(key)) {
     return typeof value === 'string'
       ? `a ${Buffer.byteLength(value)}-byte secret`
       : typeof value;
   }
   if (typeof value === 'string') {
+    const shown = withoutUrlSecrets(value);
     return JSON.stringify(
-      value.length > 80 ? `${value.slice(0, 77)}...` : value,
+      shown.length > 80 ? `${shown.slice(0, 77)}...` : shown,
     );
   }
   if (Array.isArray(value)) return value.length ? 'a list' : 'an empty list';
   if (isMapping(value)) return 'a mapping';
   return String(value);
+}
+
+/** A URL's user, password and query hidden; any other text as it is. */
+function withoutUrlSecrets(text: string): string {
+  if (!URL.canParse(text.trim())) return text;
+  const url = new URL(text.trim());
+  if (!url.username && !url.password && !url.search) return text;
+  const userinfo = url.username || url.password ? '***@' : '';
+  const query = url.search ? '?***' : '';
+  return `${url.protocol}//${userinfo}${url.host}${url.pathname}${query}${url.hash}`;
 }
 
 function oneLine(text: string): string {

@@ -248,6 +248,56 @@ t.test('grant keys are never printed in problems', async (t) => {
   t.notOk(problems.join('\n').includes(secret));
 });
 
+t.test('nothing that may be a secret is printed in problems', async (t) => {
+  const secret = 'S3cr3t-Passw0rd-0123456789abcdef';
+  const privateKey = 'ab'.repeat(32);
+  const cases: [string, () => unknown, string | RegExp][] = [
+    [
+      'a mint URL with credentials',
+      () =>
+        loadConfig({
+          env: { PAYGRESS_MINTS: `https://alice:${secret}@mint.example.com` },
+        }),
+      'mints[0].url (PAYGRESS_MINTS): "https://***@mint.example.com/" is not a URL without credentials',
+    ],
+    [
+      'a mint URL with an API key in its query',
+      () =>
+        loadConfig({
+          file: yamlFile(
+            t,
+            `mints: ["https://mint.example.com/?apikey=${secret}"]\n`,
+          ),
+          env: {},
+        }),
+      'mints[0].url: "https://mint.example.com/?***" is not a URL without query or fragment',
+    ],
+    [
+      'a grant key written as the whole grants section',
+      () => loadConfig({ file: yamlFile(t, `grants: ${secret}\n`), env: MINT }),
+      /^grants: a 32-byte secret is not a mapping/,
+    ],
+    [
+      'a private key where the public one belongs',
+      () =>
+        loadConfig({
+          file: yamlFile(t, `wallet: { operatorPubkey: ${privateKey} }\n`),
+          env: MINT,
+        }),
+      /^wallet\.operatorPubkey: a 64-byte secret is not a compressed secp256k1 public key/,
+    ],
+  ];
+  for (const [name, load, expected] of cases) {
+    const problems = problemsOf(load);
+    t.match(problems, [expected], name);
+    const text = problems.join('\n');
+    t.notOk(
+      text.includes(secret) || text.includes(privateKey),
+      `${name}: not shown`,
+    );
+  }
+});
+
 t.test('charged units must be offered by a mint', async (t) => {
   const env = { ...MINT, PAYGRESS_DEFAULT_UNIT: 'usd' };
   t.match(
