@@ -222,6 +222,7 @@ async function provisionerFor(
     kubeConfig: connection.kubeConfig,
     namespace,
     template,
+    requestTimeoutMs: config.provisioning.timeoutMs,
     clock,
     logger: logger.child({ component: 'provisioner' }),
   });

@@ -84,6 +84,8 @@ export interface Config {
     readonly enabled: boolean;
     /** Namespace of the pods. Default `default`. */
     readonly namespace: string;
+    /** Deadline of each Kubernetes API call, in ms. Default 5000. */
+    readonly timeoutMs: number;
     /** What every pod runs; required when enabled. */
     readonly template?: PodTemplate;
   };
@@ -151,6 +153,7 @@ export const ENV_VARS: readonly (readonly [string, string, Kind])[] = [
   ['PAYGRESS_GRANT_COOKIE', 'grants.cookieName', 'string'],
   ['ENABLE_POD_PROVISIONING', 'provisioning.enabled', 'bool'],
   ['POD_NAMESPACE', 'provisioning.namespace', 'string'],
+  ['PAYGRESS_PROVISIONING_TIMEOUT_MS', 'provisioning.timeoutMs', 'int'],
   ['PAYGRESS_POD_IMAGE', 'provisioning.template.image', 'string'],
   ['PAYGRESS_OPERATOR_PUBKEY', 'wallet.operatorPubkey', 'string'],
   ['PAYGRESS_SHUTDOWN_GRACE_MS', 'shutdownGraceMs', 'int'],
@@ -731,6 +734,7 @@ function readProvisioning(c: Checker, value: unknown): Config['provisioning'] {
       /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/,
       namespace,
     ),
+    timeoutMs: int(5000, 1, MS),
     template: raw,
   })(c, 'provisioning', value);
   const { template, ...rest } = s;

@@ -43,7 +43,11 @@ t.test('defaults fill every setting and the result is frozen', async (t) => {
     rules: [],
   });
   t.same(config.grants, { previousKeys: [], cookieName: 'paygress_grant' });
-  t.same(config.provisioning, { enabled: false, namespace: 'default' });
+  t.same(config.provisioning, {
+    enabled: false,
+    namespace: 'default',
+    timeoutMs: 5000,
+  });
   t.equal(config.shutdownGraceMs, 10_000);
   t.equal(config.devMint, false);
   t.ok(Object.isFrozen(config) && Object.isFrozen(config.http));

@@ -217,6 +217,12 @@ export interface Provisioner {
   extend(grantId: string, expiresAt: number): Promise<void>;
   /** Deletes pods whose expiry has passed; resolves with how many. */
   reap(): Promise<number>;
+  /**
+   * The payment for a new grant was handed back after `ensure` failed:
+   * deletes the grant's pod if the failed create made it anyway (now, or
+   * when it appears, until `expiresAt`). Never rejects.
+   */
+  release(grantId: string, expiresAt: number): Promise<void>;
   /** Name of the pod serving `grantId` (deterministic; no API call). */
   podName(grantId: string): string;
 }

@@ -68,6 +68,11 @@ export class KubernetesProvisioner implements Provisioner {
   readonly #server: string;
   #timer: NodeJS.Timeout | undefined;
   #tick: Promise<unknown> | undefined;
+  // Grants whose payment was handed back (by grant hash, until their
+  // expiry): a pod of theirs, however late its create lands, runs for
+  // nobody and is deleted.
+  readonly #released = new Map<string, number>();
+  readonly #releasing = new Set<Promise<void>>();
 
   constructor(options: KubernetesProvisionerOptions) {
     const {
@@ -138,6 +143,29 @@ export class KubernetesProvisioner implements Provisioner {
     await this.#moveExpiry(grantId, expiresAt);
   }
 
+  /**
+   * The payment for a new grant was handed back because its pod could not
+   * be confirmed, but a create that timed out or was answered unreadably
+   * may still have made it. Deletes it now, and has every later sweep
+   * delete it should the create land after that, until `expiresAt`.
+   * Never rejects; failures are logged and left to the sweeps.
+   */
+  release(grantId: string, expiresAt: number): Promise<void> {
+    this.#released.set(grantHash(grantId), expiresAt);
+    const podName = podNameFor(grantId);
+    const work = this.#deleteReleased(podName).then(
+      () => undefined,
+      (err: unknown) =>
+        this.#logger?.warn(
+          { podName, err },
+          'pod of a refunded payment not deleted yet; the reaper retries',
+        ),
+    );
+    this.#releasing.add(work);
+    void work.finally(() => this.#releasing.delete(work));
+    return work;
+  }
+
   /** Deletes every managed pod whose expiry has passed; resolves the count. */
   async reap(): Promise<number> {
     const { deleted } = await this.#sweep();
@@ -171,7 +199,7 @@ export class KubernetesProvisioner implements Provisioner {
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    await this.#tick;
+    await Promise.all([this.#tick, ...this.#releasing]);
   }
 
   #scheduledSweep(): void {
@@ -196,11 +224,25 @@ export class KubernetesProvisioner implements Provisioner {
     if (!listed.ok) throw apiFailure(site, listed);
 
     const now = this.#clock.now();
+    for (const [hash, expiresAt] of this.#released) {
+      if (expiresAt <= now) this.#released.delete(hash);
+    }
     let live = 0;
     let deleted = 0;
     let firstError: ProvisionFailedError | undefined;
     for (const pod of listed.value.items) {
       if (pod.metadata?.deletionTimestamp) continue;
+      const hash = pod.metadata?.labels?.[GRANT_LABEL];
+      if (hash !== undefined && this.#released.has(hash)) {
+        try {
+          if (await this.#deleteReleased(pod.metadata?.name ?? '')) {
+            deleted += 1;
+          }
+        } catch (err) {
+          firstError ??= err as ProvisionFailedError;
+        }
+        continue;
+      }
       const expiresAt = parseExpiry(
         pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION],
       );
@@ -255,6 +297,23 @@ export class KubernetesProvisioner implements Provisioner {
       'expired pod not deleted',
     );
     throw apiFailure(site, result);
+  }
+
+  /** Deletes the pod of a released grant; false when there was none. */
+  async #deleteReleased(podName: string): Promise<boolean> {
+    const site = this.#site('delete', podName);
+    const result = await callKube(site, (o) =>
+      this.#api.deleteNamespacedPod(
+        { name: podName, namespace: this.#namespace },
+        o,
+      ),
+    );
+    if (!result.ok) {
+      if (result.code === 404) return false;
+      throw apiFailure(site, result);
+    }
+    this.#logger?.info({ podName }, 'pod of a refunded payment deleted');
+    return true;
   }
 
   async #moveExpiry(grantId: string, expiresAt: number): Promise<void> {

@@ -128,6 +128,7 @@ t.test(
         ensure: () => Promise.reject(broken),
         extend: () => Promise.reject(broken),
         reap: () => Promise.resolve(0),
+        release: () => Promise.resolve(),
         podName: (grantId) => `pod-${grantId}`,
       },
     });

@@ -44,6 +44,7 @@ const failingPods: Provisioner = {
   },
   extend: async () => {},
   reap: async () => 0,
+  release: async () => {},
   podName: (id) => id,
 };
 

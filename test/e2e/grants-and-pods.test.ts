@@ -341,6 +341,37 @@ for (const [protocol, status] of [
 }
 
 t.test(
+  'a refunded payment leaves no pod, even one its timed-out create made',
+  async (t) => {
+    const s = await stack({
+      ENABLE_POD_PROVISIONING: 'true',
+      PAYGRESS_PROVISIONING_TIMEOUT_MS: '300',
+    });
+    const before = kube.pods('paid').length;
+    kube.delay(600);
+    t.teardown(() => kube.delay(0));
+
+    const out = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
+    t.match(out.headers['x-cashu'], /^cashuB/, 'refunded');
+    t.equal(kube.pods('paid').length, before + 1, 'the create took effect');
+
+    kube.delay(0);
+    let pods = before + 1;
+    for (let i = 0; i < 40 && pods > before; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      pods = kube.pods('paid').length;
+    }
+    t.equal(pods, before, 'and its pod is deleted');
+  },
+);
+
+t.test(
   "the payer is not told about the operator's cluster; the log is",
   async (t) => {
     const lines: Record<string, unknown>[] = [];

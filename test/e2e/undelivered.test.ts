@@ -131,6 +131,7 @@ function slowProvisioner(ms: number): Provisioner {
     },
     extend: async () => {},
     reap: async () => 0,
+    release: async () => {},
     podName: (grantId) => `pod-${grantId}`,
   };
 }

@@ -108,6 +108,65 @@ t.test(
   },
 );
 
+t.test(
+  'a released grant loses the pod its failed create made, now or later',
+  async (t) => {
+    const { server, provisioner } = await setup(t);
+    server.delay(600);
+    await t.rejects(provisioner.ensure('g', NOW + HOUR), FAILED);
+    t.equal(server.pods(NS).length, 1, 'the create took effect all the same');
+
+    await provisioner.release('g', NOW + HOUR);
+    server.delay(0);
+    await new Promise((r) => setTimeout(r, 700)); // the held answer
+    t.equal(server.pods(NS).length, 0, 'deleted at once');
+
+    // A create that lands only after the release (a real API server may
+    // apply it late) is deleted by the next sweep, expiry or not; the pod
+    // of another grant is left alone.
+    const other = new KubernetesProvisioner({
+      kubeConfig: kubeConfigFor(server),
+      namespace: NS,
+      template: { image: 'app:1' },
+      clock,
+    });
+    await other.ensure('g', NOW + HOUR);
+    await other.ensure('h', NOW + HOUR);
+    t.equal(await provisioner.reap(), 1);
+    t.same(
+      server.pods(NS).map((p) => p.metadata.name),
+      [other.podName('h')],
+    );
+
+    // Forgotten once its grant would have expired.
+    const later = new KubernetesProvisioner({
+      kubeConfig: kubeConfigFor(server),
+      namespace: NS,
+      template: { image: 'app:1' },
+      clock: { now: () => NOW + 2 * HOUR },
+    });
+    await later.release('old', NOW + HOUR);
+    await other.ensure('old', NOW + 3 * HOUR);
+    await later.reap(); // deletes h, expired by then
+    t.same(
+      server.pods(NS).map((p) => p.metadata.name),
+      [other.podName('old')],
+      'past its expiry a release is dropped',
+    );
+  },
+);
+
+t.test('release never rejects, and the sweep retries it', async (t) => {
+  const { server, provisioner } = await setup(t);
+  await provisioner.ensure('g', NOW + HOUR);
+  server.forbid('delete');
+  await provisioner.release('g', NOW + HOUR);
+  t.equal(server.pods(NS).length, 1, 'not deleted while forbidden');
+  server.allow();
+  t.equal(await provisioner.reap(), 1, 'the next sweep deletes it');
+  t.equal(server.pods(NS).length, 0);
+});
+
 t.test('wrong credentials are reported as such', async (t) => {
   const { server } = await setup(t);
   const kubeConfig = kubeConfigFor(server);
