@@ -90,6 +90,21 @@ export function apiFailure(
         `the Kubernetes API at ${site.server} rejected Paygress's credentials (${detail}); check the service account token or kubeconfig user`,
       );
     case 403:
+      // A 403 is RBAC's only when it says what may not be done; a quota
+      // or an admission policy (Pod Security) refuses with 403 too.
+      if (/exceeded quota/.test(status.message ?? '')) {
+        return new ProvisionFailedError(
+          `namespace ${site.namespace} is at its ResourceQuota (${detail}); raise the quota, or pods are refused until paid ones expire`,
+        );
+      }
+      if (
+        status.message !== undefined &&
+        !/\bcannot \w+/.test(status.message)
+      ) {
+        return new ProvisionFailedError(
+          `an admission policy of namespace ${site.namespace} refused to ${describe(site)} (${detail}); make the pod template comply with it`,
+        );
+      }
       return new ProvisionFailedError(
         `the service account may not ${site.verb} pods in namespace ${site.namespace} (${detail}); bind it to the Role in deploy/kubernetes/rbac.yaml`,
       );

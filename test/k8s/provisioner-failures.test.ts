@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import { ProvisionFailedError } from '../../src/core/errors.ts';
+import { apiFailure } from '../../src/k8s/kube-call.ts';
 import { KubernetesProvisioner } from '../../src/k8s/provisioner.ts';
 import type { PodTemplate } from '../../src/k8s/pod-template.ts';
 import {
@@ -64,6 +65,40 @@ t.test('403 Forbidden names the missing permission', async (t) => {
   await t.rejects(provisioner.extend('g', NOW + 2 * HOUR), {
     message: /may not patch pods/,
   });
+});
+
+t.test('a 403 blames RBAC only when RBAC refused', async (t) => {
+  const site = {
+    verb: 'create',
+    namespace: NS,
+    server: 'https://10.0.0.1',
+    timeoutMs: 300,
+    podName: 'paygress-0123',
+  } as const;
+  const forbidden = (message: string) =>
+    apiFailure(site, {
+      code: 403,
+      status: { reason: 'Forbidden', message },
+    }).message;
+
+  t.match(
+    forbidden(
+      'pods "paygress-0123" is forbidden: exceeded quota: pods, requested: pods=1, used: pods=10, limited: pods=10',
+    ),
+    /^namespace paid is at its ResourceQuota \(403 Forbidden: .*\); raise the quota/,
+  );
+  t.match(
+    forbidden(
+      'pods "paygress-0123" is forbidden: violates PodSecurity "restricted:latest": privileged',
+    ),
+    /^an admission policy of namespace paid refused to create pod paygress-0123 .*make the pod template comply/,
+  );
+  t.match(
+    forbidden(
+      'pods is forbidden: User "system:serviceaccount:paygress:paygress" cannot create resource "pods" in API group "" in the namespace "paid"',
+    ),
+    /^the service account may not create pods in namespace paid .*rbac\.yaml$/,
+  );
 });
 
 t.test('422 Invalid says the template must change', async (t) => {
