@@ -95,15 +95,20 @@ export const GRANT_HEADER = 'X-Paygress-Grant';
 /** Grant ids whose pod is known to exist, remembered at most. */
 const CONFIRMED_PODS = 100_000;
 
+/** How long a pod once confirmed is taken to exist, in ms. */
+const POD_RECHECK_MS = 30_000;
+
 /** Frozen allows of grants in use, kept at most. */
 const COVERED_ALLOWS = 10_000;
 
 export class Gate implements Decider {
   readonly #o: Required<Omit<GateOptions, 'provisioner'>> &
     Pick<GateOptions, 'provisioner'>;
-  // Pods created or found by this process: a grant request for one of them
-  // needs no API call. After a restart the first request confirms again.
-  readonly #confirmed = new LRUCache<string, true>({ max: CONFIRMED_PODS });
+  // Pods created or found by this process lately: a grant request for one
+  // of them needs no API call. Past POD_RECHECK_MS (or after a restart) the
+  // next request confirms again, which makes a pod that vanished (deleted
+  // by hand, its node lost) anew for the time still paid.
+  readonly #confirmed: LRUCache<string, true>;
   // The refusal of a request without a token depends on its route alone:
   // built once per route, frozen so adapters may cache its rendering too.
   readonly #unpaid = new WeakMap<PricedRoute, Deny>();
@@ -119,6 +124,12 @@ export class Gate implements Decider {
       refunds: true,
       ...options,
     };
+    const clock = this.#o.clock;
+    this.#confirmed = new LRUCache<string, true>({
+      max: CONFIRMED_PODS,
+      ttl: POD_RECHECK_MS,
+      perf: { now: () => clock.now() },
+    });
   }
 
   undelivered(decision: Decision): void {

@@ -140,7 +140,18 @@ export class KubernetesProvisioner implements Provisioner {
 
   async extend(grantId: string, expiresAt: number): Promise<void> {
     this.#checkArgs(grantId, expiresAt);
-    await this.#moveExpiry(grantId, expiresAt);
+    try {
+      await this.#moveExpiry(grantId, expiresAt);
+    } catch (err) {
+      if (!(err instanceof PodGoneError)) throw err;
+      // Deleted by hand, or lost with its node, while still paid for: the
+      // payer has paid for more, so the pod is made anew.
+      this.#logger?.warn(
+        { podName: podNameFor(grantId) },
+        'pod of a paid grant was gone; creating it again',
+      );
+      await this.ensure(grantId, expiresAt);
+    }
   }
 
   /**
@@ -388,8 +399,8 @@ export class KubernetesProvisioner implements Provisioner {
   }
 
   #gone(podName: string): ProvisionFailedError {
-    return new ProvisionFailedError(
-      `pod ${podName} no longer exists in namespace ${this.#namespace} (expired and reaped, or deleted by hand); provision the grant again`,
+    return new PodGoneError(
+      `pod ${podName} no longer exists in namespace ${this.#namespace} (expired and reaped, or deleted by hand)`,
     );
   }
 
@@ -414,6 +425,9 @@ export class KubernetesProvisioner implements Provisioner {
     };
   }
 }
+
+/** The grant's pod does not exist (any more). */
+class PodGoneError extends ProvisionFailedError {}
 
 function positiveInteger(value: number, name: string, unit: string): void {
   if (!Number.isSafeInteger(value) || value < 1) {

@@ -181,6 +181,46 @@ t.test('a top-up extends the grant and keeps its id', async (t) => {
   t.equal(later.allowed, true, 'still valid after the first minute');
 });
 
+t.test('a pod that vanished while paid for is made anew', async (t) => {
+  const clock = new FakeClock();
+  const s = await stack({ ENABLE_POD_PROVISIONING: 'true' }, clock);
+  const first = await send(
+    s,
+    'forward',
+    { 'X-Cashu': await mintToken(mint.url, 30) },
+    compute,
+  );
+  const grant = first.headers['x-paygress-grant']!;
+  const pod = first.headers['x-provisioned-pod']!;
+  const exists = () => kube.pods('paid').some((p) => p.metadata.name === pod);
+  t.ok(exists(), 'provisioned');
+
+  kube.remove('paid', pod);
+  clock.ms += 31_000;
+  const later = await send(
+    s,
+    'forward',
+    { Authorization: `Bearer ${grant}` },
+    compute,
+  );
+  t.equal(later.allowed, true);
+  t.equal(later.headers['x-provisioned-pod'], pod);
+  t.ok(exists(), 'confirmed again, and made anew');
+
+  kube.remove('paid', pod);
+  const topUp = await send(
+    s,
+    'forward',
+    {
+      Authorization: `Bearer ${grant}`,
+      'X-Cashu': await mintToken(mint.url, 10),
+    },
+    compute,
+  );
+  t.equal(topUp.allowed, true, 'a top-up is not refused for the lost pod');
+  t.ok(exists(), 'and makes it anew');
+});
+
 t.test('a second replica with the same key accepts the grant', async (t) => {
   const a = await stack();
   const b = await stack();

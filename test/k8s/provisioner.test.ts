@@ -191,12 +191,17 @@ t.test('concurrent extends keep the latest expiry', async (t) => {
   );
 });
 
-t.test('extend of a grant without a pod fails cleanly', async (t) => {
-  const { clock, provisioner } = await setup(t);
-  await t.rejects(provisioner.extend('nobody', clock.ms + HOUR), {
-    code: 'PAYGRESS_PROVISION_FAILED',
-    message: /no longer exists in namespace paid/,
-  });
+t.test('extend of a grant whose pod is gone makes it anew', async (t) => {
+  const { clock, server, provisioner } = await setup(t);
+  await provisioner.extend('lost', clock.ms + HOUR);
+  const [pod, ...rest] = server.pods(NS);
+  t.equal(rest.length, 0);
+  t.equal(pod?.metadata.name, provisioner.podName('lost'));
+  t.equal(
+    pod?.metadata.annotations?.['paygress.dev/expires-at'],
+    new Date(clock.ms + HOUR).toISOString(),
+    'for the time paid',
+  );
 });
 
 t.test(

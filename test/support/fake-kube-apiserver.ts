@@ -130,6 +130,11 @@ export class FakeKubeApiServer {
     await this.down();
   }
 
+  /** Deletes a pod at once, as `kubectl delete` or a lost node would. */
+  remove(namespace: string, name: string): void {
+    this.#pods.delete(key(namespace, name));
+  }
+
   /** Copies of the stored pods, optionally of one namespace. */
   pods(namespace?: string): Pod[] {
     return [...this.#pods.values()]
