@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Config } from './config.ts';
+import { configWarnings, type Config } from './config.ts';
 import { Gate } from './core/gate.ts';
 import { GrantSigner } from './core/grants.ts';
 import { normalizeMintUrl } from './core/mint-url.ts';
@@ -49,6 +49,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const mints = config.mints.map((m) => m.url);
+  for (const warning of configWarnings(config)) logger.warn(warning);
 
   const store = new SqliteWalletStore({
     dataDir: config.dataDir,

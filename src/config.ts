@@ -9,7 +9,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
-import { validatePodTemplate, type PodTemplate } from './k8s/pod-template.ts';
+import {
+  riskyTemplateSettings,
+  validatePodTemplate,
+  type PodTemplate,
+} from './k8s/pod-template.ts';
 import type {
   Charge,
   MintOffer,
@@ -181,6 +185,32 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const config = readConfig(check, raw);
   if (check.problems.length > 0) throw new ConfigError(check.problems);
   return deepFreeze(config);
+}
+
+/**
+ * Settings that are valid but probably not what the operator wants, one
+ * sentence each: `serve` logs them at start-up, `check-config` prints them.
+ */
+export function configWarnings(config: Config): string[] {
+  const { enabled, template } = config.provisioning;
+  if (!enabled || template === undefined) return [];
+  const warnings = riskyTemplateSettings(template).map(
+    (risk) => `provisioning.template.${risk} (in every payer's pod)`,
+  );
+  const cap = template.maxLifetimeSeconds;
+  for (const rule of config.pricing.rules) {
+    const { charge } = rule;
+    if (
+      cap !== undefined &&
+      charge.kind === 'rate' &&
+      charge.maxSeconds > cap
+    ) {
+      warnings.push(
+        `provisioning.template.maxLifetimeSeconds (${cap} s) is shorter than rule ${rule.name}'s rate.maxSeconds (${charge.maxSeconds} s): a payer can buy time their pod will not live`,
+      );
+    }
+  }
+  return warnings;
 }
 
 /**

@@ -1,10 +1,16 @@
 /**
  * `paygress check-config <file>`: loads the file as Paygress would at
  * startup (environment variables applied) and reports. Exit 0 with a
- * one-line summary when valid; exit 2 with every problem, one a line, on
+ * one-line summary when valid (and any warnings, `warning: ` and one a
+ * line, on standard error); exit 2 with every problem, one a line, on
  * standard error otherwise. Secrets are never printed.
  */
-import { ConfigError, loadConfig, type Config } from '../config.ts';
+import {
+  ConfigError,
+  configWarnings,
+  loadConfig,
+  type Config,
+} from '../config.ts';
 
 /** Exit status for an invalid configuration or a usage error. */
 export const EXIT_INVALID = 2;
@@ -37,7 +43,11 @@ export function checkConfig(
 
   try {
     const config = loadConfig({ file: args[0], env });
-    return { code: 0, out: [summary(args[0], config)], err: [] };
+    return {
+      code: 0,
+      out: [summary(args[0], config)],
+      err: configWarnings(config).map((w) => `warning: ${w}`),
+    };
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
     return { code: EXIT_INVALID, out: [], err: [...err.problems] };

@@ -62,6 +62,9 @@ const DNS1123_SUBDOMAIN =
   /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const RESERVED_LABELS = new Set([MANAGED_BY_LABEL, GRANT_LABEL]);
+// A label or annotation key: an optional DNS subdomain prefix and `/`,
+// then a name of at most 63 characters.
+const KEY_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
 
 /**
  * Checks a template once, up front, and returns a frozen deep copy, so a
@@ -178,6 +181,7 @@ function checkLabels(labels: unknown): void {
     throw new TypeError('`template.labels` must be an object of strings');
   }
   for (const [key, value] of Object.entries(labels)) {
+    checkKey(key, 'labels');
     if (RESERVED_LABELS.has(key)) {
       throw new TypeError(
         `\`template.labels\` may not set \`${key}\`: Paygress sets it`,
@@ -201,6 +205,7 @@ function checkAnnotations(annotations: unknown): void {
     throw new TypeError('`template.annotations` must be an object of strings');
   }
   for (const [key, value] of Object.entries(annotations)) {
+    checkKey(key, 'annotations');
     if (key === EXPIRES_AT_ANNOTATION) {
       throw new TypeError(
         `\`template.annotations\` may not set \`${key}\`: Paygress sets it`,
@@ -210,6 +215,48 @@ function checkAnnotations(annotations: unknown): void {
       throw new TypeError(`\`template.annotations.${key}\` must be a string`);
     }
   }
+}
+
+/** Kubernetes refuses a pod whose label or annotation key is not this. */
+function checkKey(key: string, field: string): void {
+  const slash = key.lastIndexOf('/');
+  const prefix = slash === -1 ? undefined : key.slice(0, slash);
+  const name = key.slice(slash + 1);
+  const prefixOk =
+    prefix === undefined ||
+    (prefix.length <= 253 && DNS1123_SUBDOMAIN.test(prefix));
+  if (!prefixOk || name.length > 63 || !KEY_NAME.test(name)) {
+    throw new TypeError(
+      `\`template.${field}\` key ${JSON.stringify(key)} is not a valid Kubernetes key: an optional DNS subdomain and "/", then at most 63 letters, digits, "-", "_" or "."`,
+    );
+  }
+}
+
+/**
+ * Settings of a valid template that give a payer's workload power over
+ * its node, one sentence each, for the operator to be warned of.
+ */
+export function riskyTemplateSettings(template: PodTemplate): string[] {
+  const sc = template.securityContext ?? {};
+  const risky: string[] = [];
+  if (sc.privileged === true) {
+    risky.push(
+      'securityContext.privileged: a privileged container controls its node',
+    );
+  }
+  if (sc.allowPrivilegeEscalation === true) {
+    risky.push(
+      'securityContext.allowPrivilegeEscalation: processes may gain more privileges than they started with',
+    );
+  }
+  const added = sc.capabilities?.add ?? [];
+  if (added.length > 0) {
+    risky.push(`securityContext.capabilities.add: ${added.join(', ')}`);
+  }
+  if (sc.runAsUser === 0 || sc.runAsNonRoot === false) {
+    risky.push('securityContext: the container runs as root');
+  }
+  return risky;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -71,6 +71,34 @@ t.test('an invalid file exits 2 with every problem, one a line', async (t) => {
   t.notOk(result.err.includes('too-short-secret'));
 });
 
+t.test('risky but valid settings pass with a warning each', async (t) => {
+  const dir = t.testdir({
+    'risky.yaml': [
+      'mints: [https://mint.example.com]',
+      'pricing:',
+      '  rules:',
+      '    - name: session',
+      '      match: { path: /session }',
+      '      rate: { amount: 1, unit: sat, perSeconds: 60, maxSeconds: 7200 }',
+      'provisioning:',
+      '  enabled: true',
+      '  template:',
+      '    image: app:1',
+      '    maxLifetimeSeconds: 3600',
+      '    securityContext: { privileged: true }',
+    ].join('\n'),
+  });
+  const result = checkConfig([`${dir}/risky.yaml`], {
+    PAYGRESS_GRANT_KEY: GRANT_KEY,
+  });
+  t.equal(result.code, 0);
+  t.match(result.out, /risky\.yaml: ok; .*pods in default/);
+  t.same(result.err.trimEnd().split('\n'), [
+    "warning: provisioning.template.securityContext.privileged: a privileged container controls its node (in every payer's pod)",
+    "warning: provisioning.template.maxLifetimeSeconds (3600 s) is shorter than rule session's rate.maxSeconds (7200 s): a payer can buy time their pod will not live",
+  ]);
+});
+
 t.test('environment variables are applied as at startup', async (t) => {
   const dir = t.testdir({ 'min.yaml': 'logLevel: warn\n' });
 

@@ -1,7 +1,11 @@
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
-import { buildPod, validatePodTemplate } from '../../src/k8s/pod-template.ts';
+import {
+  buildPod,
+  riskyTemplateSettings,
+  validatePodTemplate,
+} from '../../src/k8s/pod-template.ts';
 import { podNameFor } from '../../src/k8s/pod-identity.ts';
 
 t.test('pod names are valid DNS-1123 labels for any grant id', async (t) => {
@@ -9,6 +13,67 @@ t.test('pod names are valid DNS-1123 labels for any grant id', async (t) => {
     t.match(podNameFor(id), /^paygress-[0-9a-f]{20}$/);
   }
   t.not(podNameFor('a'), podNameFor('b'));
+});
+
+t.test(
+  'label and annotation keys Kubernetes would refuse fail at start',
+  async (t) => {
+    for (const key of [
+      'has space',
+      '-leading',
+      'a/b/c',
+      'Upper.Case/name',
+      `${'x'.repeat(64)}`,
+      `${'a'.repeat(254)}/name`,
+      'example.com/',
+    ]) {
+      t.throws(
+        () => validatePodTemplate({ image: 'a', labels: { [key]: 'v' } }),
+        /key .* is not a valid Kubernetes key/,
+        `label ${key.slice(0, 20)}`,
+      );
+      t.throws(
+        () => validatePodTemplate({ image: 'a', annotations: { [key]: 'v' } }),
+        /key .* is not a valid Kubernetes key/,
+        `annotation ${key.slice(0, 20)}`,
+      );
+    }
+    t.doesNotThrow(() =>
+      validatePodTemplate({
+        image: 'a',
+        labels: { app: 'x', 'team.example.com/owner': 'y', 'a_b.c-d': 'z' },
+        annotations: { 'prometheus.io/scrape': 'true' },
+      }),
+    );
+  },
+);
+
+t.test('settings that give a pod power over its node are named', async (t) => {
+  t.same(riskyTemplateSettings({ image: 'a' }), []);
+  t.same(
+    riskyTemplateSettings({
+      image: 'a',
+      securityContext: { runAsNonRoot: true, allowPrivilegeEscalation: false },
+    }),
+    [],
+  );
+  t.same(
+    riskyTemplateSettings({
+      image: 'a',
+      securityContext: {
+        privileged: true,
+        allowPrivilegeEscalation: true,
+        capabilities: { add: ['SYS_ADMIN', 'NET_RAW'] },
+        runAsUser: 0,
+      },
+    }),
+    [
+      'securityContext.privileged: a privileged container controls its node',
+      'securityContext.allowPrivilegeEscalation: processes may gain more privileges than they started with',
+      'securityContext.capabilities.add: SYS_ADMIN, NET_RAW',
+      'securityContext: the container runs as root',
+    ],
+  );
 });
 
 t.test('the template cannot take over Paygress labels or expiry', async (t) => {
