@@ -395,6 +395,15 @@ export class KubernetesProvisioner implements Provisioner {
         `pod ${podName} in namespace ${this.#namespace} is being deleted after its expiry; it can be provisioned again once it is gone`,
       );
     }
+    // Stopped for good (its maxLifetimeSeconds passed, or its program
+    // ended): more paid time would buy nothing.
+    const phase = pod.status?.phase;
+    if (phase === 'Failed' || phase === 'Succeeded') {
+      const why = pod.status?.reason ? `, ${pod.status.reason}` : '';
+      throw new ProvisionFailedError(
+        `pod ${podName} in namespace ${this.#namespace} has stopped (${phase}${why}); a payment cannot start it again`,
+      );
+    }
     return pod;
   }
 

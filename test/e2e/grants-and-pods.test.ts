@@ -221,6 +221,30 @@ t.test('a pod that vanished while paid for is made anew', async (t) => {
   t.ok(exists(), 'and makes it anew');
 });
 
+t.test('a top-up for a pod that has stopped is handed back', async (t) => {
+  const s = await stack({ ENABLE_POD_PROVISIONING: 'true' });
+  const first = await send(
+    s,
+    'forward',
+    { 'X-Cashu': await mintToken(mint.url, 10) },
+    compute,
+  );
+  const pod = first.headers['x-provisioned-pod']!;
+  kube.setStatus('paid', pod, { phase: 'Failed', reason: 'DeadlineExceeded' });
+
+  const topUp = await send(
+    s,
+    'forward',
+    {
+      Authorization: `Bearer ${first.headers['x-paygress-grant']}`,
+      'X-Cashu': await mintToken(mint.url, 10),
+    },
+    compute,
+  );
+  t.equal(topUp.reason, 'PAYGRESS_PROVISION_FAILED');
+  t.match(topUp.headers['x-cashu'], /^cashuB/, 'the top-up is refunded');
+});
+
 t.test('a second replica with the same key accepts the grant', async (t) => {
   const a = await stack();
   const b = await stack();

@@ -191,6 +191,25 @@ t.test('concurrent extends keep the latest expiry', async (t) => {
   );
 });
 
+t.test('a pod that has stopped is not extended', async (t) => {
+  const { clock, server, provisioner } = await setup(t);
+  const { podName } = await provisioner.ensure('capped', clock.ms + HOUR);
+  server.setStatus(NS, podName, {
+    phase: 'Failed',
+    reason: 'DeadlineExceeded',
+  });
+  await t.rejects(provisioner.extend('capped', clock.ms + 2 * HOUR), {
+    code: 'PAYGRESS_PROVISION_FAILED',
+    message:
+      /has stopped \(Failed, DeadlineExceeded\); a payment cannot start it again/,
+  });
+  t.equal(
+    server.pods(NS)[0]?.metadata.annotations?.['paygress.dev/expires-at'],
+    new Date(clock.ms + HOUR).toISOString(),
+    'its expiry stays where it was',
+  );
+});
+
 t.test('extend of a grant whose pod is gone makes it anew', async (t) => {
   const { clock, server, provisioner } = await setup(t);
   await provisioner.extend('lost', clock.ms + HOUR);

@@ -130,6 +130,21 @@ export class FakeKubeApiServer {
     await this.down();
   }
 
+  /**
+   * Sets a pod's status as the kubelet would, e.g. `Failed` with reason
+   * `DeadlineExceeded` once `activeDeadlineSeconds` has passed.
+   */
+  setStatus(
+    namespace: string,
+    name: string,
+    status: { phase: string; reason?: string },
+  ): void {
+    const pod = this.#pods.get(key(namespace, name));
+    if (pod === undefined) throw new Error(`no pod ${namespace}/${name}`);
+    pod.status = { ...status };
+    pod.metadata.resourceVersion = String(++this.#rv);
+  }
+
   /** Deletes a pod at once, as `kubectl delete` or a lost node would. */
   remove(namespace: string, name: string): void {
     this.#pods.delete(key(namespace, name));
