@@ -209,12 +209,19 @@ export function minimumPayment(charge: Charge): number {
 }
 
 /**
- * The path as an upstream will resolve it: `%2e` decoded, repeated slashes
- * merged, `.` and `..` segments resolved. Without this `/public/../premium`
- * would match a free `/public` rule and reach `/premium` upstream.
+ * The path as proxies and upstreams resolve it: percent-escapes decoded
+ * once (nginx routes on the decoded path, Go servers too, so `/%70remium`
+ * is `/premium`), path parameters dropped (`/premium;x` reaches the
+ * premium location of a prefix-matching proxy, and `..;` is `..` to
+ * servlet containers), repeated slashes merged, `.` and `..` segments
+ * resolved. Without this `/public/../premium` would match a free `/public`
+ * rule and reach `/premium` upstream, and `/%70remium` would pay the
+ * default price for a premium answer.
  */
 export function canonicalPath(path: string): string {
-  const segments = path.replace(/%2e/gi, '.').split('/');
+  const segments = decodePath(path)
+    .split('/')
+    .map((segment) => segment.split(';', 1)[0]!);
   const out: string[] = [];
   for (const [i, segment] of segments.entries()) {
     const last = i === segments.length - 1;
@@ -228,13 +235,26 @@ export function canonicalPath(path: string): string {
   return '/' + out.join('/');
 }
 
+/** Percent-decoded once; escapes that are not UTF-8 decoded as ASCII only. */
+function decodePath(path: string): string {
+  if (!path.includes('%')) return path;
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    return path.replace(/%([0-7][0-9a-f])/gi, (_, hex: string) =>
+      String.fromCharCode(parseInt(hex, 16)),
+    );
+  }
+}
+
 /**
- * True when upstreams may split the path differently than we do: an
- * encoded slash or backslash, or a raw backslash. Free rules never match
- * such paths, so no encoding trick turns a priced path into a free one.
+ * True when upstreams may split or read the path differently than we do:
+ * an encoded slash or backslash, a raw backslash, or path parameters. Free
+ * rules never match such paths, so no encoding trick turns a priced path
+ * into a free one.
  */
 function ambiguousPath(path: string): boolean {
-  return /%2f|%5c|\\/i.test(path);
+  return /%2f|%5c|\\|;/i.test(path);
 }
 
 function compile(rule: PricingRule): CompiledRule['matches'] {
@@ -278,22 +298,40 @@ function pathMatcher(
   }
 
   const want = segmentsOf(pattern);
-  return (path) => globMatch(want, 0, segmentsOf(path), 0);
+  return (path) => globMatch(want, segmentsOf(path));
 }
 
 function segmentsOf(path: string): string[] {
   return path.split('/').filter((s) => s !== '');
 }
 
-function globMatch(want: string[], w: number, got: string[], g: number) {
-  if (w === want.length) return g === got.length;
-  if (want[w] === '**') {
-    for (let skip = g; skip <= got.length; skip++) {
-      if (globMatch(want, w + 1, got, skip)) return true;
+/**
+ * Whether `got` matches `want`, where `*` is one segment and `**` any
+ * number. Greedy with backtracking to the last `**` only: time is at most
+ * the product of the two lengths, however many `**` the pattern has (a
+ * recursive search was exponential in them, and a long path stalled the
+ * process).
+ */
+function globMatch(want: readonly string[], got: readonly string[]): boolean {
+  let w = 0;
+  let g = 0;
+  let star = -1;
+  let resume = 0;
+  while (g < got.length) {
+    const part = want[w];
+    if (part === '**') {
+      star = w++;
+      resume = g;
+    } else if (part !== undefined && (part === '*' || part === got[g])) {
+      w++;
+      g++;
+    } else if (star !== -1) {
+      w = star + 1;
+      g = ++resume;
+    } else {
+      return false;
     }
-    return false;
   }
-  if (g === got.length) return false;
-  if (want[w] !== '*' && want[w] !== got[g]) return false;
-  return globMatch(want, w + 1, got, g + 1);
+  while (want[w] === '**') w++;
+  return w === want.length;
 }

@@ -5,8 +5,11 @@
  * the application with Paygress's headers and nobody else's, bodies never
  * stall the auth path, and nginx keeps its connections to Paygress alive.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { connect, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import {
@@ -321,6 +324,53 @@ t.test(
     await res.arrayBuffer();
     t.equal(res.status, 500);
     t.equal(res.headers.get('x-cashu'), null, 'the payment request is lost');
+  },
+);
+
+t.test(
+  'an encoded or parameterised path pays the price of where nginx sends it',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'paygress-nginx-paths-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const configFile = join(dir, 'paygress.yaml');
+    writeFileSync(
+      configFile,
+      [
+        'pricing:',
+        '  default: { amount: 10, unit: sat }',
+        '  rules:',
+        '    - name: premium',
+        '      match: { path: /premium }',
+        '      price: { amount: 1000, unit: sat }',
+      ].join('\n'),
+    );
+    const priced = await startStack({
+      mint: stack.mint,
+      configFile,
+      price: 10,
+    });
+    t.teardown(() => priced.close());
+    const proxy = await nginxFor(priced.app.httpPort);
+    t.teardown(() => proxy.peer.stop());
+
+    const cheap = await fetch(`${proxy.url}/other`, {
+      headers: { 'X-Cashu': await mintToken(stack.mint.url, 10) },
+    });
+    await cheap.arrayBuffer();
+    t.equal(cheap.status, 200, 'the default price is 10');
+
+    for (const path of ['/%70remium', '/premium;x', '/public/..;/premium']) {
+      const res = await fetch(`${proxy.url}${path}`, {
+        headers: { 'X-Cashu': await mintToken(stack.mint.url, 10) },
+      });
+      await res.arrayBuffer();
+      t.equal(res.status, 402, `${path}: not served for the default price`);
+      t.equal(
+        res.headers.get('x-paygress-reason'),
+        'PAYGRESS_INSUFFICIENT_AMOUNT',
+        `${path}: priced as /premium`,
+      );
+    }
   },
 );
 

@@ -1,4 +1,5 @@
 import t from 'tap';
+import fc from 'fast-check';
 import type { AuthRequest } from '../../src/core/model.ts';
 import type { PaygressError } from '../../src/core/errors.ts';
 import {
@@ -193,10 +194,98 @@ t.test(
 
     t.equal(routeOf({ path: '/public/../premium' }), 'premium');
     t.equal(routeOf({ path: '/public/%2E%2E/premium' }), 'premium');
-    t.equal(routeOf({ path: '/public%2F..%2Fpremium' }), 'default');
+    t.equal(routeOf({ path: '/public%2F..%2Fpremium' }), 'premium');
     t.equal(routeOf({ path: '/public/..\\premium' }), 'default');
   },
 );
+
+t.test(
+  'encodings and path parameters cannot buy a priced path cheaper',
+  async (t) => {
+    // nginx routes on the decoded path, and its prefixes are plain
+    // strings: each of these reaches a `location /premium`.
+    for (const path of [
+      '/%70remium',
+      '/%70%72%65%6D%69%75%6D/x',
+      '/premium;x',
+      '/premium;jsessionid=1/x',
+      '/public/..;/premium',
+      '/public;/../premium',
+    ]) {
+      t.equal(routeOf({ path }), 'premium', path);
+    }
+    t.equal(canonicalPath('/%70remium;a=b/x;c'), '/premium/x');
+    t.equal(canonicalPath('/a%zz/%ff%41'), '/a%zz/%ffA', 'bad escapes kept');
+
+    // Parameters make a path ambiguous: never free, priced by the rest.
+    t.equal(routeOf({ path: '/public;x' }), 'default');
+    t.equal(routeOf({ path: '/public' }), 'health');
+  },
+);
+
+t.test('glob matching agrees with a plain recursive search', async (t) => {
+  const reference = (want: string[], got: string[]): boolean => {
+    if (want.length === 0) return got.length === 0;
+    const [head, ...rest] = want;
+    if (head === '**') {
+      return (
+        got.some((_, i) => reference(rest, got.slice(i))) || reference(rest, [])
+      );
+    }
+    return (
+      got.length > 0 &&
+      (head === '*' || head === got[0]) &&
+      reference(rest, got.slice(1))
+    );
+  };
+  const part = fc.constantFrom('a', 'b', '*', '**');
+  const seg = fc.constantFrom('a', 'b', 'c');
+  fc.assert(
+    fc.property(
+      fc.array(part, { minLength: 1, maxLength: 6 }),
+      fc.array(seg, { maxLength: 8 }),
+      (want, got) => {
+        const pricing = new Pricing(
+          [
+            {
+              name: 'glob',
+              match: { path: `/${want.join('/')}`, pathMatch: 'glob' },
+              charge: { kind: 'request', amount: 1, unit: 'sat' },
+            },
+          ],
+          DEFAULT,
+          { trustedAmountHeader: false, mints: MINTS },
+        );
+        const path = `/${got.join('/')}`;
+        const matched = pricing.route(request({ path })).name === 'glob';
+        return matched === reference(want, got);
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+t.test('a long path against many ** is matched in time', async (t) => {
+  const pricing = new Pricing(
+    [
+      {
+        name: 'reports',
+        match: { path: '/**/reports/**/2024/**/pdf', pathMatch: 'glob' },
+        charge: { kind: 'request', amount: 1, unit: 'sat' },
+      },
+    ],
+    DEFAULT,
+    { trustedAmountHeader: false, mints: MINTS },
+  );
+  // A recursive search took minutes on this; the match is linear per `**`.
+  const long = '/x'.repeat(5000);
+  t.equal(pricing.route(request({ path: long })).name, 'default');
+  t.equal(
+    pricing.route(request({ path: `${long}/reports${long}/2024${long}/pdf` }))
+      .name,
+    'reports',
+  );
+});
 
 t.test('X-Required-Amount is ignored unless trusted', async (t) => {
   const pricing = new Pricing(RULES, DEFAULT, {
