@@ -23,6 +23,7 @@ export const REASONS = {
   PAYGRESS_TOKEN_PENDING: 'payer',
   PAYGRESS_TOKEN_REJECTED: 'payer',
   PAYGRESS_NOT_HTTP: 'payer',
+  PAYGRESS_REQUEST_AMBIGUOUS: 'payer',
   PAYGRESS_GRANT_INVALID: 'payer',
   PAYGRESS_GRANT_EXPIRED: 'payer',
   PAYGRESS_GRANT_SCOPE: 'payer',
@@ -84,6 +85,10 @@ export class TokenPendingError extends reason('PAYGRESS_TOKEN_PENDING') {}
 export class TokenRejectedError extends reason('PAYGRESS_TOKEN_REJECTED') {}
 /** The check carried no HTTP request (e.g. Envoy checking TCP traffic). */
 export class NotHttpError extends reason('PAYGRESS_NOT_HTTP') {}
+/** The proxy's description of the request contradicts itself. */
+export class RequestAmbiguousError extends reason(
+  'PAYGRESS_REQUEST_AMBIGUOUS',
+) {}
 /** A grant credential is malformed or its signature does not verify. */
 export class GrantInvalidError extends reason('PAYGRESS_GRANT_INVALID') {}
 /** A grant credential has expired or its single use is spent. */

@@ -17,6 +17,7 @@ import {
   MintNotAllowedError,
   PaygressError,
   ProvisionFailedError,
+  RequestAmbiguousError,
   UnitMismatchError,
   toPaygressError,
   type ReasonCode,
@@ -141,6 +142,9 @@ export class Gate implements Decider {
   async decide(request: AuthRequest): Promise<Decision> {
     let route: PricedRoute | undefined;
     try {
+      if (request.ambiguity !== undefined) {
+        throw new RequestAmbiguousError(request.ambiguity);
+      }
       route = this.#o.pricing.route(request);
       if (route.charge.kind === 'free') return allow(0, '', {});
       return await this.#paid(request, route);

@@ -30,6 +30,12 @@ export interface AuthRequest {
   readonly clientAddress: string;
   /** Request id from the ingress (`X-Request-ID`) or one we generated. */
   readonly requestId: string;
+  /**
+   * Set by an adapter when the headers describing the original request
+   * disagree, so that which request is meant depends on which one the
+   * proxy set: the request is refused, never priced.
+   */
+  readonly ambiguity?: string;
 }
 
 /** An amount in a mint unit. */

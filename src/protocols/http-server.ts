@@ -89,17 +89,6 @@ const INTERNAL_ERROR = render({
   body: '',
 });
 
-/**
- * `/auth` serves both: requests carrying ingress-nginx's markers are nginx
- * subrequests, everything else is forward-auth.
- */
-function sniff(req: IncomingMessage): Adapter {
-  return req.headers['x-original-url'] !== undefined ||
-    req.headers['x-sent-from'] !== undefined
-    ? NGINX
-    : FORWARD;
-}
-
 export async function startHttpServer(
   options: HttpServerOptions,
 ): Promise<HttpServer> {
@@ -123,14 +112,14 @@ export async function startHttpServer(
   };
   server.on('request', (req, res) => {
     const route = (req.url ?? '/').split('?')[0];
+    // One path per protocol: which headers describe the original request
+    // is never chosen by a header a client can send.
     const adapter =
       route === '/auth/forward'
         ? FORWARD
         : route === '/auth/nginx'
           ? NGINX
-          : route === '/auth'
-            ? sniff(req)
-            : undefined;
+          : undefined;
 
     const reply =
       adapter === undefined

@@ -11,8 +11,10 @@
  *
  * The original request comes from `X-Original-URL` / `X-Original-Method`
  * (ingress-nginx, and our nginx config), else `X-Original-URI` + `Host`.
- * `X-Forwarded-*` is ignored: ingress-nginx does not set it, so a client
- * could.
+ * nginx passes the client's headers on to the subrequest, so whichever of
+ * the two the proxy does not set, the client can: when both are present
+ * and name different requests, the request is refused. `X-Forwarded-*` is
+ * ignored: ingress-nginx does not set it, so a client could.
  */
 import type { IncomingMessage } from 'node:http';
 import type { AuthRequest, Decision } from '../core/model.ts';
@@ -34,8 +36,13 @@ import type { Reply } from './reply.ts';
 export function nginxAuthRequest(req: IncomingMessage): AuthRequest {
   const headers = flattenHeaders(req.headers);
   const original = parseOriginalUrl(headers['x-original-url']);
-  const uri = original?.uri ?? headers['x-original-uri'] ?? req.url;
+  const originalUri = headers['x-original-uri'];
+  const uri = original?.uri ?? originalUri ?? req.url;
   const { path, query } = splitUri(uri);
+  const conflicting =
+    original !== undefined &&
+    originalUri !== undefined &&
+    originalUri !== original.uri;
   return {
     protocol: 'nginx',
     method: (headers['x-original-method'] ?? req.method ?? 'GET').toUpperCase(),
@@ -46,6 +53,10 @@ export function nginxAuthRequest(req: IncomingMessage): AuthRequest {
     headers,
     clientAddress: headers['x-real-ip'] ?? req.socket.remoteAddress ?? '',
     requestId: requestIdFrom(headers['x-request-id']),
+    ...(conflicting && {
+      ambiguity:
+        'X-Original-URL and X-Original-URI name different requests; the proxy must set the one it uses, and a client sends neither',
+    }),
   };
 }
 

@@ -374,6 +374,44 @@ t.test(
   },
 );
 
+t.test(
+  'no header a client can send chooses how the request is read',
+  async (t) => {
+    const base = `http://127.0.0.1:${stack.app.httpPort}`;
+    const paid = { 'X-Cashu': await mintToken(stack.mint.url, 100) };
+
+    // nginx passes client headers to the subrequest: of X-Original-URL
+    // and X-Original-URI, the one the proxy does not set is the client's.
+    const conflicting = await fetch(`${base}/auth/nginx`, {
+      headers: {
+        ...paid,
+        'X-Original-URL': 'https://app.example/premium',
+        'X-Original-URI': '/public',
+      },
+    });
+    t.equal(conflicting.status, 401);
+    t.equal(
+      conflicting.headers.get('x-paygress-reason'),
+      'PAYGRESS_REQUEST_AMBIGUOUS',
+    );
+    const agreeing = await fetch(`${base}/auth/nginx`, {
+      headers: {
+        ...paid,
+        'X-Original-URL': 'https://app.example/premium?a=1',
+        'X-Original-URI': '/premium?a=1',
+      },
+    });
+    t.equal(agreeing.status, 200, 'the same request twice is fine');
+
+    // No path whose reading a client header picks.
+    const sniffed = await fetch(`${base}/auth`, {
+      headers: { 'X-Original-URL': 'https://app.example/public' },
+    });
+    await sniffed.arrayBuffer();
+    t.equal(sniffed.status, 404);
+  },
+);
+
 /** The raw response header block Paygress sends to an nginx subrequest. */
 function rawHeaderBlock(
   port: number,

@@ -205,7 +205,7 @@ t.test('HTTP: arbitrary and oversized header values', async (t) => {
       .map(([size, token]) => token.padEnd(size, 'A')),
   );
   const request = fc.record({
-    route: fc.constantFrom('/auth/forward', '/auth/nginx', '/auth'),
+    route: fc.constantFrom('/auth/forward', '/auth/nginx'),
     name: fc.constantFrom(
       'X-Cashu',
       'Authorization',
