@@ -18,6 +18,11 @@ type Watcher = grpc.ServerWritableStream<HealthRequest, HealthResponse>;
 
 const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
 
+/** Longest service name a Check or Watch may ask about, in characters. */
+export const MAX_SERVICE_NAME = 256;
+/** Watch streams open at once, at most; probers need a handful. */
+export const MAX_WATCHERS = 1000;
+
 /** Options for {@link HealthService}. */
 export interface HealthServiceOptions {
   /**
@@ -41,7 +46,9 @@ export class HealthService {
   readonly implementation: grpc.UntypedServiceImplementation;
 
   #statuses = new Map<string, ServingStatus>();
+  // Open Watch streams by service name; a name leaves with its last one.
   #watchers = new Map<string, Set<Watcher>>();
+  #watching = 0;
 
   constructor(options: HealthServiceOptions = {}) {
     const status = options.status ?? 'SERVING';
@@ -71,6 +78,11 @@ export class HealthService {
     }
   }
 
+  /** Watch streams open now, and how many names they watch. */
+  watchStats(): WatchStats {
+    return { streams: this.#watching, names: this.#watchers.size };
+  }
+
   /** Current status of a service; `undefined` when it is not registered. */
   getStatus(service = ''): ServingStatus | undefined {
     return this.#statuses.get(service);
@@ -86,13 +98,19 @@ export class HealthService {
       for (const call of watchers) call.end();
     }
     this.#watchers.clear();
+    this.#watching = 0;
   }
 
   #check(
     call: grpc.ServerUnaryCall<HealthRequest, HealthResponse>,
     callback: grpc.sendUnaryData<HealthResponse>,
   ): void {
-    const status = this.#statuses.get(call.request.service ?? '');
+    const name = call.request.service ?? '';
+    if (name.length > MAX_SERVICE_NAME) {
+      callback(tooLong());
+      return;
+    }
+    const status = this.#statuses.get(name);
     if (status === undefined) {
       callback({ code: grpc.status.NOT_FOUND, details: 'unknown service' });
       return;
@@ -102,14 +120,32 @@ export class HealthService {
 
   #watch(call: Watcher): void {
     const name = call.request.service ?? '';
+    if (name.length > MAX_SERVICE_NAME) {
+      call.emit('error', tooLong());
+      return;
+    }
+    if (this.#watching >= MAX_WATCHERS) {
+      call.emit('error', {
+        code: grpc.status.RESOURCE_EXHAUSTED,
+        details: `too many Watch streams open (at most ${MAX_WATCHERS})`,
+      });
+      return;
+    }
     let watchers = this.#watchers.get(name);
     if (watchers === undefined) {
       watchers = new Set();
       this.#watchers.set(name, watchers);
     }
     watchers.add(call);
+    this.#watching++;
 
-    const forget = () => watchers.delete(call);
+    const forget = () => {
+      if (!watchers.delete(call)) return;
+      this.#watching--;
+      if (watchers.size === 0 && this.#watchers.get(name) === watchers) {
+        this.#watchers.delete(name);
+      }
+    };
     call.on('cancelled', forget);
     call.on('close', forget);
 
@@ -119,6 +155,19 @@ export class HealthService {
   #notify(name: string, status: ServingStatus): void {
     for (const call of this.#watchers.get(name) ?? []) call.write({ status });
   }
+}
+
+function tooLong(): Partial<grpc.StatusObject> {
+  return {
+    code: grpc.status.INVALID_ARGUMENT,
+    details: `service name longer than ${MAX_SERVICE_NAME} characters`,
+  };
+}
+
+/** Open Watch streams and the names they watch, for tests and metrics. */
+export interface WatchStats {
+  readonly streams: number;
+  readonly names: number;
 }
 
 function loadHealthDefinition(): grpc.ServiceDefinition {

@@ -50,6 +50,24 @@ export interface GrpcServer {
   idle(): Promise<void>;
 }
 
+/**
+ * What one client may hold of the listener. grpc-js sets none of these by
+ * default: a client could open unlimited streams, each announcing a 4 MiB
+ * message, and keep idle connections forever.
+ */
+export const LIMITS = {
+  // A CheckRequest carries the original request's headers (Envoy allows
+  // 60 KiB of them by default) and no body unless asked to send one,
+  // which Paygress does not need.
+  'grpc.max_receive_message_length': 1024 * 1024,
+  'grpc.max_concurrent_streams': 1000,
+  // Megabytes of unanswered data per connection (Node's maxSessionMemory),
+  // beyond which new streams are refused.
+  'grpc-node.max_session_memory': 64,
+  // Envoy reconnects on its next check.
+  'grpc.max_connection_idle_ms': 5 * 60_000,
+} as const satisfies grpc.ServerOptions;
+
 /** Starts a grpc-js server with the ext_authz and health services. */
 export async function startGrpcServer(
   options: GrpcServerOptions,
@@ -64,7 +82,7 @@ export async function startGrpcServer(
   // grpc-js 1.14 turning it off ('grpc.enable_channelz': 0) also stops the
   // server tracking its sessions, and forceShutdown then leaves stuck
   // calls running past the grace period. Shutdown wins.
-  const server = new grpc.Server();
+  const server = new grpc.Server(LIMITS);
   const extAuthz = createExtAuthzService(options);
   const health = new HealthService({ services: [EXT_AUTHZ_SERVICE_NAME] });
   server.addService(extAuthz.definition, extAuthz.implementation);

@@ -4,9 +4,14 @@ import * as grpc from '@grpc/grpc-js';
 import { once } from 'node:events';
 import { setTimeout } from 'node:timers/promises';
 import { connect } from 'node:net';
+import * as http2 from 'node:http2';
 import { pino } from 'pino';
 import type { Decider } from '../../src/core/model.ts';
-import { startGrpcServer } from '../../src/protocols/grpc-server.ts';
+import {
+  MAX_SERVICE_NAME,
+  MAX_WATCHERS,
+} from '../../src/protocols/grpc-health.ts';
+import { LIMITS, startGrpcServer } from '../../src/protocols/grpc-server.ts';
 import type { GrpcServer } from '../../src/protocols/grpc-server.ts';
 import {
   callRaw,
@@ -120,6 +125,87 @@ t.test('Watch streams the current status and every change', async (t) => {
   await server.close(500);
   await ended;
   t.pass('close ends the Watch stream');
+});
+
+t.test('Watch streams that end leave nothing behind', async (t) => {
+  const { server, client } = await start(t);
+  const watch = (name: string) => {
+    const call = client.makeServerStreamRequest(
+      WATCH,
+      identity,
+      identity,
+      encodeHealthCheckRequest(name),
+    );
+    call.on('error', () => {});
+    return new Promise<grpc.ClientReadableStream<Buffer>>((resolve) =>
+      call.once('data', () => resolve(call)),
+    );
+  };
+  for (let i = 0; i < 50; i++) {
+    const call = await watch(`name-${i}`);
+    call.cancel();
+  }
+  for (let i = 0; i < 40 && server.health.watchStats().streams > 0; i++) {
+    await setTimeout(25);
+  }
+  t.same(server.health.watchStats(), { streams: 0, names: 0 });
+
+  const kept = await watch('');
+  t.same(server.health.watchStats(), { streams: 1, names: 1 });
+  kept.cancel();
+});
+
+t.test('overlong names and too many watchers are refused', async (t) => {
+  const { server, client } = await start(t);
+  // Watchers over two connections: one carries at most as many streams as
+  // MAX_WATCHERS, and a stream beyond that waits in the client instead.
+  const connection = () => {
+    const c = new grpc.Client(
+      `127.0.0.1:${server.port}`,
+      grpc.credentials.createInsecure(),
+      { 'grpc.use_local_subchannel_pool': 1 },
+    );
+    t.teardown(() => c.close());
+    return c;
+  };
+  const watchers = [connection(), connection()];
+  const long = 'x'.repeat(MAX_SERVICE_NAME + 1);
+  const check = await callRaw(client, CHECK, encodeHealthCheckRequest(long));
+  t.equal(check.ok ? 0 : check.error.code, grpc.status.INVALID_ARGUMENT);
+
+  const refused = (name: string) =>
+    new Promise<number>((resolve) => {
+      const call = client.makeServerStreamRequest(
+        WATCH,
+        identity,
+        identity,
+        encodeHealthCheckRequest(name),
+      );
+      call.on('data', () => {});
+      call.on('error', (err: grpc.ServiceError) => resolve(err.code));
+    });
+  t.equal(await refused(long), grpc.status.INVALID_ARGUMENT);
+
+  const open: grpc.ClientReadableStream<Buffer>[] = [];
+  await Promise.all(
+    Array.from(
+      { length: MAX_WATCHERS },
+      (_, i) =>
+        new Promise<void>((resolve) => {
+          const call = watchers[i % 2]!.makeServerStreamRequest(
+            WATCH,
+            identity,
+            identity,
+            encodeHealthCheckRequest(''),
+          );
+          call.on('error', () => {});
+          call.once('data', () => resolve());
+          open.push(call);
+        }),
+    ),
+  );
+  t.equal(await refused(''), grpc.status.RESOURCE_EXHAUSTED);
+  for (const call of open) call.cancel();
 });
 
 t.test('Watch on an unknown service says SERVICE_UNKNOWN', async (t) => {
@@ -240,4 +326,41 @@ t.test('a port in use is an error at start, not later', async (t) => {
     startGrpcServer({ host: '127.0.0.1', port: server.port, decider, logger }),
     { message: /^gRPC cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/ },
   );
+});
+
+t.test('one client cannot hold unbounded streams or messages', async (t) => {
+  const { server, client } = await start(t);
+
+  // What the server announces in its SETTINGS frame.
+  const session = http2.connect(`http://127.0.0.1:${server.port}`);
+  t.teardown(() => session.close());
+  const [settings] = (await once(session, 'remoteSettings')) as [
+    http2.Settings,
+  ];
+  t.equal(
+    settings.maxConcurrentStreams,
+    LIMITS['grpc.max_concurrent_streams'],
+    'concurrent streams per connection are capped',
+  );
+
+  // A Check larger than the limit is refused before it is decoded.
+  const limit = LIMITS['grpc.max_receive_message_length'];
+  const big = encodeCheckRequest({
+    http: {
+      method: 'GET',
+      path: '/premium',
+      headers: [['x-filler', 'a'.repeat(limit)]],
+    },
+  });
+  const refused = await callRaw(client, AUTHZ_CHECK, big);
+  t.equal(
+    refused.ok ? grpc.status.OK : refused.error.code,
+    grpc.status.RESOURCE_EXHAUSTED,
+  );
+  const small = await callRaw(
+    client,
+    AUTHZ_CHECK,
+    encodeCheckRequest({ http: { method: 'GET', path: '/premium' } }),
+  );
+  t.ok(small.ok, 'and the connection still serves the next one');
 });
