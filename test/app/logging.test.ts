@@ -156,3 +156,15 @@ t.test(
     );
   },
 );
+
+t.test("a decision line does not grow with the client's path", async (t) => {
+  const { stack, decisions, send } = await loggedStack();
+  t.teardown(() => stack.close());
+  const long = `/${'p'.repeat(20_000)}`;
+  await send('req-long', long, { 'X-Cashu': 'cashuBnot-a-token' });
+  await new Promise((r) => setTimeout(r, 100));
+
+  const line = decisions().find((d) => d.reqId === 'req-long');
+  t.equal(line?.reason, 'PAYGRESS_TOKEN_MALFORMED');
+  t.equal(line?.path, `${long.slice(0, 1024)}…`, 'cut at 1,024 characters');
+});
