@@ -11,9 +11,8 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { fork } from 'node:child_process';
-import type { Deny } from '../src/core/model.ts';
-import { paymentRequestFor } from '../src/core/payment-request.ts';
 import { forwardAuthReply } from '../src/protocols/forward-auth.ts';
+import { NO_TOKEN_REFUSAL } from './lib/fixtures.ts';
 import { wrk } from './lib/load.ts';
 
 const { values } = parseArgs({
@@ -26,16 +25,7 @@ const { values } = parseArgs({
 
 if (values.serve !== undefined) {
   // Child: one server, flat header list as Paygress writes it.
-  const price = { amount: 100, unit: 'sat', mints: ['http://127.0.0.1:3338'] };
-  const deny: Deny = {
-    kind: 'deny',
-    reason: 'PAYGRESS_PAYMENT_REQUIRED',
-    message: 'payment required: send a Cashu token of 100 sat in X-Cashu',
-    fault: 'payer',
-    price,
-    paymentRequest: paymentRequestFor(price),
-  };
-  const reply = forwardAuthReply(deny);
+  const reply = forwardAuthReply(NO_TOKEN_REFUSAL);
   const body = Buffer.from(reply.body);
   const head = [
     ...Object.entries(reply.headers).flat(),

@@ -3,6 +3,7 @@
  * IPC once listening, and the parent spawns it with the project's Node 24,
  * waits for that report, reads its resident memory and stops it.
  */
+import * as grpc from '@grpc/grpc-js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -19,6 +20,22 @@ export type Ports = Record<string, number | string>;
 export function reportReady(ports: Ports): void {
   if (!process.send) throw new Error('run me from bench/run.ts (no IPC)');
   process.send({ ready: ports });
+}
+
+/**
+ * Called in a gRPC server child: listens on an ephemeral loopback port,
+ * reports it as `grpc`, and shuts down on SIGTERM.
+ */
+export function serveGrpc(server: grpc.Server): void {
+  server.bindAsync(
+    '127.0.0.1:0',
+    grpc.ServerCredentials.createInsecure(),
+    (err, port) => {
+      if (err) throw err;
+      reportReady({ grpc: port });
+    },
+  );
+  process.once('SIGTERM', () => server.tryShutdown(() => process.exit(0)));
 }
 
 /** A running server child. */

@@ -13,6 +13,8 @@ import {
   decodeCheckResponse,
   encodeCheckRequest,
 } from '../../test/support/envoy-wire.ts';
+import type { Deny } from '../../src/core/model.ts';
+import { paymentRequestFor } from '../../src/core/payment-request.ts';
 import type { HeaderList } from './load.ts';
 
 /** Host of the protected application in every scenario. */
@@ -144,3 +146,22 @@ export async function checkOnce(
     client.close();
   }
 }
+
+const REFUSAL_PRICE = {
+  amount: 100,
+  unit: 'sat',
+  mints: ['http://127.0.0.1:3338'],
+};
+
+/**
+ * The refusal the gate makes for a request without a token on a 100 sat
+ * route: frozen, as the gate's is, so adapters render it once.
+ */
+export const NO_TOKEN_REFUSAL: Deny = Object.freeze({
+  kind: 'deny',
+  reason: 'PAYGRESS_PAYMENT_REQUIRED',
+  message: 'payment required: send a Cashu token of 100 sat in X-Cashu',
+  fault: 'payer',
+  price: REFUSAL_PRICE,
+  paymentRequest: paymentRequestFor(REFUSAL_PRICE),
+});

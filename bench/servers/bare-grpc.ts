@@ -9,16 +9,8 @@ import {
   bareCheckDefinition,
   bareCheckImplementation,
 } from '../lib/bare-check.ts';
-import { reportReady } from '../lib/child.ts';
+import { serveGrpc } from '../lib/child.ts';
 
 const server = new grpc.Server();
 server.addService(bareCheckDefinition, bareCheckImplementation);
-server.bindAsync(
-  '127.0.0.1:0',
-  grpc.ServerCredentials.createInsecure(),
-  (err, port) => {
-    if (err) throw err;
-    reportReady({ grpc: port });
-  },
-);
-process.once('SIGTERM', () => server.tryShutdown(() => process.exit(0)));
+serveGrpc(server);

@@ -17,31 +17,18 @@
 import * as grpc from '@grpc/grpc-js';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import type { Deny } from '../../src/core/model.ts';
-import { paymentRequestFor } from '../../src/core/payment-request.ts';
 import { createExtAuthzService } from '../../src/protocols/ext-authz.ts';
 import {
   bareCheckDefinition,
   bareCheckImplementation,
 } from '../lib/bare-check.ts';
-import { reportReady } from '../lib/child.ts';
+import { serveGrpc } from '../lib/child.ts';
+import { NO_TOKEN_REFUSAL } from '../lib/fixtures.ts';
 
 const { values } = parseArgs({ options: { mode: { type: 'string' } } });
 
-const price = { amount: 100, unit: 'sat', mints: ['http://127.0.0.1:3338'] };
-// As the gate builds it for a route without a token: frozen, so the
-// adapter encodes its answer once.
-const refusal: Deny = Object.freeze({
-  kind: 'deny',
-  reason: 'PAYGRESS_PAYMENT_REQUIRED',
-  message: 'payment required: send a Cashu token of 100 sat in X-Cashu',
-  fault: 'payer',
-  price,
-  paymentRequest: paymentRequestFor(price),
-});
-
 const adapter = createExtAuthzService({
-  decider: { decide: async () => refusal },
+  decider: { decide: async () => NO_TOKEN_REFUSAL },
   logger: pino({ level: 'silent' }),
 });
 
@@ -65,15 +52,7 @@ switch (values.mode) {
   default:
     throw new Error('--mode bare|answer|adapter');
 }
-server.bindAsync(
-  '127.0.0.1:0',
-  grpc.ServerCredentials.createInsecure(),
-  (err, port) => {
-    if (err) throw err;
-    reportReady({ grpc: port });
-  },
-);
-process.once('SIGTERM', () => server.tryShutdown(() => process.exit(0)));
+serveGrpc(server);
 
 function encodedRefusal(): Promise<Buffer> {
   const check = adapter.implementation['Check'] as grpc.handleUnaryCall<
