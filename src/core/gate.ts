@@ -97,7 +97,7 @@ export const GRANT_HEADER = 'X-Paygress-Grant';
 const CONFIRMED_PODS = 100_000;
 
 /** How long a pod once confirmed is taken to exist, in ms. */
-const POD_RECHECK_MS = 30_000;
+const POD_RECHECK_MS = 60_000;
 
 /** Frozen allows of grants in use, kept at most. */
 const COVERED_ALLOWS = 10_000;

@@ -196,7 +196,7 @@ t.test('a pod that vanished while paid for is made anew', async (t) => {
   t.ok(exists(), 'provisioned');
 
   kube.remove('paid', pod);
-  clock.ms += 31_000;
+  clock.ms += 61_000;
   const later = await send(
     s,
     'forward',
