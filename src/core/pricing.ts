@@ -3,7 +3,11 @@
  * match wins, the default price otherwise. Pure: no I/O, no clock.
  */
 import type { AuthRequest } from './model.ts';
-import { InsufficientAmountError, InternalError } from './errors.ts';
+import {
+  InsufficientAmountError,
+  InternalError,
+  RequestAmbiguousError,
+} from './errors.ts';
 
 /** What a route costs. */
 export type Charge =
@@ -130,14 +134,26 @@ export class Pricing {
    * taken from `X-Required-Amount` is a new object per request.
    */
   route(request: AuthRequest): PricedRoute {
-    const path = canonicalPath(request.path);
-    const route =
-      this.#rules.find((c) => c.matches(request, path))?.route ?? this.#default;
+    const [first, ...others] = pathReadings(request.path);
+    const route = this.#ruleFor(request, first!);
+    for (const path of others) {
+      if (this.#ruleFor(request, path) !== route) {
+        throw new RequestAmbiguousError(
+          'the path reads as different routes depending on how a proxy or server decodes it (encoded slashes, path parameters or dot segments); send it plainly',
+        );
+      }
+    }
 
     if (!this.#options.trustedAmountHeader) return route;
     if (route.charge.kind !== 'request') return route;
     if (request.headers[AMOUNT_HEADER] === undefined) return route;
     return this.#fromHeader(route, request.headers);
+  }
+
+  #ruleFor(request: AuthRequest, path: string): PricedRoute {
+    return (
+      this.#rules.find((c) => c.matches(request, path))?.route ?? this.#default
+    );
   }
 
   #fromHeader(
@@ -209,19 +225,39 @@ export function minimumPayment(charge: Charge): number {
 }
 
 /**
- * The path as proxies and upstreams resolve it: percent-escapes decoded
- * once (nginx routes on the decoded path, Go servers too, so `/%70remium`
- * is `/premium`), path parameters dropped (`/premium;x` reaches the
- * premium location of a prefix-matching proxy, and `..;` is `..` to
- * servlet containers), repeated slashes merged, `.` and `..` segments
- * resolved. Without this `/public/../premium` would match a free `/public`
- * rule and reach `/premium` upstream, and `/%70remium` would pay the
- * default price for a premium answer.
+ * The ways proxies and servers in front of an upstream may read a request
+ * path, each with its dot segments resolved and repeated slashes merged:
+ *
+ * - escapes decoded once, but not those of `/`, `\` and `;` (so
+ *   `/%70remium` is `/premium` and `/public/%2e%2e/premium` is `/premium`,
+ *   as nginx and most servers read them);
+ * - every escape decoded, `%2F` becoming a segment break (nginx's `$uri`);
+ * - the first, with path parameters (`;…` in a segment) dropped, as
+ *   servlet containers do (`/public/..;/premium` is `/premium` there).
+ *
+ * Unless they all fall into the same route, the request is refused: a
+ * path that a proxy routes one way and an upstream serves another must
+ * not be priced by the cheaper reading.
  */
+export function pathReadings(path: string): string[] {
+  if (!/[%;.\\]|\/\//.test(path)) return [path];
+  const kept = decodePath(path.replace(/%(2f|5c|3b)/gi, '%25$1'));
+  const readings = new Set([
+    resolveDots(kept.split('/')),
+    resolveDots(decodePath(path).split('/')),
+    resolveDots(kept.split('/').map((segment) => segment.split(';', 1)[0]!)),
+  ]);
+  return [...readings];
+}
+
+/** The first reading of {@link pathReadings}: how rule paths are read. */
 export function canonicalPath(path: string): string {
-  const segments = decodePath(path)
-    .split('/')
-    .map((segment) => segment.split(';', 1)[0]!);
+  return resolveDots(
+    decodePath(path.replace(/%(2f|5c|3b)/gi, '%25$1')).split('/'),
+  );
+}
+
+function resolveDots(segments: readonly string[]): string {
   const out: string[] = [];
   for (const [i, segment] of segments.entries()) {
     const last = i === segments.length - 1;
@@ -249,16 +285,19 @@ function decodePath(path: string): string {
 
 /**
  * True when upstreams may split or read the path differently than we do:
- * an encoded slash or backslash, a raw backslash, or path parameters. Free
- * rules never match such paths, so no encoding trick turns a priced path
- * into a free one.
+ * an encoded slash, backslash or semicolon, a raw backslash, or path
+ * parameters. Free rules never match such paths, so no encoding trick
+ * turns a priced path into a free one.
  */
 function ambiguousPath(path: string): boolean {
-  return /%2f|%5c|\\|;/i.test(path);
+  return /%2f|%5c|%3b|\\|;/i.test(path);
 }
 
 function compile(rule: PricingRule): CompiledRule['matches'] {
-  const { host, path, pathMatch, methods } = rule.match;
+  const { host, pathMatch, methods } = rule.match;
+  // Read as request paths are: `/reports%20v2` is `/reports v2`.
+  const path =
+    rule.match.path === undefined ? undefined : canonicalPath(rule.match.path);
   const hostOk = host === undefined ? () => true : hostMatcher(host);
   const pathOk = path === undefined ? () => true : pathMatcher(path, pathMatch);
   const free = rule.charge.kind === 'free';

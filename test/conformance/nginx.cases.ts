@@ -339,6 +339,9 @@ t.test(
         'pricing:',
         '  default: { amount: 10, unit: sat }',
         '  rules:',
+        '    - name: public',
+        '      match: { path: /public }',
+        '      free: true',
         '    - name: premium',
         '      match: { path: /premium }',
         '      price: { amount: 1000, unit: sat }',
@@ -359,18 +362,24 @@ t.test(
     await cheap.arrayBuffer();
     t.equal(cheap.status, 200, 'the default price is 10');
 
-    for (const path of ['/%70remium', '/premium;x', '/public/..;/premium']) {
+    const refusals: [string, string][] = [
+      ['/%70remium', 'PAYGRESS_INSUFFICIENT_AMOUNT'],
+      ['/premium/..%3b/public', 'PAYGRESS_INSUFFICIENT_AMOUNT'],
+      ['/premium;x', 'PAYGRESS_REQUEST_AMBIGUOUS'],
+      ['/public/..;/premium', 'PAYGRESS_REQUEST_AMBIGUOUS'],
+      ['/premium/..;/public', 'PAYGRESS_REQUEST_AMBIGUOUS'],
+    ];
+    for (const [path, reason] of refusals) {
       const res = await fetch(`${proxy.url}${path}`, {
         headers: { 'X-Cashu': await mintToken(stack.mint.url, 10) },
       });
       await res.arrayBuffer();
       t.equal(res.status, 402, `${path}: not served for the default price`);
-      t.equal(
-        res.headers.get('x-paygress-reason'),
-        'PAYGRESS_INSUFFICIENT_AMOUNT',
-        `${path}: priced as /premium`,
-      );
+      t.equal(res.headers.get('x-paygress-reason'), reason, path);
     }
+    const free = await fetch(`${proxy.url}/premium/..%3b/public`);
+    await free.arrayBuffer();
+    t.equal(free.status, 402, 'nor for free');
   },
 );
 

@@ -5,6 +5,7 @@ import type { PaygressError } from '../../src/core/errors.ts';
 import {
   Pricing,
   canonicalPath,
+  pathReadings,
   grantDuration,
   minimumPayment,
   type Charge,
@@ -194,7 +195,6 @@ t.test(
 
     t.equal(routeOf({ path: '/public/../premium' }), 'premium');
     t.equal(routeOf({ path: '/public/%2E%2E/premium' }), 'premium');
-    t.equal(routeOf({ path: '/public%2F..%2Fpremium' }), 'premium');
     t.equal(routeOf({ path: '/public/..\\premium' }), 'default');
   },
 );
@@ -202,26 +202,62 @@ t.test(
 t.test(
   'encodings and path parameters cannot buy a priced path cheaper',
   async (t) => {
-    // nginx routes on the decoded path, and its prefixes are plain
-    // strings: each of these reaches a `location /premium`.
+    const outcome = (path: string) => {
+      try {
+        return routeOf({ path });
+      } catch (err) {
+        return (err as { code: string }).code;
+      }
+    };
+    // Read the same by every proxy and server: priced as /premium.
     for (const path of [
       '/%70remium',
       '/%70%72%65%6D%69%75%6D/x',
+      '/public;/../premium',
+      '/premium/..%3b/public',
+      '/premium/%2e%2e%3b/public',
+    ]) {
+      t.equal(outcome(path), 'premium', path);
+    }
+    // Read as /premium by some and as another route by others (nginx
+    // serves `/premium;x` from `location /premium`, a servlet container
+    // serves /x for `/premium/..;/x`, nginx decodes `%2F`): refused.
+    for (const path of [
       '/premium;x',
       '/premium;jsessionid=1/x',
       '/public/..;/premium',
-      '/public;/../premium',
+      '/premium/..;/x',
+      '/premium/x%2f..%2f..%2fy',
+      '/public%2F..%2Fpremium',
     ]) {
-      t.equal(routeOf({ path }), 'premium', path);
+      t.equal(outcome(path), 'PAYGRESS_REQUEST_AMBIGUOUS', path);
     }
-    t.equal(canonicalPath('/%70remium;a=b/x;c'), '/premium/x');
+    t.same(pathReadings('/premium/..;/x'), ['/premium/..;/x', '/x']);
+    t.same(pathReadings('/a%2Fb/%70'), ['/a%2Fb/p', '/a/b/p']);
     t.equal(canonicalPath('/a%zz/%ff%41'), '/a%zz/%ffA', 'bad escapes kept');
 
     // Parameters make a path ambiguous: never free, priced by the rest.
-    t.equal(routeOf({ path: '/public;x' }), 'default');
-    t.equal(routeOf({ path: '/public' }), 'health');
+    t.equal(outcome('/public;x'), 'default');
+    t.equal(outcome('/public'), 'health');
   },
 );
+
+t.test('rule paths are read as request paths are', async (t) => {
+  const pricing = new Pricing(
+    [
+      {
+        name: 'reports',
+        match: { path: '/reports%20v2', pathMatch: 'prefix' },
+        charge: { kind: 'request', amount: 9, unit: 'sat' },
+      },
+    ],
+    DEFAULT,
+    { trustedAmountHeader: false, mints: MINTS },
+  );
+  for (const path of ['/reports%20v2/x', '/reports v2', '/reports%20%76%32']) {
+    t.equal(pricing.route(request({ path })).name, 'reports', path);
+  }
+});
 
 t.test('glob matching agrees with a plain recursive search', async (t) => {
   const reference = (want: string[], got: string[]): boolean => {
