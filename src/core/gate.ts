@@ -245,7 +245,7 @@ export class Gate implements Decider {
         );
       }
     }
-    const pod = await this.#podFor(grant, false);
+    const pod = await this.#podFor(grant, 'use');
     // Recorded only once the pod is there, so a failed retry keeps the use.
     if (grant.singleUse && !this.#o.store.useGrant(grant.id)) {
       throw new GrantExpiredError(
@@ -361,7 +361,7 @@ export class Gate implements Decider {
     // as delivered: a crash before then (a slow pod, say) leaves it owed.
     let pod: string;
     try {
-      pod = await this.#podFor(grant, current !== undefined);
+      pod = await this.#podFor(grant, current === undefined ? 'new' : 'top-up');
     } catch (err) {
       const refund = this.#o.refunds
         ? this.#refund(redemption, token, route, err)
@@ -388,18 +388,28 @@ export class Gate implements Decider {
   }
 
   /**
-   * The pod serving `grant`, created if this process has not seen it yet;
-   * `extended` moves its expiry after a top-up. Empty without provisioning.
+   * The pod serving `grant`; empty without provisioning. `new`: a
+   * payment's new grant, whose pod is created. `top-up`: its pod's expiry
+   * is moved. `use`: a request on the grant alone, whose pod is read at
+   * most once a minute. A pod found gone is made anew for the time paid;
+   * one found stopped is refused.
    */
-  async #podFor(grant: Grant, extended: boolean): Promise<string> {
+  async #podFor(grant: Grant, how: 'new' | 'top-up' | 'use'): Promise<string> {
     const provisioner = this.#o.provisioner;
     if (provisioner === undefined) return '';
-    if (extended) await provisioner.extend(grant.id, grant.expiresAt);
-    if (this.#confirmed.has(grant.id)) return provisioner.podName(grant.id);
-
-    const { podName } = await provisioner.ensure(grant.id, grant.expiresAt);
-    this.#confirmed.set(grant.id, true);
-    return podName;
+    if (how === 'new') {
+      const { podName } = await provisioner.ensure(grant.id, grant.expiresAt);
+      this.#confirmed.set(grant.id, true);
+      return podName;
+    }
+    // A read, not a create: a create of an existing pod is refused with
+    // 403 once the namespace is at its quota, which is no reason to turn
+    // away a grant whose pod is there.
+    if (how === 'top-up' || !this.#confirmed.has(grant.id)) {
+      await provisioner.extend(grant.id, grant.expiresAt);
+      this.#confirmed.set(grant.id, true);
+    }
+    return provisioner.podName(grant.id);
   }
 
   /** The grant credential and its cookie, for the client. */

@@ -213,7 +213,11 @@ export interface Provisioner {
    * (ms since epoch). Idempotent: an existing pod is success.
    */
   ensure(grantId: string, expiresAt: number): Promise<Provisioned>;
-  /** Moves the expiry of an existing grant's pod forward. */
+  /**
+   * Makes sure the grant's pod lives until `expiresAt`, reading it first:
+   * its expiry is moved forward if need be, a pod that is gone is made
+   * anew, and one that has stopped is refused (ProvisionFailedError).
+   */
   extend(grantId: string, expiresAt: number): Promise<void>;
   /** Deletes pods whose expiry has passed; resolves with how many. */
   reap(): Promise<number>;

@@ -219,6 +219,19 @@ t.test('a pod that vanished while paid for is made anew', async (t) => {
   );
   t.equal(topUp.allowed, true, 'a top-up is not refused for the lost pod');
   t.ok(exists(), 'and makes it anew');
+
+  // A namespace at its quota refuses creates, even of a pod that exists:
+  // confirming the pod reads it instead, so its payer is not turned away.
+  kube.forbid('create');
+  t.teardown(() => kube.allow('create'));
+  clock.ms += 61_000;
+  const atQuota = await send(
+    s,
+    'forward',
+    { Authorization: `Bearer ${grant}` },
+    compute,
+  );
+  t.equal(atQuota.allowed, true, 'confirmed by a read');
 });
 
 t.test('a top-up for a pod that has stopped is handed back', async (t) => {
