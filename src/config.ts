@@ -822,7 +822,12 @@ function show(key: string, value: unknown): string {
 
 /** A URL's user, password and query hidden; any other text as it is. */
 function withoutUrlSecrets(text: string): string {
-  if (!URL.canParse(text.trim())) return text;
+  if (!URL.canParse(text.trim())) {
+    // Not a URL, but maybe one with a typo: hide what would be secret.
+    return text.includes('://')
+      ? text.replace(/(:\/\/)[^/@\s]*@/, '$1***@').replace(/[?#].*$/, '?***')
+      : text;
+  }
   const url = new URL(text.trim());
   if (!url.username && !url.password && !url.search) return text;
   const userinfo = url.username || url.password ? '***@' : '';

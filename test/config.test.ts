@@ -277,6 +277,18 @@ t.test('nothing that may be a secret is printed in problems', async (t) => {
       'mints[0].url: "https://mint.example.com/?***" is not a URL without query or fragment',
     ],
     [
+      'a mint URL with credentials and a typo',
+      () =>
+        loadConfig({
+          file: yamlFile(
+            t,
+            `mints: ["https://alice:${secret}@mint.example.com x#${secret}"]\n`,
+          ),
+          env: {},
+        }),
+      /^mints\[0\]\.url: "https:\/\/\*\*\*@mint\.example\.com x\?\*\*\*" is not/,
+    ],
+    [
       'a grant key written as the whole grants section',
       () => loadConfig({ file: yamlFile(t, `grants: ${secret}\n`), env: MINT }),
       /^grants: a 32-byte secret is not a mapping/,
