@@ -134,7 +134,13 @@ export class Pricing {
    * taken from `X-Required-Amount` is a new object per request.
    */
   route(request: AuthRequest): PricedRoute {
-    const [first, ...others] = pathReadings(request.path);
+    const readings = pathReadings(request.path);
+    if (readings === undefined) {
+      throw new RequestAmbiguousError(
+        'the path has a dot segment (. or ..), which proxies and servers resolve differently; send it resolved',
+      );
+    }
+    const [first, ...others] = readings;
     const route = this.#ruleFor(request, first!);
     for (const path of others) {
       if (this.#ruleFor(request, path) !== route) {
@@ -226,61 +232,65 @@ export function minimumPayment(charge: Charge): number {
 
 /**
  * The ways proxies and servers in front of an upstream may read a request
- * path, each with its dot segments resolved and repeated slashes merged:
+ * path, each with repeated slashes merged:
  *
  * - escapes decoded once, but not those of `/`, `\` and `;` (so
- *   `/%70remium` is `/premium` and `/public/%2e%2e/premium` is `/premium`,
- *   as nginx and most servers read them);
+ *   `/%70remium` is `/premium`, as nginx and most servers read it);
  * - every escape decoded, `%2F` becoming a segment break (nginx's `$uri`);
  * - the first, with path parameters (`;…` in a segment) dropped, as
- *   servlet containers do (`/public/..;/premium` is `/premium` there).
+ *   servlet containers do;
+ * - the first two with `\` as a segment break, as WHATWG URL parsers
+ *   (Node's `URL`, Deno, Bun) and Windows servers read it.
  *
- * Unless they all fall into the same route, the request is refused: a
- * path that a proxy routes one way and an upstream serves another must
- * not be priced by the cheaper reading.
+ * Undefined when any reading has a dot segment (`.` or `..`, encoded or
+ * not, or `..;`): nginx resolves them, most application routers do not,
+ * and the upstream gets the path as sent, so no single reading is right.
+ * Clients resolve dot segments before sending; a path that still has
+ * them is refused, and so is one whose readings fall into different
+ * routes: a path a proxy routes one way and an upstream serves another
+ * must not be priced by the cheaper reading.
  */
-export function pathReadings(path: string): string[] {
+export function pathReadings(path: string): string[] | undefined {
   if (!/[%;.\\]|\/\//.test(path)) return [path];
   const kept = decodePath(path.replace(/%(2f|5c|3b)/gi, '%25$1'));
-  const readings = new Set([
-    resolveDots(kept.split('/')),
-    resolveDots(decodePath(path).split('/')),
-    resolveDots(kept.split('/').map((segment) => segment.split(';', 1)[0]!)),
-  ]);
-  return [...readings];
+  const decoded = decodePath(path);
+  const readings = [
+    kept.split('/'),
+    decoded.split('/'),
+    kept.split('/').map((segment) => segment.split(';', 1)[0]!),
+    kept.split(/[/\\]/),
+    decoded.split(/[/\\]/),
+  ];
+  const dots = (segment: string) => segment === '.' || segment === '..';
+  if (readings.some((segments) => segments.some(dots))) return undefined;
+  return [...new Set(readings.map(mergeSlashes))];
 }
 
 /** The first reading of {@link pathReadings}: how rule paths are read. */
 export function canonicalPath(path: string): string {
-  return resolveDots(
+  return mergeSlashes(
     decodePath(path.replace(/%(2f|5c|3b)/gi, '%25$1')).split('/'),
   );
 }
 
-function resolveDots(segments: readonly string[]): string {
-  const out: string[] = [];
-  for (const [i, segment] of segments.entries()) {
-    const last = i === segments.length - 1;
-    if (segment === '..') out.pop();
-    if (segment === '.' || segment === '..' || segment === '') {
-      if (last && i > 0) out.push('');
-      continue;
-    }
-    out.push(segment);
-  }
-  return '/' + out.join('/');
+function mergeSlashes(segments: readonly string[]): string {
+  const out = segments.filter((segment) => segment !== '');
+  const trailing = segments.length > 1 && segments.at(-1) === '' ? '/' : '';
+  return out.length === 0 ? '/' : `/${out.join('/')}${trailing}`;
 }
 
-/** Percent-decoded once; escapes that are not UTF-8 decoded as ASCII only. */
+const UTF8 = new TextDecoder();
+
+/**
+ * Percent-decoded once, byte by byte as nginx does: each run of escapes is
+ * read as UTF-8, an invalid sequence becoming U+FFFD without undoing the
+ * valid ones around it.
+ */
 function decodePath(path: string): string {
   if (!path.includes('%')) return path;
-  try {
-    return decodeURIComponent(path);
-  } catch {
-    return path.replace(/%([0-7][0-9a-f])/gi, (_, hex: string) =>
-      String.fromCharCode(parseInt(hex, 16)),
-    );
-  }
+  return path.replace(/(?:%[0-9a-f]{2})+/gi, (run) =>
+    UTF8.decode(Buffer.from(run.replaceAll('%', ''), 'hex')),
+  );
 }
 
 /**

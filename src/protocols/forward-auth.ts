@@ -14,6 +14,7 @@ import { allowReply, denyBody, denyHeaders } from './payment-headers.ts';
 import {
   firstForwarded,
   flattenHeaders,
+  headerText,
   hostOnly,
   requestIdFrom,
   splitUri,
@@ -23,7 +24,9 @@ import type { Reply } from './reply.ts';
 /** Reads the original request from forward-auth headers. */
 export function forwardAuthRequest(req: IncomingMessage): AuthRequest {
   const headers = flattenHeaders(req.headers);
-  const { path, query } = splitUri(headers['x-forwarded-uri'] ?? req.url);
+  const { path, query } = splitUri(
+    headerText(headers['x-forwarded-uri'] ?? req.url),
+  );
   return {
     protocol: 'forward',
     method: (

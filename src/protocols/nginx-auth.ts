@@ -26,6 +26,7 @@ import {
 } from './payment-headers.ts';
 import {
   flattenHeaders,
+  headerText,
   hostOnly,
   requestIdFrom,
   splitUri,
@@ -38,7 +39,7 @@ export function nginxAuthRequest(req: IncomingMessage): AuthRequest {
   const original = parseOriginalUrl(headers['x-original-url']);
   const originalUri = headers['x-original-uri'];
   const uri = original?.uri ?? originalUri ?? req.url;
-  const { path, query } = splitUri(uri);
+  const { path, query } = splitUri(headerText(uri));
   const conflicting =
     original !== undefined &&
     originalUri !== undefined &&

@@ -60,6 +60,18 @@ export function splitUri(uri: string | undefined): {
   };
 }
 
+/**
+ * A header value as the bytes the client sent, read as UTF-8: Node hands
+ * header values over as latin1, so a raw `é` in a request target (which
+ * nginx and Caddy forward as it came) would read as `Ã©` and match no
+ * rule written `é`. A value that is not valid UTF-8 stays as it is.
+ */
+export function headerText(value: string | undefined): string | undefined {
+  if (value === undefined || !/[\u0080-\u00ff]/.test(value)) return value;
+  const text = Buffer.from(value, 'latin1').toString('utf8');
+  return text.includes('\uFFFD') ? value : text;
+}
+
 /** First address of an `X-Forwarded-For` list, or the fallback. */
 export function firstForwarded(
   value: string | undefined,
