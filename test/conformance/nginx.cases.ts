@@ -380,6 +380,19 @@ t.test(
     const free = await fetch(`${proxy.url}/premium/..%3b/public`);
     await free.arrayBuffer();
     t.equal(free.status, 402, 'nor for free');
+
+    // Dot segments, which fetch resolves before sending, written raw:
+    // nginx routes on the resolved path, the application gets it as sent.
+    const port = Number(new URL(proxy.url).port);
+    for (const target of ['/premium/../public/x', '/premium/%2e%2e/public/x']) {
+      const head = await rawExchange(port, [
+        `GET ${target} HTTP/1.1`,
+        'Host: 127.0.0.1',
+        'Connection: close',
+      ]);
+      t.match(head, /^HTTP\/1\.1 402 /, `${target}: refused`);
+      t.match(head, /X-Paygress-Reason: PAYGRESS_REQUEST_AMBIGUOUS/i);
+    }
   },
 );
 
@@ -421,19 +434,8 @@ t.test(
   },
 );
 
-/** The raw response header block Paygress sends to an nginx subrequest. */
-function rawHeaderBlock(
-  port: number,
-  extra: Record<string, string>,
-): Promise<string> {
-  const lines = [
-    'GET /auth/nginx HTTP/1.1',
-    'Host: 127.0.0.1',
-    'X-Original-URL: http://127.0.0.1/premium',
-    'X-Original-Method: GET',
-    'Connection: close',
-    ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`),
-  ];
+/** Writes a raw request (lines, no body) and reads the response head. */
+function rawExchange(port: number, lines: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     let data = '';
@@ -448,4 +450,19 @@ function rawHeaderBlock(
     socket.on('error', reject);
     socket.write(`${lines.join('\r\n')}\r\n\r\n`);
   });
+}
+
+/** The raw response header block Paygress sends to an nginx subrequest. */
+function rawHeaderBlock(
+  port: number,
+  extra: Record<string, string>,
+): Promise<string> {
+  return rawExchange(port, [
+    'GET /auth/nginx HTTP/1.1',
+    'Host: 127.0.0.1',
+    'X-Original-URL: http://127.0.0.1/premium',
+    'X-Original-Method: GET',
+    'Connection: close',
+    ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`),
+  ]);
 }
