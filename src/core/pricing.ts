@@ -145,7 +145,7 @@ export class Pricing {
     for (const path of others) {
       if (this.#ruleFor(request, path) !== route) {
         throw new RequestAmbiguousError(
-          'the path reads as different routes depending on how a proxy or server decodes it (encoded slashes, path parameters or dot segments); send it plainly',
+          'the path reads as different routes depending on how a proxy or server decodes it (encoded slashes, path parameters or backslashes); send it plainly',
         );
       }
     }
