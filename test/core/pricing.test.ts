@@ -85,6 +85,14 @@ function request(fields: Partial<AuthRequest>): AuthRequest {
   };
 }
 
+/** Pricing with one rule and the default price. */
+function onlyRule(rule: PricingRule): Pricing {
+  return new Pricing([rule], DEFAULT, {
+    trustedAmountHeader: false,
+    mints: MINTS,
+  });
+}
+
 function routeOf(fields: Partial<AuthRequest>, trusted = false): string {
   const pricing = new Pricing(RULES, DEFAULT, {
     trustedAmountHeader: trusted,
@@ -264,17 +272,11 @@ t.test(
 );
 
 t.test('rule paths are read as request paths are', async (t) => {
-  const pricing = new Pricing(
-    [
-      {
-        name: 'reports',
-        match: { path: '/reports%20v2', pathMatch: 'prefix' },
-        charge: { kind: 'request', amount: 9, unit: 'sat' },
-      },
-    ],
-    DEFAULT,
-    { trustedAmountHeader: false, mints: MINTS },
-  );
+  const pricing = onlyRule({
+    name: 'reports',
+    match: { path: '/reports%20v2', pathMatch: 'prefix' },
+    charge: { kind: 'request', amount: 9, unit: 'sat' },
+  });
   for (const path of ['/reports%20v2/x', '/reports v2', '/reports%20%76%32']) {
     t.equal(pricing.route(request({ path })).name, 'reports', path);
   }
@@ -283,17 +285,11 @@ t.test('rule paths are read as request paths are', async (t) => {
 t.test(
   'a non-ASCII rule path matches however the request spells it',
   async (t) => {
-    const pricing = new Pricing(
-      [
-        {
-          name: 'premium',
-          match: { path: '/prémium', pathMatch: 'prefix' },
-          charge: { kind: 'request', amount: 100, unit: 'sat' },
-        },
-      ],
-      DEFAULT,
-      { trustedAmountHeader: false, mints: MINTS },
-    );
+    const pricing = onlyRule({
+      name: 'premium',
+      match: { path: '/prémium', pathMatch: 'prefix' },
+      charge: { kind: 'request', amount: 100, unit: 'sat' },
+    });
     for (const path of [
       '/prémium/x',
       '/pr%C3%A9mium/x',
@@ -326,17 +322,11 @@ t.test('glob matching agrees with a plain recursive search', async (t) => {
       fc.array(part, { minLength: 1, maxLength: 6 }),
       fc.array(seg, { maxLength: 8 }),
       (want, got) => {
-        const pricing = new Pricing(
-          [
-            {
-              name: 'glob',
-              match: { path: `/${want.join('/')}`, pathMatch: 'glob' },
-              charge: { kind: 'request', amount: 1, unit: 'sat' },
-            },
-          ],
-          DEFAULT,
-          { trustedAmountHeader: false, mints: MINTS },
-        );
+        const pricing = onlyRule({
+          name: 'glob',
+          match: { path: `/${want.join('/')}`, pathMatch: 'glob' },
+          charge: { kind: 'request', amount: 1, unit: 'sat' },
+        });
         const path = `/${got.join('/')}`;
         const matched = pricing.route(request({ path })).name === 'glob';
         return matched === reference(want, got);
@@ -347,17 +337,11 @@ t.test('glob matching agrees with a plain recursive search', async (t) => {
 });
 
 t.test('a long path against many ** is matched in time', async (t) => {
-  const pricing = new Pricing(
-    [
-      {
-        name: 'reports',
-        match: { path: '/**/reports/**/2024/**/pdf', pathMatch: 'glob' },
-        charge: { kind: 'request', amount: 1, unit: 'sat' },
-      },
-    ],
-    DEFAULT,
-    { trustedAmountHeader: false, mints: MINTS },
-  );
+  const pricing = onlyRule({
+    name: 'reports',
+    match: { path: '/**/reports/**/2024/**/pdf', pathMatch: 'glob' },
+    charge: { kind: 'request', amount: 1, unit: 'sat' },
+  });
   // A recursive search took minutes on this; the match is linear per `**`.
   const long = '/x'.repeat(5000);
   t.equal(pricing.route(request({ path: long })).name, 'default');
