@@ -363,13 +363,19 @@ t.test(
       trustedAmountHeader: false,
       mints: loaded.mints,
     });
-    const paths = policy.spec.rules.flatMap((r: Obj) =>
-      r.to.flatMap((to: Obj) => to.operation.paths as string[]),
+    // Fail closed: the policy names what skips Paygress, never what goes
+    // to it, so a path variant nobody listed is priced, not passed.
+    const operations = policy.spec.rules.flatMap((r: Obj) =>
+      r.to.map((to: Obj) => to.operation as Obj),
     );
-    t.ok(paths.length > 0);
-    for (const path of paths) {
-      const route = pricing.route(request(path.replace(/\*$/, 'x')));
-      t.not(route.charge.kind, 'free', `${path} is charged (${route.name})`);
+    t.ok(operations.length > 0);
+    for (const operation of operations) {
+      t.equal(operation.paths, undefined, 'no list of paid paths');
+      t.ok(operation.notPaths.length > 0, 'a list of free paths');
+      for (const path of operation.notPaths as string[]) {
+        const route = pricing.route(request(path.replace(/\*$/, 'x')));
+        t.equal(route.charge.kind, 'free', `${path} is free in Paygress too`);
+      }
     }
   },
 );
