@@ -334,6 +334,7 @@ t.test('glob matching agrees with a plain recursive search', async (t) => {
     ),
     { numRuns: 2000 },
   );
+  t.pass('2,000 pattern and path pairs agree');
 });
 
 t.test('a long path against many ** is matched in time', async (t) => {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import t from 'tap';
-import { getEncodedToken, type Proof, type Wallet } from '@cashu/cashu-ts';
+import { getEncodedToken, type Wallet } from '@cashu/cashu-ts';
 import { computeY, encodeToken } from '../../src/core/token.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
