@@ -164,7 +164,7 @@ export class KubernetesProvisioner implements Provisioner {
   release(grantId: string, expiresAt: number): Promise<void> {
     this.#released.set(grantHash(grantId), expiresAt);
     const podName = podNameFor(grantId);
-    const work = this.#deleteReleased(podName).then(
+    const work = this.#delete(podName, 'refunded').then(
       () => undefined,
       (err: unknown) =>
         this.#logger?.warn(
@@ -243,33 +243,34 @@ export class KubernetesProvisioner implements Provisioner {
     let firstError: ProvisionFailedError | undefined;
     for (const pod of listed.value.items) {
       if (pod.metadata?.deletionTimestamp) continue;
+      const podName = pod.metadata?.name ?? '';
       const hash = pod.metadata?.labels?.[GRANT_LABEL];
-      if (hash !== undefined && this.#released.has(hash)) {
-        try {
-          if (await this.#deleteReleased(pod.metadata?.name ?? '')) {
-            deleted += 1;
-          }
-        } catch (err) {
-          firstError ??= err as ProvisionFailedError;
-        }
-        continue;
-      }
-      const expiresAt = parseExpiry(
-        pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION],
-      );
-      if (expiresAt === undefined) {
-        this.#logger?.warn(
-          { podName: pod.metadata?.name },
-          'managed pod has no readable expiry; left alone',
+      const refunded = hash !== undefined && this.#released.has(hash);
+      if (!refunded) {
+        const expiresAt = parseExpiry(
+          pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION],
         );
-        continue;
-      }
-      if (expiresAt > now) {
-        live += 1;
-        continue;
+        if (expiresAt === undefined) {
+          this.#logger?.warn(
+            { podName },
+            'managed pod has no readable expiry; left alone',
+          );
+          continue;
+        }
+        if (expiresAt > now) {
+          live += 1;
+          continue;
+        }
       }
       try {
-        if (await this.#deleteExpired(pod)) deleted += 1;
+        const gone = refunded
+          ? await this.#delete(podName, 'refunded')
+          : await this.#delete(
+              podName,
+              'expired',
+              pod.metadata?.resourceVersion,
+            );
+        if (gone) deleted += 1;
       } catch (err) {
         firstError ??= err as ProvisionFailedError;
       }
@@ -279,52 +280,37 @@ export class KubernetesProvisioner implements Provisioner {
     return { live, deleted };
   }
 
-  async #deleteExpired(pod: V1Pod): Promise<boolean> {
-    const podName = pod.metadata?.name ?? '';
+  /**
+   * Deletes a managed pod: one whose paid time is over (`expired`), or one
+   * of a grant whose payment was handed back (`refunded`). False when it
+   * was gone already, or changed since `resourceVersion` was read.
+   */
+  async #delete(
+    podName: string,
+    why: 'expired' | 'refunded',
+    resourceVersion?: string,
+  ): Promise<boolean> {
     const site = this.#site('delete', podName);
-
-    // The precondition makes the delete lose to a concurrent extend: if the
-    // pod changed since it was listed, the API answers 409 and the next
-    // sweep judges it again with its new expiry.
+    // The precondition makes the delete of an expired pod lose to a
+    // concurrent extend: if the pod changed since it was listed, the API
+    // answers 409 and the next sweep judges it again with its new expiry.
+    const body =
+      resourceVersion === undefined
+        ? {}
+        : { body: { preconditions: { resourceVersion } } };
     const result = await callKube(site, (o) =>
       this.#api.deleteNamespacedPod(
-        {
-          name: podName,
-          namespace: this.#namespace,
-          body: {
-            preconditions: { resourceVersion: pod.metadata?.resourceVersion },
-          },
-        },
+        { name: podName, namespace: this.#namespace, ...body },
         o,
       ),
     );
-    if (result.ok || result.code === 404) {
-      this.#logger?.info({ podName }, 'expired pod deleted');
-      return result.ok;
+    if (result.ok) {
+      this.#logger?.info({ podName, why }, 'pod deleted');
+      return true;
     }
-    if (result.code === 409) return false;
-    this.#logger?.error(
-      { podName, code: result.code },
-      'expired pod not deleted',
-    );
+    if (result.code === 404 || result.code === 409) return false;
+    this.#logger?.error({ podName, why, code: result.code }, 'pod not deleted');
     throw apiFailure(site, result);
-  }
-
-  /** Deletes the pod of a released grant; false when there was none. */
-  async #deleteReleased(podName: string): Promise<boolean> {
-    const site = this.#site('delete', podName);
-    const result = await callKube(site, (o) =>
-      this.#api.deleteNamespacedPod(
-        { name: podName, namespace: this.#namespace },
-        o,
-      ),
-    );
-    if (!result.ok) {
-      if (result.code === 404) return false;
-      throw apiFailure(site, result);
-    }
-    this.#logger?.info({ podName }, 'pod of a refunded payment deleted');
-    return true;
   }
 
   async #moveExpiry(grantId: string, expiresAt: number): Promise<void> {
