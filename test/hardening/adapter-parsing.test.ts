@@ -110,26 +110,31 @@ for (const [name, read] of [
 t.test('a raw UTF-8 request target reads as UTF-8, as sent', async (t) => {
   // Node hands header values over as latin1, one character per byte.
   const sent = (text: string) => Buffer.from(text, 'utf8').toString('latin1');
-  const socket = { remoteAddress: '127.0.0.1' };
-  const forward = forwardAuthRequest({
-    url: '/auth/forward',
-    headers: { 'x-forwarded-uri': sent('/prémium/x?q=é') },
-    socket,
-  } as never);
-  t.equal(forward.path, '/prémium/x');
-  const nginx = nginxAuthRequest({
-    url: '/auth/nginx',
-    headers: { 'x-original-url': sent('https://app.example/prémium/x') },
-    socket,
-  } as never);
-  t.equal(nginx.path, '/prémium/x');
+  const pathOf = (
+    read: typeof forwardAuthRequest,
+    headers: Record<string, string>,
+  ) =>
+    read({
+      url: '/auth',
+      headers,
+      socket: { remoteAddress: '127.0.0.1' },
+    } as never).path;
+
+  t.equal(
+    pathOf(forwardAuthRequest, { 'x-forwarded-uri': sent('/prémium/x?q=é') }),
+    '/prémium/x',
+  );
+  t.equal(
+    pathOf(nginxAuthRequest, {
+      'x-original-url': sent('https://app.example/prémium/x'),
+    }),
+    '/prémium/x',
+  );
   // Bytes that are not UTF-8 stay as they came.
-  const latin = forwardAuthRequest({
-    url: '/auth/forward',
-    headers: { 'x-forwarded-uri': '/caf\u00e9' },
-    socket,
-  } as never);
-  t.equal(latin.path, '/caf\u00e9');
+  t.equal(
+    pathOf(forwardAuthRequest, { 'x-forwarded-uri': '/caf\u00e9' }),
+    '/caf\u00e9',
+  );
 });
 
 t.test('ext_authz over gRPC: arbitrary CheckRequests and bytes', async (t) => {
