@@ -252,7 +252,7 @@ export function minimumPayment(charge: Charge): number {
  */
 export function pathReadings(path: string): string[] | undefined {
   if (!/[%;.\\]|\/\//.test(path)) return [path];
-  const kept = decodePath(path.replace(/%(2f|5c|3b)/gi, '%25$1'));
+  const kept = decodeKeepingBreaks(path);
   const decoded = decodePath(path);
   const readings = [
     kept.split('/'),
@@ -268,9 +268,12 @@ export function pathReadings(path: string): string[] | undefined {
 
 /** The first reading of {@link pathReadings}: how rule paths are read. */
 export function canonicalPath(path: string): string {
-  return mergeSlashes(
-    decodePath(path.replace(/%(2f|5c|3b)/gi, '%25$1')).split('/'),
-  );
+  return mergeSlashes(decodeKeepingBreaks(path).split('/'));
+}
+
+/** Decoded once, but `%2F`, `%5C` and `%3B` kept as they are. */
+function decodeKeepingBreaks(path: string): string {
+  return decodePath(path.replace(/%(2f|5c|3b)/gi, '%25$1'));
 }
 
 function mergeSlashes(segments: readonly string[]): string {
