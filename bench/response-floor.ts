@@ -2,16 +2,21 @@
  * The floor an HTTP refusal sets before Paygress does any work: a bare
  * `node:http` server answering every request with the exact 402 that
  * `/auth/forward` sends for a request without a token (seven headers, the
- * JSON body with the NUT-18 payment request), against the bare server's
- * empty 200. Alternating wrk runs of each, then the ratio per pair.
+ * JSON body with the NUT-18 payment request), written as Paygress writes
+ * it (the body a string, so it leaves with the head in one write), and
+ * the same 402 with its body as a Buffer (a second write), against the
+ * bare server's empty 200. Alternating wrk runs of each: requests per
+ * second, the ratio to the bare server of the same round, and the
+ * server's CPU time per request (/proc), which other load disturbs less.
  *
- *   node_modules/.bin/node bench/response-floor.ts [--seconds 4] [--pairs 3]
+ *   node_modules/.bin/node bench/response-floor.ts [--seconds 4] [--rounds 3]
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { fork } from 'node:child_process';
 import { forwardAuthReply } from '../src/protocols/forward-auth.ts';
+import { cpuMs } from './lib/cpu.ts';
 import { NO_TOKEN_REFUSAL } from './lib/fixtures.ts';
 import { wrk } from './lib/load.ts';
 
@@ -19,28 +24,30 @@ const { values } = parseArgs({
   options: {
     serve: { type: 'string' },
     seconds: { type: 'string', default: '4' },
-    pairs: { type: 'string', default: '3' },
+    rounds: { type: 'string', default: '3' },
   },
 });
+const MODES = ['bare', 'refusal', 'refusal-buffer'] as const;
 
 if (values.serve !== undefined) {
   // Child: one server, flat header list as Paygress writes it.
   const reply = forwardAuthReply(NO_TOKEN_REFUSAL);
-  const body = Buffer.from(reply.body);
+  const bytes = Buffer.from(reply.body);
   const head = [
     ...Object.entries(reply.headers).flat(),
     'Content-Length',
-    String(body.length),
+    String(bytes.length),
   ];
-  const refusal = values.serve === 'refusal';
+  const mode = values.serve;
   const server = createServer((_req, res) => {
-    if (refusal) {
-      res.writeHead(reply.status, head);
-      res.end(body);
-    } else {
+    if (mode === 'bare') {
       res.writeHead(200, { 'Content-Length': '0' });
       res.end();
+      return;
     }
+    res.writeHead(reply.status, head);
+    if (mode === 'refusal') res.end(reply.body, 'latin1');
+    else res.end(bytes);
   });
   server.keepAliveTimeout = 60_000;
   server.listen(0, '127.0.0.1', () =>
@@ -49,22 +56,31 @@ if (values.serve !== undefined) {
   process.once('SIGTERM', () => server.close(() => process.exit(0)));
 } else {
   const start = (mode: string) =>
-    new Promise<{ port: number; stop: () => void }>((resolve) => {
+    new Promise<{ port: number; pid: number; stop: () => void }>((resolve) => {
       const child = fork(new URL(import.meta.url).pathname, ['--serve', mode]);
       child.once('message', (m: { port: number }) =>
-        resolve({ port: m.port, stop: () => child.kill('SIGTERM') }),
+        resolve({
+          port: m.port,
+          pid: child.pid!,
+          stop: () => child.kill('SIGTERM'),
+        }),
       );
     });
-  const bare = await start('bare');
-  const refusal = await start('refusal');
+  const servers = await Promise.all(MODES.map(start));
   const seconds = Number(values.seconds);
-  for (let i = 0; i < Number(values.pairs); i++) {
-    const b = await wrk({ url: `http://127.0.0.1:${bare.port}/`, seconds });
-    const r = await wrk({ url: `http://127.0.0.1:${refusal.port}/`, seconds });
-    console.log(
-      `bare ${Math.round(b.rps)} req/s, refusal ${Math.round(r.rps)} req/s, ratio ${(r.rps / b.rps).toFixed(3)}`,
-    );
+  for (let round = 0; round < Number(values.rounds); round++) {
+    let bare = 0;
+    const line: string[] = [];
+    for (const [i, server] of servers.entries()) {
+      const before = cpuMs(server.pid);
+      const r = await wrk({ url: `http://127.0.0.1:${server.port}/`, seconds });
+      const usPerRequest = ((cpuMs(server.pid) - before) * 1000) / r.requests;
+      if (i === 0) bare = r.rps;
+      line.push(
+        `${MODES[i]} ${Math.round(r.rps)} req/s (${(r.rps / bare).toFixed(3)}), ${usPerRequest.toFixed(1)} µs CPU/req`,
+      );
+    }
+    console.log(line.join('; '));
   }
-  bare.stop();
-  refusal.stop();
+  for (const server of servers) server.stop();
 }

@@ -100,3 +100,37 @@ t.test(
     );
   },
 );
+
+t.test(
+  'a body outside ASCII goes out as UTF-8 with its length in bytes',
+  async (t) => {
+    const message = 'payez 5 sat pour « /café » ✓';
+    const server = await startHttpServer({
+      host: '127.0.0.1',
+      port: 0,
+      logger: createLogger('silent'),
+      decider: {
+        decide: async (request) => ({
+          kind: 'deny',
+          reason: 'PAYGRESS_PAYMENT_REQUIRED',
+          message: request.path === '/ascii' ? 'pay 5 sat' : message,
+          fault: 'payer',
+        }),
+      },
+    });
+    t.teardown(() => server.close(0));
+    for (const path of ['/ascii', '/caf%C3%A9']) {
+      const res = await fetch(`http://127.0.0.1:${server.port}/auth/forward`, {
+        headers: { 'X-Forwarded-Uri': path },
+      });
+      const bytes = Buffer.from(await res.arrayBuffer());
+      t.equal(
+        Number(res.headers.get('content-length')),
+        bytes.length,
+        `${path}: Content-Length counts bytes`,
+      );
+      const body = JSON.parse(bytes.toString('utf8')) as { message: string };
+      t.equal(body.message, path === '/ascii' ? 'pay 5 sat' : message);
+    }
+  },
+);
