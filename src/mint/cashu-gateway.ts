@@ -133,24 +133,32 @@ export class CashuMintGateway implements MintGateway {
   async keysets(mintUrl: string, refresh = false): Promise<KeysetInfo[]> {
     const mint = this.#allow(mintUrl);
     const cached = this.#keysets.get(mint);
-    const age = cached ? Date.now() - cached.at : Infinity;
+    // A monotonic clock: a wall clock stepped back would keep an entry
+    // young, or make one look fresh for ever.
+    const age = cached ? performance.now() - cached.at : Infinity;
     if (cached && !refresh && age < this.#keysetTtlMs) return cached.value;
 
     // A forced refresh happens at most once per REFRESH_FLOOR_MS, and every
     // caller in that window shares it: tokens naming made-up keysets cannot
     // turn into a flood of mint requests, and a real rotation is seen
-    // within a second.
+    // within a second. After the wait it runs whatever the clock says: a
+    // timer may wake a little early, and asking again would find this
+    // entry still young and wait on its own answer.
     if (cached && refresh && age < REFRESH_FLOOR_MS) {
-      const wait = REFRESH_FLOOR_MS - age;
-      const value = (cached.next ??= sleep(wait).then(() =>
-        this.keysets(mintUrl, true),
-      ));
-      return value;
+      cached.next ??= sleep(REFRESH_FLOOR_MS - age).then(() =>
+        this.#refreshKeysets(mint),
+      );
+      return cached.next;
     }
+    return this.#refreshKeysets(mint);
+  }
 
-    const value = this.#fetchKeysets(mint, cached?.value);
-    this.#keysets.set(mint, { at: Date.now(), value });
-    value.catch(() => this.#keysets.delete(mint));
+  #refreshKeysets(mint: string): Promise<KeysetInfo[]> {
+    const value = this.#fetchKeysets(mint, this.#keysets.get(mint)?.value);
+    this.#keysets.set(mint, { at: performance.now(), value });
+    value.catch(() => {
+      if (this.#keysets.get(mint)?.value === value) this.#keysets.delete(mint);
+    });
     return value;
   }
 
