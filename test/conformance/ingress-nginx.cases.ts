@@ -101,9 +101,34 @@ for (const [variant, base] of [
       t.equal(seen['x-payment-amount'], '100', "Paygress's, not the client's");
       t.equal(seen['x-payment-unit'], 'sat');
       t.match(seen['x-user-id'], /^[A-Za-z0-9_-]{22}$/);
+      t.equal(seen['x-cashu'], undefined, 'the token stays out of the app');
     },
   );
 }
+
+t.test(
+  "with snippets: Paygress's credential in Authorization stays out of the app, the app's own passes",
+  async (t) => {
+    const own = await fetch(`${snippets}/premium`, {
+      headers: {
+        'X-Cashu': await mintToken(stack.mint.url, 100),
+        Authorization: 'Basic YXBwOnVzZXI=',
+      },
+    });
+    await own.arrayBuffer();
+    t.equal(own.status, 200);
+    t.equal(upstream.last()!.headers['authorization'], 'Basic YXBwOnVzZXI=');
+
+    const token = await fetch(`${snippets}/premium`, {
+      headers: {
+        Authorization: `bearer  ${await mintToken(stack.mint.url, 100)}`,
+      },
+    });
+    await token.arrayBuffer();
+    t.equal(token.status, 200);
+    t.equal(upstream.last()!.headers['authorization'], undefined);
+  },
+);
 
 t.test(
   'Paygress sees the original method and URL, not the auth-url',
