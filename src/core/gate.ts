@@ -112,7 +112,18 @@ export class Gate implements Decider {
   readonly #confirmed: LRUCache<string, true>;
   // The refusal of a request without a token depends on its route alone:
   // built once per route, frozen so adapters may cache its rendering too.
-  readonly #unpaid = new WeakMap<PricedRoute, Deny>();
+  /** Each route's price to pay, and the keysets it was worked out from. */
+  readonly #prices = new WeakMap<
+    PricedRoute,
+    {
+      readonly from: readonly (readonly KeysetInfo[] | undefined)[];
+      readonly price: Price;
+    }
+  >();
+  readonly #unpaid = new WeakMap<
+    PricedRoute,
+    { readonly price: Price; readonly refusal: Deny }
+  >();
   // Likewise the allow of a request covered by a grant depends on the
   // grant and its pod alone, and a paying client repeats it many times.
   readonly #covered = new LRUCache<string, Allow>({ max: COVERED_ALLOWS });
@@ -149,7 +160,7 @@ export class Gate implements Decider {
       if (route.charge.kind === 'free') return allow(0, '', {});
       return await this.#paid(request, route);
     } catch (err) {
-      return deny(toPaygressError(err), route);
+      return deny(toPaygressError(err), this.#price(route));
     }
   }
 
@@ -208,24 +219,65 @@ export class Gate implements Decider {
 
   /**
    * The most common refusal of all, so it costs no exception (and stack
-   * trace) and no encoding per request: one frozen decision per route.
+   * trace) and no encoding per request: one frozen decision per route and
+   * amount to pay.
    */
   #paymentRequired(route: PricedRoute): Deny {
-    let refusal = this.#unpaid.get(route);
-    if (refusal === undefined) {
-      refusal = Object.freeze(
-        deny(
-          {
-            code: 'PAYGRESS_PAYMENT_REQUIRED',
-            fault: 'payer',
-            message: `payment required: send a Cashu token of ${minimumPayment(route.charge)} ${unitOf(route.charge)} in X-Cashu`,
-          },
-          route,
-        ),
-      );
-      this.#unpaid.set(route, refusal);
-    }
+    const price = this.#price(route)!;
+    const cached = this.#unpaid.get(route);
+    if (cached?.price === price) return cached.refusal;
+    const base = minimumPayment(route.charge);
+    const fees =
+      price.amount > base
+        ? ` (${base} ${price.unit} and ${price.amount - base} ${price.unit} of the mint's input fees)`
+        : '';
+    const refusal = Object.freeze(
+      deny(
+        {
+          code: 'PAYGRESS_PAYMENT_REQUIRED',
+          fault: 'payer',
+          message: `payment required: send a Cashu token of ${price.amount} ${price.unit}${fees} in X-Cashu`,
+        },
+        price,
+      ),
+    );
+    this.#unpaid.set(route, { price, refusal });
     return refusal;
+  }
+
+  /**
+   * What a refusal asks the payer for: the route's price, plus the input
+   * fees (NUT-02) the swap of a token of the fewest proofs costs at the
+   * dearest of the route's mints, by the keysets last fetched (none known
+   * yet: no fee). A wallet that pays exactly this is not refused as short.
+   */
+  #price(route: PricedRoute | undefined): Price | undefined {
+    if (route === undefined || route.charge.kind === 'free') return undefined;
+    const gateway = this.#o.gateway;
+    const cached = this.#prices.get(route);
+    if (
+      cached !== undefined &&
+      route.mints.every(
+        (mint, i) => gateway.knownKeysets(mint) === cached.from[i],
+      )
+    ) {
+      return cached.price;
+    }
+    const { unit } = route.charge;
+    const from = route.mints.map((mint) => gateway.knownKeysets(mint));
+    let ppk = 0;
+    for (const keyset of from.flat()) {
+      if (keyset?.active && keyset.unit === unit) {
+        ppk = Math.max(ppk, keyset.inputFeePpk);
+      }
+    }
+    const price: Price = Object.freeze({
+      amount: withInputFees(minimumPayment(route.charge), ppk),
+      unit,
+      mints: route.mints,
+    });
+    this.#prices.set(route, { from, price });
+    return price;
   }
 
   /**
@@ -450,7 +502,7 @@ export class Gate implements Decider {
     route: PricedRoute,
     cause: unknown,
   ): Deny {
-    const refused = deny(provisionError(cause), route);
+    const refused = deny(provisionError(cause), this.#price(route));
     return {
       ...refused,
       message: `${refused.message}; your payment is kept on the grant in X-Paygress-Grant: retry with it`,
@@ -473,7 +525,7 @@ export class Gate implements Decider {
     const proofs = this.#o.store.refund(redemption.id);
     if (proofs.length === 0) return undefined;
     const refund = encodeToken(redemption.mint, redemption.unit, proofs);
-    const refused = deny(provisionError(cause), route);
+    const refused = deny(provisionError(cause), this.#price(route));
     return {
       ...refused,
       message: `${refused.message}; your payment is returned in X-Cashu`,
@@ -517,7 +569,7 @@ function allow(
 
 function deny(
   err: Pick<PaygressError, 'code' | 'fault' | 'message' | 'cause'>,
-  route: PricedRoute | undefined,
+  price: Price | undefined,
 ): Deny {
   if (err.fault === 'ours') {
     return {
@@ -528,7 +580,6 @@ function deny(
       detail: describeFault(err),
     };
   }
-  const price = priceOf(route);
   return {
     kind: 'deny',
     reason: err.code,
@@ -569,13 +620,27 @@ function describeFault(err: { message: string; cause?: unknown }): string {
   return parts.join(': caused by: ');
 }
 
-function priceOf(route: PricedRoute | undefined): Price | undefined {
-  if (route === undefined || route.charge.kind === 'free') return undefined;
-  return {
-    amount: minimumPayment(route.charge),
-    unit: route.charge.unit,
-    mints: route.mints,
-  };
+/**
+ * The least amount whose split into the fewest proofs (one per bit, as
+ * mints sign powers of two) is still worth `price` after NUT-02 input
+ * fees of `ppk` per proof: ceil(proofs × ppk / 1000).
+ */
+export function withInputFees(price: number, ppk: number): number {
+  if (ppk <= 0) return price;
+  const fee = (amount: number) => Math.ceil((bitCount(amount) * ppk) / 1000);
+  // A few steps up find the least such amount for any fee a mint really
+  // charges; past them, the bound that holds for any amount of up to 53
+  // bits, so an absurd fee cannot stall a refusal.
+  for (let amount = price, step = 0; step < 4096; amount++, step++) {
+    if (amount - fee(amount) >= price) return amount;
+  }
+  return price + Math.ceil((53 * ppk) / 1000);
+}
+
+function bitCount(n: number): number {
+  let bits = 0;
+  for (let rest = n; rest > 0; rest = Math.floor(rest / 2)) bits += rest % 2;
+  return bits;
 }
 
 function unitOf(charge: Charge): string {

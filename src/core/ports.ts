@@ -57,6 +57,11 @@ export interface PreparedSwap {
 export interface MintGateway {
   /** All keysets of the mint, cached; refreshed when `refresh` is set. */
   keysets(mintUrl: string, refresh?: boolean): Promise<readonly KeysetInfo[]>;
+  /**
+   * The keysets last fetched from the mint, without asking it; undefined
+   * before the first fetch succeeded.
+   */
+  knownKeysets(mintUrl: string): readonly KeysetInfo[] | undefined;
   /** Builds the swap that turns `proofs` into fresh proofs we own. */
   prepareSwap(
     mintUrl: string,

@@ -113,6 +113,8 @@ export class CashuMintGateway implements MintGateway {
     string,
     { at: number; value: Promise<KeysetInfo[]>; next?: Promise<KeysetInfo[]> }
   >();
+  /** The last keysets each mint answered with, for `knownKeysets`. */
+  readonly #known = new Map<string, KeysetInfo[]>();
 
   constructor(options: CashuMintGatewayOptions) {
     this.#allowed = new Set(options.mints.map(normalizeMintUrl));
@@ -153,12 +155,25 @@ export class CashuMintGateway implements MintGateway {
     return this.#refreshKeysets(mint);
   }
 
+  knownKeysets(mintUrl: string): readonly KeysetInfo[] | undefined {
+    return this.#known.get(normalizeMintUrl(mintUrl));
+  }
+
   #refreshKeysets(mint: string): Promise<KeysetInfo[]> {
     const value = this.#fetchKeysets(mint, this.#keysets.get(mint)?.value);
     this.#keysets.set(mint, { at: performance.now(), value });
-    value.catch(() => {
-      if (this.#keysets.get(mint)?.value === value) this.#keysets.delete(mint);
-    });
+    value.then(
+      (keysets) => {
+        if (this.#keysets.get(mint)?.value === value) {
+          this.#known.set(mint, keysets);
+        }
+      },
+      () => {
+        if (this.#keysets.get(mint)?.value === value) {
+          this.#keysets.delete(mint);
+        }
+      },
+    );
     return value;
   }
 
