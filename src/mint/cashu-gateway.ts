@@ -156,7 +156,10 @@ export class CashuMintGateway implements MintGateway {
   }
 
   knownKeysets(mintUrl: string): readonly KeysetInfo[] | undefined {
-    return this.#known.get(normalizeMintUrl(mintUrl));
+    // The core passes normalised URLs; parsing one is a refusal's cost.
+    return (
+      this.#known.get(mintUrl) ?? this.#known.get(normalizeMintUrl(mintUrl))
+    );
   }
 
   #refreshKeysets(mint: string): Promise<KeysetInfo[]> {

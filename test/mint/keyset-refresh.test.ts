@@ -87,3 +87,14 @@ t.test('callers within the floor share one refresh', async (t) => {
   t.equal(keysetRequests - before, 1, 'one request to the mint for twenty');
   t.ok(lists.every((list) => list === lists[0]));
 });
+
+t.test('knownKeysets: the last list fetched, without asking', async (t) => {
+  const mint = await startDevMint();
+  t.teardown(() => mint.close());
+  const gateway = new CashuMintGateway({ mints: [mint.url] });
+  t.teardown(() => gateway.close());
+  t.equal(gateway.knownKeysets(mint.url), undefined, 'nothing before');
+  const fetched = await gateway.keysets(mint.url);
+  t.equal(gateway.knownKeysets(mint.url), fetched);
+  t.equal(gateway.knownKeysets(`${mint.url}/`), fetched, 'any spelling');
+});
