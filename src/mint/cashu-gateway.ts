@@ -268,7 +268,16 @@ export class CashuMintGateway implements MintGateway {
     ys: readonly string[],
   ): Promise<ProofState[]> {
     const mint = this.#mintClient(this.#allow(mintUrl));
-    const answer = await guard(() => mint.check({ Ys: [...ys] }));
+    // An error answer here is about the question, not about a payer's
+    // token: it must not read as the token being refused.
+    const answer = await guard(() =>
+      mint.check({ Ys: [...ys] }).catch((err: unknown) => {
+        if (!(err instanceof MintOperationError)) throw err;
+        throw new MintError(
+          `the mint answered checkstate with an error (code ${err.code}: ${String(err.message).slice(0, 120)})`,
+        );
+      }),
+    );
 
     const byY = new Map(answer.states.map((s) => [s.Y, s.state]));
     return ys.map((y) => {
