@@ -3,16 +3,34 @@
  * the store holds, and taking it out as Cashu tokens.
  *
  * Export first asks each mint which stored proofs are still unspent
- * (NUT-07), marks the spent ones, then writes one `cashuB` token per mint
- * and unit and marks its proofs exported in the same transaction: a
- * repeated export never hands out a proof twice, and an export that could
- * not be written marks nothing.
+ * (NUT-07, in batches a mint accepts), marks the spent ones, then writes
+ * the rest as `cashuB` tokens of at most TOKEN_PROOFS proofs, one per
+ * line, each marking its proofs exported in the transaction that writes
+ * it: a repeated export never hands out a proof twice, and a token that
+ * could not be written marks nothing.
  */
-import { writeSync } from 'node:fs';
 import { ConfigError, loadConfig } from '../config.ts';
+import type { ProofState } from '../core/ports.ts';
 import { encodeToken } from '../core/token.ts';
 import { CashuMintGateway } from '../mint/cashu-gateway.ts';
 import { SqliteWalletStore } from '../store/sqlite-wallet-store.ts';
+import { writeFully } from './write-fully.ts';
+
+/**
+ * Ys per checkstate request. Mints cap the items of one request and refuse
+ * a larger one whole (the dev mint, like Nutshell by default, at 1000), so a store
+ * of more proofs than that is asked about in several requests.
+ */
+export const CHECK_BATCH = 1000;
+
+/**
+ * Proofs per printed token. 100, well under the 1000 inputs a mint takes
+ * in one swap, so a wallet receives each token in one request even from a
+ * mint with a lower cap; and a token of 100 proofs is about 15 KB, while
+ * one of 1000 is over the 128 KiB Linux allows a single command-line
+ * argument (`cashu receive "$token"` would fail) and awkward to paste.
+ */
+export const TOKEN_PROOFS = 100;
 
 /** Runs `paygress wallet balance|export`; resolves with the exit code. */
 export async function wallet(
@@ -77,22 +95,33 @@ async function exportAll(
   });
   let failed = false;
   let exported = 0;
+  let stdoutBroken = false;
   try {
     for (const { mint, unit } of store.balances()) {
       const proofs = store.unspent(mint, unit);
       if (proofs.length === 0) continue;
 
-      let states;
       let known: Set<string>;
       try {
         known = new Set((await gateway.keysets(mint)).map((k) => k.id));
-        states = await gateway.checkState(
+      } catch (err) {
+        process.stderr.write(
+          `${mint}: not exported, the mint could not be asked for its keysets (${(err as Error).message})\n`,
+        );
+        failed = true;
+        continue;
+      }
+      let states: ProofState[];
+      try {
+        states = await checkInBatches(
+          gateway,
           mint,
           proofs.map((p) => p.y),
         );
       } catch (err) {
+        // Nothing of this mint is marked: a later export asks again.
         process.stderr.write(
-          `${mint}: not exported, the mint could not be asked which proofs are unspent (${(err as Error).message})\n`,
+          `${mint}: not exported, the mint could not be asked which of ${proofs.length} ${unit} proofs are unspent (${(err as Error).message})\n`,
         );
         failed = true;
         continue;
@@ -114,32 +143,82 @@ async function exportAll(
         'spent',
         () => undefined,
       );
-      if (unspent.length === 0) continue;
 
-      store.markProofs(
-        unspent.map((p) => p.y),
-        'exported',
-        (marked) => {
-          // Only what this transaction took: Paygress may have refunded, or
-          // another export taken, some of them since they were read.
-          const taken = unspent.filter((p) => marked.has(p.y));
-          if (taken.length === 0) return;
-          const token = encodeToken(mint, unit, taken);
-          const total = taken.reduce((sum, p) => sum + p.amount, 0);
-          // Written synchronously inside the transaction: if stdout fails,
-          // the proofs stay unexported.
-          writeSync(1, `${token}\n`);
-          exported++;
-          writeSync(
-            2,
-            `${mint}: exported ${total} ${unit} in ${taken.length} proofs\n`,
+      let tokens = 0;
+      let count = 0;
+      let total = 0;
+      let writeFailure: Error | undefined;
+      try {
+        for (let i = 0; i < unspent.length; i += TOKEN_PROOFS) {
+          const chunk = unspent.slice(i, i + TOKEN_PROOFS);
+          // One transaction per token: a token written is marked, and a
+          // failed write leaves that token's proofs in the store.
+          store.markProofs(
+            chunk.map((p) => p.y),
+            'exported',
+            (marked) => {
+              // Only what this transaction took: Paygress may have
+              // refunded, or another export taken, some of them since they
+              // were read.
+              const taken = chunk.filter((p) => marked.has(p.y));
+              if (taken.length === 0) return;
+              // Written in full inside the transaction: if stdout fails,
+              // these proofs stay unexported.
+              try {
+                writeFully(1, `${encodeToken(mint, unit, taken)}\n`);
+              } catch (err) {
+                writeFailure = err as Error;
+                throw err;
+              }
+              tokens++;
+              count += taken.length;
+              total += taken.reduce((sum, p) => sum + p.amount, 0);
+            },
           );
-        },
-      );
+        }
+      } catch (err) {
+        // The store wraps what the transaction threw; only a failed write
+        // is reported and stops the export here.
+        if (writeFailure === undefined) throw err;
+        process.stderr.write(
+          `${mint}: could not write a token to standard output (${writeFailure.message}); its proofs stay in the store\n`,
+        );
+        failed = true;
+        stdoutBroken = true;
+      }
+      if (tokens > 0) {
+        exported += tokens;
+        process.stderr.write(
+          `${mint}: exported ${total} ${unit} in ${count} proofs, ${tokens === 1 ? 'one token' : `${tokens} tokens`}\n`,
+        );
+      }
+      // Standard output is broken: the other mints' tokens cannot be
+      // written either.
+      if (stdoutBroken) break;
     }
   } finally {
     await gateway.close();
   }
   if (exported === 0 && !failed) process.stderr.write('nothing to export\n');
   return failed ? 1 : 0;
+}
+
+/** The state of each of `ys` at the mint, asked CHECK_BATCH at a time. */
+async function checkInBatches(
+  gateway: CashuMintGateway,
+  mint: string,
+  ys: readonly string[],
+): Promise<ProofState[]> {
+  const states: ProofState[] = [];
+  const batches = Math.ceil(ys.length / CHECK_BATCH);
+  for (let b = 0; b < batches; b++) {
+    const batch = ys.slice(b * CHECK_BATCH, (b + 1) * CHECK_BATCH);
+    try {
+      states.push(...(await gateway.checkState(mint, batch)));
+    } catch (err) {
+      const which = batches > 1 ? `, request ${b + 1} of ${batches}` : '';
+      throw new Error(`${(err as Error).message}${which}`, { cause: err });
+    }
+  }
+  return states;
 }

@@ -6,7 +6,7 @@
  * and mark nothing when it could not check with the mint.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -57,6 +57,14 @@ async function withPaygress(
 function cli(
   ...args: string[]
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return cliTo('pipe', ...args);
+}
+
+/** Runs `paygress wallet ...args` with its standard output to `out`. */
+function cliTo(
+  out: 'pipe' | number,
+  ...args: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', ...args], {
     env: {
       PATH: process.env.PATH ?? '',
@@ -64,12 +72,12 @@ function cli(
       PAYGRESS_DATA_DIR: dataDir,
       PAYGRESS_MINT_TIMEOUT_MS: '2000',
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', out, 'pipe'],
   });
   let stdout = '';
   let stderr = '';
-  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk));
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk));
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code) => resolve({ code, stdout, stderr }));
@@ -221,6 +229,34 @@ t.test('export with the mint down marks nothing and fails', async (t) => {
   t.equal(up.code, 0, up.stderr);
   t.equal(await receive(tokens(up.stdout)[0]!), 48, 'exported once it is back');
 });
+
+t.test(
+  'export whose output cannot be written marks nothing and fails',
+  { skip: existsSync('/dev/full') ? false : 'needs /dev/full' },
+  async (t) => {
+    await withPaygress(async (pay) => {
+      t.equal(await pay(a.url, 32), 'allowed');
+    });
+    const before = inStore((s) => s.unspent(a.url, 'sat'));
+
+    // Every write to /dev/full fails with ENOSPC.
+    const full = openSync('/dev/full', 'w');
+    t.teardown(() => closeSync(full));
+    const out = await cliTo(full, 'export');
+    t.equal(out.code, 1, 'exits 1');
+    t.match(out.stderr, `${a.url}: could not write a token to standard output`);
+    t.notMatch(out.stderr, 'exported', 'claims nothing was exported');
+    t.same(
+      inStore((s) => s.unspent(a.url, 'sat')),
+      before,
+      'nothing marked',
+    );
+
+    const again = await cli('export');
+    t.equal(again.code, 0, again.stderr);
+    t.equal(await receive(tokens(again.stdout)[0]!), 32, 'exported later');
+  },
+);
 
 function wireToken(
   mint: string,
