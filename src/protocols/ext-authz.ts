@@ -173,54 +173,61 @@ export function createExtAuthzService(
       },
     );
 
+  // Everything runs inside this async function, so a malformed request
+  // or a bug in the decider ends as UNAVAILABLE, never as a crash or an
+  // allow. One function, not a chain of promise callbacks: fewer promises
+  // per call.
+  const answerCheck = async (
+    call: grpc.ServerUnaryCall<CheckRequestWire, Buffer>,
+    callback: grpc.sendUnaryData<Buffer>,
+  ): Promise<void> => {
+    const started = performance.now();
+    let request: AuthRequest = TCP_REQUEST;
+    let decision: Decision;
+    try {
+      const http = authRequestOf(call.request);
+      if (http === undefined) {
+        request = { ...TCP_REQUEST, requestId: randomUUID() };
+        decision = notHttp();
+      } else {
+        request = http;
+        decision = await options.decider.decide(http);
+      }
+    } catch (err) {
+      decision = internal(err);
+    }
+    try {
+      const duration = performance.now() - started;
+      decisions(request, decision, duration);
+      options.observe?.(request, decision, duration);
+      // Envoy gave up (its timeout), or shutdown cut the call: the answer
+      // to a payment goes nowhere, so the payment stays owed.
+      if (decision.redemptionId !== undefined && call.cancelled) {
+        reportUndelivered(
+          options.decider,
+          decision,
+          options.logger,
+          request.requestId,
+        );
+      }
+      const result = answer(
+        decision,
+        request.requestId,
+        decision.kind === 'allow' && carriesPaygressCredential(request.headers),
+      );
+      if ('error' in result) callback(result.error);
+      else callback(null, result.bytes);
+    } catch (err) {
+      options.logger.error(
+        { err, reqId: request.requestId },
+        'check answer failed',
+      );
+    }
+  };
   const check: grpc.handleUnaryCall<CheckRequestWire, Buffer> = (
     call,
     callback,
-  ) => {
-    const started = performance.now();
-    let request: AuthRequest = TCP_REQUEST;
-
-    // Everything runs inside the promise chain, so a malformed request or
-    // a bug in the decider ends as UNAVAILABLE, never as a crash or allow.
-    running.track(
-      Promise.resolve()
-        .then(() => {
-          const http = authRequestOf(call.request);
-          request = http ?? { ...TCP_REQUEST, requestId: randomUUID() };
-          return http === undefined ? notHttp() : decide(options.decider, http);
-        })
-        .catch((err: unknown) => internal(err))
-        .then((decision) => {
-          const duration = performance.now() - started;
-          decisions(request, decision, duration);
-          options.observe?.(request, decision, duration);
-          // Envoy gave up (its timeout), or shutdown cut the call: the
-          // answer to a payment goes nowhere, so the payment stays owed.
-          if (decision.redemptionId !== undefined && call.cancelled) {
-            reportUndelivered(
-              options.decider,
-              decision,
-              options.logger,
-              request.requestId,
-            );
-          }
-          const result = answer(
-            decision,
-            request.requestId,
-            decision.kind === 'allow' &&
-              carriesPaygressCredential(request.headers),
-          );
-          if ('error' in result) callback(result.error);
-          else callback(null, result.bytes);
-        })
-        .catch((err: unknown) =>
-          options.logger.error(
-            { err, reqId: request.requestId },
-            'check answer failed',
-          ),
-        ),
-    );
-  };
+  ) => running.track(answerCheck(call, callback));
 
   return {
     definition,
@@ -244,17 +251,6 @@ const TCP_REQUEST: AuthRequest = {
   clientAddress: '',
   requestId: '',
 };
-
-async function decide(
-  decider: Decider,
-  request: AuthRequest,
-): Promise<Decision> {
-  try {
-    return await decider.decide(request);
-  } catch (err) {
-    return internal(err);
-  }
-}
 
 /**
  * Istio sends TCP traffic through the same provider: there is no HTTP
