@@ -148,6 +148,9 @@ export class Gate implements Decider {
     if (decision.redemptionId !== undefined) {
       this.#o.store.undeliver(decision.redemptionId);
     }
+    if (decision.kind === 'allow' && decision.creditId !== undefined) {
+      this.#o.store.unuseGrant(decision.creditId);
+    }
   }
 
   async decide(request: AuthRequest): Promise<Decision> {
@@ -285,7 +288,7 @@ export class Gate implements Decider {
    * for a per-request payment that could not be delivered) is good once,
    * for a request that costs no more than was paid (a trusted price
    * header can price one route differently per request); its use is
-   * recorded before the request goes on.
+   * recorded before the request goes on, and undone if the answer is lost.
    */
   async #allowOnGrant(grant: Grant, route: PricedRoute): Promise<Allow> {
     if (grant.singleUse) {
@@ -303,6 +306,9 @@ export class Gate implements Decider {
       throw new GrantExpiredError(
         'this grant was for a single request, now used',
       );
+    }
+    if (grant.singleUse) {
+      return { ...allow(0, grant.unit, {}, grant.id, pod), creditId: grant.id };
     }
     const key = `${grant.id}/${pod}`;
     let covered = this.#covered.get(key);

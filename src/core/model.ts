@@ -66,6 +66,11 @@ export interface Allow {
   readonly proofsHash?: string;
   /** The redemption this answer delivers; see {@link Decider.undelivered}. */
   readonly redemptionId?: string;
+  /**
+   * The single-request credit this answer uses up; see
+   * {@link Decider.undelivered}.
+   */
+  readonly creditId?: string;
 }
 
 /** The request is refused. */
@@ -116,9 +121,10 @@ export type Decision = Allow | Deny;
 export interface Decider {
   decide(request: AuthRequest): Promise<Decision>;
   /**
-   * The answer to a payment (a decision with a `redemptionId`) did not
-   * reach the payer: the caller gave up or was cut off before it was
-   * sent. The payment stays owed, so the same token gets it again.
+   * The answer to a payment (a decision with a `redemptionId`, or an
+   * allow with a `creditId`) did not reach the payer: the caller gave up
+   * or was cut off before it was sent. The payment stays owed, so the
+   * same token gets it again; a credit stays good for one request.
    */
   undelivered?(decision: Decision): void;
 }

@@ -28,7 +28,7 @@ import {
 } from './decision-log.ts';
 import { denyBody, denyHeaders, handsMoneyBack } from './payment-headers.ts';
 import { InFlight } from './in-flight.ts';
-import { renderOnce, reportUndelivered } from './reply.ts';
+import { deliversPayment, renderOnce, reportUndelivered } from './reply.ts';
 import {
   carriesPaygressCredential,
   hostOnly,
@@ -202,7 +202,7 @@ export function createExtAuthzService(
       options.observe?.(request, decision, duration);
       // Envoy gave up (its timeout), or shutdown cut the call: the answer
       // to a payment goes nowhere, so the payment stays owed.
-      if (decision.redemptionId !== undefined && call.cancelled) {
+      if (deliversPayment(decision) && call.cancelled) {
         reportUndelivered(
           options.decider,
           decision,

@@ -21,7 +21,12 @@ import {
 import { forwardAuthReply, forwardAuthRequest } from './forward-auth.ts';
 import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
 import { InFlight } from './in-flight.ts';
-import { renderOnce, reportUndelivered, type Reply } from './reply.ts';
+import {
+  deliversPayment,
+  renderOnce,
+  reportUndelivered,
+  type Reply,
+} from './reply.ts';
 
 /** Options of {@link startHttpServer}. */
 export interface HttpServerOptions {
@@ -196,7 +201,7 @@ async function authorize(
   const duration = performance.now() - started;
   decisions(request, decision, duration);
   observe?.(request, decision, duration);
-  if (decision.redemptionId !== undefined) {
+  if (deliversPayment(decision)) {
     watchDelivery(res, () =>
       reportUndelivered(decider, decision, logger, request.requestId),
     );

@@ -34,6 +34,17 @@ export function renderOnce<T>(
 }
 
 /**
+ * Whether an answer delivers something paid for, which stays owed if the
+ * answer is lost: a redemption, or a single-request credit used up.
+ */
+export function deliversPayment(decision: Decision): boolean {
+  return (
+    decision.redemptionId !== undefined ||
+    (decision.kind === 'allow' && decision.creditId !== undefined)
+  );
+}
+
+/**
  * The answer to a payment did not reach the payer: says so in the log and
  * tells the decider, which keeps the payment owed. Never throws: it runs
  * where nobody is left to answer.
@@ -46,7 +57,7 @@ export function reportUndelivered(
 ): void {
   logger.warn(
     { reqId, proofs: decision.proofsHash },
-    'paid answer not delivered (the caller was gone); the same token gets it on a retry',
+    'paid answer not delivered (the caller was gone); a retry with the same token or credit gets it',
   );
   try {
     decider.undelivered?.(decision);

@@ -442,6 +442,10 @@ export class SqliteWalletStore implements WalletStore {
     return result.changes === 1;
   }
 
+  unuseGrant(id: string): void {
+    this.#db.prepare('DELETE FROM used_grants WHERE id = ?').run(id);
+  }
+
   balances(): Balance[] {
     const rows = this.#db
       .prepare(

@@ -149,3 +149,43 @@ t.test('a credit buys no dearer request than it paid for', async (t) => {
   });
   t.equal(own.allowed, true, 'but for one like the one it paid for');
 });
+
+t.test(
+  'a credit whose answer was lost stays good for one request',
+  async (t) => {
+    kube.forbid('create');
+    const out = await send(s, 'forward', {
+      'X-Cashu': await mintToken(mint.url, 100),
+    });
+    kube.allow('create');
+    const credit = out.headers['x-paygress-grant']!;
+    t.match(credit, /^pgr1\./);
+
+    // The pod takes longer than the caller waits: the credit is used, the
+    // answer goes nowhere.
+    kube.delay(600);
+    const gaveUp = await fetch(`${s.base}/auth/forward`, {
+      headers: {
+        Authorization: `Bearer ${credit}`,
+        'X-Forwarded-Method': 'GET',
+        'X-Forwarded-Proto': 'https',
+        'X-Forwarded-Host': 'app.example',
+        'X-Forwarded-Uri': '/premium',
+      },
+      signal: AbortSignal.timeout(150),
+    }).then(
+      () => 'answered',
+      (err: Error) => err.name,
+    );
+    t.equal(gaveUp, 'TimeoutError', 'the caller stopped waiting');
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    kube.delay(0);
+
+    const retry = await send(s, 'ext-authz', {
+      Authorization: `Bearer ${credit}`,
+    });
+    t.equal(retry.allowed, true, 'the credit still buys the request');
+    const twice = await send(s, 'nginx', { Authorization: `Bearer ${credit}` });
+    t.equal(twice.reason, 'PAYGRESS_GRANT_EXPIRED', 'once');
+  },
+);
