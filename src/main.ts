@@ -1,6 +1,7 @@
 /**
  * `paygress serve`: loads the configuration, starts Paygress (and the dev
- * mint when configured), and shuts down cleanly on SIGTERM or SIGINT.
+ * mint when configured), and shuts down cleanly on SIGTERM or SIGINT; a
+ * third signal during shutdown stops it at once.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -60,10 +61,9 @@ export async function serve(configFile?: string): Promise<number> {
     await devMint?.stop();
     return cannotStart(logger, err);
   }
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  const signal = await new Promise<NodeJS.Signals>((resolve) =>
+    onStopSignals(logger, app, resolve),
+  );
 
   logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down');
   await app.close();
@@ -71,6 +71,69 @@ export async function serve(configFile?: string): Promise<number> {
   logger.info('stopped');
   logger.flush();
   return 0;
+}
+
+/**
+ * SIGTERM or SIGINT received, the first included, at which Paygress stops
+ * without waiting for its shutdown to finish (see {@link onStopSignals}).
+ */
+const FORCE_AFTER_SIGNALS = 3;
+
+/**
+ * Calls `first` on the first SIGTERM or SIGINT, which starts the shutdown.
+ * The handlers stay installed (not `once`), so the signals that follow do
+ * not end the process with the default action (exit 130 or 143 at once,
+ * requests cut, the store left open): one Ctrl-C under `npm run dev`
+ * already delivers SIGINT twice, once from the terminal and once forwarded
+ * by npm. The second signal is logged and ignored, and the shutdown under
+ * way finishes: requests in flight get their grace period, the store is
+ * closed.
+ *
+ * The {@link FORCE_AFTER_SIGNALS}th stops at once, for an operator who
+ * chose not to wait out the grace periods (up to twice shutdownGraceMs).
+ * That costs no money: every change the store made was committed and
+ * synced when it returned, the store is still closed (synchronously,
+ * between two of its transactions, as none spans an await), and what the
+ * cut requests left undone is what a crash leaves: a swap written ahead is
+ * settled with the mint at the next start, an answer not delivered is owed
+ * to the same token. Their payers retry instead of getting an answer now.
+ */
+function onStopSignals(
+  logger: Logger,
+  app: App,
+  first: (signal: NodeJS.Signals) => void,
+): void {
+  let received = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    received += 1;
+    if (received === 1) {
+      first(signal);
+      return;
+    }
+    if (received < FORCE_AFTER_SIGNALS) {
+      logger.warn(
+        { signal },
+        'already shutting down, signal ignored; one more stops at once, cutting requests in flight',
+      );
+      return;
+    }
+    logger.warn(
+      { signal },
+      'stopping at once: requests in flight are cut; their payments are settled at the next start or owed to the same token',
+    );
+    try {
+      app.store.close();
+    } catch (err) {
+      logger.error(
+        { err },
+        'the store did not close; it recovers at the next start',
+      );
+    }
+    logger.flush();
+    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }
 
 /**

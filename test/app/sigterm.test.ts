@@ -1,12 +1,14 @@
 /**
  * SIGTERM as Kubernetes sends it when a pod stops: Paygress stops
  * accepting, answers the request already in flight, closes its store and
- * exits. Runs Paygress as a real process. A start that cannot complete
- * says why in one line and exits.
+ * exits. A second signal during shutdown (Ctrl-C under `npm run dev` sends
+ * two) leaves that shutdown to finish; a third stops at once. Runs
+ * Paygress as a real process. A start that cannot complete says why in
+ * one line and exits.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -55,6 +57,190 @@ t.test('a request in flight at SIGTERM still gets its answer', async (t) => {
   );
   t.same(store.unfinished(), []);
 });
+
+/** A `paygress serve` on loopback ports, its log lines kept. */
+interface Served {
+  child: ChildProcess;
+  base: string;
+  /** The `msg` of each log line from "shutting down" on, decisions left out. */
+  shutdownMessages(): string[];
+  /** Exit code and signal, once it exited (SIGKILL after 20 s). */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+async function serveOnLoopback(
+  t: Test,
+  env: Record<string, string>,
+): Promise<Served> {
+  const child = spawn(NODE, [PAYGRESS_BIN, 'serve'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PAYGRESS_HTTP_HOST: '127.0.0.1',
+      PAYGRESS_HTTP_PORT: '0',
+      PAYGRESS_GRPC_HOST: '127.0.0.1',
+      PAYGRESS_GRPC_PORT: '0',
+      DEFAULT_PAYMENT_AMOUNT: '100',
+      PAYGRESS_LOG_LEVEL: 'info',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: { msg?: string; http?: number }[] = [];
+  let partial = '';
+  const listening = new Promise<number>((resolve) => {
+    const take = (chunk: Buffer) => {
+      const text = partial + chunk.toString('utf8');
+      const complete = text.split('\n');
+      partial = complete.pop() ?? '';
+      for (const line of complete) {
+        if (!line.startsWith('{')) continue;
+        const parsed = JSON.parse(line) as { msg?: string; http?: number };
+        lines.push(parsed);
+        if (parsed.msg === 'paygress listening') resolve(parsed.http!);
+      }
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const exited = once(child, 'exit').then(([code, signal]) => {
+    clearTimeout(timer);
+    return { code, signal } as {
+      code: number | null;
+      signal: NodeJS.Signals | null;
+    };
+  });
+  t.teardown(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+    }
+    await exited;
+  });
+  const port = await Promise.race([
+    listening,
+    exited.then(() => {
+      throw new Error(`paygress exited: ${JSON.stringify(lines)}`);
+    }),
+  ]);
+  return {
+    child,
+    base: `http://127.0.0.1:${port}`,
+    shutdownMessages: () => {
+      const messages = lines.map((l) => l.msg ?? '');
+      return messages
+        .slice(messages.indexOf('shutting down'))
+        .filter((m) => m !== 'decision');
+    },
+    exited,
+  };
+}
+
+/** Sends `signal` `count` times, 5 ms apart, as npm and a terminal do. */
+async function signalRepeatedly(
+  child: ChildProcess,
+  signal: NodeJS.Signals,
+  count: number,
+): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 5));
+    child.kill(signal);
+  }
+}
+
+t.test(
+  'a second SIGINT during shutdown is ignored: the shutdown finishes',
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-sigint-'));
+    const paygress = await serveOnLoopback(t, {
+      PAYGRESS_MINTS: mint.url,
+      PAYGRESS_DATA_DIR: dataDir,
+    });
+
+    const token = await mintToken(mint.url, 100);
+    mint.setFault('swap', { kind: 'delay', ms: 800 });
+    const inFlight = fetch(`${paygress.base}/auth/forward`, {
+      headers: { 'X-Cashu': token },
+    });
+    await new Promise((r) => setTimeout(r, 200));
+
+    // One Ctrl-C under `npm run dev`: the terminal's SIGINT, then npm's.
+    await signalRepeatedly(paygress.child, 'SIGINT', 2);
+    const response = await inFlight;
+    const { code, signal } = await paygress.exited;
+
+    t.equal(response.status, 200, 'the request in flight got its answer');
+    t.same({ code, signal }, { code: 0, signal: null }, 'exited 0 by itself');
+    t.match(paygress.shutdownMessages(), [
+      'shutting down',
+      /^already shutting down, signal ignored/,
+      'stopped',
+    ]);
+    t.notOk(
+      existsSync(join(dataDir, 'wallet.sqlite-wal')),
+      'the store was closed (its write-ahead log folded in)',
+    );
+    const store = new SqliteWalletStore({ dataDir });
+    t.teardown(() => store.close());
+    t.same(
+      store.balances().map((b) => b.available),
+      [100],
+    );
+    t.same(store.unfinished(), []);
+  },
+);
+
+t.test(
+  'a third signal stops at once, with the store closed and the payment kept',
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-sigint-'));
+    const paygress = await serveOnLoopback(t, {
+      PAYGRESS_MINTS: mint.url,
+      PAYGRESS_DATA_DIR: dataDir,
+      PAYGRESS_SHUTDOWN_GRACE_MS: '10000',
+    });
+
+    const token = await mintToken(mint.url, 100);
+    mint.setFault('swap', { kind: 'delay', ms: 5000 });
+    const inFlight = fetch(`${paygress.base}/auth/forward`, {
+      headers: { 'X-Cashu': token },
+    }).then(
+      (r) => r.status,
+      () => 'cut',
+    );
+    await new Promise((r) => setTimeout(r, 200));
+
+    const sent = Date.now();
+    await signalRepeatedly(paygress.child, 'SIGTERM', 3);
+    const { code, signal } = await paygress.exited;
+    const took = Date.now() - sent;
+
+    t.same(
+      { code, signal },
+      { code: 143, signal: null },
+      'exits by itself with 128 + SIGTERM',
+    );
+    t.ok(took < 3000, `without waiting for the grace period (${took} ms)`);
+    t.equal(await inFlight, 'cut', 'the request in flight was cut');
+    t.match(paygress.shutdownMessages(), [
+      'shutting down',
+      /^already shutting down, signal ignored/,
+      /^stopping at once/,
+    ]);
+    t.notOk(
+      existsSync(join(dataDir, 'wallet.sqlite-wal')),
+      'the store was closed (its write-ahead log folded in)',
+    );
+
+    // The swap was written ahead: the next start settles it with the mint.
+    const store = new SqliteWalletStore({ dataDir, serving: true });
+    t.teardown(() => store.close());
+    t.equal(store.unfinished().length, 1, 'the payment under way is kept');
+  },
+);
 
 /**
  * Runs `paygress serve` on loopback with `env` added, expecting it to
