@@ -19,6 +19,7 @@ import { CashuMintGateway, type MintCircuit } from './mint/cashu-gateway.ts';
 import { Metrics } from './metrics.ts';
 import { startGrpcServer, type GrpcServer } from './protocols/grpc-server.ts';
 import { startHttpServer, type HttpServer } from './protocols/http-server.ts';
+import { openToOthers } from './store/owner-only.ts';
 import { SqliteWalletStore } from './store/sqlite-wallet-store.ts';
 
 /** Options of {@link startApp} beyond the configuration. */
@@ -56,6 +57,15 @@ export async function startApp(options: AppOptions): Promise<App> {
     now: () => clock.now(),
     serving: true,
   });
+  const dirMode = openToOthers(config.dataDir);
+  if (dirMode !== undefined) {
+    // Not refused: a Kubernetes volume's root is group-owned through the
+    // pod's fsGroup, on purpose, and not Paygress's to change.
+    logger.warn(
+      { dataDir: config.dataDir, mode: dirMode },
+      `the data directory is open to other users (mode ${dirMode}): Paygress's own files in it are 0600, but others may list them, and where they can write the directory, delete or replace them; make it 0700 if you can`,
+    );
+  }
   const guard = new ReplayGuard({ cacheSize: config.replay.cacheSize, store });
   const metrics = new Metrics({
     balances: () => store.balances(),

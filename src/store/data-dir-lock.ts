@@ -11,6 +11,7 @@
  */
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { makeOwnerOnly } from './owner-only.ts';
 
 /** File in the data directory that the serving process holds locked. */
 export const LOCK_FILE = 'paygress.lock';
@@ -28,6 +29,7 @@ export function lockDataDir(dataDir: string): DataDirLock {
   const file = join(dataDir, LOCK_FILE);
   let db: DatabaseSync;
   try {
+    makeOwnerOnly(file);
     db = new DatabaseSync(file);
   } catch (err) {
     throw cannotLock(file, err);

@@ -17,6 +17,7 @@ import type {
 } from '../core/ports.ts';
 import { computeY } from '../core/token.ts';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
+import { makeOwnerOnly } from './owner-only.ts';
 
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
 const SCHEMA_VERSION = 1;
@@ -66,7 +67,10 @@ CREATE TABLE IF NOT EXISTS used_grants (
 
 /** Options of {@link SqliteWalletStore}. */
 export interface SqliteWalletStoreOptions {
-  /** Directory holding `wallet.sqlite`; created when missing. */
+  /**
+   * Directory holding `wallet.sqlite`; created (0700) when missing. The
+   * store's files in it are made 0600 at every open.
+   */
   readonly dataDir: string;
   /** Clock for timestamps, ms since epoch. Default `Date.now`. */
   readonly now?: () => number;
@@ -105,6 +109,8 @@ export class SqliteWalletStore implements WalletStore {
     const file = join(options.dataDir, 'wallet.sqlite');
     let db: DatabaseSync | undefined;
     try {
+      // 0600 whatever the directory's mode or the umask: it is bearer money.
+      makeOwnerOnly(file);
       this.#db = db = new DatabaseSync(file);
       // Before anything is written, journal mode included.
       this.#refuseUnknownLayout(file);

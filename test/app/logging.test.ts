@@ -4,7 +4,7 @@
  * it, and whether it was paid, replayed or refused. Decisions that carry
  * no credential and move no money get a line only with `all`.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -167,4 +167,25 @@ t.test("a decision line does not grow with the client's path", async (t) => {
   const line = decisions().find((d) => d.reqId === 'req-long');
   t.equal(line?.reason, 'PAYGRESS_TOKEN_MALFORMED');
   t.equal(line?.path, `${long.slice(0, 1024)}…`, 'cut at 1,024 characters');
+});
+
+t.test('a data directory open to other users is warned about', async (t) => {
+  const lines = async (mode: number) => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-dirmode-'));
+    chmodSync(dataDir, mode);
+    const { stack, raw } = await loggedStack({ dataDir });
+    await stack.close();
+    return raw
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => /data directory is open/.test(String(line.msg)));
+  };
+
+  const open = await lines(0o755);
+  t.equal(open.length, 1, 'one warning at start');
+  t.match(open[0], {
+    level: 40,
+    mode: '0755',
+    msg: /^the data directory is open to other users \(mode 0755\): Paygress's own files in it are 0600/,
+  });
+  t.same(await lines(0o700), [], 'none for an owner-only directory');
 });

@@ -230,14 +230,16 @@ t.test('one serving process per data directory', async (t) => {
 
 t.test('a lock file it cannot write is refused, not ignored', async (t) => {
   // SQLite opens a file it may not write read-only, where no lock would be
-  // taken: as root the store is opened by another user, else the file is
-  // made read-only.
+  // taken: as root the store is opened by another user, who may read the
+  // lock file (made readable to others, as Paygress no longer makes it),
+  // else the file is made read-only.
   const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
   new SqliteWalletStore({ dataDir: dir, serving: true }).close();
   const lockFile = join(dir, 'paygress.lock');
   const root = process.getuid?.() === 0;
   if (root) {
     chmodSync(dir, 0o777);
+    chmodSync(lockFile, 0o644);
     chownSync(join(dir, 'wallet.sqlite'), NOBODY, NOBODY);
   } else {
     chmodSync(lockFile, 0o444);
