@@ -174,6 +174,11 @@ t.test(
       const merged = JSON.parse(result.stdout) as Obj;
 
       t.doesNotThrow(() => new Deployment(merged).validate(), controller);
+      t.same(
+        merged.spec.strategy,
+        { type: 'Recreate' },
+        `${controller}: Recreate, without the rolling settings the API refuses beside it`,
+      );
       const pod = merged.spec.template.spec;
       t.same(
         pod.containers.map((c: Obj) => c.name),
@@ -196,6 +201,11 @@ function controllerDeployment(name: string): Obj {
     kind: 'Deployment',
     metadata: { name },
     spec: {
+      // What the API server fills in when a chart sets no strategy.
+      strategy: {
+        type: 'RollingUpdate',
+        rollingUpdate: { maxSurge: '25%', maxUnavailable: '25%' },
+      },
       selector: { matchLabels: { app: name } },
       template: {
         metadata: { labels: { app: name } },
@@ -300,6 +310,44 @@ t.test('every sidecar mounts the data volume at the data dir', async (t) => {
     t.ok(tmp?.emptyDir, `${controller}: /tmp is an emptyDir`);
   }
 });
+
+t.test(
+  'every Deployment that mounts the wallet volume is replaced, not rolled',
+  async (t) => {
+    // The claim is ReadWriteOnce and Paygress locks the data directory: a
+    // rolling update's new pod cannot start beside the old one, which is
+    // kept until the new one is ready. Recreate stops the old one first.
+    const found: string[] = [];
+    for (const file of yamlFiles('deploy')) {
+      for (const doc of docs(file)) {
+        if (doc?.kind !== 'Deployment') continue;
+        const pod = doc.spec?.template?.spec ?? {};
+        const wallet = new Set(
+          ((pod.volumes ?? []) as Obj[])
+            .filter(
+              (v) =>
+                v.name === 'paygress-data' ||
+                v.persistentVolumeClaim?.claimName === 'paygress-data',
+            )
+            .map((v) => v.name as string),
+        );
+        const mounts = ((pod.containers ?? []) as Obj[]).some((c) =>
+          ((c.volumeMounts ?? []) as Obj[]).some(
+            (m) => m.name === 'paygress-data' || wallet.has(m.name),
+          ),
+        );
+        if (!mounts) continue;
+        found.push(file);
+        t.same(
+          doc.spec.strategy,
+          { type: 'Recreate', rollingUpdate: null },
+          `${file}: Recreate, the controller's rolling settings removed`,
+        );
+      }
+    }
+    t.same(found.sort(), Object.values(PATCHES).sort(), 'every patch');
+  },
+);
 
 t.test('the sidecar is locked down', async (t) => {
   const sc = sidecar.securityContext;
