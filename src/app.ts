@@ -57,13 +57,20 @@ export async function startApp(options: AppOptions): Promise<App> {
     now: () => clock.now(),
     serving: true,
   });
-  const dirMode = openToOthers(config.dataDir);
-  if (dirMode !== undefined) {
-    // Not refused: a Kubernetes volume's root is group-owned through the
-    // pod's fsGroup, on purpose, and not Paygress's to change.
+  // Not refused: a Kubernetes volume's root is group-owned through the
+  // pod's fsGroup, on purpose, and not Paygress's to change. Only a
+  // directory anyone may write is a warning: others could delete or
+  // replace the files; listing their names is logged as information.
+  const open = openToOthers(config.dataDir);
+  if (open?.access === 'write') {
     logger.warn(
-      { dataDir: config.dataDir, mode: dirMode },
-      `the data directory is open to other users (mode ${dirMode}): Paygress's own files in it are 0600, but others may list them, and where they can write the directory, delete or replace them; make it 0700 if you can`,
+      { dataDir: config.dataDir, mode: open.mode },
+      `the data directory is writable by every user (mode ${open.mode}): Paygress's own files in it are 0600, but anyone may delete or replace them; make it 0700 if you can`,
+    );
+  } else if (open !== undefined) {
+    logger.info(
+      { dataDir: config.dataDir, mode: open.mode },
+      `the data directory may be listed by other users (mode ${open.mode}); Paygress's own files in it are 0600`,
     );
   }
   const guard = new ReplayGuard({ cacheSize: config.replay.cacheSize, store });

@@ -82,10 +82,18 @@ function restrict(path: string): void {
 }
 
 /**
- * The directory's mode when users other than its owner may enter, list or
- * write it; undefined when it is owner-only.
+ * Who besides its owner may use the directory: `write` when users outside
+ * its group may write it (and so delete or replace the files in it),
+ * `read` when others or the group may list or enter it, undefined when
+ * it is owner-only; with its mode, in octal.
  */
-export function openToOthers(dir: string): string | undefined {
+export function openToOthers(
+  dir: string,
+): { access: 'read' | 'write'; mode: string } | undefined {
   const mode = statSync(dir).mode & 0o7777;
-  return mode & 0o077 ? mode.toString(8).padStart(4, '0') : undefined;
+  if ((mode & 0o077) === 0) return undefined;
+  return {
+    access: mode & 0o002 ? 'write' : 'read',
+    mode: mode.toString(8).padStart(4, '0'),
+  };
 }

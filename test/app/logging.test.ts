@@ -169,7 +169,7 @@ t.test("a decision line does not grow with the client's path", async (t) => {
   t.equal(line?.path, `${long.slice(0, 1024)}…`, 'cut at 1,024 characters');
 });
 
-t.test('a data directory open to other users is warned about', async (t) => {
+t.test('a data directory others may write is warned about', async (t) => {
   const lines = async (mode: number) => {
     const dataDir = mkdtempSync(join(tmpdir(), 'paygress-dirmode-'));
     chmodSync(dataDir, mode);
@@ -177,15 +177,23 @@ t.test('a data directory open to other users is warned about', async (t) => {
     await stack.close();
     return raw
       .map((line) => JSON.parse(line) as Record<string, unknown>)
-      .filter((line) => /data directory is open/.test(String(line.msg)));
+      .filter((line) => /^the data directory/.test(String(line.msg)));
   };
 
-  const open = await lines(0o755);
+  const open = await lines(0o757);
   t.equal(open.length, 1, 'one warning at start');
   t.match(open[0], {
     level: 40,
-    mode: '0755',
-    msg: /^the data directory is open to other users \(mode 0755\): Paygress's own files in it are 0600/,
+    mode: '0757',
+    msg: /^the data directory is writable by every user \(mode 0757\): Paygress's own files in it are 0600/,
   });
-  t.same(await lines(0o700), [], 'none for an owner-only directory');
+  // A Kubernetes volume with fsGroup: group-writable, listable by others.
+  const listed = await lines(0o2775);
+  t.equal(listed.length, 1);
+  t.match(listed[0], {
+    level: 30,
+    mode: '2775',
+    msg: /^the data directory may be listed by other users/,
+  });
+  t.same(await lines(0o700), [], 'nothing for an owner-only directory');
 });
