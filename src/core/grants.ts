@@ -19,6 +19,7 @@ import {
 } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { systemClock, type Clock } from './ports.ts';
+import { trimOws } from './token.ts';
 import {
   GrantExpiredError,
   GrantInvalidError,
@@ -241,16 +242,16 @@ export function readGrantCredential(
   headers: Readonly<Record<string, string>>,
   cookieName: string,
 ): string | undefined {
-  const auth = /^\s*bearer\s+(\S+)\s*$/i.exec(headers['authorization'] ?? '');
+  // Spaces and tabs only, as the proxies' filters read them (trimOws).
+  const auth = /^[ \t]*bearer[ \t]+([^ \t]+)[ \t]*$/i.exec(
+    headers['authorization'] ?? '',
+  );
   if (auth?.[1]?.startsWith(GRANT_PREFIX)) return auth[1];
 
   for (const pair of (headers['cookie'] ?? '').split(';')) {
     const eq = pair.indexOf('=');
-    if (eq < 0 || pair.slice(0, eq).trim() !== cookieName) continue;
-    const value = pair
-      .slice(eq + 1)
-      .trim()
-      .replace(/^"(.*)"$/, '$1');
+    if (eq < 0 || trimOws(pair.slice(0, eq)) !== cookieName) continue;
+    const value = trimOws(pair.slice(eq + 1)).replace(/^"(.*)"$/, '$1');
     if (value.startsWith(GRANT_PREFIX)) return value;
   }
   return undefined;

@@ -49,6 +49,17 @@ export interface ParsedToken {
 const BEARER = /^bearer[ \t]+/i;
 
 /**
+ * A header value without the spaces and tabs around it (HTTP's optional
+ * whitespace), and nothing else: String.trim also takes a no-break space
+ * (0xA0, read from a header as latin1) or a form feed, which the proxies'
+ * own filters for Paygress's credentials (nginx's `\s`) do not, so a value
+ * Paygress read as a credential could pass them to the application.
+ */
+export function trimOws(value: string): string {
+  return value.replace(/^[ \t]+|[ \t]+$/g, '');
+}
+
+/**
  * The raw token from `X-Cashu` (NUT-24) or `Authorization: Bearer`, or
  * undefined when neither carries something that looks like a Cashu token.
  * A bearer credential that is not a Cashu token (a grant) is left alone.
@@ -56,18 +67,18 @@ const BEARER = /^bearer[ \t]+/i;
 export function findToken(
   headers: Readonly<Record<string, string>>,
 ): string | undefined {
-  const cashu = headers['x-cashu']?.trim();
+  const cashu = trimOws(headers['x-cashu'] ?? '');
   if (cashu) return cashu;
 
-  const auth = headers['authorization']?.trim();
+  const auth = trimOws(headers['authorization'] ?? '');
   if (!auth || !BEARER.test(auth)) return undefined;
-  const credential = auth.replace(BEARER, '').trim();
+  const credential = auth.replace(BEARER, '');
   return isCashuToken(credential) ? credential : undefined;
 }
 
 /** True for `cashuA…`, `cashuB…` and their `cashu:` URI forms. */
 export function isCashuToken(value: string): boolean {
-  return /^(cashu:)?cashu[AB]/i.test(value.trim());
+  return /^(cashu:)?cashu[AB]/i.test(trimOws(value));
 }
 
 /**
@@ -81,7 +92,7 @@ export function readTokenHeader(raw: string, maxLength: number): TokenHeader {
     );
   }
 
-  const encoded = raw.trim().replace(/^cashu:/i, '');
+  const encoded = trimOws(raw).replace(/^cashu:/i, '');
   if (!/^cashu[AB][A-Za-z0-9_\-+/=]+$/.test(encoded)) {
     throw new TokenMalformedError(
       'token must be a cashuA or cashuB token (base64url after the prefix)',

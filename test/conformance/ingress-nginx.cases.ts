@@ -130,6 +130,25 @@ t.test(
   },
 );
 
+// nginx's `\s` is ASCII whitespace; a credential Paygress read past a
+// no-break space (0xA0) would pass the snippet's filter to the app.
+for (const authorization of ['Bearer\u00a0', '\u00a0Bearer ']) {
+  t.test(
+    `with snippets: ${JSON.stringify(authorization)} before a token is no credential`,
+    async (t) => {
+      const seen = upstream.requests.length;
+      const res = await fetch(`${snippets}/premium`, {
+        headers: {
+          Authorization: `${authorization}${await mintToken(stack.mint.url, 100)}`,
+        },
+      });
+      await res.arrayBuffer();
+      t.equal(res.status, 402, 'refused as unpaid');
+      t.equal(upstream.requests.length, seen, 'the application got nothing');
+    },
+  );
+}
+
 t.test(
   'Paygress sees the original method and URL, not the auth-url',
   async (t) => {

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { findToken } from '../../src/core/token.ts';
 import {
   GrantSigner,
   createGrant,
@@ -261,3 +262,35 @@ t.test('readGrantCredential finds bearer grants and cookies', async (t) => {
   t.equal(readGrantCredential({ cookie: 'pg=other' }, 'pg'), undefined);
   t.equal(readGrantCredential({}, 'pg'), undefined);
 });
+
+t.test(
+  'readGrantCredential takes spaces and tabs around a grant, nothing else',
+  async (t) => {
+    const cred = `pgr1.${'x'.repeat(20)}`;
+    t.equal(
+      readGrantCredential({ authorization: `\tBearer\t${cred}\t` }, 'pg'),
+      cred,
+    );
+    // Nothing else: a no-break space is not in nginx's `\s`, which the
+    // shipped filters use, so a grant read past one would reach the
+    // application; the rest is not whitespace in a header either.
+    for (const odd of ['\u00a0', '\u0085', '\f', '\v']) {
+      const shown = JSON.stringify(odd);
+      t.equal(
+        readGrantCredential({ authorization: `Bearer${odd}${cred}` }, 'pg'),
+        undefined,
+        `Bearer${shown}`,
+      );
+      t.equal(
+        readGrantCredential({ authorization: `${odd}Bearer ${cred}` }, 'pg'),
+        undefined,
+        `${shown}Bearer`,
+      );
+      t.equal(
+        findToken({ authorization: `${odd}Bearer cashuBxyz` }),
+        undefined,
+        `token after ${shown}`,
+      );
+    }
+  },
+);

@@ -9,6 +9,7 @@ import fc from 'fast-check';
 import { PaygressError, REASONS } from '../../src/core/errors.ts';
 import {
   findToken,
+  trimOws,
   parseToken,
   readTokenHeader,
   type TokenHeader,
@@ -87,8 +88,9 @@ t.test('findToken never throws and returns a trimmed token', async (t) => {
   fc.assert(
     fc.property(headerMap, (headers) => {
       const token = findToken(headers);
+      // Trimmed of spaces and tabs only, as proxies read a header.
       return (
-        token === undefined || (token.length > 0 && token === token.trim())
+        token === undefined || (token.length > 0 && token === trimOws(token))
       );
     }),
     { numRuns: 2000 },
