@@ -111,7 +111,13 @@ export class CashuMintGateway implements MintGateway {
   readonly #lockTo: string | undefined;
   readonly #keysets = new Map<
     string,
-    { at: number; value: Promise<KeysetInfo[]>; next?: Promise<KeysetInfo[]> }
+    {
+      at: number;
+      value: Promise<KeysetInfo[]>;
+      next?: Promise<KeysetInfo[]>;
+      /** The fetch failed: kept only for REFRESH_FLOOR_MS. */
+      failed?: true;
+    }
   >();
   /** The last keysets each mint answered with, for `knownKeysets`. */
   readonly #known = new Map<string, KeysetInfo[]>();
@@ -138,7 +144,11 @@ export class CashuMintGateway implements MintGateway {
     // A monotonic clock: a wall clock stepped back would keep an entry
     // young, or make one look fresh for ever.
     const age = cached ? performance.now() - cached.at : Infinity;
-    if (cached && !refresh && age < this.#keysetTtlMs) return cached.value;
+    // A failed fetch is kept for the refresh floor too: a mint answering
+    // with a list that cannot be used (quickly, with HTTP 200, so its
+    // breaker stays closed) must not be asked again for every token.
+    const fresh = cached?.failed ? REFRESH_FLOOR_MS : this.#keysetTtlMs;
+    if (cached && !refresh && age < fresh) return cached.value;
 
     // A forced refresh happens at most once per REFRESH_FLOOR_MS, and every
     // caller in that window shares it: tokens naming made-up keysets cannot
@@ -156,10 +166,11 @@ export class CashuMintGateway implements MintGateway {
   }
 
   knownKeysets(mintUrl: string): readonly KeysetInfo[] | undefined {
-    // The core passes normalised URLs; parsing one is a refusal's cost.
-    return (
-      this.#known.get(mintUrl) ?? this.#known.get(normalizeMintUrl(mintUrl))
-    );
+    // The core passes normalised URLs, each on the allow-list: parsing one
+    // again would be a cost on every refusal, known keysets or not.
+    const known = this.#known.get(mintUrl);
+    if (known !== undefined || this.#allowed.has(mintUrl)) return known;
+    return this.#known.get(normalizeMintUrl(mintUrl));
   }
 
   #refreshKeysets(mint: string): Promise<KeysetInfo[]> {
@@ -173,7 +184,11 @@ export class CashuMintGateway implements MintGateway {
       },
       () => {
         if (this.#keysets.get(mint)?.value === value) {
-          this.#keysets.delete(mint);
+          this.#keysets.set(mint, {
+            at: performance.now(),
+            value,
+            failed: true,
+          });
         }
       },
     );
