@@ -258,12 +258,7 @@ export class Gate implements Decider {
     if (route === undefined || route.charge.kind === 'free') return undefined;
     const gateway = this.#o.gateway;
     const cached = this.#prices.get(route);
-    if (
-      cached !== undefined &&
-      route.mints.every(
-        (mint, i) => gateway.knownKeysets(mint) === cached.from[i],
-      )
-    ) {
+    if (cached !== undefined && this.#stillKnown(route.mints, cached.from)) {
       return cached.price;
     }
     const { unit } = route.charge;
@@ -281,6 +276,17 @@ export class Gate implements Decider {
     });
     this.#prices.set(route, { from, price });
     return price;
+  }
+
+  /** Whether the gateway still holds these keyset lists (a loop, not every(): it runs for every refusal). */
+  #stillKnown(
+    mints: readonly string[],
+    from: readonly (readonly KeysetInfo[] | undefined)[],
+  ): boolean {
+    for (let i = 0; i < mints.length; i++) {
+      if (this.#o.gateway.knownKeysets(mints[i]!) !== from[i]) return false;
+    }
+    return true;
   }
 
   /**
