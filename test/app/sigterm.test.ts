@@ -147,23 +147,36 @@ async function signalRepeatedly(
   }
 }
 
+/**
+ * A Paygress process on loopback with a dev mint whose swaps take
+ * `swapMs`, and a payment sent to it 200 ms ago, still waiting on the mint.
+ */
+async function paymentUnderWay(
+  t: Test,
+  swapMs: number,
+  env: Record<string, string> = {},
+) {
+  const mint = await startDevMint();
+  t.teardown(() => mint.close());
+  const dataDir = mkdtempSync(join(tmpdir(), 'paygress-sigint-'));
+  const paygress = await serveOnLoopback(t, {
+    PAYGRESS_MINTS: mint.url,
+    PAYGRESS_DATA_DIR: dataDir,
+    ...env,
+  });
+  const token = await mintToken(mint.url, 100);
+  mint.setFault('swap', { kind: 'delay', ms: swapMs });
+  const inFlight = fetch(`${paygress.base}/auth/forward`, {
+    headers: { 'X-Cashu': token },
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  return { paygress, dataDir, inFlight };
+}
+
 t.test(
   'a second SIGINT during shutdown is ignored: the shutdown finishes',
   async (t) => {
-    const mint = await startDevMint();
-    t.teardown(() => mint.close());
-    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-sigint-'));
-    const paygress = await serveOnLoopback(t, {
-      PAYGRESS_MINTS: mint.url,
-      PAYGRESS_DATA_DIR: dataDir,
-    });
-
-    const token = await mintToken(mint.url, 100);
-    mint.setFault('swap', { kind: 'delay', ms: 800 });
-    const inFlight = fetch(`${paygress.base}/auth/forward`, {
-      headers: { 'X-Cashu': token },
-    });
-    await new Promise((r) => setTimeout(r, 200));
+    const { paygress, dataDir, inFlight } = await paymentUnderWay(t, 800);
 
     // One Ctrl-C under `npm run dev`: the terminal's SIGINT, then npm's.
     await signalRepeatedly(paygress.child, 'SIGINT', 2);
@@ -194,24 +207,14 @@ t.test(
 t.test(
   'a third signal stops at once, with the store closed and the payment kept',
   async (t) => {
-    const mint = await startDevMint();
-    t.teardown(() => mint.close());
-    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-sigint-'));
-    const paygress = await serveOnLoopback(t, {
-      PAYGRESS_MINTS: mint.url,
-      PAYGRESS_DATA_DIR: dataDir,
+    const underWay = await paymentUnderWay(t, 5000, {
       PAYGRESS_SHUTDOWN_GRACE_MS: '10000',
     });
-
-    const token = await mintToken(mint.url, 100);
-    mint.setFault('swap', { kind: 'delay', ms: 5000 });
-    const inFlight = fetch(`${paygress.base}/auth/forward`, {
-      headers: { 'X-Cashu': token },
-    }).then(
+    const { paygress, dataDir } = underWay;
+    const inFlight = underWay.inFlight.then(
       (r) => r.status,
       () => 'cut',
     );
-    await new Promise((r) => setTimeout(r, 200));
 
     const sent = Date.now();
     await signalRepeatedly(paygress.child, 'SIGTERM', 3);
