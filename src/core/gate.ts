@@ -278,7 +278,10 @@ export class Gate implements Decider {
     return price;
   }
 
-  /** Whether the gateway still holds these keyset lists (a loop, not every(): it runs for every refusal). */
+  /**
+   * Whether the gateway still holds these keyset lists. A loop, not
+   * every(): it runs for every refusal.
+   */
   #stillKnown(
     mints: readonly string[],
     from: readonly (readonly KeysetInfo[] | undefined)[],
