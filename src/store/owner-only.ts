@@ -25,8 +25,8 @@ export const OWNER_ONLY = 0o600;
  * 0644). Called at every open, so a mode widened in between (a restore, a
  * volume's group ownership being applied) is narrowed again.
  *
- * A file owned by another user cannot be changed, and is left as its
- * owner set it: Paygress then fails to write it, or only reads it.
+ * A file another user owns is refused (see restrict), unless Paygress
+ * runs as root.
  */
 export function makeOwnerOnly(file: string): void {
   create(file);
@@ -61,7 +61,13 @@ function create(file: string): void {
   closeSync(fd);
 }
 
-/** Sets an existing regular file's mode to 0600: the umask only removes bits. */
+/**
+ * Sets an existing regular file's mode to 0600 (the umask only removes
+ * bits), and refuses one another user owns: a `-wal` left in a directory
+ * others may write (a volume's group-writable root) would have SQLite
+ * write every new proof into a file its owner reads. Running as root,
+ * SQLite gives its files the database's owner itself.
+ */
 function restrict(path: string): void {
   let stat;
   try {
@@ -71,13 +77,19 @@ function restrict(path: string): void {
     throw err;
   }
   // A link is left alone, not followed to change some other file's mode.
-  if (!stat.isFile() || (stat.mode & 0o777) === OWNER_ONLY) return;
+  if (!stat.isFile()) return;
+  const uid = process.geteuid?.();
+  if (uid !== undefined && uid !== 0 && stat.uid !== uid) {
+    throw new Error(
+      `${path} belongs to uid ${stat.uid}, not to Paygress's uid ${uid}: its owner could read what Paygress writes there; remove it, or give it to uid ${uid}`,
+    );
+  }
+  if ((stat.mode & 0o777) === OWNER_ONLY) return;
   try {
     chmodSync(path, OWNER_ONLY);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    // Another user's file (EPERM), or gone meanwhile.
-    if (code !== 'EPERM' && code !== 'ENOENT') throw err;
+    // Gone meanwhile.
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 
