@@ -5,9 +5,11 @@
  * Export first asks each mint which stored proofs are still unspent
  * (NUT-07, in batches a mint accepts), marks the spent ones, then writes
  * the rest as `cashuB` tokens of at most TOKEN_PROOFS proofs, one per
- * line, each marking its proofs exported in the transaction that writes
- * it: a repeated export never hands out a proof twice, and a token that
- * could not be written marks nothing.
+ * line. Each token is recorded in the store with the marking of its
+ * proofs, in one transaction, and printed after it: a repeated export
+ * never hands out a proof twice, a reader that stops reading holds up no
+ * payment, and a token that could not be printed stays in the store for
+ * the next export to print first.
  */
 import { ConfigError, loadConfig } from '../config.ts';
 import type { ProofState } from '../core/ports.ts';
@@ -97,6 +99,14 @@ async function exportAll(
   let exported = 0;
   let stdoutBroken = false;
   try {
+    // Tokens an earlier export recorded but could not print come first.
+    for (const earlier of store.unprintedExports()) {
+      if (!print(store, earlier)) return 1;
+      exported++;
+      process.stderr.write(
+        'a token an earlier export could not print, printed now\n',
+      );
+    }
     for (const { mint, unit } of store.balances()) {
       const proofs = store.unspent(mint, unit);
       if (proofs.length === 0) continue;
@@ -147,44 +157,27 @@ async function exportAll(
       let tokens = 0;
       let count = 0;
       let total = 0;
-      let writeFailure: Error | undefined;
-      try {
-        for (let i = 0; i < unspent.length; i += TOKEN_PROOFS) {
-          const chunk = unspent.slice(i, i + TOKEN_PROOFS);
-          // One transaction per token: a token written is marked, and a
-          // failed write leaves that token's proofs in the store.
-          store.markProofs(
-            chunk.map((p) => p.y),
-            'exported',
-            (marked) => {
-              // Only what this transaction took: Paygress may have
-              // refunded, or another export taken, some of them since they
-              // were read.
-              const taken = chunk.filter((p) => marked.has(p.y));
-              if (taken.length === 0) return;
-              // Written in full inside the transaction: if stdout fails,
-              // these proofs stay unexported.
-              try {
-                writeFully(1, `${encodeToken(mint, unit, taken)}\n`);
-              } catch (err) {
-                writeFailure = err as Error;
-                throw err;
-              }
-              tokens++;
-              count += taken.length;
-              total += taken.reduce((sum, p) => sum + p.amount, 0);
-            },
-          );
-        }
-      } catch (err) {
-        // The store wraps what the transaction threw; only a failed write
-        // is reported and stops the export here.
-        if (writeFailure === undefined) throw err;
-        process.stderr.write(
-          `${mint}: could not write a token to standard output (${writeFailure.message}); its proofs stay in the store\n`,
+      for (let i = 0; i < unspent.length && !stdoutBroken; i += TOKEN_PROOFS) {
+        const chunk = unspent.slice(i, i + TOKEN_PROOFS);
+        // Only what the transaction took: Paygress may have refunded, or
+        // another export taken, some of them since they were read.
+        let taken: typeof chunk = [];
+        const recorded = store.exportProofs(
+          chunk.map((p) => p.y),
+          (marked) => {
+            taken = chunk.filter((p) => marked.has(p.y));
+            return encodeToken(mint, unit, taken);
+          },
         );
-        failed = true;
-        stdoutBroken = true;
+        if (recorded === undefined) continue;
+        if (!print(store, recorded)) {
+          failed = true;
+          stdoutBroken = true;
+          break;
+        }
+        tokens++;
+        count += taken.length;
+        total += taken.reduce((sum, p) => sum + p.amount, 0);
       }
       if (tokens > 0) {
         exported += tokens;
@@ -201,6 +194,29 @@ async function exportAll(
   }
   if (exported === 0 && !failed) process.stderr.write('nothing to export\n');
   return failed ? 1 : 0;
+}
+
+/**
+ * Writes an exported token in full and records it printed. The write is
+ * outside any transaction: a reader that stops reading (a pager left
+ * open) holds up this export, never the payments of a serving Paygress.
+ * False when it could not be written; the token then stays in the store
+ * and the next export prints it first.
+ */
+function print(
+  store: SqliteWalletStore,
+  exported: { id: number; token: string },
+): boolean {
+  try {
+    writeFully(1, `${exported.token}\n`);
+  } catch (err) {
+    process.stderr.write(
+      `could not write a token to standard output (${(err as Error).message}); it stays in the store, and the next export prints it first\n`,
+    );
+    return false;
+  }
+  store.printedExport(exported.id);
+  return true;
 }
 
 /** The state of each of `ys` at the mint, asked CHECK_BATCH at a time. */

@@ -20,7 +20,7 @@ import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 import { makeOwnerOnly } from './owner-only.ts';
 
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS redemptions (
@@ -62,6 +62,12 @@ CREATE INDEX IF NOT EXISTS released_inputs_y ON released_inputs (y);
 CREATE TABLE IF NOT EXISTS used_grants (
   id TEXT PRIMARY KEY,
   used_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS exports (
+  id INTEGER PRIMARY KEY,
+  token TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  printed_at INTEGER
 );
 `;
 
@@ -504,6 +510,47 @@ export class SqliteWalletStore implements WalletStore {
       }
       return effect(marked);
     });
+  }
+
+  /**
+   * Marks those of `ys` still unspent as exported and records the token
+   * `encode` makes of them, in one transaction; undefined when none was
+   * left (another export or a refund took them meanwhile). The token is
+   * printed after the transaction, so no write lock is held while the
+   * output waits for its reader, and stays in the store until
+   * {@link printedExport} says it was written: an export that could not
+   * print it, or died first, leaves it for {@link unprintedExports}.
+   */
+  exportProofs(
+    ys: readonly string[],
+    encode: (taken: ReadonlySet<string>) => string,
+  ): { id: number; token: string } | undefined {
+    return this.markProofs(ys, 'exported', (marked) => {
+      if (marked.size === 0) return undefined;
+      const token = encode(marked);
+      const { lastInsertRowid } = this.#db
+        .prepare('INSERT INTO exports (token, created_at) VALUES (?, ?)')
+        .run(token, this.#now());
+      return { id: Number(lastInsertRowid), token };
+    });
+  }
+
+  /** Exported tokens not yet known to be printed, oldest first. */
+  unprintedExports(): { id: number; token: string }[] {
+    return (
+      this.#db
+        .prepare(
+          'SELECT id, token FROM exports WHERE printed_at IS NULL ORDER BY id',
+        )
+        .all() as { id: number; token: string }[]
+    ).map((r) => ({ id: r.id, token: r.token }));
+  }
+
+  /** Records that an exported token was written out in full. */
+  printedExport(id: number): void {
+    this.#db
+      .prepare('UPDATE exports SET printed_at = ? WHERE id = ?')
+      .run(this.#now(), id);
   }
 
   close(): void {

@@ -106,7 +106,7 @@ t.test('a store of the first layout is upgraded, nothing lost', async (t) => {
     [[PROOF_Y, 100]],
   );
   store.close();
-  t.equal(versionOf(dir), 1, 'the layout version is recorded');
+  t.equal(versionOf(dir), 2, 'the layout version is recorded');
 
   const again = new SqliteWalletStore({ dataDir: dir });
   t.same(again.balances(), [
@@ -118,7 +118,7 @@ t.test('a store of the first layout is upgraded, nothing lost', async (t) => {
 t.test('a new store starts at the current layout', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
   new SqliteWalletStore({ dataDir: dir }).close();
-  t.equal(versionOf(dir), 1);
+  t.equal(versionOf(dir), 2);
 });
 
 t.test('a store from a newer Paygress is refused, untouched', async (t) => {
@@ -130,7 +130,7 @@ t.test('a store from a newer Paygress is refused, untouched', async (t) => {
 
   t.throws(() => new SqliteWalletStore({ dataDir: dir }), {
     message:
-      /wallet\.sqlite was written by a newer Paygress \(store schema 7; this one knows 1\)/,
+      /wallet\.sqlite was written by a newer Paygress \(store schema 7; this one knows 2\)/,
   });
   t.equal(versionOf(dir), 7);
   const check = new DatabaseSync(join(dir, 'wallet.sqlite'));
