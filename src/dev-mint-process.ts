@@ -84,6 +84,8 @@ async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null) return;
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
-  await Promise.race([exited, sleep(2000)]);
+  // Unreferenced: a wait the exit made moot must not keep Paygress's own
+  // process alive for the rest of the two seconds.
+  await Promise.race([exited, sleep(2000, undefined, { ref: false })]);
   if (child.exitCode === null) child.kill('SIGKILL');
 }

@@ -61,14 +61,16 @@ export async function serve(configFile?: string): Promise<number> {
     await devMint?.stop();
     return cannotStart(logger, err);
   }
-  const signal = await new Promise<NodeJS.Signals>((resolve) =>
-    onStopSignals(logger, app, resolve),
-  );
+  let stopped = (): void => {};
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    stopped = onStopSignals(logger, app, resolve);
+  });
 
   logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down');
   await app.close();
   await devMint?.stop();
   logger.info('stopped');
+  stopped();
   logger.flush();
   return 0;
 }
@@ -80,7 +82,9 @@ export async function serve(configFile?: string): Promise<number> {
 const FORCE_AFTER_SIGNALS = 3;
 
 /**
- * Calls `first` on the first SIGTERM or SIGINT, which starts the shutdown.
+ * Calls `first` on the first SIGTERM or SIGINT, which starts the shutdown;
+ * the function it returns says the shutdown is over, after which signals
+ * are ignored while the process exits.
  * The handlers stay installed (not `once`), so the signals that follow do
  * not end the process with the default action (exit 130 or 143 at once,
  * requests cut, the store left open): one Ctrl-C under `npm run dev`
@@ -102,9 +106,12 @@ function onStopSignals(
   logger: Logger,
   app: App,
   first: (signal: NodeJS.Signals) => void,
-): void {
+): () => void {
   let received = 0;
+  let done = false;
   const onSignal = (signal: NodeJS.Signals) => {
+    // Stopped already, only exiting: nothing is left to cut.
+    if (done) return;
     received += 1;
     if (received === 1) {
       first(signal);
@@ -134,6 +141,9 @@ function onStopSignals(
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  return () => {
+    done = true;
+  };
 }
 
 /**
