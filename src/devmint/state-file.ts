@@ -5,7 +5,13 @@
  * refuses) the ecash of its earlier runs. Rotated keysets are not kept.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { Ledger, type LedgerSnapshot } from './ledger.ts';
 
 interface StateFile extends LedgerSnapshot {
@@ -23,7 +29,10 @@ export function loadState(path: string): { seed: Uint8Array; ledger: Ledger } {
 
   const save = () => {
     const next: StateFile = { seed: state.seed, ...ledger.snapshot() };
-    writeFileSync(`${path}.tmp`, JSON.stringify(next));
+    // Owner-only like the wallet beside it: the seed signs the dev mint's
+    // ecash. A stale .tmp of another mode is replaced, not reused.
+    rmSync(`${path}.tmp`, { force: true });
+    writeFileSync(`${path}.tmp`, JSON.stringify(next), { mode: 0o600 });
     renameSync(`${path}.tmp`, path);
   };
   ledger.onCommit = save;

@@ -2,7 +2,7 @@
  * A dev mint restarted on the same state file keeps its keys and ledger:
  * ecash from its earlier run stays spendable, and spent ecash stays spent.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -44,4 +44,15 @@ t.test('keys and ledger survive a restart', async (t) => {
     64,
     'ecash of the earlier run is still good',
   );
+});
+
+t.test('the state file, which holds the seed, is owner-only', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'devmint-state-'));
+  const stateFile = join(dir, 's.json');
+  const previous = process.umask(0o022);
+  t.teardown(() => process.umask(previous));
+  const mint = await startDevMint({ stateFile });
+  t.teardown(() => mint.close());
+  await mintToken(mint.url, 8);
+  t.equal(statSync(stateFile).mode & 0o777, 0o600);
 });
