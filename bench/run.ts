@@ -5,9 +5,9 @@
  * processes, measures redemption, replay-cache memory and CPU profiles,
  * writes `bench/results/<mode>.json` and `.md`, and stops everything.
  *
- *   node bench/run.ts            about 10 s per load (default)
- *   node bench/run.ts --quick    3 s per load, a 1–2 minute run
- *   node bench/run.ts --soak     10-minute mixed soak, RSS sampled
+ *   node_modules/.bin/node bench/run.ts            about 10 s per load (default)
+ *   node_modules/.bin/node bench/run.ts --quick    3 s per load, a 1–2 minute run
+ *   node_modules/.bin/node bench/run.ts --soak     10-minute mixed soak, RSS sampled
  */
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';

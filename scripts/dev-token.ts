@@ -1,6 +1,6 @@
 /**
  * Prints one `cashuB…` token from a running Paygress dev mint, for trying
- * Paygress by hand: `node scripts/dev-token.ts [--mint URL] [--amount N]`.
+ * Paygress by hand: `npm run -s token -- [--mint URL] [--amount N]`.
  * Only the token goes to stdout; diagnostics go to stderr.
  */
 import { parseArgs } from 'node:util';
