@@ -11,10 +11,12 @@
  * payment, and a token that could not be printed stays in the store for
  * the next export to print first.
  */
+import { fsyncSync } from 'node:fs';
 import { ConfigError, loadConfig } from '../config.ts';
 import type { ProofState } from '../core/ports.ts';
 import { encodeToken } from '../core/token.ts';
 import { CashuMintGateway } from '../mint/cashu-gateway.ts';
+import { lockExport, type DataDirLock } from '../store/data-dir-lock.ts';
 import { SqliteWalletStore } from '../store/sqlite-wallet-store.ts';
 import { writeFully } from './write-fully.ts';
 
@@ -63,7 +65,18 @@ export async function wallet(
   }
   try {
     if (command === 'balance') return balance(store);
-    return await exportAll(store, mints, timeoutMs);
+    let lock: DataDirLock;
+    try {
+      lock = lockExport(dataDir);
+    } catch (err) {
+      process.stderr.write(`paygress wallet: ${(err as Error).message}\n`);
+      return 1;
+    }
+    try {
+      return await exportAll(store, mints, timeoutMs);
+    } finally {
+      lock.release();
+    }
   } finally {
     store.close();
   }
@@ -200,8 +213,8 @@ async function exportAll(
  * Writes an exported token in full and records it printed. The write is
  * outside any transaction: a reader that stops reading (a pager left
  * open) holds up this export, never the payments of a serving Paygress.
- * False when it could not be written; the token then stays in the store
- * and the next export prints it first.
+ * False when it could not be written, or written but not recorded; the
+ * token then stays in the store and the next export prints it first.
  */
 function print(
   store: SqliteWalletStore,
@@ -209,14 +222,34 @@ function print(
 ): boolean {
   try {
     writeFully(1, `${exported.token}\n`);
+    // Into a file, the token must be on disk before the store says it
+    // was printed, which it syncs: a power cut in between would lose it.
+    syncOutput();
   } catch (err) {
     process.stderr.write(
       `could not write a token to standard output (${(err as Error).message}); it stays in the store, and the next export prints it first\n`,
     );
     return false;
   }
-  store.printedExport(exported.id);
+  try {
+    store.printedExport(exported.id);
+  } catch (err) {
+    process.stderr.write(
+      `a token was printed but could not be recorded as printed (${(err as Error).message}); the next export prints it again: receive it once\n`,
+    );
+    return false;
+  }
   return true;
+}
+
+/** fsync of standard output when it is a file; pipes and terminals have none. */
+function syncOutput(): void {
+  try {
+    fsyncSync(1);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EROFS') throw err;
+  }
 }
 
 /** The state of each of `ys` at the mint, asked CHECK_BATCH at a time. */

@@ -21,12 +21,35 @@ export interface DataDirLock {
   release(): void;
 }
 
+/** File in the data directory that a running `wallet export` holds. */
+export const EXPORT_LOCK_FILE = 'export.lock';
+
 /**
  * Takes the data directory's lock, or throws at once, naming the
  * directory, when another process holds it.
  */
 export function lockDataDir(dataDir: string): DataDirLock {
   const file = join(dataDir, LOCK_FILE);
+  return holdLock(
+    file,
+    `${dataDir} is in use by another Paygress process (it holds ${file}): run one Paygress per data directory`,
+  );
+}
+
+/**
+ * Takes the lock of `wallet export`, or throws at once when another export
+ * holds it: a token one export has recorded and is still printing must
+ * not look, to a second, like one left unprinted by an earlier export.
+ */
+export function lockExport(dataDir: string): DataDirLock {
+  const file = join(dataDir, EXPORT_LOCK_FILE);
+  return holdLock(
+    file,
+    `another paygress wallet export is running on ${dataDir} (it holds ${file}): let it finish first`,
+  );
+}
+
+function holdLock(file: string, inUse: string): DataDirLock {
   let db: DatabaseSync;
   try {
     makeOwnerOnly(file);
@@ -50,10 +73,7 @@ export function lockDataDir(dataDir: string): DataDirLock {
   } catch (err) {
     db.close();
     if (/locked|busy/i.test(String((err as Error)?.message))) {
-      throw new Error(
-        `${dataDir} is in use by another Paygress process (it holds ${file}): run one Paygress per data directory`,
-        { cause: err },
-      );
+      throw new Error(inUse, { cause: err });
     }
     throw cannotLock(file, err);
   }
