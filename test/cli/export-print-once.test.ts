@@ -8,7 +8,6 @@
  * rather than lost.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,12 +15,10 @@ import { DatabaseSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
 import type { Test } from 'tap';
-import type { Proof } from '@cashu/cashu-ts';
-import { computeY } from '../../src/core/token.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
+import { oneSatProofs, recordProofs } from '../support/many-proofs.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
-import { testWallet } from '../support/wallet.ts';
 
 // Enough 1 sat proofs for more tokens of 100 than a pipe's buffer holds.
 const PROOFS = 2000;
@@ -33,40 +30,10 @@ t.teardown(() => mint.close());
 async function filledStore(t: Test): Promise<string> {
   const dataDir = mkdtempSync(join(tmpdir(), 'paygress-export-once-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
-  const wallet = await testWallet(mint.url);
-  const proofs: Proof[] = [];
-  for (let left = PROOFS; left > 0; left -= 500) {
-    const n = Math.min(500, left);
-    const quote = await wallet.createMintQuoteBolt11(n);
-    proofs.push(
-      ...(await wallet.mintProofsBolt11(n, quote, undefined, {
-        type: 'random',
-        denominations: Array<number>(n).fill(1),
-      })),
-    );
-  }
+  const proofs = await oneSatProofs(mint.url, PROOFS);
   const store = new SqliteWalletStore({ dataDir });
   try {
-    for (let i = 0; i < proofs.length; i += 4) {
-      const outputs = proofs.slice(i, i + 4).map((p) => ({
-        id: p.id,
-        amount: p.amount.toNumber(),
-        secret: p.secret,
-        C: p.C,
-      }));
-      const id = randomUUID();
-      store.begin({
-        id,
-        mint: mint.url,
-        unit: 'sat',
-        amount: outputs.length,
-        ys: [computeY(randomBytes(32).toString('hex'))],
-        swap: { serialized: '{}', outputAmount: outputs.length },
-        createdAt: Date.now(),
-      });
-      store.complete(id, outputs, true);
-      store.delivered(id);
-    }
+    recordProofs(store, mint.url, proofs, 4);
   } finally {
     store.close();
   }

@@ -7,14 +7,12 @@
  * with the write lock held, and every payment was refused.)
  */
 import { spawn } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
 import t from 'tap';
-import type { Proof } from '@cashu/cashu-ts';
-import { computeY } from '../../src/core/token.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
+import { oneSatProofs, recordProofs } from '../support/many-proofs.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
 import { send, startStack } from '../support/stack.ts';
-import { mintToken, testWallet } from '../support/wallet.ts';
+import { mintToken } from '../support/wallet.ts';
 
 // Enough 1 sat proofs for more tokens of 100 than a pipe's buffer holds.
 const PROOFS = 2000;
@@ -27,39 +25,12 @@ t.test(
     const s = await startStack({ mint });
     t.teardown(() => s.close());
 
-    const wallet = await testWallet(mint.url);
-    const proofs: Proof[] = [];
-    for (let left = PROOFS; left > 0; left -= 500) {
-      const n = Math.min(500, left);
-      const quote = await wallet.createMintQuoteBolt11(n);
-      proofs.push(
-        ...(await wallet.mintProofsBolt11(n, quote, undefined, {
-          type: 'random',
-          denominations: Array<number>(n).fill(1),
-        })),
-      );
-    }
-    const store = s.app.store;
-    for (let i = 0; i < proofs.length; i += 4) {
-      const outputs = proofs.slice(i, i + 4).map((p) => ({
-        id: p.id,
-        amount: p.amount.toNumber(),
-        secret: p.secret,
-        C: p.C,
-      }));
-      const id = randomUUID();
-      store.begin({
-        id,
-        mint: mint.url,
-        unit: 'sat',
-        amount: outputs.length,
-        ys: [computeY(randomBytes(32).toString('hex'))],
-        swap: { serialized: '{}', outputAmount: outputs.length },
-        createdAt: Date.now(),
-      });
-      store.complete(id, outputs, true);
-      store.delivered(id);
-    }
+    recordProofs(
+      s.app.store,
+      mint.url,
+      await oneSatProofs(mint.url, PROOFS),
+      4,
+    );
 
     // Standard output is a pipe nobody reads.
     const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', 'export'], {

@@ -9,16 +9,15 @@
  * time, and the money could not be taken out.
  */
 import { execFile } from 'node:child_process';
-import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { getTokenMetadata, type Proof } from '@cashu/cashu-ts';
-import { computeY } from '../../src/core/token.ts';
+import { getTokenMetadata } from '@cashu/cashu-ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
+import { oneSatProofs, recordProofs } from '../support/many-proofs.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
 import { testWallet } from '../support/wallet.ts';
 
@@ -34,42 +33,10 @@ t.test('a store of more than a thousand proofs can be exported', async (t) => {
   const dataDir = mkdtempSync(join(tmpdir(), 'paygress-many-proofs-'));
   t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
 
-  // Real proofs of the mint, in batches the mint accepts.
-  const wallet = await testWallet(mint.url);
-  const proofs: Proof[] = [];
-  for (let left = PROOFS; left > 0; left -= 500) {
-    const n = Math.min(500, left);
-    const quote = await wallet.createMintQuoteBolt11(n);
-    proofs.push(
-      ...(await wallet.mintProofsBolt11(n, quote, undefined, {
-        type: 'random',
-        denominations: Array<number>(n).fill(1),
-      })),
-    );
-  }
-
-  // Recorded as Paygress records the outputs of its swaps.
+  // Real proofs of the mint, recorded as Paygress records its swaps.
+  const proofs = await oneSatProofs(mint.url, PROOFS);
   const store = new SqliteWalletStore({ dataDir });
-  for (let i = 0; i < proofs.length; i += PER_REDEMPTION) {
-    const outputs = proofs.slice(i, i + PER_REDEMPTION).map((p) => ({
-      id: p.id,
-      amount: p.amount.toNumber(),
-      secret: p.secret,
-      C: p.C,
-    }));
-    const id = randomUUID();
-    store.begin({
-      id,
-      mint: mint.url,
-      unit: 'sat',
-      amount: outputs.length,
-      ys: [computeY(randomBytes(32).toString('hex'))],
-      swap: { serialized: '{}', outputAmount: outputs.length },
-      createdAt: Date.now(),
-    });
-    store.complete(id, outputs, true);
-    store.delivered(id);
-  }
+  recordProofs(store, mint.url, proofs, PER_REDEMPTION);
   store.close();
 
   let code = 0;
