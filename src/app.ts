@@ -202,7 +202,8 @@ export async function startApp(options: AppOptions): Promise<App> {
       (closing ??= (async () => {
         clearInterval(settler);
         clearInterval(warmer);
-        await provisioner?.stop?.();
+        // The listeners close first: a reaper sweep under way (Kubernetes
+        // calls) must not hold them open and add its time to the grace.
         await Promise.all([
           http.close(config.shutdownGraceMs),
           grpc.close(config.shutdownGraceMs),
@@ -217,6 +218,8 @@ export async function startApp(options: AppOptions): Promise<App> {
             setTimeout(resolve, config.shutdownGraceMs).unref(),
           ),
         ]);
+        // The sweep and the pod deletions of refunds made meanwhile.
+        await provisioner?.stop?.();
         await gateway.close();
         store.close();
       })()),

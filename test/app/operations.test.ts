@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { mintToken } from '../support/wallet.ts';
 import { send, startStack } from '../support/stack.ts';
+import type { Provisioner } from '../../src/core/ports.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 
 t.test(
@@ -124,3 +125,38 @@ t.test('a request in flight at shutdown still gets its answer', async (t) => {
   t.equal(out.allowed, true, 'answered, not cut off');
   await t.rejects(fetch(`${s.base}/healthz`), 'no longer accepting');
 });
+
+t.test(
+  'a reaper sweep under way does not keep the listeners open',
+  async (t) => {
+    let sweepDone = false;
+    const s = await startStack({
+      provisioner: {
+        ensure: async (grantId) => ({ podName: `pod-${grantId}` }),
+        extend: async () => {},
+        reap: async () => 0,
+        release: async () => {},
+        podName: (grantId) => `pod-${grantId}`,
+        // A sweep of a slow Kubernetes API, still running at shutdown.
+        stop: () =>
+          new Promise<void>((resolve) =>
+            setTimeout(() => {
+              sweepDone = true;
+              resolve();
+            }, 1500),
+          ),
+      } as Provisioner & { stop(): Promise<void> },
+    });
+    t.teardown(() => s.close());
+
+    const closing = s.app.close();
+    await new Promise((r) => setTimeout(r, 300));
+    await t.rejects(
+      fetch(`${s.base}/healthz`),
+      'the listeners are closed while the sweep runs',
+    );
+    t.notOk(sweepDone);
+    await closing;
+    t.ok(sweepDone, 'and the shutdown still waits for the sweep');
+  },
+);
