@@ -186,13 +186,17 @@ interface DecisionCount {
   count: number;
 }
 
-/** One `paygress_decision_duration_seconds` series. */
-interface DecisionLatency {
+/**
+ * The decisions of one protocol and outcome: their latency (one
+ * `paygress_decision_duration_seconds` series) and their count by reason.
+ */
+interface DecisionSeries {
   readonly labels: string;
   /** Observations per bucket of {@link BUCKETS}, not cumulative. */
   readonly buckets: number[];
   sum: number;
   count: number;
+  readonly reasons: Map<string, DecisionCount>;
 }
 
 /**
@@ -204,10 +208,8 @@ interface DecisionLatency {
  * the only ones the request path touches.
  */
 export class DecisionTally {
-  /** protocol → outcome → reason. */
-  readonly #counts = new Map<string, Map<string, Map<string, DecisionCount>>>();
   /** protocol → outcome. */
-  readonly #latency = new Map<string, Map<string, DecisionLatency>>();
+  readonly #series = new Map<string, Map<string, DecisionSeries>>();
 
   record(
     protocol: string,
@@ -216,46 +218,36 @@ export class DecisionTally {
     seconds: number,
   ): void {
     // Written out without closures: this runs for every request.
-    let outcomes = this.#counts.get(protocol);
+    let outcomes = this.#series.get(protocol);
     if (outcomes === undefined) {
       outcomes = new Map();
-      this.#counts.set(protocol, outcomes);
+      this.#series.set(protocol, outcomes);
     }
-    let reasons = outcomes.get(outcome);
-    if (reasons === undefined) {
-      reasons = new Map();
-      outcomes.set(outcome, reasons);
-    }
-    let count = reasons.get(reason);
-    if (count === undefined) {
-      count = { labels: labelText({ protocol, outcome, reason }), count: 0 };
-      reasons.set(reason, count);
-    }
-    count.count++;
-
-    let latencies = this.#latency.get(protocol);
-    if (latencies === undefined) {
-      latencies = new Map();
-      this.#latency.set(protocol, latencies);
-    }
-    let latency = latencies.get(outcome);
-    if (latency === undefined) {
-      latency = {
+    let series = outcomes.get(outcome);
+    if (series === undefined) {
+      series = {
         labels: labelText({ protocol, outcome }),
         buckets: BUCKETS.map(() => 0),
         sum: 0,
         count: 0,
+        reasons: new Map(),
       };
-      latencies.set(outcome, latency);
+      outcomes.set(outcome, series);
     }
+    let count = series.reasons.get(reason);
+    if (count === undefined) {
+      count = { labels: labelText({ protocol, outcome, reason }), count: 0 };
+      series.reasons.set(reason, count);
+    }
+    count.count++;
     for (let i = 0; i < BUCKETS.length; i++) {
       if (seconds <= BUCKETS[i]!) {
-        latency.buckets[i]!++;
+        series.buckets[i]!++;
         break;
       }
     }
-    latency.sum += seconds;
-    latency.count++;
+    series.sum += seconds;
+    series.count++;
   }
 
   /** Both metrics in Prometheus's text format, each line ending in `\n`. */
@@ -265,21 +257,17 @@ export class DecisionTally {
       '# HELP paygress_decisions_total Decisions by protocol, outcome (allow, deny) and reason code.',
       '# TYPE paygress_decisions_total counter',
     ];
-    for (const byOutcome of this.#counts.values()) {
-      for (const byReason of byOutcome.values()) {
-        for (const { labels, count } of byReason.values()) {
-          counts.push(`paygress_decisions_total{${labels}} ${count}`);
-        }
-      }
-    }
+    const name = 'paygress_decision_duration_seconds';
     const latency = [
       '',
-      '# HELP paygress_decision_duration_seconds Time from request to decision, mint round trips included.',
-      '# TYPE paygress_decision_duration_seconds histogram',
+      `# HELP ${name} Time from request to decision, mint round trips included.`,
+      `# TYPE ${name} histogram`,
     ];
-    const name = 'paygress_decision_duration_seconds';
-    for (const byOutcome of this.#latency.values()) {
-      for (const series of byOutcome.values()) {
+    for (const outcomes of this.#series.values()) {
+      for (const series of outcomes.values()) {
+        for (const { labels, count } of series.reasons.values()) {
+          counts.push(`paygress_decisions_total{${labels}} ${count}`);
+        }
         let below = 0;
         series.buckets.forEach((n, i) => {
           below += n;

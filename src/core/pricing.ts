@@ -140,10 +140,9 @@ export class Pricing {
         'the path has a dot segment (. or ..), which proxies and servers resolve differently; send it resolved',
       );
     }
-    const [first, ...others] = readings;
-    const route = this.#ruleFor(request, first!);
-    for (const path of others) {
-      if (this.#ruleFor(request, path) !== route) {
+    const route = this.#ruleFor(request, readings[0]!);
+    for (let i = 1; i < readings.length; i++) {
+      if (this.#ruleFor(request, readings[i]!) !== route) {
         throw new RequestAmbiguousError(
           'the path reads as different routes depending on how a proxy or server decodes it (encoded slashes, path parameters or backslashes); send it plainly',
         );
