@@ -134,6 +134,11 @@ export class Pricing {
    * taken from `X-Required-Amount` is a new object per request.
    */
   route(request: AuthRequest): PricedRoute {
+    if (request.path.includes('#')) {
+      throw new RequestAmbiguousError(
+        'the path has a raw #, where some servers end the path and others do not (nginx passes it on as sent); send it percent-encoded as %23',
+      );
+    }
     const readings = pathReadings(request.path);
     if (readings === undefined) {
       throw new RequestAmbiguousError(

@@ -312,8 +312,8 @@ function authRequestOf(
   if (http === undefined || http === null) return undefined;
 
   const headers = headersOf(http);
-  // Envoy's path is the request target with its query; a fragment should
-  // never reach a proxy, but is cut off if a client sent one.
+  // Envoy's path is the request target with its query; a raw `#` left in
+  // it is refused by pricing, as through every adapter.
   const { path, query } = splitUri(http.path || headers[':path']);
 
   return {

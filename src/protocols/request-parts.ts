@@ -44,19 +44,21 @@ export function hostOnly(value: string | undefined): string {
   return host.slice(0, colon).trim();
 }
 
-/** Splits a request target into path and query (without `?`). */
+/**
+ * Splits a request target into path and query (without `?`). A `#` stays
+ * where it is: a client never sends a fragment, and one in the path is
+ * refused by pricing (servers disagree on where such a path ends).
+ */
 export function splitUri(uri: string | undefined): {
   path: string;
   query: string;
 } {
   const target = uri && uri.length > 0 ? uri : '/';
-  const hash = target.indexOf('#');
-  const clean = hash === -1 ? target : target.slice(0, hash);
-  const q = clean.indexOf('?');
-  const path = q === -1 ? clean : clean.slice(0, q);
+  const q = target.indexOf('?');
+  const path = q === -1 ? target : target.slice(0, q);
   return {
     path: path.startsWith('/') ? path : `/${path}`,
-    query: q === -1 ? '' : clean.slice(q + 1),
+    query: q === -1 ? '' : target.slice(q + 1),
   };
 }
 

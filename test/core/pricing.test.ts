@@ -212,6 +212,14 @@ t.test(
       t.same(pathReadings(path), undefined, path);
       t.throws(() => routeOf({ path }), { code: 'PAYGRESS_REQUEST_AMBIGUOUS' });
     }
+    // nginx passes a raw `#` on; Go's servers keep it in the path and
+    // resolve what follows, WHATWG parsers end the path there.
+    for (const path of ['/public#/../premium', '/premium#x', '/#']) {
+      t.throws(() => routeOf({ path }), {
+        code: 'PAYGRESS_REQUEST_AMBIGUOUS',
+        message: /raw #/,
+      });
+    }
     t.same(
       pathReadings('/.well-known/x'),
       ['/.well-known/x'],

@@ -194,7 +194,12 @@ t.test('splits path and query', async (t) => {
   seen.length = 0;
   const fragment = await requestFor(t, { path: '/f?q=1#part' });
   t.equal(fragment.path, '/f');
-  t.equal(fragment.query, 'q=1');
+  t.equal(fragment.query, 'q=1#part', 'after the query, part of it');
+
+  seen.length = 0;
+  const hashInPath = await requestFor(t, { path: '/f#/../g?q' });
+  t.equal(hashInPath.path, '/f#/../g', 'kept, for pricing to refuse');
+  t.equal(hashInPath.query, 'q');
 
   seen.length = 0;
   const fromPseudo = await requestFor(t, { headers: [[':path', '/p?z=9']] });
