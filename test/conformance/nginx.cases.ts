@@ -404,6 +404,51 @@ t.test(
 );
 
 t.test(
+  'the application gets the host Paygress priced, absolute-form included',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'paygress-nginx-hosts-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const configFile = join(dir, 'paygress.yaml');
+    writeFileSync(
+      configFile,
+      [
+        'pricing:',
+        '  default: { amount: 1000, unit: sat }',
+        '  rules:',
+        '    - name: free-host',
+        '      match: { host: free.example }',
+        '      free: true',
+      ].join('\n'),
+    );
+    const hosts = await startStack({ mint: stack.mint, configFile });
+    t.teardown(() => hosts.close());
+    const proxy = await nginxFor(hosts.app.httpPort);
+    t.teardown(() => proxy.peer.stop());
+    const port = Number(new URL(proxy.url).port);
+
+    const paid = await rawExchange(port, [
+      'GET /premium HTTP/1.1',
+      'Host: paid.example',
+      'Connection: close',
+    ]);
+    t.match(paid, /^HTTP\/1\.1 402 /, 'paid.example costs 1000');
+
+    // The request line's host wins over Host (RFC 9112, 3.2.2): nginx
+    // routes and Paygress prices free.example, so that is what the
+    // application must be asked for, not the paid.example of Host.
+    const seen = upstream.requests.length;
+    const free = await rawExchange(port, [
+      'GET http://free.example/premium HTTP/1.1',
+      'Host: paid.example',
+      'Connection: close',
+    ]);
+    t.match(free, /^HTTP\/1\.1 200 /);
+    t.equal(upstream.requests.length, seen + 1);
+    t.equal(upstream.last()!.headers['host'], 'free.example');
+  },
+);
+
+t.test(
   'no header a client can send chooses how the request is read',
   async (t) => {
     const base = `http://127.0.0.1:${stack.app.httpPort}`;
