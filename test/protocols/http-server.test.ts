@@ -7,7 +7,10 @@ import { connect } from 'node:net';
 import t from 'tap';
 import type { Decision } from '../../src/core/model.ts';
 import { createLogger } from '../../src/logger.ts';
-import { startHttpServer } from '../../src/protocols/http-server.ts';
+import {
+  MAX_QUEUED_ANSWERS,
+  startHttpServer,
+} from '../../src/protocols/http-server.ts';
 
 t.test('a failing handler gives 503, and the server stays up', async (t) => {
   const server = await startHttpServer({
@@ -132,5 +135,68 @@ t.test(
       const body = JSON.parse(bytes.toString('utf8')) as { message: string };
       t.equal(body.message, path === '/ascii' ? 'pay 5 sat' : message);
     }
+  },
+);
+
+t.test(
+  'a client that pipelines without reading is cut off, not held in memory',
+  async (t) => {
+    let decided = 0;
+    const server = await startHttpServer({
+      host: '127.0.0.1',
+      port: 0,
+      logger: createLogger('silent'),
+      decider: {
+        decide: async () => {
+          decided += 1;
+          return {
+            kind: 'deny',
+            reason: 'PAYGRESS_PAYMENT_REQUIRED',
+            message: 'pay 5 sat',
+            fault: 'payer',
+          };
+        },
+      },
+    });
+    t.teardown(() => server.close(0));
+    const get = 'GET /auth/forward HTTP/1.1\r\nHost: x\r\n\r\n';
+
+    // 2,000 requests in one write, nothing read: the answers would wait
+    // in Paygress's memory for as long as the client liked.
+    const flooding = connect(server.port, '127.0.0.1');
+    flooding.pause();
+    flooding.on('error', () => {});
+    let received = '';
+    flooding.on('data', (chunk: Buffer) => (received += chunk.toString()));
+    const closed = new Promise<string>((resolve) => {
+      flooding.once('close', () => resolve('closed by Paygress'));
+      setTimeout(() => resolve('still open after 5 s'), 5000).unref();
+    });
+    flooding.write(get.repeat(2000));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    t.ok(decided <= 1 + MAX_QUEUED_ANSWERS, `${decided} decided of 2,000 sent`);
+    // Reading now finds the end of the connection, not 2,000 answers.
+    flooding.resume();
+    t.equal(await closed, 'closed by Paygress');
+    flooding.destroy();
+    const answered = (received.match(/HTTP\/1\.1 402 /g) ?? []).length;
+    t.ok(answered <= 1 + MAX_QUEUED_ANSWERS, `${answered} answers sent`);
+
+    // Pipelining within the limit, read as it comes: every answer, in order.
+    const answers = await new Promise<string>((resolve, reject) => {
+      const socket = connect(server.port, '127.0.0.1');
+      let data = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk: string) => {
+        data += chunk;
+        if ((data.match(/HTTP\/1\.1 402 /g) ?? []).length === 8) {
+          socket.destroy();
+          resolve(data);
+        }
+      });
+      socket.on('error', reject);
+      socket.write(get.repeat(8));
+    });
+    t.equal((answers.match(/HTTP\/1\.1 402 /g) ?? []).length, 8);
   },
 );
