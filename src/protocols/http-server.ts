@@ -116,6 +116,7 @@ export async function startHttpServer(
     decisions,
     logger,
     observe: options.observe,
+    running,
   };
   const queued = new WeakMap<Socket, number>();
   server.on('request', (req, res) => {
@@ -206,13 +207,14 @@ interface Deciding {
   decisions: DecisionObserver;
   logger: Logger;
   observe: DecisionObserver | undefined;
+  running: InFlight;
 }
 
 async function authorize(
   adapter: Adapter,
   req: IncomingMessage,
   res: ServerResponse,
-  { decider, decisions, logger, observe }: Deciding,
+  { decider, decisions, logger, observe, running }: Deciding,
 ): Promise<Rendered> {
   const started = performance.now();
   const request = adapter.read(req);
@@ -236,8 +238,13 @@ async function authorize(
   decisions(request, decision, duration);
   observe?.(request, decision, duration);
   if (deliversPayment(decision)) {
-    watchDelivery(res, () =>
-      reportUndelivered(decider, decision, logger, request.requestId),
+    // Shutdown waits for this too: whether the answer arrived is known
+    // only when the connection has taken it or closed, and a loss learnt
+    // after the store closed could no longer be recorded.
+    running.track(
+      watchDelivery(res, () =>
+        reportUndelivered(decider, decision, logger, request.requestId),
+      ),
     );
   }
   return renderOnce(adapter.constant, decision, (d) =>
@@ -248,13 +255,20 @@ async function authorize(
 /**
  * Calls `lost` if the answer cannot reach the caller: the connection is
  * already gone (the proxy gave up waiting, or shutdown cut it), or it
- * closes before the whole answer was handed to the socket.
+ * closes before the whole answer was handed to the socket. Settles once
+ * that is known.
  */
-function watchDelivery(res: ServerResponse, lost: () => void): void {
-  if (res.destroyed) return lost();
-  res.once('close', () => {
-    if (!res.writableFinished) lost();
-  });
+function watchDelivery(res: ServerResponse, lost: () => void): Promise<void> {
+  if (res.destroyed) {
+    lost();
+    return Promise.resolve();
+  }
+  return new Promise((resolve) =>
+    res.once('close', () => {
+      if (!res.writableFinished) lost();
+      resolve();
+    }),
+  );
 }
 
 function render(reply: Reply): Rendered {

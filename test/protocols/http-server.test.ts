@@ -200,3 +200,46 @@ t.test(
     t.equal((answers.match(/HTTP\/1\.1 402 /g) ?? []).length, 8);
   },
 );
+
+t.test('shutdown waits to learn whether a paid answer arrived', async (t) => {
+  const lost: string[] = [];
+  let finish: (decision: Decision) => void = () => {};
+  let asked: () => void = () => {};
+  const decided = new Promise<void>((resolve) => (asked = resolve));
+  const server = await startHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    logger: createLogger('silent'),
+    decider: {
+      decide: () => {
+        asked();
+        return new Promise((resolve) => (finish = resolve));
+      },
+      undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
+    },
+  });
+  const client = connect(server.port, '127.0.0.1');
+  client.on('error', () => {});
+  client.write('GET /auth/forward HTTP/1.1\r\nHost: x\r\n\r\n');
+  await decided;
+
+  // The grace period ends (closing every connection) and, in the same
+  // turn, the paid decision is made: the answer goes to a closed socket.
+  const closed = server.close(0);
+  setTimeout(
+    () =>
+      finish({
+        kind: 'allow',
+        amount: 100,
+        unit: 'sat',
+        upstreamHeaders: {},
+        clientHeaders: {},
+        redemptionId: 'r-1',
+      }),
+    0,
+  );
+  await closed;
+  await server.idle();
+  t.same(lost, ['r-1'], 'known to be undelivered before idle() resolves');
+  client.destroy();
+});
