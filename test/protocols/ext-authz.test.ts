@@ -519,3 +519,41 @@ t.test('logs one decision line per check and no secret header', async (t) => {
     t.notOk(all.includes(secret), `${secret} is not logged`);
   }
 });
+
+t.test(
+  'a paid answer made as shutdown cuts the connections counts as undelivered',
+  async (t) => {
+    const lost: string[] = [];
+    let finish: (decision: Decision) => void = () => {};
+    let asked: () => void = () => {};
+    const decided = new Promise<void>((resolve) => (asked = resolve));
+    const cutting = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      logger: pino({ level: 'silent' }),
+      decider: {
+        decide: () => {
+          asked();
+          return new Promise((resolve) => (finish = resolve));
+        },
+        undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
+      },
+    });
+    const cut = new grpc.Client(
+      `127.0.0.1:${cutting.port}`,
+      grpc.credentials.createInsecure(),
+    );
+    t.teardown(() => cut.close());
+    const call = callRaw(cut, CHECK, encodeCheckRequest({ http: {} }));
+    await decided;
+
+    // The grace period ends (every connection closed) and, in the same
+    // turn, the paid decision is made: its answer cannot arrive.
+    const closed = cutting.close(0);
+    setTimeout(() => finish({ ...ALLOW, redemptionId: 'r-1' }), 0);
+    await closed;
+    await cutting.idle();
+    t.same(lost, ['r-1']);
+    t.notOk((await call).ok, 'the client got no answer');
+  },
+);
