@@ -189,9 +189,18 @@ export class SqliteWalletStore implements WalletStore {
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       this.#db.exec('COMMIT');
     } catch (err) {
-      this.#db.exec('ROLLBACK');
+      this.#rollback();
       throw err;
     }
+  }
+
+  /**
+   * Ends the failed transaction, unless SQLite already did (it rolls back
+   * on a full disk or an I/O error): a ROLLBACK then fails, and its error
+   * would hide the one that says what happened.
+   */
+  #rollback(): void {
+    if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
   }
 
   #version(): number {
@@ -637,7 +646,7 @@ export class SqliteWalletStore implements WalletStore {
       this.#db.exec('COMMIT');
       return result;
     } catch (err) {
-      this.#db.exec('ROLLBACK');
+      this.#rollback();
       if (
         err instanceof TokenReplayedError ||
         err instanceof StoreFailedError

@@ -11,6 +11,7 @@ import type { Test } from 'tap';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import type { OwedTerms, WireProof } from '../../src/core/ports.ts';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
 
@@ -135,3 +136,26 @@ t.test('an owed payment buys only what it paid for', async (t) => {
   }
   t.match(store.deliver(ys, TERMS), { id: 'r1' }, 'still owed for its own');
 });
+
+t.test(
+  'a write SQLite rolled back itself (disk full) is reported as itself',
+  async (t) => {
+    const dataDir = tempDir();
+    const store = begunStore(t, dataDir);
+    // On a full disk SQLite rolls the whole transaction back before the
+    // store's own ROLLBACK, which then failed and hid why.
+    const other = new DatabaseSync(join(dataDir, 'wallet.sqlite'));
+    other.exec(
+      `CREATE TRIGGER full BEFORE INSERT ON proofs
+       BEGIN SELECT RAISE(ROLLBACK, 'database or disk is full'); END`,
+    );
+    other.close();
+
+    t.throws(() => store.complete('r1', proofs, true), {
+      code: 'PAYGRESS_STORE_FAILED',
+      cause: { message: /database or disk is full/ },
+    });
+    t.equal(available(store), 0, 'nothing recorded');
+    t.equal(store.findRedeemed(ys)?.pending, true, 'still pending');
+  },
+);
