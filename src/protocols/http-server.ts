@@ -148,10 +148,10 @@ export async function startHttpServer(
         .then((answer) => write(req, res, answer, closing)),
     );
   });
-  server.on('clientError', (err, socket) => {
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
     if (socket.writable) {
       socket.end(
-        'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
+        `HTTP/1.1 ${CLIENT_ERRORS[err.code ?? ''] ?? '400 Bad Request'}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
       );
     }
     logger.debug({ err: err.message }, 'client error');
@@ -171,6 +171,12 @@ export async function startHttpServer(
     idle: () => running.idle(),
   };
 }
+
+/** Statuses for what Node's parser refuses, as Node itself answers. */
+const CLIENT_ERRORS: Readonly<Record<string, string>> = {
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+};
 
 /**
  * Answers a connection may have waiting behind the one being sent. Node

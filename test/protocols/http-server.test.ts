@@ -243,3 +243,35 @@ t.test('shutdown waits to learn whether a paid answer arrived', async (t) => {
   t.same(lost, ['r-1'], 'known to be undelivered before idle() resolves');
   client.destroy();
 });
+
+t.test('what the parser refuses gets the status that says why', async (t) => {
+  const server = await startHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    maxHeaderSize: 1024,
+    logger: createLogger('silent'),
+    decider: { decide: () => Promise.reject(new Error('never asked')) },
+  });
+  t.teardown(() => server.close(0));
+  const statusOf = (raw: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = connect(server.port, '127.0.0.1');
+      let data = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk: string) => (data += chunk));
+      socket.on('close', () => resolve(data.split('\r\n')[0]!));
+      socket.on('error', reject);
+      socket.write(raw);
+    });
+
+  t.equal(
+    await statusOf(
+      `GET /auth/forward HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(2048)}\r\n\r\n`,
+    ),
+    'HTTP/1.1 431 Request Header Fields Too Large',
+  );
+  t.equal(
+    await statusOf('GET /auth/forward HTTP/1.1\r\nX-Bad: a\x01b\r\n\r\n'),
+    'HTTP/1.1 400 Bad Request',
+  );
+});
