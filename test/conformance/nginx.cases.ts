@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import type { Test } from 'tap';
 import {
   createRandomSecretKey,
   decodePaymentRequest,
@@ -330,23 +331,16 @@ t.test(
 t.test(
   'an encoded or parameterised path pays the price of where nginx sends it',
   async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'paygress-nginx-paths-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const configFile = join(dir, 'paygress.yaml');
-    writeFileSync(
-      configFile,
-      [
-        'pricing:',
-        '  default: { amount: 10, unit: sat }',
-        '  rules:',
-        '    - name: public',
-        '      match: { path: /public }',
-        '      free: true',
-        '    - name: premium',
-        '      match: { path: /premium }',
-        '      price: { amount: 1000, unit: sat }',
-      ].join('\n'),
-    );
+    const configFile = pricingFile(t, [
+      '  default: { amount: 10, unit: sat }',
+      '  rules:',
+      '    - name: public',
+      '      match: { path: /public }',
+      '      free: true',
+      '    - name: premium',
+      '      match: { path: /premium }',
+      '      price: { amount: 1000, unit: sat }',
+    ]);
     const priced = await startStack({
       mint: stack.mint,
       configFile,
@@ -406,20 +400,13 @@ t.test(
 t.test(
   'the application gets the host Paygress priced, absolute-form included',
   async (t) => {
-    const dir = mkdtempSync(join(tmpdir(), 'paygress-nginx-hosts-'));
-    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-    const configFile = join(dir, 'paygress.yaml');
-    writeFileSync(
-      configFile,
-      [
-        'pricing:',
-        '  default: { amount: 1000, unit: sat }',
-        '  rules:',
-        '    - name: free-host',
-        '      match: { host: free.example }',
-        '      free: true',
-      ].join('\n'),
-    );
+    const configFile = pricingFile(t, [
+      '  default: { amount: 1000, unit: sat }',
+      '  rules:',
+      '    - name: free-host',
+      '      match: { host: free.example }',
+      '      free: true',
+    ]);
     const hosts = await startStack({ mint: stack.mint, configFile });
     t.teardown(() => hosts.close());
     const proxy = await nginxFor(hosts.app.httpPort);
@@ -485,6 +472,15 @@ t.test(
     t.equal(sniffed.status, 404);
   },
 );
+
+/** A configuration file of `pricing:` and the lines under it. */
+function pricingFile(t: Test, lines: string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-nginx-pricing-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'paygress.yaml');
+  writeFileSync(file, ['pricing:', ...lines].join('\n'));
+  return file;
+}
 
 /** Writes a raw request (lines, no body) and reads the response head. */
 function rawExchange(port: number, lines: string[]): Promise<string> {
