@@ -11,7 +11,7 @@ export type Protocol = 'forward' | 'nginx' | 'ext-authz';
 export interface AuthRequest {
   /** Protocol the request arrived on; used for logs and metrics only. */
   readonly protocol: Protocol;
-  /** Upper-case HTTP method of the original request, e.g. `GET`. */
+  /** HTTP method of the original request as sent, e.g. `GET`. */
   readonly method: string;
   /** `http` or `https`; empty when the ingress did not say. */
   readonly scheme: string;

@@ -134,6 +134,11 @@ export class Pricing {
    * taken from `X-Required-Amount` is a new object per request.
    */
   route(request: AuthRequest): PricedRoute {
+    if (/[a-z]/.test(request.method)) {
+      throw new RequestAmbiguousError(
+        'the method is not upper-case; methods are case-sensitive, and some servers read it upper-cased and others as sent',
+      );
+    }
     if (request.path.includes('#')) {
       throw new RequestAmbiguousError(
         'the path has a raw #, where some servers end the path and others do not (nginx passes it on as sent); send it percent-encoded as %23',

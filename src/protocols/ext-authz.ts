@@ -318,7 +318,7 @@ function authRequestOf(
 
   return {
     protocol: 'ext-authz',
-    method: (http.method || headers[':method'] || '').toUpperCase(),
+    method: http.method || headers[':method'] || '',
     scheme: (http.scheme || headers[':scheme'] || '').toLowerCase(),
     host: hostOnly(http.host || headers[':authority']),
     path,

@@ -29,11 +29,8 @@ export function forwardAuthRequest(req: IncomingMessage): AuthRequest {
   );
   return {
     protocol: 'forward',
-    method: (
-      headers['x-forwarded-method'] ??
-      req.method ??
-      'GET'
-    ).toUpperCase(),
+    // As sent: pricing refuses a method that is not upper-case.
+    method: headers['x-forwarded-method'] ?? req.method ?? 'GET',
     scheme: (headers['x-forwarded-proto'] ?? '').toLowerCase(),
     host: hostOnly(headers['x-forwarded-host'] ?? headers['host']),
     path,

@@ -46,7 +46,7 @@ export function nginxAuthRequest(req: IncomingMessage): AuthRequest {
     originalUri !== original.uri;
   return {
     protocol: 'nginx',
-    method: (headers['x-original-method'] ?? req.method ?? 'GET').toUpperCase(),
+    method: headers['x-original-method'] ?? req.method ?? 'GET',
     scheme: original?.scheme ?? (headers['x-scheme'] ?? '').toLowerCase(),
     host: hostOnly(original?.host ?? headers['host']),
     path,

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { startProbeStack } from '../support/probe-rules.ts';
+import { connect } from 'node:net';
 import { decodePaymentRequest } from '@cashu/cashu-ts';
 import { parse } from 'yaml';
 import { mintToken } from '../support/wallet.ts';
@@ -164,6 +165,27 @@ t.test('Caddy: the original method and URI are priced', async (t) => {
   const free = await fetch(`${viaCaddy}/public/page`);
   await free.arrayBuffer();
   t.equal(free.status, 200, 'a free route passes without a token');
+});
+
+t.test('Caddy: a method not in upper case is refused', async (t) => {
+  // Caddy passes `get` on as it came. Go servers take it for another
+  // method than GET, werkzeug upper-cases it: priced as either, it could
+  // be served as the other.
+  const seen = upstream.requests.length;
+  const head = await new Promise<string>((resolve, reject) => {
+    const socket = connect(caddyPort, '127.0.0.1');
+    let data = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => (data += chunk));
+    socket.on('end', () => resolve(data));
+    socket.on('error', reject);
+    socket.write(
+      'get /public/page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+  });
+  t.match(head, /^HTTP\/1\.1 402 /);
+  t.match(head, /X-Paygress-Reason: PAYGRESS_REQUEST_AMBIGUOUS/i);
+  t.equal(upstream.requests.length, seen, 'the application got nothing');
 });
 
 t.test('Traefik: its forwardAuth request gets the same answers', async (t) => {

@@ -212,6 +212,14 @@ t.test(
       t.same(pathReadings(path), undefined, path);
       t.throws(() => routeOf({ path }), { code: 'PAYGRESS_REQUEST_AMBIGUOUS' });
     }
+    // Methods are case-sensitive: Go servers see `get` as another method
+    // than `GET`, werkzeug upper-cases it. Neither reading is priced.
+    for (const method of ['get', 'Post', 'gEt']) {
+      t.throws(() => routeOf({ method, path: '/public' }), {
+        code: 'PAYGRESS_REQUEST_AMBIGUOUS',
+        message: /method/,
+      });
+    }
     // nginx passes a raw `#` on; Go's servers keep it in the path and
     // resolve what follows, WHATWG parsers end the path there.
     for (const path of ['/public#/../premium', '/premium#x', '/#']) {

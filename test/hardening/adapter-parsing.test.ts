@@ -44,7 +44,6 @@ function malformation(request: AuthRequest): string | undefined {
   if (/^[^:[\]]*:[^:]*$/.test(request.host)) {
     return `host ${request.host} keeps a port`;
   }
-  if (request.method !== request.method.toUpperCase()) return 'method case';
   return undefined;
 }
 

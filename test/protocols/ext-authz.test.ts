@@ -138,7 +138,7 @@ t.test(
     });
 
     t.equal(request.protocol, 'ext-authz');
-    t.equal(request.method, 'GET');
+    t.equal(request.method, 'get', 'as sent, for pricing to judge');
     t.equal(request.scheme, 'https');
     t.equal(request.headers[':authority'], 'api.example.com');
     t.equal(request.headers[':path'], '/v1/items');
