@@ -436,6 +436,31 @@ t.test(
 );
 
 t.test(
+  'a client header Paygress does not read cannot turn the answer into a 500',
+  async (t) => {
+    const port = Number(new URL(nginx.url).port);
+    // nginx lets control bytes through that Node's parser refuses, and
+    // header blocks over Paygress's 32 KiB; either made the subrequest
+    // fail, and nginx answer 500.
+    const long = `/premium/${'a'.repeat(7000)}`;
+    for (const [target, extra] of [
+      ['/premium', ['X-Junk: a\x01b']],
+      // The path reaches Paygress three times (request line, X-Original-URL,
+      // X-Original-URI); with the client's headers, over 32 KiB.
+      [long, [1, 2, 3].map((i) => `X-Pad-${i}: ${'p'.repeat(7000)}`)],
+    ] as const) {
+      const head = await rawExchange(port, [
+        `GET ${target} HTTP/1.1`,
+        'Host: 127.0.0.1',
+        ...extra,
+        'Connection: close',
+      ]);
+      t.match(head, /^HTTP\/1\.1 402 /, 'refused as unpaid, not a 500');
+    }
+  },
+);
+
+t.test(
   'no header a client can send chooses how the request is read',
   async (t) => {
     const base = `http://127.0.0.1:${stack.app.httpPort}`;
