@@ -118,11 +118,11 @@ export async function startHttpServer(
     observe: options.observe,
     running,
   };
-  const queued = new WeakMap<Socket, number>();
+  const queued = new WeakMap<Socket, Queue>();
   server.on('request', (req, res) => {
     // No socket yet: the answer waits behind an earlier one on the same
     // connection (pipelining, which no proxy does).
-    if (res.socket === null && !admitQueued(queued, req.socket, res)) return;
+    if (res.socket === null && !admitQueued(queued, req, res)) return;
     const route = (req.url ?? '/').split('?')[0];
     // One path per protocol: which headers describe the original request
     // is never chosen by a header a client can send.
@@ -179,32 +179,57 @@ const CLIENT_ERRORS: Readonly<Record<string, string>> = {
 };
 
 /**
- * Answers a connection may have waiting behind the one being sent. Node
- * parses every request in what it has read (a 64 KiB read holds some 900)
- * before it stops reading, and a client that pipelines without reading
- * would have every answer held in memory: 3.7 MB per connection was
- * measured, unbounded across connections.
+ * Answers a connection may have waiting behind the one being sent, and
+ * the bytes of their requests. Node parses every request in what it has
+ * read (a 64 KiB read holds some 900) before it stops reading, and keeps
+ * each request until its answer is sent: a client that pipelined without
+ * reading had 3.7 MB held per connection, and one pipelining requests of
+ * 32 KiB of headers behind a slow one about 1 MB.
  */
 export const MAX_QUEUED_ANSWERS = 32;
+export const MAX_QUEUED_BYTES = 256 * 1024;
+
+/** What one connection has waiting; see {@link MAX_QUEUED_ANSWERS}. */
+interface Queue {
+  answers: number;
+  bytes: number;
+}
 
 /**
  * Whether a pipelined request is decided: not once its connection is
- * closed, and past {@link MAX_QUEUED_ANSWERS} the connection is closed, so
- * the rest of what it sent is never decided (no token of it is redeemed).
+ * closed, and past either limit the connection is closed, with the answers
+ * it was waiting for, and the rest of what it sent is never decided (no
+ * token of it is redeemed). No proxy pipelines; a tool that pipelines
+ * deeper than this gets no answers.
  */
 function admitQueued(
-  queued: WeakMap<Socket, number>,
-  socket: Socket,
+  queues: WeakMap<Socket, Queue>,
+  req: IncomingMessage,
   res: ServerResponse,
 ): boolean {
+  const socket = req.socket;
   if (socket.destroyed) return false;
-  const depth = (queued.get(socket) ?? 0) + 1;
-  if (depth > MAX_QUEUED_ANSWERS) {
+  let queue = queues.get(socket);
+  if (queue === undefined) {
+    queue = { answers: 0, bytes: 0 };
+    queues.set(socket, queue);
+  }
+  let bytes = req.url?.length ?? 0;
+  for (const field of req.rawHeaders) bytes += field.length;
+  if (
+    queue.answers >= MAX_QUEUED_ANSWERS ||
+    queue.bytes + bytes > MAX_QUEUED_BYTES
+  ) {
     socket.destroy();
     return false;
   }
-  queued.set(socket, depth);
-  res.once('close', () => queued.set(socket, (queued.get(socket) ?? 1) - 1));
+  queue.answers += 1;
+  queue.bytes += bytes;
+  const waiting = queue;
+  res.once('close', () => {
+    waiting.answers -= 1;
+    waiting.bytes -= bytes;
+  });
   return true;
 }
 

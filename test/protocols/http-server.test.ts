@@ -9,6 +9,7 @@ import type { Decision } from '../../src/core/model.ts';
 import { createLogger } from '../../src/logger.ts';
 import {
   MAX_QUEUED_ANSWERS,
+  MAX_QUEUED_BYTES,
   startHttpServer,
 } from '../../src/protocols/http-server.ts';
 
@@ -275,3 +276,49 @@ t.test('what the parser refuses gets the status that says why', async (t) => {
     'HTTP/1.1 400 Bad Request',
   );
 });
+
+t.test(
+  'large pipelined requests behind a slow one are bounded in bytes',
+  async (t) => {
+    let decided = 0;
+    let release: () => void = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const deny: Decision = {
+      kind: 'deny',
+      reason: 'PAYGRESS_PAYMENT_REQUIRED',
+      message: 'pay 5 sat',
+      fault: 'payer',
+    };
+    const server = await startHttpServer({
+      host: '127.0.0.1',
+      port: 0,
+      logger: createLogger('silent'),
+      decider: {
+        // The first request waits (a slow mint), the rest queue behind it.
+        decide: async () => {
+          decided += 1;
+          if (decided === 1) await held;
+          return deny;
+        },
+      },
+    });
+    t.teardown(async () => {
+      release();
+      await server.close(0);
+    });
+    const get = (pad: string) =>
+      `GET /auth/forward HTTP/1.1\r\nHost: x\r\nX-Pad: ${pad}\r\n\r\n`;
+    const socket = connect(server.port, '127.0.0.1');
+    socket.on('error', () => {});
+    const closed = new Promise<string>((resolve) => {
+      socket.once('close', () => resolve('closed by Paygress'));
+      setTimeout(() => resolve('still open after 5 s'), 5000).unref();
+    });
+    socket.on('data', () => {});
+    socket.write(get('') + get('p'.repeat(30_000)).repeat(20));
+
+    t.equal(await closed, 'closed by Paygress');
+    const most = 1 + Math.floor(MAX_QUEUED_BYTES / 30_000);
+    t.ok(decided <= most, `${decided} decided, at most ${most}`);
+  },
+);
