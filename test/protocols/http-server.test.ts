@@ -11,13 +11,32 @@ import {
   MAX_QUEUED_ANSWERS,
   MAX_QUEUED_BYTES,
   startHttpServer,
+  type HttpServer,
+  type HttpServerOptions,
 } from '../../src/protocols/http-server.ts';
 
-t.test('a failing handler gives 503, and the server stays up', async (t) => {
-  const server = await startHttpServer({
+/** A listener on a free loopback port that logs nothing. */
+function listen(
+  options: Omit<HttpServerOptions, 'host' | 'port' | 'logger'>,
+): Promise<HttpServer> {
+  return startHttpServer({
     host: '127.0.0.1',
     port: 0,
     logger: createLogger('silent'),
+    ...options,
+  });
+}
+
+/** The refusal the fake deciders give, frozen as the gate's are. */
+const PAY_5_SAT: Decision = Object.freeze({
+  kind: 'deny',
+  reason: 'PAYGRESS_PAYMENT_REQUIRED',
+  message: 'pay 5 sat',
+  fault: 'payer',
+});
+
+t.test('a failing handler gives 503, and the server stays up', async (t) => {
+  const server = await listen({
     decider: {
       decide: () => Promise.reject(new Error('bug in the decider')),
     },
@@ -45,21 +64,12 @@ t.test(
   'a constant decision is rendered once, never changed by a request',
   async (t) => {
     let calls = 0;
-    const constant: Decision = Object.freeze({
-      kind: 'deny',
-      reason: 'PAYGRESS_PAYMENT_REQUIRED',
-      message: 'pay 5 sat',
-      fault: 'payer',
-    });
-    const server = await startHttpServer({
-      host: '127.0.0.1',
-      port: 0,
-      logger: createLogger('silent'),
+    const server = await listen({
       decider: {
         decide: async (request) => {
           calls += 1;
-          if (request.path !== '/fresh') return constant;
-          return { ...constant, message: `fresh ${calls}` };
+          if (request.path !== '/fresh') return PAY_5_SAT;
+          return { ...PAY_5_SAT, message: `fresh ${calls}` };
         },
       },
     });
@@ -109,10 +119,7 @@ t.test(
   'a body outside ASCII goes out as UTF-8 with its length in bytes',
   async (t) => {
     const message = 'payez 5 sat pour « /café » ✓';
-    const server = await startHttpServer({
-      host: '127.0.0.1',
-      port: 0,
-      logger: createLogger('silent'),
+    const server = await listen({
       decider: {
         decide: async (request) => ({
           kind: 'deny',
@@ -143,19 +150,11 @@ t.test(
   'a client that pipelines without reading is cut off, not held in memory',
   async (t) => {
     let decided = 0;
-    const server = await startHttpServer({
-      host: '127.0.0.1',
-      port: 0,
-      logger: createLogger('silent'),
+    const server = await listen({
       decider: {
         decide: async () => {
           decided += 1;
-          return {
-            kind: 'deny',
-            reason: 'PAYGRESS_PAYMENT_REQUIRED',
-            message: 'pay 5 sat',
-            fault: 'payer',
-          };
+          return PAY_5_SAT;
         },
       },
     });
@@ -207,10 +206,7 @@ t.test('shutdown waits to learn whether a paid answer arrived', async (t) => {
   let finish: (decision: Decision) => void = () => {};
   let asked: () => void = () => {};
   const decided = new Promise<void>((resolve) => (asked = resolve));
-  const server = await startHttpServer({
-    host: '127.0.0.1',
-    port: 0,
-    logger: createLogger('silent'),
+  const server = await listen({
     decider: {
       decide: () => {
         asked();
@@ -246,11 +242,8 @@ t.test('shutdown waits to learn whether a paid answer arrived', async (t) => {
 });
 
 t.test('what the parser refuses gets the status that says why', async (t) => {
-  const server = await startHttpServer({
-    host: '127.0.0.1',
-    port: 0,
+  const server = await listen({
     maxHeaderSize: 1024,
-    logger: createLogger('silent'),
     decider: { decide: () => Promise.reject(new Error('never asked')) },
   });
   t.teardown(() => server.close(0));
@@ -283,22 +276,13 @@ t.test(
     let decided = 0;
     let release: () => void = () => {};
     const held = new Promise<void>((resolve) => (release = resolve));
-    const deny: Decision = {
-      kind: 'deny',
-      reason: 'PAYGRESS_PAYMENT_REQUIRED',
-      message: 'pay 5 sat',
-      fault: 'payer',
-    };
-    const server = await startHttpServer({
-      host: '127.0.0.1',
-      port: 0,
-      logger: createLogger('silent'),
+    const server = await listen({
       decider: {
         // The first request waits (a slow mint), the rest queue behind it.
         decide: async () => {
           decided += 1;
           if (decided === 1) await held;
-          return deny;
+          return PAY_5_SAT;
         },
       },
     });
