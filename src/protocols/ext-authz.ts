@@ -119,6 +119,12 @@ export interface ExtAuthzService {
   implementation: grpc.UntypedServiceImplementation;
   /** Resolves once no check is being decided or answered. */
   idle(): Promise<void>;
+  /**
+   * Every connection is about to be closed. An answer to a payment whose
+   * call has not ended cannot arrive now, nor can one decided from now on
+   * (not sent): the payment stays owed to the same token.
+   */
+  cutOff(): void;
 }
 
 /** Builds the `envoy.service.auth.v3.Authorization` service. */
@@ -152,6 +158,11 @@ export function createExtAuthzService(
   const constant = new WeakMap<Decision, Encoded>();
   const constantStripped = new WeakMap<Decision, Encoded>();
   const running = new InFlight();
+  let cut = false;
+  // Answers to payments handed to grpc-js whose calls have not ended: the
+  // status goes out only after the message is written, a loop turn or
+  // more later, and a connection closed meanwhile loses both.
+  const unfinished = new Map<object, () => void>();
   const answer = (
     decision: Decision,
     reqId: string,
@@ -202,19 +213,33 @@ export function createExtAuthzService(
       options.observe?.(request, decision, duration);
       // Envoy gave up (its timeout), or shutdown cut the call: the answer
       // to a payment goes nowhere, so the payment stays owed.
-      if (deliversPayment(decision) && call.cancelled) {
+      if (deliversPayment(decision) && (call.cancelled || cut)) {
         reportUndelivered(
           options.decider,
           decision,
           options.logger,
           request.requestId,
         );
+        if (cut) return callback(SHUTTING_DOWN);
       }
       const result = answer(
         decision,
         request.requestId,
         decision.kind === 'allow' && carriesPaygressCredential(request.headers),
       );
+      if (deliversPayment(decision)) {
+        const entry = {};
+        unfinished.set(entry, () =>
+          reportUndelivered(
+            options.decider,
+            decision,
+            options.logger,
+            request.requestId,
+          ),
+        );
+        // grpc-js emits this when the call ends, answered or not.
+        call.once('cancelled', () => unfinished.delete(entry));
+      }
       if ('error' in result) callback(result.error);
       else callback(null, result.bytes);
     } catch (err) {
@@ -233,8 +258,19 @@ export function createExtAuthzService(
     definition,
     implementation: { Check: check },
     idle: () => running.idle(),
+    cutOff: () => {
+      cut = true;
+      for (const lost of unfinished.values()) lost();
+      unfinished.clear();
+    },
   };
 }
+
+/** The answer to a payment decided as shutdown closes the connections. */
+const SHUTTING_DOWN: Partial<grpc.StatusObject> = Object.freeze({
+  code: grpc.status.UNAVAILABLE,
+  details: 'Paygress is shutting down; send the same token again',
+});
 
 /** Reports a header left out of a response, by name and size. */
 type Dropped = (header: string, bytes: number) => void;

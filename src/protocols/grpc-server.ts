@@ -7,7 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Decider } from '../core/model.ts';
 import type { DecisionLogPolicy, DecisionObserver } from './decision-log.ts';
-import { createExtAuthzService } from './ext-authz.ts';
+import { createExtAuthzService, type ExtAuthzService } from './ext-authz.ts';
 import { HealthService } from './grpc-health.ts';
 
 /** Service name health probes may ask about besides the empty name. */
@@ -94,7 +94,7 @@ export async function startGrpcServer(
   return {
     port,
     health,
-    close: (graceMs) => shutdown(server, health, graceMs),
+    close: (graceMs) => shutdown(server, health, extAuthz, graceMs),
     idle: () => extAuthz.idle(),
   };
 }
@@ -123,12 +123,17 @@ function bind(server: grpc.Server, address: string): Promise<number> {
 function shutdown(
   server: grpc.Server,
   health: HealthService,
+  extAuthz: ExtAuthzService,
   graceMs: number,
 ): Promise<void> {
   health.shutdown();
 
   return new Promise((resolve) => {
-    const force = setTimeout(() => server.forceShutdown(), graceMs);
+    // Answers to payments not yet through are owed, not lost.
+    const force = setTimeout(() => {
+      extAuthz.cutOff();
+      server.forceShutdown();
+    }, graceMs);
     server.tryShutdown(() => {
       clearTimeout(force);
       resolve();

@@ -520,40 +520,80 @@ t.test('logs one decision line per check and no secret header', async (t) => {
   }
 });
 
-t.test(
-  'a paid answer made as shutdown cuts the connections counts as undelivered',
-  async (t) => {
-    const lost: string[] = [];
-    let finish: (decision: Decision) => void = () => {};
-    let asked: () => void = () => {};
-    const decided = new Promise<void>((resolve) => (asked = resolve));
-    const cutting = await startGrpcServer({
-      host: '127.0.0.1',
-      port: 0,
-      logger: pino({ level: 'silent' }),
-      decider: {
-        decide: () => {
-          asked();
-          return new Promise((resolve) => (finish = resolve));
+// The grace period ends (every connection closed) in the same turn as a
+// paid decision is made, just after it or just before it: either the
+// payer gets the answer, or the payment is recorded as owed. Never
+// neither, which would refuse the payer's retry as a replay.
+for (const order of ['cut, then decided', 'decided, then cut'] as const) {
+  t.test(
+    `a paid answer at the shutdown cut (${order}) arrives or is owed`,
+    async (t) => {
+      const lost: string[] = [];
+      let finish: (decision: Decision) => void = () => {};
+      let asked: () => void = () => {};
+      const decided = new Promise<void>((resolve) => (asked = resolve));
+      const cutting = await startGrpcServer({
+        host: '127.0.0.1',
+        port: 0,
+        logger: pino({ level: 'silent' }),
+        decider: {
+          decide: () => {
+            asked();
+            return new Promise((resolve) => (finish = resolve));
+          },
+          undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
         },
-        undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
-      },
-    });
-    const cut = new grpc.Client(
-      `127.0.0.1:${cutting.port}`,
-      grpc.credentials.createInsecure(),
-    );
-    t.teardown(() => cut.close());
-    const call = callRaw(cut, CHECK, encodeCheckRequest({ http: {} }));
-    await decided;
+      });
+      const cut = new grpc.Client(
+        `127.0.0.1:${cutting.port}`,
+        grpc.credentials.createInsecure(),
+      );
+      t.teardown(() => cut.close());
+      const call = callRaw(cut, CHECK, encodeCheckRequest({ http: {} }));
+      await decided;
 
-    // The grace period ends (every connection closed) and, in the same
-    // turn, the paid decision is made: its answer cannot arrive.
-    const closed = cutting.close(0);
-    setTimeout(() => finish({ ...ALLOW, redemptionId: 'r-1' }), 0);
-    await closed;
-    await cutting.idle();
-    t.same(lost, ['r-1']);
-    t.notOk((await call).ok, 'the client got no answer');
-  },
-);
+      const decide = () => finish({ ...ALLOW, redemptionId: 'r-1' });
+      let closed: Promise<void>;
+      if (order === 'cut, then decided') {
+        closed = cutting.close(0);
+        setTimeout(decide, 0);
+      } else {
+        setTimeout(decide, 0);
+        closed = cutting.close(0);
+      }
+      await closed;
+      await cutting.idle();
+      const answered = (await call).ok;
+      t.same(lost, answered ? [] : ['r-1'], answered ? 'answered' : 'owed');
+    },
+  );
+}
+
+t.test('a paid answer that arrived is not owed at shutdown', async (t) => {
+  const lost: string[] = [];
+  const paying = await startGrpcServer({
+    host: '127.0.0.1',
+    port: 0,
+    logger: pino({ level: 'silent' }),
+    decider: {
+      decide: async () => ({ ...ALLOW, redemptionId: 'r-1' }),
+      undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
+    },
+  });
+  const client = new grpc.Client(
+    `127.0.0.1:${paying.port}`,
+    grpc.credentials.createInsecure(),
+  );
+  t.teardown(() => client.close());
+  for (let i = 0; i < 3; i++) {
+    const result = await callRaw(
+      client,
+      CHECK,
+      encodeCheckRequest({ http: {} }),
+    );
+    t.ok(result.ok, 'answered');
+  }
+  await paying.close(0);
+  await paying.idle();
+  t.same(lost, [], 'none owed');
+});
