@@ -213,7 +213,8 @@ export function createExtAuthzService(
       options.observe?.(request, decision, duration);
       // Envoy gave up (its timeout), or shutdown cut the call: the answer
       // to a payment goes nowhere, so the payment stays owed.
-      if (deliversPayment(decision) && (call.cancelled || cut)) {
+      const owed = deliversPayment(decision) && (call.cancelled || cut);
+      if (owed) {
         reportUndelivered(
           options.decider,
           decision,
@@ -227,7 +228,7 @@ export function createExtAuthzService(
         request.requestId,
         decision.kind === 'allow' && carriesPaygressCredential(request.headers),
       );
-      if (deliversPayment(decision)) {
+      if (deliversPayment(decision) && !owed) {
         const entry = {};
         unfinished.set(entry, () =>
           reportUndelivered(

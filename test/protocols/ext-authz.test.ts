@@ -597,3 +597,42 @@ t.test('a paid answer that arrived is not owed at shutdown', async (t) => {
   await paying.idle();
   t.same(lost, [], 'none owed');
 });
+
+t.test('a paid call Envoy gave up on is owed once', async (t) => {
+  const lost: string[] = [];
+  let finish: (decision: Decision) => void = () => {};
+  let asked: () => void = () => {};
+  const decided = new Promise<void>((resolve) => (asked = resolve));
+  const paying = await startGrpcServer({
+    host: '127.0.0.1',
+    port: 0,
+    logger: pino({ level: 'silent' }),
+    decider: {
+      decide: () => {
+        asked();
+        return new Promise((resolve) => (finish = resolve));
+      },
+      undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
+    },
+  });
+  const client = new grpc.Client(
+    `127.0.0.1:${paying.port}`,
+    grpc.credentials.createInsecure(),
+  );
+  t.teardown(() => client.close());
+  const call = client.makeUnaryRequest(
+    CHECK,
+    (b: Buffer) => b,
+    (b: Buffer) => b,
+    encodeCheckRequest({ http: {} }),
+    () => {},
+  );
+  await decided;
+  call.cancel(); // Envoy's timeout
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  finish({ ...ALLOW, redemptionId: 'r-1' });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await paying.close(0);
+  await paying.idle();
+  t.same(lost, ['r-1'], 'owed, and once');
+});
