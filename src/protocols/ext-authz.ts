@@ -162,7 +162,7 @@ export function createExtAuthzService(
   // Answers to payments handed to grpc-js whose calls have not ended: the
   // status goes out only after the message is written, a loop turn or
   // more later, and a connection closed meanwhile loses both.
-  const unfinished = new Map<object, () => void>();
+  const unfinished = new Set<() => void>();
   const answer = (
     decision: Decision,
     reqId: string,
@@ -229,17 +229,16 @@ export function createExtAuthzService(
         decision.kind === 'allow' && carriesPaygressCredential(request.headers),
       );
       if (deliversPayment(decision) && !owed) {
-        const entry = {};
-        unfinished.set(entry, () =>
+        const lost = () =>
           reportUndelivered(
             options.decider,
             decision,
             options.logger,
             request.requestId,
-          ),
-        );
+          );
+        unfinished.add(lost);
         // grpc-js emits this when the call ends, answered or not.
-        call.once('cancelled', () => unfinished.delete(entry));
+        call.once('cancelled', () => unfinished.delete(lost));
       }
       if ('error' in result) callback(result.error);
       else callback(null, result.bytes);
@@ -261,7 +260,7 @@ export function createExtAuthzService(
     idle: () => running.idle(),
     cutOff: () => {
       cut = true;
-      for (const lost of unfinished.values()) lost();
+      for (const lost of unfinished) lost();
       unfinished.clear();
     },
   };

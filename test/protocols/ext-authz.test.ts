@@ -520,6 +520,38 @@ t.test('logs one decision line per check and no secret header', async (t) => {
   }
 });
 
+/**
+ * A gRPC listener whose every check is a paid allow (`r-1`), held until
+ * `finish()` when `held`, and a client of it; `lost` collects what the
+ * listener reported undelivered.
+ */
+async function payingListener(t: Test, held: boolean) {
+  const lost: string[] = [];
+  const paid: Decision = { ...ALLOW, redemptionId: 'r-1' };
+  let finish: () => void = () => {};
+  let asked: () => void = () => {};
+  const decided = new Promise<void>((resolve) => (asked = resolve));
+  const server = await startGrpcServer({
+    host: '127.0.0.1',
+    port: 0,
+    logger: pino({ level: 'silent' }),
+    decider: {
+      decide: () => {
+        asked();
+        if (!held) return Promise.resolve(paid);
+        return new Promise((resolve) => (finish = () => resolve(paid)));
+      },
+      undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
+    },
+  });
+  const client = new grpc.Client(
+    `127.0.0.1:${server.port}`,
+    grpc.credentials.createInsecure(),
+  );
+  t.teardown(() => client.close());
+  return { server, client, lost, decided, finish: () => finish() };
+}
+
 // The grace period ends (every connection closed) in the same turn as a
 // paid decision is made, just after it or just before it: either the
 // payer gets the answer, or the payment is recorded as owed. Never
@@ -528,41 +560,23 @@ for (const order of ['cut, then decided', 'decided, then cut'] as const) {
   t.test(
     `a paid answer at the shutdown cut (${order}) arrives or is owed`,
     async (t) => {
-      const lost: string[] = [];
-      let finish: (decision: Decision) => void = () => {};
-      let asked: () => void = () => {};
-      const decided = new Promise<void>((resolve) => (asked = resolve));
-      const cutting = await startGrpcServer({
-        host: '127.0.0.1',
-        port: 0,
-        logger: pino({ level: 'silent' }),
-        decider: {
-          decide: () => {
-            asked();
-            return new Promise((resolve) => (finish = resolve));
-          },
-          undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
-        },
-      });
-      const cut = new grpc.Client(
-        `127.0.0.1:${cutting.port}`,
-        grpc.credentials.createInsecure(),
+      const { server, client, lost, decided, finish } = await payingListener(
+        t,
+        true,
       );
-      t.teardown(() => cut.close());
-      const call = callRaw(cut, CHECK, encodeCheckRequest({ http: {} }));
+      const call = callRaw(client, CHECK, encodeCheckRequest({ http: {} }));
       await decided;
 
-      const decide = () => finish({ ...ALLOW, redemptionId: 'r-1' });
       let closed: Promise<void>;
       if (order === 'cut, then decided') {
-        closed = cutting.close(0);
-        setTimeout(decide, 0);
+        closed = server.close(0);
+        setTimeout(finish, 0);
       } else {
-        setTimeout(decide, 0);
-        closed = cutting.close(0);
+        setTimeout(finish, 0);
+        closed = server.close(0);
       }
       await closed;
-      await cutting.idle();
+      await server.idle();
       const answered = (await call).ok;
       t.same(lost, answered ? [] : ['r-1'], answered ? 'answered' : 'owed');
     },
@@ -570,21 +584,7 @@ for (const order of ['cut, then decided', 'decided, then cut'] as const) {
 }
 
 t.test('a paid answer that arrived is not owed at shutdown', async (t) => {
-  const lost: string[] = [];
-  const paying = await startGrpcServer({
-    host: '127.0.0.1',
-    port: 0,
-    logger: pino({ level: 'silent' }),
-    decider: {
-      decide: async () => ({ ...ALLOW, redemptionId: 'r-1' }),
-      undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
-    },
-  });
-  const client = new grpc.Client(
-    `127.0.0.1:${paying.port}`,
-    grpc.credentials.createInsecure(),
-  );
-  t.teardown(() => client.close());
+  const { server, client, lost } = await payingListener(t, false);
   for (let i = 0; i < 3; i++) {
     const result = await callRaw(
       client,
@@ -593,33 +593,16 @@ t.test('a paid answer that arrived is not owed at shutdown', async (t) => {
     );
     t.ok(result.ok, 'answered');
   }
-  await paying.close(0);
-  await paying.idle();
+  await server.close(0);
+  await server.idle();
   t.same(lost, [], 'none owed');
 });
 
 t.test('a paid call Envoy gave up on is owed once', async (t) => {
-  const lost: string[] = [];
-  let finish: (decision: Decision) => void = () => {};
-  let asked: () => void = () => {};
-  const decided = new Promise<void>((resolve) => (asked = resolve));
-  const paying = await startGrpcServer({
-    host: '127.0.0.1',
-    port: 0,
-    logger: pino({ level: 'silent' }),
-    decider: {
-      decide: () => {
-        asked();
-        return new Promise((resolve) => (finish = resolve));
-      },
-      undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
-    },
-  });
-  const client = new grpc.Client(
-    `127.0.0.1:${paying.port}`,
-    grpc.credentials.createInsecure(),
+  const { server, client, lost, decided, finish } = await payingListener(
+    t,
+    true,
   );
-  t.teardown(() => client.close());
   const call = client.makeUnaryRequest(
     CHECK,
     (b: Buffer) => b,
@@ -630,9 +613,9 @@ t.test('a paid call Envoy gave up on is owed once', async (t) => {
   await decided;
   call.cancel(); // Envoy's timeout
   await new Promise((resolve) => setTimeout(resolve, 50));
-  finish({ ...ALLOW, redemptionId: 'r-1' });
+  finish();
   await new Promise((resolve) => setTimeout(resolve, 50));
-  await paying.close(0);
-  await paying.idle();
+  await server.close(0);
+  await server.idle();
   t.same(lost, ['r-1'], 'owed, and once');
 });
