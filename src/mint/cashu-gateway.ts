@@ -24,6 +24,7 @@ import {
   MintNotAllowedError,
   MintUnavailableError,
   PaygressError,
+  TokenMalformedError,
   TokenPendingError,
   TokenRejectedError,
   TokenReplayedError,
@@ -205,7 +206,10 @@ export class CashuMintGateway implements MintGateway {
     const inputs = proofs.map(toCashuProof);
 
     await guard(() => wallet.ensureOperableKeysets(inputs.map((p) => p.id)));
-    for (const proof of inputs) checkDleq(wallet, proof, options.requireDleq);
+    for (const proof of inputs) {
+      checkAmount(wallet, proof);
+      checkDleq(wallet, proof, options.requireDleq);
+    }
 
     const outputs = this.#lockTo
       ? { type: 'p2pk' as const, options: { pubkey: this.#lockTo } }
@@ -568,7 +572,9 @@ function classify(err: unknown): PaygressError {
     if (err.code === SPENT || /already spent/i.test(detail)) {
       return new TokenReplayedError('the mint says the token is already spent');
     }
-    if (err.code === PENDING || /pending/i.test(detail)) {
+    // A word of its own: "spending conditions not met" (NUT-10) is a
+    // refusal, and retrying it as pending would never succeed.
+    if (err.code === PENDING || /\bpending\b/i.test(detail)) {
       return new TokenPendingError('the mint says the token is pending');
     }
     if (err.code === 12001) {
@@ -626,6 +632,21 @@ function isAbort(err: unknown): boolean {
     e = (e as { cause?: unknown }).cause;
   }
   return false;
+}
+
+/**
+ * A proof can only be worth an amount its keyset has a key for. cashu-ts
+ * fails on any other while preparing the swap, which would read as a
+ * fault of the mint's (a 5xx any client could cause) though nothing was
+ * sent to it.
+ */
+function checkAmount(wallet: Wallet, proof: Proof): void {
+  const amount = proof.amount.toNumber();
+  if (wallet.getKeyset(proof.id).keys[amount] === undefined) {
+    throw new TokenMalformedError(
+      `a proof claims ${amount}, not an amount keyset ${proof.id.slice(0, 16)} signs`,
+    );
+  }
 }
 
 function checkDleq(wallet: Wallet, proof: Proof, require = false): void {

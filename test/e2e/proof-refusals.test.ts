@@ -1,0 +1,94 @@
+/**
+ * Proofs the mint would never accept are the payer's fault, answered as
+ * such on every protocol: never a 5xx (nginx turns one into a 500 for the
+ * client, Envoy's failure mode decides an RPC error) and never a reason
+ * that tells the payer to retry what cannot succeed.
+ */
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { getEncodedToken, signP2PKProofs } from '@cashu/cashu-ts';
+import * as ecc from 'tiny-secp256k1';
+import { mintProofs, testWallet } from '../support/wallet.ts';
+import { PROTOCOLS, send, startStack } from '../support/stack.ts';
+
+t.test(
+  'a proof claiming an amount its keyset does not sign is malformed, and the mint is not asked',
+  async (t) => {
+    const s = await startStack();
+    t.teardown(() => s.close());
+    const swaps = s.mint.requests('swap');
+    // Each covers the price; 100 and 300 are no power of two, 2^40 is past
+    // the keyset's largest amount.
+    const claims = [100, 300, 2 ** 40];
+    for (const protocol of PROTOCOLS) {
+      const [minted] = await mintProofs(s.mint.url, 64);
+      const { dleq: _withoutDleq, ...proof } = minted!;
+      for (const amount of claims) {
+        const token = getEncodedToken({
+          mint: s.mint.url,
+          unit: 'sat',
+          proofs: [{ ...proof, amount: BigInt(amount) } as never],
+        });
+        const out = await send(s, protocol, { 'X-Cashu': token });
+        t.equal(
+          out.reason,
+          'PAYGRESS_TOKEN_MALFORMED',
+          `${protocol}, claimed ${amount}`,
+        );
+        t.equal(
+          out.rpcError,
+          undefined,
+          `${protocol}: a decision, no RPC error`,
+        );
+        t.ok(
+          out.status === 402 || out.status === 401,
+          `${protocol}: ${out.status}`,
+        );
+      }
+    }
+    t.equal(s.mint.requests('swap'), swaps, 'the mint was not asked to swap');
+    const honest = await mintProofs(s.mint.url, 128);
+    const paid = await send(s, 'forward', {
+      'X-Cashu': getEncodedToken({
+        mint: s.mint.url,
+        unit: 'sat',
+        proofs: honest,
+      }),
+    });
+    t.equal(paid.allowed, true, 'a proof of a signed amount still pays');
+  },
+);
+
+t.test(
+  'a locked proof sent without its witness is rejected, not pending',
+  async (t) => {
+    const s = await startStack();
+    t.teardown(() => s.close());
+    const key = randomBytes(32);
+    const pubkey = Buffer.from(ecc.pointFromScalar(key, true)!).toString('hex');
+    const wallet = await testWallet(s.mint.url);
+    const funds = await mintProofs(s.mint.url, 512, { wallet });
+    const { send: locked } = await wallet.ops
+      .send(128, funds)
+      .asP2PK({ pubkey })
+      .run();
+
+    const unsigned = getEncodedToken({
+      mint: s.mint.url,
+      unit: 'sat',
+      proofs: locked,
+    });
+    const out = await send(s, 'forward', { 'X-Cashu': unsigned });
+    t.equal(out.reason, 'PAYGRESS_TOKEN_REJECTED');
+    t.match(out.body, /spending conditions/i, 'the mint says why');
+
+    // The same proofs stayed the payer's, and pay once signed.
+    const signed = getEncodedToken({
+      mint: s.mint.url,
+      unit: 'sat',
+      proofs: signP2PKProofs(locked, key.toString('hex')),
+    });
+    const paid = await send(s, 'forward', { 'X-Cashu': signed });
+    t.equal(paid.allowed, true, 'the signed proofs pay');
+  },
+);
