@@ -406,6 +406,7 @@ export class Gate implements Decider {
             redemption.amount,
           )
         : createGrant({
+            payment: redemption.id,
             route: route.name,
             seconds,
             singleUse: false,
@@ -415,6 +416,7 @@ export class Gate implements Decider {
           });
     } else {
       grant = createGrant({
+        payment: redemption.id,
         route: route.name,
         seconds: this.#o.requestGrantSeconds,
         singleUse: true,

@@ -13,7 +13,6 @@ import {
   createHash,
   createHmac,
   createSecretKey,
-  randomBytes,
   timingSafeEqual,
   type KeyObject,
 } from 'node:crypto';
@@ -179,15 +178,28 @@ export class GrantSigner {
   }
 }
 
-/** A fresh grant id: 128 random bits, base64url (22 characters). */
-export function newGrantId(): string {
-  return randomBytes(16).toString('base64url');
+/**
+ * The id of the grant a payment buys: 128 bits of sha256 over the
+ * payment's id (a random UUID the store keeps), base64url (22
+ * characters). A payment always names the same grant, so when its answer
+ * was lost, or Paygress restarted while its pod was being made, the
+ * retry finds the pod the first attempt made instead of making another.
+ */
+export function grantIdFor(paymentId: string): string {
+  return createHash('sha256')
+    .update('paygress grant\0')
+    .update(paymentId)
+    .digest()
+    .subarray(0, 16)
+    .toString('base64url');
 }
 
 /**
- * A new grant for `route`, valid `seconds` from `now` (ms since epoch).
+ * A new grant for `route`, bought by the payment `payment` (its id),
+ * valid `seconds` from `now` (ms since epoch).
  */
 export function createGrant(fields: {
+  readonly payment: string;
   readonly route: string;
   readonly seconds: number;
   readonly singleUse: boolean;
@@ -196,7 +208,7 @@ export function createGrant(fields: {
   readonly now: number;
 }): Grant {
   return {
-    id: newGrantId(),
+    id: grantIdFor(fields.payment),
     route: fields.route,
     issuedAt: fields.now,
     expiresAt: fields.now + fields.seconds * 1000,

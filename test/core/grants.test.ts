@@ -1,11 +1,12 @@
+import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import { findToken } from '../../src/core/token.ts';
 import {
   GrantSigner,
   createGrant,
   extendGrant,
+  grantIdFor,
   keyId,
-  newGrantId,
   readGrantCredential,
   type Grant,
 } from '../../src/core/grants.ts';
@@ -24,7 +25,7 @@ function fakeClock(now = T0) {
 
 function grant(fields: Partial<Grant> = {}): Grant {
   return {
-    id: newGrantId(),
+    id: grantIdFor(randomUUID()),
     route: 'compute',
     issuedAt: T0,
     expiresAt: T0 + 60_000,
@@ -54,14 +55,18 @@ t.test('a grant survives issue and verify unchanged', async (t) => {
   t.ok(credential.length < 300, 'small enough for a header');
 });
 
-t.test('grant ids are 128 random bits, url-safe', async (t) => {
-  const ids = new Set(Array.from({ length: 100 }, newGrantId));
-  t.equal(ids.size, 100);
+t.test('a payment always names the same grant, url-safe', async (t) => {
+  const payments = Array.from({ length: 100 }, () => randomUUID());
+  const ids = new Set(payments.map(grantIdFor));
+  t.equal(ids.size, 100, 'one grant id per payment');
   for (const id of ids) t.match(id, /^[A-Za-z0-9_-]{22}$/);
+  t.equal(grantIdFor(payments[0]!), grantIdFor(payments[0]!), 'stable');
+  t.not(grantIdFor(payments[0]!), payments[0], 'not the payment id itself');
 });
 
 t.test('createGrant stamps issue time and expiry from now', async (t) => {
   const g = createGrant({
+    payment: randomUUID(),
     route: 'compute',
     seconds: 90,
     singleUse: false,

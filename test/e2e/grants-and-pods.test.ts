@@ -378,6 +378,68 @@ t.test('a paid grant gets one pod; grant requests reuse it', async (t) => {
   );
 });
 
+t.test(
+  'a payment whose answer is lost while its pod is made gets that pod on the retry, not another',
+  async (t) => {
+    let lost = 0;
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        lost += String(chunk).split('paid answer not delivered').length - 1;
+        done();
+      },
+    });
+    const s = await startStack({
+      mint,
+      configFile,
+      env: { ENABLE_POD_PROVISIONING: 'true' },
+      logger: createLogger('info', sink),
+    });
+    t.teardown(() => s.close());
+    const before = new Set(kube.pods('paid').map((p) => p.metadata.name));
+    const fresh = () =>
+      kube.pods('paid').filter((p) => !before.has(p.metadata.name));
+    const token = await mintToken(mint.url, 600);
+    const headers = {
+      'X-Cashu': token,
+      'X-Forwarded-Method': 'GET',
+      'X-Forwarded-Proto': 'https',
+      'X-Forwarded-Host': 'app.example',
+      'X-Forwarded-Uri': compute.path,
+    };
+    // The create takes effect at once; its answer comes after the payer
+    // stopped waiting, three times over.
+    kube.delay(400);
+    t.teardown(() => kube.delay(0));
+    for (let i = 0; i < 3; i++) {
+      const outcome = await fetch(`${s.base}/auth/forward`, {
+        headers,
+        signal: AbortSignal.timeout(150),
+      }).then(
+        () => 'answered',
+        (err: Error) => err.name,
+      );
+      t.equal(outcome, 'TimeoutError', `attempt ${i + 1}: gave up`);
+      // Paygress finishes the attempt and learns its answer was lost.
+      for (let waited = 0; lost <= i && waited < 10_000; waited += 20) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      t.equal(lost, i + 1, `attempt ${i + 1}: owed again`);
+    }
+    kube.delay(0);
+    t.equal(fresh().length, 1, 'one pod for the payment so far');
+
+    const retry = await send(s, 'forward', { 'X-Cashu': token }, compute);
+    t.equal(retry.allowed, true, 'the retry gets what was paid for');
+    t.same(
+      fresh().map((p) => p.metadata.name),
+      [retry.headers['x-provisioned-pod']],
+      'the pod the first attempt made, and no other',
+    );
+    const again = await send(s, 'forward', { 'X-Cashu': token }, compute);
+    t.equal(again.reason, 'PAYGRESS_TOKEN_REPLAYED', 'delivered once');
+  },
+);
+
 for (const [protocol, status] of [
   ['forward', 503],
   ['ext-authz', 503],

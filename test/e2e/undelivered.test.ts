@@ -263,9 +263,17 @@ t.test('killed while the pod was made: owed after the restart', async (t) => {
   t.equal(await first, 'cut');
 
   kube.delay(0);
+  const made = kube.pods('paid').map((p) => p.metadata.name);
+  t.equal(made.length, 1, 'the create took effect');
   await paygress.start();
   const retry = await fetch(`${paygress.base}/auth/forward`, { headers });
   t.equal(retry.status, 200, 'the token that paid gets its request');
+  t.equal(
+    retry.headers.get('x-provisioned-pod'),
+    made[0],
+    'with the pod made before the restart',
+  );
+  t.equal(kube.pods('paid').length, 1, 'and no second pod');
   const again = await fetch(`${paygress.base}/auth/forward`, { headers });
   t.equal(again.headers.get('x-paygress-reason'), 'PAYGRESS_TOKEN_REPLAYED');
 });
