@@ -6,6 +6,7 @@
  */
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node';
 import { CoreV1Api, PatchStrategy } from '@kubernetes/client-node';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { ProvisionFailedError } from '../core/errors.ts';
 import type { Clock, Provisioned, Provisioner } from '../core/ports.ts';
@@ -19,6 +20,7 @@ import {
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
   MANAGED_SELECTOR,
+  POD_NAME_PREFIX,
   formatExpiry,
   grantHash,
   parseExpiry,
@@ -73,6 +75,9 @@ export class KubernetesProvisioner implements Provisioner {
   // nobody and is deleted.
   readonly #released = new Map<string, number>();
   readonly #releasing = new Set<Promise<void>>();
+  // Grants (by hash) whose pod name was found taken by a pod that is not
+  // Paygress's: releasing such a grant must not delete it by name.
+  readonly #foreign = new LRUCache<string, true>({ max: 1024 });
 
   constructor(options: KubernetesProvisionerOptions) {
     const {
@@ -162,8 +167,18 @@ export class KubernetesProvisioner implements Provisioner {
    * Never rejects; failures are logged and left to the sweeps.
    */
   release(grantId: string, expiresAt: number): Promise<void> {
-    this.#released.set(grantHash(grantId), expiresAt);
+    const hash = grantHash(grantId);
+    this.#released.set(hash, expiresAt);
     const podName = podNameFor(grantId);
+    // A pod of that name that is not Paygress's (what the create refused
+    // to adopt) stays; the sweep deletes only pods with the grant's labels.
+    if (this.#foreign.has(hash)) {
+      this.#logger?.warn(
+        { podName },
+        "pod of a refunded payment is not Paygress's; left alone",
+      );
+      return Promise.resolve();
+    }
     const work = this.#delete(podName, 'refunded').then(
       () => undefined,
       (err: unknown) =>
@@ -241,11 +256,21 @@ export class KubernetesProvisioner implements Provisioner {
     let live = 0;
     let deleted = 0;
     let firstError: ProvisionFailedError | undefined;
-    for (const pod of listed.value.items) {
+    for (const pod of listed.value.items ?? []) {
       if (pod.metadata?.deletionTimestamp) continue;
-      const podName = pod.metadata?.name ?? '';
+      const podName = pod.metadata?.name;
       const hash = pod.metadata?.labels?.[GRANT_LABEL];
-      const refunded = hash !== undefined && this.#released.has(hash);
+      // Only a pod named as Paygress names its grant's pod is deleted: an
+      // item without a name (a fault of the API or of a proxy before it)
+      // would make the delete address the namespace's whole collection.
+      if (hash === undefined || podName !== POD_NAME_PREFIX + hash) {
+        this.#logger?.warn(
+          { podName },
+          'listed pod is not named as Paygress names its pods; left alone',
+        );
+        continue;
+      }
+      const refunded = this.#released.has(hash);
       if (!refunded) {
         const expiresAt = parseExpiry(
           pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION],
@@ -372,6 +397,7 @@ export class KubernetesProvisioner implements Provisioner {
       labels[MANAGED_BY_LABEL] !== MANAGED_BY_VALUE ||
       labels[GRANT_LABEL] !== hash
     ) {
+      this.#foreign.set(hash, true);
       throw new ProvisionFailedError(
         `pod ${podName} in namespace ${this.#namespace} exists but is not Paygress's pod for this grant (labels differ); remove or rename it`,
       );

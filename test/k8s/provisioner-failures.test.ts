@@ -250,6 +250,16 @@ t.test('a pod of the same name that is not ours is not adopted', async (t) => {
   await t.rejects(provisioner.ensure('g', NOW + 2 * HOUR), {
     message: /exists but is not Paygress's pod for this grant/,
   });
+
+  // Refunded because of it: the pod is still not Paygress's to delete.
+  await provisioner.release('g', NOW + 2 * HOUR);
+  t.same(
+    server.pods(NS).map((p) => p.metadata.name),
+    [podName],
+    'release leaves it',
+  );
+  t.equal(await provisioner.reap(), 0, 'and so does the reaper');
+  t.equal(server.pods(NS).length, 1);
 });
 
 t.test('options are checked up front', async (t) => {

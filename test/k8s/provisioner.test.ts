@@ -273,6 +273,36 @@ t.test('the reaper leaves pods that are not Paygress pods alone', async (t) => {
 });
 
 t.test(
+  'the reaper deletes only pods named as Paygress names them',
+  async (t) => {
+    const { server, clock, provisioner } = await setup(t);
+    await provisioner.ensure('g', clock.ms + HOUR);
+    clock.ms += 2 * HOUR;
+    const deletes = () =>
+      server.requests.filter((r) => r.method === 'DELETE').length;
+
+    // A list answer whose item lost its name would otherwise address the
+    // whole pods collection (deletecollection on a real API server).
+    for (const name of [undefined, '', 'paygress-other']) {
+      server.mangleList((items) =>
+        items.map((pod) => ({
+          ...pod,
+          metadata: { ...pod.metadata, name },
+        })),
+      );
+      t.equal(await provisioner.reap(), 0, `name ${String(name)}: none`);
+      t.equal(deletes(), 0, `name ${String(name)}: no delete sent`);
+    }
+    server.mangleList(() => null);
+    t.equal(await provisioner.reap(), 0, 'items: null deletes nothing');
+
+    server.mangleList(undefined);
+    t.equal(await provisioner.reap(), 1, 'the pod as listed is deleted');
+    t.equal(server.pods(NS).length, 0);
+  },
+);
+
+t.test(
   'a restarted process adopts and reaps pods it did not create',
   async (t) => {
     const { server, clock, make } = await setup(t);

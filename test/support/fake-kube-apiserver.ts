@@ -62,6 +62,7 @@ export class FakeKubeApiServer {
   #port = 0;
   #rv = 0;
   #delayMs = 0;
+  #mangleList: ((items: Pod[]) => Json) | undefined;
   readonly #anonymous: boolean;
 
   private constructor(anonymous: boolean) {
@@ -91,6 +92,14 @@ export class FakeKubeApiServer {
   allow(verb?: string): void {
     if (verb === undefined) this.#forbidden.clear();
     else this.#forbidden.delete(verb);
+  }
+
+  /**
+   * Passes the items of every list answer through `edit` first, as a
+   * faulty proxy in front of the API server would; undefined stops it.
+   */
+  mangleList(edit: ((items: Pod[]) => Json) | undefined): void {
+    this.#mangleList = edit;
   }
 
   /** Holds every answer back by `ms` milliseconds (0 turns it off). */
@@ -317,7 +326,7 @@ export class FakeKubeApiServer {
       kind: 'PodList',
       apiVersion: 'v1',
       metadata: { resourceVersion: String(this.#rv) },
-      items,
+      items: this.#mangleList ? this.#mangleList(items) : items,
     });
   }
 
