@@ -157,6 +157,14 @@ function parseStatus(body: unknown): KubeStatus {
 }
 
 function unreachable(site: CallSite, err: unknown): ProvisionFailedError {
+  // The server answered, with something that is not JSON: a proxy in
+  // between, most likely, and no question of the address.
+  if (err instanceof SyntaxError) {
+    return new ProvisionFailedError(
+      `the Kubernetes API at ${site.server} answered something that could not be read (${err.message}) while trying to ${describe(site)}; check for a proxy between Paygress and the API server`,
+      { cause: err },
+    );
+  }
   const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause;
   const why =
     typeof cause?.code === 'string'

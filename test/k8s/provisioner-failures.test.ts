@@ -1,5 +1,8 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import type { Test } from 'tap';
+import { KubeConfig } from '@kubernetes/client-node';
 import { ProvisionFailedError } from '../../src/core/errors.ts';
 import { apiFailure } from '../../src/k8s/kube-call.ts';
 import { KubernetesProvisioner } from '../../src/k8s/provisioner.ts';
@@ -42,6 +45,38 @@ t.test('an unreachable API rejects at once, and recovers', async (t) => {
 
   await server.up();
   t.match(await provisioner.ensure('g', NOW + HOUR), { podName: /^paygress-/ });
+});
+
+t.test('an answer that cannot be read is not called unreachable', async (t) => {
+  // What a proxy in front of the API server might send: not JSON.
+  const junk = createServer((_req, res) => {
+    res.writeHead(201, { 'content-type': 'application/json' });
+    res.end('{not json');
+  });
+  await new Promise<void>((resolve) => junk.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => junk.close());
+  const server = `http://127.0.0.1:${(junk.address() as AddressInfo).port}`;
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [{ name: 'junk', server, skipTLSVerify: true }],
+    users: [{ name: 'paygress', token: 'x' }],
+    contexts: [{ name: 'junk', cluster: 'junk', user: 'paygress' }],
+    currentContext: 'junk',
+  });
+  const provisioner = new KubernetesProvisioner({
+    kubeConfig,
+    namespace: NS,
+    template: { image: 'app:1' },
+    clock,
+  });
+
+  const err = await provisioner.ensure('g', NOW + HOUR).catch((e) => e);
+  t.ok(err instanceof ProvisionFailedError, 'a ProvisionFailedError');
+  t.match(
+    err.message,
+    /answered something that could not be read \(.*JSON.*\) while trying to create pod paygress-[0-9a-f]{20} in namespace paid; check for a proxy/,
+  );
+  t.notMatch(err.message, /could not be reached/);
 });
 
 t.test('403 Forbidden names the missing permission', async (t) => {
