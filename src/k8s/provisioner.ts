@@ -109,29 +109,12 @@ export class KubernetesProvisioner implements Provisioner {
    */
   async ensure(grantId: string, expiresAt: number): Promise<Provisioned> {
     this.#checkArgs(grantId, expiresAt);
-    const pod = buildPod(this.#template, grantId, expiresAt);
-    const podName = podNameFor(grantId);
-
-    const site = this.#site('create', podName);
-    const created = await callKube(site, (o) =>
-      this.#api.createNamespacedPod(
-        { namespace: this.#namespace, body: pod },
-        o,
-      ),
-    );
-    if (created.ok) {
-      this.#logger?.info(
-        { podName, expiresAt: formatExpiry(expiresAt) },
-        'pod created',
-      );
-      return { podName };
-    }
-    if (created.code !== 409) throw apiFailure(site, created);
-
     // AlreadyExists: the pod's name is the grant's, so it is this grant's
     // pod; the payment may only lengthen its life.
-    await this.#moveExpiry(grantId, expiresAt);
-    return { podName };
+    if (!(await this.#create(grantId, expiresAt))) {
+      await this.#lengthen(grantId, expiresAt);
+    }
+    return { podName: podNameFor(grantId) };
   }
 
   /**
@@ -146,7 +129,7 @@ export class KubernetesProvisioner implements Provisioner {
   async extend(grantId: string, expiresAt: number): Promise<void> {
     this.#checkArgs(grantId, expiresAt);
     try {
-      await this.#moveExpiry(grantId, expiresAt);
+      await this.#lengthen(grantId, expiresAt);
     } catch (err) {
       if (!(err instanceof PodGoneError)) throw err;
       // Deleted by hand, or lost with its node, while still paid for: the
@@ -156,6 +139,50 @@ export class KubernetesProvisioner implements Provisioner {
         'pod of a paid grant was gone; creating it again',
       );
       await this.ensure(grantId, expiresAt);
+    }
+  }
+
+  /** Creates the grant's pod: false when a pod of its name exists. */
+  async #create(grantId: string, expiresAt: number): Promise<boolean> {
+    const pod = buildPod(this.#template, grantId, expiresAt);
+    const podName = podNameFor(grantId);
+    const site = this.#site('create', podName);
+    const created = await callKube(site, (o) =>
+      this.#api.createNamespacedPod(
+        { namespace: this.#namespace, body: pod },
+        o,
+      ),
+    );
+    if (created.ok) {
+      this.#logger?.info(
+        { podName, expiresAt: formatExpiry(expiresAt) },
+        'pod created',
+      );
+      return true;
+    }
+    if (created.code !== 409) throw apiFailure(site, created);
+    return false;
+  }
+
+  /**
+   * Moves the existing pod's expiry forward. One the cluster stopped
+   * (evicted, its node shut down) while it was paid for is deleted and
+   * made anew for the time paid, as a vanished one is.
+   */
+  async #lengthen(grantId: string, expiresAt: number): Promise<void> {
+    try {
+      await this.#moveExpiry(grantId, expiresAt);
+    } catch (err) {
+      if (!(err instanceof PodStoppedError)) throw err;
+      const podName = podNameFor(grantId);
+      this.#logger?.warn(
+        { podName, reason: err.reason },
+        'pod of a paid grant was stopped by the cluster; creating it again',
+      );
+      await this.#delete(podName, 'stopped', err.resourceVersion);
+      if (!(await this.#create(grantId, expiresAt))) {
+        await this.#moveExpiry(grantId, expiresAt);
+      }
     }
   }
 
@@ -312,7 +339,7 @@ export class KubernetesProvisioner implements Provisioner {
    */
   async #delete(
     podName: string,
-    why: 'expired' | 'refunded',
+    why: 'expired' | 'refunded' | 'stopped',
     resourceVersion?: string,
   ): Promise<boolean> {
     const site = this.#site('delete', podName);
@@ -407,13 +434,23 @@ export class KubernetesProvisioner implements Provisioner {
         `pod ${podName} in namespace ${this.#namespace} is being deleted after its expiry; it can be provisioned again once it is gone`,
       );
     }
-    // Stopped for good (its maxLifetimeSeconds passed, or its program
-    // ended): more paid time would buy nothing.
     const phase = pod.status?.phase;
     if (phase === 'Failed' || phase === 'Succeeded') {
-      const why = pod.status?.reason ? `, ${pod.status.reason}` : '';
-      throw new ProvisionFailedError(
-        `pod ${podName} in namespace ${this.#namespace} has stopped (${phase}${why}); a payment cannot start it again`,
+      const reason = pod.status?.reason;
+      const why = reason ? `, ${reason}` : '';
+      // Stopped at the operator's maxLifetimeSeconds: more paid time buys
+      // nothing. Stopped by the cluster (Evicted; Terminated when its node
+      // shut down; refused by its node): made anew by the caller.
+      // (Containers restart in place, so a program's exit stops no pod.)
+      if (reason === 'DeadlineExceeded') {
+        throw new ProvisionFailedError(
+          `pod ${podName} in namespace ${this.#namespace} has stopped (${phase}${why}); a payment cannot start it again`,
+        );
+      }
+      throw new PodStoppedError(
+        `pod ${podName} in namespace ${this.#namespace} was stopped by the cluster (${phase}${why})`,
+        reason ?? phase,
+        pod.metadata?.resourceVersion,
       );
     }
     return pod;
@@ -449,6 +486,22 @@ export class KubernetesProvisioner implements Provisioner {
 
 /** The grant's pod does not exist (any more). */
 class PodGoneError extends ProvisionFailedError {}
+
+/** The grant's pod was stopped, not by its lifetime cap. */
+class PodStoppedError extends ProvisionFailedError {
+  readonly reason: string;
+  readonly resourceVersion: string | undefined;
+
+  constructor(
+    message: string,
+    reason: string,
+    resourceVersion: string | undefined,
+  ) {
+    super(message);
+    this.reason = reason;
+    this.resourceVersion = resourceVersion;
+  }
+}
 
 function positiveInteger(value: number, name: string, unit: string): void {
   if (!Number.isSafeInteger(value) || value < 1) {

@@ -234,6 +234,34 @@ t.test('a pod that vanished while paid for is made anew', async (t) => {
   t.equal(atQuota.allowed, true, 'confirmed by a read');
 });
 
+t.test('a pod evicted while paid for is made anew', async (t) => {
+  const clock = new FakeClock();
+  const s = await stack({ ENABLE_POD_PROVISIONING: 'true' }, clock);
+  const first = await send(
+    s,
+    'forward',
+    { 'X-Cashu': await mintToken(mint.url, 60) },
+    compute,
+  );
+  const grant = first.headers['x-paygress-grant']!;
+  const pod = first.headers['x-provisioned-pod']!;
+  const current = () => kube.pods('paid').find((p) => p.metadata.name === pod);
+  const evicted = current()!.metadata.uid;
+  kube.setStatus('paid', pod, { phase: 'Failed', reason: 'Evicted' });
+
+  clock.ms += 61_000;
+  const later = await send(
+    s,
+    'forward',
+    { Authorization: `Bearer ${grant}` },
+    compute,
+  );
+  t.equal(later.allowed, true, 'the paid time is not lost');
+  t.equal(later.headers['x-provisioned-pod'], pod);
+  t.not(current()?.metadata.uid, evicted, 'a new pod of the same name');
+  t.equal(current()?.status?.phase, 'Pending');
+});
+
 t.test('a top-up for a pod that has stopped is handed back', async (t) => {
   const s = await stack({ ENABLE_POD_PROVISIONING: 'true' });
   const first = await send(

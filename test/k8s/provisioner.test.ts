@@ -210,6 +210,35 @@ t.test('a pod that has stopped is not extended', async (t) => {
   );
 });
 
+t.test('a pod the cluster stopped while paid for is made anew', async (t) => {
+  const { clock, server, provisioner } = await setup(t);
+  for (const reason of ['Evicted', 'Terminated', 'OutOfcpu']) {
+    const grant = `stopped-${reason}`;
+    const { podName } = await provisioner.ensure(grant, clock.ms + HOUR);
+    const first = server.pods(NS).find((p) => p.metadata.name === podName);
+    server.setStatus(NS, podName, { phase: 'Failed', reason });
+
+    await provisioner.extend(grant, clock.ms + HOUR);
+    const again = server.pods(NS).find((p) => p.metadata.name === podName);
+    t.not(again?.metadata.uid, first?.metadata.uid, `${reason}: a new pod`);
+    t.equal(again?.status?.phase, 'Pending', `${reason}: not stopped`);
+    t.equal(
+      again?.metadata.annotations?.['paygress.dev/expires-at'],
+      new Date(clock.ms + HOUR).toISOString(),
+      `${reason}: for the time paid`,
+    );
+  }
+  // A new payment's ensure finds it stopped just the same.
+  const { podName } = await provisioner.ensure('new', clock.ms + HOUR);
+  server.setStatus(NS, podName, { phase: 'Failed', reason: 'Evicted' });
+  await provisioner.ensure('new', clock.ms + 2 * HOUR);
+  t.equal(
+    server.pods(NS).find((p) => p.metadata.name === podName)?.status?.phase,
+    'Pending',
+    'ensure makes it anew too',
+  );
+});
+
 t.test('extend of a grant whose pod is gone makes it anew', async (t) => {
   const { clock, server, provisioner } = await setup(t);
   await provisioner.extend('lost', clock.ms + HOUR);
