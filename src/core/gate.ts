@@ -99,6 +99,12 @@ const CONFIRMED_PODS = 100_000;
 /** How long a pod once confirmed is taken to exist, in ms. */
 const POD_RECHECK_MS = 60_000;
 
+/**
+ * How long a failed confirmation is answered from memory, in ms: the
+ * Retry-After of a PAYGRESS_PROVISION_FAILED refusal.
+ */
+const POD_RETRY_MS = 5_000;
+
 /** Frozen allows of grants in use, kept at most. */
 const COVERED_ALLOWS = 10_000;
 
@@ -110,6 +116,9 @@ export class Gate implements Decider {
   // next request confirms again, which makes a pod that vanished (deleted
   // by hand, its node lost) anew for the time still paid.
   readonly #confirmed: LRUCache<string, true>;
+  // Confirmations under way, and those that failed lately (by grant id).
+  readonly #confirming = new Map<string, Promise<void>>();
+  readonly #unconfirmed: LRUCache<string, PaygressError>;
   // The refusal of a request without a token depends on its route alone:
   // built once per route, frozen so adapters may cache its rendering too.
   /** Each route's price to pay, and the keysets it was worked out from. */
@@ -140,6 +149,11 @@ export class Gate implements Decider {
     this.#confirmed = new LRUCache<string, true>({
       max: CONFIRMED_PODS,
       ttl: POD_RECHECK_MS,
+      perf: { now: () => clock.now() },
+    });
+    this.#unconfirmed = new LRUCache<string, PaygressError>({
+      max: CONFIRMED_PODS,
+      ttl: POD_RETRY_MS,
       perf: { now: () => clock.now() },
     });
   }
@@ -474,11 +488,42 @@ export class Gate implements Decider {
     // A read, not a create: a create of an existing pod is refused with
     // 403 once the namespace is at its quota, which is no reason to turn
     // away a grant whose pod is there.
-    if (how === 'top-up' || !this.#confirmed.has(grant.id)) {
+    if (how === 'top-up') {
       await provisioner.extend(grant.id, grant.expiresAt);
       this.#confirmed.set(grant.id, true);
+    } else if (!this.#confirmed.has(grant.id)) {
+      await this.#confirm(provisioner, grant);
     }
     return provisioner.podName(grant.id);
+  }
+
+  /**
+   * Confirms a grant's pod once for every request that needs it at the
+   * same time, and after a failure answers with that failure for a few
+   * seconds without asking the API again: payers retrying on a grant must
+   * not add to the load of an API server that is already failing.
+   */
+  #confirm(provisioner: Provisioner, grant: Grant): Promise<void> {
+    const failed = this.#unconfirmed.get(grant.id);
+    if (failed !== undefined) return Promise.reject(failed);
+    let confirming = this.#confirming.get(grant.id);
+    if (confirming === undefined) {
+      confirming = provisioner
+        .extend(grant.id, grant.expiresAt)
+        .then(
+          () => {
+            this.#confirmed.set(grant.id, true);
+          },
+          (err: unknown) => {
+            const failure = toPaygressError(err);
+            this.#unconfirmed.set(grant.id, failure);
+            throw failure;
+          },
+        )
+        .finally(() => this.#confirming.delete(grant.id));
+      this.#confirming.set(grant.id, confirming);
+    }
+    return confirming;
   }
 
   /** The grant credential and its cookie, for the client. */

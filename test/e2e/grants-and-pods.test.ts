@@ -234,6 +234,54 @@ t.test('a pod that vanished while paid for is made anew', async (t) => {
   t.equal(atQuota.allowed, true, 'confirmed by a read');
 });
 
+t.test(
+  'requests on one grant confirm its pod once, and a failure is not asked again at once',
+  async (t) => {
+    const clock = new FakeClock();
+    const s = await stack({ ENABLE_POD_PROVISIONING: 'true' }, clock);
+    const paid = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 60) },
+      compute,
+    );
+    const grant = {
+      Authorization: `Bearer ${paid.headers['x-paygress-grant']}`,
+    };
+    const pod = paid.headers['x-provisioned-pod']!;
+    const reads = () =>
+      kube.requests.filter(
+        (r) => r.method === 'GET' && r.path.endsWith(`/pods/${pod}`),
+      ).length;
+
+    clock.ms += 61_000;
+    kube.delay(200);
+    let before = reads();
+    const many = await Promise.all(
+      Array.from({ length: 50 }, () => send(s, 'forward', grant, compute)),
+    );
+    kube.delay(0);
+    t.equal(many.filter((o) => o.allowed).length, 50, 'all allowed');
+    t.equal(reads() - before, 1, 'on one read of the pod');
+
+    clock.ms += 61_000;
+    kube.forbid('get');
+    t.teardown(() => kube.allow('get'));
+    before = reads();
+    for (let i = 0; i < 10; i++) {
+      const out = await send(s, 'forward', grant, compute);
+      t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED', `refused ${i + 1}`);
+    }
+    t.equal(reads() - before, 1, 'the failing API was asked once');
+
+    kube.allow('get');
+    clock.ms += 5_001;
+    const recovered = await send(s, 'forward', grant, compute);
+    t.equal(recovered.allowed, true, 'asked again after the Retry-After');
+    t.equal(reads() - before, 2);
+  },
+);
+
 t.test('a pod evicted while paid for is made anew', async (t) => {
   const clock = new FakeClock();
   const s = await stack({ ENABLE_POD_PROVISIONING: 'true' }, clock);
