@@ -452,9 +452,12 @@ export class Gate implements Decider {
       const refused = refund ?? this.#credit(request, grant, token, route, err);
       if (refund === undefined) this.#o.store.delivered(redemption.id);
       // The money went back, so a pod the failed create made anyway would
-      // run for nobody (a top-up's pod is the payer's and stays).
+      // run for nobody; a top-up's pod is the payer's and stays, without
+      // the time the failed extend may have given it anyway.
       else if (current === undefined) {
         void this.#o.provisioner?.release(grant.id, grant.expiresAt);
+      } else {
+        void this.#o.provisioner?.restore(grant.id, grant.expiresAt);
       }
       return { ...refused, redemptionId: redemption.id };
     }

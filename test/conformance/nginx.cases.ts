@@ -49,6 +49,7 @@ const failingPods: Provisioner = {
   extend: async () => {},
   reap: async () => 0,
   release: async () => {},
+  restore: async () => {},
   podName: (id) => id,
 };
 

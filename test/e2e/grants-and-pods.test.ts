@@ -334,6 +334,48 @@ t.test('a top-up for a pod that has stopped is handed back', async (t) => {
   t.match(topUp.headers['x-cashu'], /^cashuB/, 'the top-up is refunded');
 });
 
+t.test(
+  'a top-up refunded after its extend landed unanswered does not keep the time',
+  async (t) => {
+    const s = await stack({
+      ENABLE_POD_PROVISIONING: 'true',
+      PAYGRESS_PROVISIONING_TIMEOUT_MS: '300',
+    });
+    const first = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    const pod = first.headers['x-provisioned-pod']!;
+    const expiry = () =>
+      kube.pods('paid').find((p) => p.metadata.name === pod)?.metadata
+        .annotations?.['paygress.dev/expires-at'];
+    const paidUntil = expiry();
+
+    kube.delay(600, 'PATCH');
+    t.teardown(() => kube.delay(0));
+    const topUp = await send(
+      s,
+      'forward',
+      {
+        Authorization: `Bearer ${first.headers['x-paygress-grant']}`,
+        'X-Cashu': await mintToken(mint.url, 500),
+      },
+      compute,
+    );
+    t.equal(topUp.reason, 'PAYGRESS_PROVISION_FAILED');
+    t.match(topUp.headers['x-cashu'], /^cashuB/, 'the top-up is refunded');
+    kube.delay(0);
+    let now = expiry();
+    for (let i = 0; i < 50 && now !== paidUntil; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      now = expiry();
+    }
+    t.equal(now, paidUntil, 'and the pod keeps only what was paid');
+  },
+);
+
 t.test('a second replica with the same key accepts the grant', async (t) => {
   const a = await stack();
   const b = await stack();

@@ -132,6 +132,7 @@ function slowProvisioner(ms: number): Provisioner {
     extend: async () => {},
     reap: async () => 0,
     release: async () => {},
+    restore: async () => {},
     podName: (grantId) => `pod-${grantId}`,
   };
 }

@@ -226,6 +226,47 @@ t.test(
   },
 );
 
+t.test(
+  'a refunded top-up whose extend landed unanswered is taken back',
+  async (t) => {
+    const { server, provisioner } = await setup(t);
+    const expiry = () =>
+      server.pods(NS)[0]?.metadata.annotations?.['paygress.dev/expires-at'];
+    await provisioner.ensure('g', NOW + HOUR);
+
+    // The patch takes effect; its answer comes after the deadline.
+    server.delay(600, 'PATCH');
+    await t.rejects(provisioner.extend('g', NOW + 2 * HOUR), FAILED);
+    t.equal(expiry(), new Date(NOW + 2 * HOUR).toISOString(), 'it landed');
+    server.delay(0);
+
+    await provisioner.restore('g', NOW + 2 * HOUR);
+    t.equal(expiry(), new Date(NOW + HOUR).toISOString(), 'put back at once');
+
+    // When putting it back fails (or the patch lands only later, as a
+    // slow API may apply it), the sweeps put it back.
+    server.delay(600, 'PATCH');
+    await t.rejects(provisioner.extend('g', NOW + 3 * HOUR), FAILED);
+    server.delay(0);
+    server.forbid('patch');
+    await provisioner.restore('g', NOW + 3 * HOUR);
+    t.equal(expiry(), new Date(NOW + 3 * HOUR).toISOString(), 'not yet');
+    server.allow('patch');
+    await provisioner.reap();
+    t.equal(expiry(), new Date(NOW + HOUR).toISOString(), 'by the sweep');
+
+    // A top-up that failed with an answer changed nothing: nothing to
+    // put back, whatever the pod's expiry is by then.
+    server.forbid('patch');
+    await t.rejects(provisioner.extend('g', NOW + 4 * HOUR), FAILED);
+    server.allow('patch');
+    await provisioner.extend('g', NOW + 5 * HOUR);
+    await provisioner.restore('g', NOW + 4 * HOUR);
+    await provisioner.reap();
+    t.equal(expiry(), new Date(NOW + 5 * HOUR).toISOString(), 'untouched');
+  },
+);
+
 t.test('release never rejects, and the sweep retries it', async (t) => {
   const { server, provisioner } = await setup(t);
   await provisioner.ensure('g', NOW + HOUR);

@@ -62,6 +62,7 @@ export class FakeKubeApiServer {
   #port = 0;
   #rv = 0;
   #delayMs = 0;
+  #delayMethod: string | undefined;
   #mangleList: ((items: Pod[]) => Json) | undefined;
   readonly #anonymous: boolean;
 
@@ -102,9 +103,13 @@ export class FakeKubeApiServer {
     this.#mangleList = edit;
   }
 
-  /** Holds every answer back by `ms` milliseconds (0 turns it off). */
-  delay(ms: number): void {
+  /**
+   * Holds every answer back by `ms` milliseconds (0 turns it off), or only
+   * the answers to one HTTP `method`.
+   */
+  delay(ms: number, method?: string): void {
     this.#delayMs = ms;
+    this.#delayMethod = method;
   }
 
   /** Stops listening and drops every open connection. */
@@ -185,7 +190,10 @@ export class FakeKubeApiServer {
     // A slow API here is slow on the way back: the request has taken
     // effect when the answer is held, as when a real server's reply is
     // late. A client that gives up must cope with the write having happened.
-    if (this.#delayMs > 0) await this.#sleep(this.#delayMs);
+    const held = this.#delayMethod ?? req.method;
+    if (this.#delayMs > 0 && held === req.method) {
+      await this.#sleep(this.#delayMs);
+    }
     if (res.destroyed || !this.#server) return;
     send(res, code, value);
   }
