@@ -2,9 +2,10 @@
  * Envoy's gRPC external authorization (`envoy.service.auth.v3`), as Envoy
  * and Istio `CUSTOM` policies call it. Translates a CheckRequest into an
  * AuthRequest, asks the core, and renders the decision: a decision is
- * always an OK RPC (allow: status 0; deny: status 7 with an HTTP 402), and
- * only our own faults become an RPC error, so Envoy's `failure_mode_allow`
- * and `status_on_error` apply to them and never to a payment decision. A
+ * always an OK RPC (allow: status 0; deny: status 7 with an HTTP 402, or
+ * 400 for a token not as requested, NUT-24), and only our own faults
+ * become an RPC error, so Envoy's `failure_mode_allow` and
+ * `status_on_error` apply to them and never to a payment decision. A
  * fault of ours that hands money back (a refund or credit after a failed
  * pod) is a denied response too, an HTTP 503, so that the money arrives.
  */
@@ -26,7 +27,12 @@ import {
   type DecisionLogPolicy,
   type DecisionObserver,
 } from './decision-log.ts';
-import { denyBody, denyHeaders, handsMoneyBack } from './payment-headers.ts';
+import {
+  denyBody,
+  denyHeaders,
+  handsMoneyBack,
+  isBadPayment,
+} from './payment-headers.ts';
 import { InFlight } from './in-flight.ts';
 import { deliversPayment, renderOnce, reportUndelivered } from './reply.ts';
 import {
@@ -92,7 +98,8 @@ interface CheckResponseWire {
 }
 
 /** HTTP statuses of a denied response, by Envoy's enum names. */
-type DeniedStatus = 'PaymentRequired' | 'Forbidden' | 'ServiceUnavailable';
+type DeniedStatus =
+  'BadRequest' | 'PaymentRequired' | 'Forbidden' | 'ServiceUnavailable';
 
 type Answer =
   { response: CheckResponseWire } | { error: Partial<grpc.StatusObject> };
@@ -337,7 +344,9 @@ function render(
       ? 'ServiceUnavailable'
       : decision.reason === 'PAYGRESS_NOT_HTTP'
         ? 'Forbidden'
-        : 'PaymentRequired';
+        : isBadPayment(decision)
+          ? 'BadRequest'
+          : 'PaymentRequired';
   return { response: renderDeny(decision, status, log) };
 }
 

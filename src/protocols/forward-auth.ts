@@ -10,7 +10,12 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { AuthRequest, Decision } from '../core/model.ts';
-import { allowReply, denyBody, denyHeaders } from './payment-headers.ts';
+import {
+  allowReply,
+  denyBody,
+  denyHeaders,
+  isBadPayment,
+} from './payment-headers.ts';
 import {
   firstForwarded,
   flattenHeaders,
@@ -44,7 +49,10 @@ export function forwardAuthRequest(req: IncomingMessage): AuthRequest {
   };
 }
 
-/** 200 with the payment headers, or 402 (payer) / 503 (ours) with a body. */
+/**
+ * 200 with the payment headers, or with a body 402 (payer; 400 for a
+ * token not as requested, NUT-24) or 503 (ours).
+ */
 export function forwardAuthReply(decision: Decision): Reply {
   if (decision.kind === 'allow') return allowReply(decision);
 
@@ -55,7 +63,8 @@ export function forwardAuthReply(decision: Decision): Reply {
   };
   if (decision.fault === 'ours') headers['Retry-After'] = '5';
   return {
-    status: decision.fault === 'payer' ? 402 : 503,
+    status:
+      decision.fault === 'ours' ? 503 : isBadPayment(decision) ? 400 : 402,
     headers,
     body: denyBody(decision),
   };

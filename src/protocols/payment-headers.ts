@@ -3,11 +3,29 @@
  * payment headers and JSON body of a deny. Adapters choose the status code
  * and the channel; the words are shared so a client sees one vocabulary.
  */
+import type { ReasonCode } from '../core/errors.ts';
 import type { Allow, Deny } from '../core/model.ts';
 import type { Reply } from './reply.ts';
 
 /** Header carrying a NUT-18 payment request on a deny (NUT-24). */
 export const X_CASHU = 'X-Cashu';
+
+/**
+ * Refusals of a token not as the payment request asked (another mint,
+ * another unit, too little), which NUT-24 answers with 400; every other
+ * refusal of the payer's asks for payment with 402. Both carry the
+ * payment request.
+ */
+const NOT_AS_REQUESTED: ReadonlySet<string> = new Set<ReasonCode>([
+  'PAYGRESS_MINT_NOT_ALLOWED',
+  'PAYGRESS_UNIT_MISMATCH',
+  'PAYGRESS_INSUFFICIENT_AMOUNT',
+]);
+
+/** Whether a deny of the payer's is a 400 (NUT-24), not a 402. */
+export function isBadPayment(deny: Deny): boolean {
+  return NOT_AS_REQUESTED.has(deny.reason);
+}
 
 /**
  * The 200 both HTTP adapters answer an allow with: the headers the

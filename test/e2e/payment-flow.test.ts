@@ -16,6 +16,12 @@ const stack = await startStack({ price: 100 });
 t.teardown(() => stack.close());
 
 const denyStatus = { forward: 402, nginx: 401, 'ext-authz': 402 } as const;
+/** NUT-24: a token of another mint or unit, or worth too little, is a 400. */
+const badPaymentStatus = {
+  forward: 400,
+  nginx: 401,
+  'ext-authz': 400,
+} as const;
 
 for (const protocol of PROTOCOLS) {
   t.test(`${protocol}: no token asks for payment`, async (t) => {
@@ -70,6 +76,8 @@ for (const protocol of PROTOCOLS) {
 
       const out = await send(stack, protocol, { 'X-Cashu': token });
       t.equal(out.reason, 'PAYGRESS_MINT_NOT_ALLOWED');
+      t.equal(out.status, badPaymentStatus[protocol]);
+      t.ok(out.paymentRequest, 'with the payment request to follow');
       t.equal(connections(), 0, 'no connection reached the named mint');
     },
   );
@@ -92,10 +100,24 @@ for (const protocol of PROTOCOLS) {
       const token = await mintToken(stack.mint.url, 64);
       const out = await send(stack, protocol, { 'X-Cashu': token });
       t.equal(out.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
+      t.equal(out.status, badPaymentStatus[protocol]);
       t.equal(out.headers['x-payment-amount'], '100');
       t.ok(out.paymentRequest);
     },
   );
+
+  t.test(`${protocol}: a token of another unit is refused`, async (t) => {
+    const proofs = await mintProofs(stack.mint.url, 128);
+    const token = getEncodedToken({
+      mint: stack.mint.url,
+      unit: 'usd',
+      proofs,
+    });
+    const out = await send(stack, protocol, { 'X-Cashu': token });
+    t.equal(out.reason, 'PAYGRESS_UNIT_MISMATCH');
+    t.equal(out.status, badPaymentStatus[protocol]);
+    t.ok(out.paymentRequest);
+  });
 
   t.test(
     `${protocol}: with the mint down the refusal is our fault`,
