@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startChild } from './lib/child.ts';
+import { PAYGRESS_NODE_ARGS, startChild } from './lib/child.ts';
 import { cpuMs, h2loadCalls } from './lib/cpu.ts';
 import {
   CHECK_PATH,
@@ -63,10 +63,11 @@ async function measureTree(
   tree: string,
   round: number,
 ): Promise<[string, number][]> {
-  const paygress = await startChild(join(tree, 'bench/servers/paygress.ts'), [
-    '--mint',
-    String(mint.ports.url),
-  ]);
+  const paygress = await startChild(
+    join(tree, 'bench/servers/paygress.ts'),
+    ['--mint', String(mint.ports.url)],
+    { nodeArgs: PAYGRESS_NODE_ARGS },
+  );
   try {
     const base = `http://127.0.0.1:${paygress.ports.http}`;
     const grant = await buyGrant(base, String(mint.ports.url));

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startChild, type Child } from './lib/child.ts';
+import { PAYGRESS_NODE_ARGS, startChild, type Child } from './lib/child.ts';
 import { cpuMs, h2loadCalls } from './lib/cpu.ts';
 import {
   CHECK_PATH,
@@ -70,10 +70,11 @@ for (const [mode, perCall] of results) {
 
 function start(mode: (typeof MODES)[number]): Promise<Child> {
   return mode === 'paygress'
-    ? startChild(new URL('servers/paygress.ts', import.meta.url).pathname, [
-        '--mint',
-        String(mint.ports.url),
-      ])
+    ? startChild(
+        new URL('servers/paygress.ts', import.meta.url).pathname,
+        ['--mint', String(mint.ports.url)],
+        { nodeArgs: PAYGRESS_NODE_ARGS },
+      )
     : startChild(new URL('servers/grpc-floor.ts', import.meta.url).pathname, [
         '--mode',
         mode,

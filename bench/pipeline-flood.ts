@@ -17,7 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startChild } from './lib/child.ts';
+import { PAYGRESS_NODE_ARGS, startChild } from './lib/child.ts';
 import { PRICED_PATH, forwardHeaders } from './lib/fixtures.ts';
 
 const { values } = parseArgs({
@@ -52,10 +52,11 @@ try {
 }
 
 async function measure(tree: string): Promise<void> {
-  const paygress = await startChild(join(tree, 'bench/servers/paygress.ts'), [
-    '--mint',
-    String(mint.ports.url),
-  ]);
+  const paygress = await startChild(
+    join(tree, 'bench/servers/paygress.ts'),
+    ['--mint', String(mint.ports.url)],
+    { nodeArgs: PAYGRESS_NODE_ARGS },
+  );
   const port = Number(paygress.ports.http);
   const sockets: Socket[] = [];
   try {

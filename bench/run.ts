@@ -14,7 +14,12 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { NODE, startChild, type Child } from './lib/child.ts';
+import {
+  NODE,
+  PAYGRESS_NODE_ARGS,
+  startChild,
+  type Child,
+} from './lib/child.ts';
 import {
   CHECK_PATH,
   METERED_PATH,
@@ -73,7 +78,11 @@ const child = async (
 try {
   const mint = await child('servers/timed-mint.ts');
   const mintUrl = String(mint.ports.url);
-  const paygress = await child('servers/paygress.ts', ['--mint', mintUrl]);
+  const paygress = await child(
+    'servers/paygress.ts',
+    ['--mint', mintUrl],
+    [...PAYGRESS_NODE_ARGS],
+  );
   const pg = `http://127.0.0.1:${paygress.ports.http}`;
   const grant = await buyGrant(pg, mintUrl);
   const spent = await spentToken(pg, mintUrl);
@@ -307,7 +316,11 @@ async function profileAll(mintUrl: string, statsPort: number, secs: number) {
       here('servers/paygress.ts'),
       ['--mint', mintUrl],
       {
-        nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profDir}`],
+        nodeArgs: [
+          ...PAYGRESS_NODE_ARGS,
+          '--cpu-prof',
+          `--cpu-prof-dir=${profDir}`,
+        ],
       },
     );
     try {

@@ -13,6 +13,14 @@ export const NODE = fileURLToPath(
   new URL('../../node_modules/.bin/node', import.meta.url),
 );
 
+/**
+ * Node options Paygress runs with, as the image's ENTRYPOINT and
+ * `npm start` give them (bench/young-gen.ts measures why).
+ */
+export const PAYGRESS_NODE_ARGS: readonly string[] = [
+  '--max-semi-space-size=8',
+];
+
 /** Ports a server child listens on, by name. */
 export type Ports = Record<string, number | string>;
 

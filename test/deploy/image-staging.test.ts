@@ -51,24 +51,44 @@ t.test('the staged image runs Paygress from its own files', async (t) => {
   }
   const before = listTree(app);
 
+  // As the image starts it: the ENTRYPOINT's Node options, which npm
+  // start and npm run dev give too.
+  const entrypoint = JSON.parse(
+    /^ENTRYPOINT (\[.*\])$/m.exec(read('Dockerfile'))?.[1] ?? '[]',
+  ) as string[];
+  t.equal(entrypoint[0], 'node');
+  t.equal(entrypoint.at(-1), '/app/bin/paygress.ts');
+  const nodeOptions = entrypoint.slice(1, -1);
+  for (const script of ['start', 'dev']) {
+    t.match(
+      pkg.scripts[script],
+      `node ${[...nodeOptions, 'bin/paygress.ts'].join(' ')}`,
+      `npm ${script} runs Node as the image does`,
+    );
+  }
+
   const mint = await startDevMint();
   t.teardown(() => mint.close());
-  const paygress = spawn(NODE, [join(app, 'bin/paygress.ts'), 'serve'], {
-    // Outside the repository, so nothing resolves from its node_modules.
-    cwd: join(dir, 'tmp'),
-    env: {
-      PATH: process.env.PATH ?? '',
-      TMPDIR: join(dir, 'tmp'),
-      PAYGRESS_MINTS: mint.url,
-      PAYGRESS_HTTP_HOST: '127.0.0.1',
-      PAYGRESS_HTTP_PORT: '0',
-      PAYGRESS_GRPC_HOST: '127.0.0.1',
-      PAYGRESS_GRPC_PORT: '0',
-      PAYGRESS_DATA_DIR: join(dir, 'data'),
-      PAYGRESS_SHUTDOWN_GRACE_MS: '1000',
+  const paygress = spawn(
+    NODE,
+    [...nodeOptions, join(app, 'bin/paygress.ts'), 'serve'],
+    {
+      // Outside the repository, so nothing resolves from its node_modules.
+      cwd: join(dir, 'tmp'),
+      env: {
+        PATH: process.env.PATH ?? '',
+        TMPDIR: join(dir, 'tmp'),
+        PAYGRESS_MINTS: mint.url,
+        PAYGRESS_HTTP_HOST: '127.0.0.1',
+        PAYGRESS_HTTP_PORT: '0',
+        PAYGRESS_GRPC_HOST: '127.0.0.1',
+        PAYGRESS_GRPC_PORT: '0',
+        PAYGRESS_DATA_DIR: join(dir, 'data'),
+        PAYGRESS_SHUTDOWN_GRACE_MS: '1000',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  );
   const exited = once(paygress, 'exit');
   t.teardown(() => {
     if (paygress.exitCode === null) paygress.kill('SIGKILL');
