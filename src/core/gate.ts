@@ -477,8 +477,9 @@ export class Gate implements Decider {
    * The pod serving `grant`; empty without provisioning. `new`: a
    * payment's new grant, whose pod is created. `top-up`: its pod's expiry
    * is moved. `use`: a request on the grant alone, whose pod is read at
-   * most once a minute. A pod found gone is made anew for the time paid;
-   * one found stopped is refused.
+   * most once a minute. A pod found gone, or stopped by the cluster, is
+   * made anew for the time paid; one stopped at its lifetime cap is
+   * refused.
    */
   async #podFor(grant: Grant, how: 'new' | 'top-up' | 'use'): Promise<string> {
     const provisioner = this.#o.provisioner;

@@ -222,8 +222,9 @@ export interface Provisioner {
   ensure(grantId: string, expiresAt: number): Promise<Provisioned>;
   /**
    * Makes sure the grant's pod lives until `expiresAt`, reading it first:
-   * its expiry is moved forward if need be, a pod that is gone is made
-   * anew, and one that has stopped is refused (ProvisionFailedError).
+   * its expiry is moved forward if need be, a pod that is gone or that
+   * the cluster stopped is made anew, and one stopped at its lifetime cap
+   * is refused (ProvisionFailedError).
    */
   extend(grantId: string, expiresAt: number): Promise<void>;
   /** Deletes pods whose expiry has passed; resolves with how many. */
