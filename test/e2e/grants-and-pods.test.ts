@@ -69,6 +69,60 @@ async function stack(
 
 const compute = { path: '/compute/job' };
 
+/** A Paygress provisioning pods, and a grant on /compute bought from it. */
+async function paidPod(
+  sats: number,
+  clock?: FakeClock,
+  env: Record<string, string> = {},
+) {
+  const s = await stack({ ENABLE_POD_PROVISIONING: 'true', ...env }, clock);
+  const first = await send(
+    s,
+    'forward',
+    { 'X-Cashu': await mintToken(mint.url, sats) },
+    compute,
+  );
+  return {
+    s,
+    grant: first.headers['x-paygress-grant']!,
+    pod: first.headers['x-provisioned-pod']!,
+  };
+}
+
+/** A Paygress provisioning pods, its log lines collected. */
+async function loggedStack() {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  const s = await startStack({
+    mint,
+    configFile,
+    env: { ENABLE_POD_PROVISIONING: 'true' },
+    logger: createLogger('info', sink),
+  });
+  t.teardown(() => s.close());
+  return { s, lines };
+}
+
+/** Pays `sats` more on /compute with `grant`: a top-up. */
+async function topUp(s: Stack, grant: string, sats: number) {
+  return send(
+    s,
+    'forward',
+    {
+      Authorization: `Bearer ${grant}`,
+      'X-Cashu': await mintToken(mint.url, sats),
+    },
+    compute,
+  );
+}
+
 t.test(
   'a rate payment returns a grant that covers later requests',
   async (t) => {
@@ -183,15 +237,7 @@ t.test('a top-up extends the grant and keeps its id', async (t) => {
 
 t.test('a pod that vanished while paid for is made anew', async (t) => {
   const clock = new FakeClock();
-  const s = await stack({ ENABLE_POD_PROVISIONING: 'true' }, clock);
-  const first = await send(
-    s,
-    'forward',
-    { 'X-Cashu': await mintToken(mint.url, 30) },
-    compute,
-  );
-  const grant = first.headers['x-paygress-grant']!;
-  const pod = first.headers['x-provisioned-pod']!;
+  const { s, grant, pod } = await paidPod(30, clock);
   const exists = () => kube.pods('paid').some((p) => p.metadata.name === pod);
   t.ok(exists(), 'provisioned');
 
@@ -208,16 +254,8 @@ t.test('a pod that vanished while paid for is made anew', async (t) => {
   t.ok(exists(), 'confirmed again, and made anew');
 
   kube.remove('paid', pod);
-  const topUp = await send(
-    s,
-    'forward',
-    {
-      Authorization: `Bearer ${grant}`,
-      'X-Cashu': await mintToken(mint.url, 10),
-    },
-    compute,
-  );
-  t.equal(topUp.allowed, true, 'a top-up is not refused for the lost pod');
+  const toppedUp = await topUp(s, grant, 10);
+  t.equal(toppedUp.allowed, true, 'a top-up is not refused for the lost pod');
   t.ok(exists(), 'and makes it anew');
 
   // A namespace at its quota refuses creates, even of a pod that exists:
@@ -238,17 +276,9 @@ t.test(
   'requests on one grant confirm its pod once, and a failure is not asked again at once',
   async (t) => {
     const clock = new FakeClock();
-    const s = await stack({ ENABLE_POD_PROVISIONING: 'true' }, clock);
-    const paid = await send(
-      s,
-      'forward',
-      { 'X-Cashu': await mintToken(mint.url, 60) },
-      compute,
-    );
-    const grant = {
-      Authorization: `Bearer ${paid.headers['x-paygress-grant']}`,
-    };
-    const pod = paid.headers['x-provisioned-pod']!;
+    const paid = await paidPod(60, clock);
+    const { s, pod } = paid;
+    const grant = { Authorization: `Bearer ${paid.grant}` };
     const reads = () =>
       kube.requests.filter(
         (r) => r.method === 'GET' && r.path.endsWith(`/pods/${pod}`),
@@ -284,15 +314,7 @@ t.test(
 
 t.test('a pod evicted while paid for is made anew', async (t) => {
   const clock = new FakeClock();
-  const s = await stack({ ENABLE_POD_PROVISIONING: 'true' }, clock);
-  const first = await send(
-    s,
-    'forward',
-    { 'X-Cashu': await mintToken(mint.url, 60) },
-    compute,
-  );
-  const grant = first.headers['x-paygress-grant']!;
-  const pod = first.headers['x-provisioned-pod']!;
+  const { s, grant, pod } = await paidPod(60, clock);
   const current = () => kube.pods('paid').find((p) => p.metadata.name === pod);
   const evicted = current()!.metadata.uid;
   kube.setStatus('paid', pod, { phase: 'Failed', reason: 'Evicted' });
@@ -311,43 +333,20 @@ t.test('a pod evicted while paid for is made anew', async (t) => {
 });
 
 t.test('a top-up for a pod that has stopped is handed back', async (t) => {
-  const s = await stack({ ENABLE_POD_PROVISIONING: 'true' });
-  const first = await send(
-    s,
-    'forward',
-    { 'X-Cashu': await mintToken(mint.url, 10) },
-    compute,
-  );
-  const pod = first.headers['x-provisioned-pod']!;
+  const { s, grant, pod } = await paidPod(10);
   kube.setStatus('paid', pod, { phase: 'Failed', reason: 'DeadlineExceeded' });
 
-  const topUp = await send(
-    s,
-    'forward',
-    {
-      Authorization: `Bearer ${first.headers['x-paygress-grant']}`,
-      'X-Cashu': await mintToken(mint.url, 10),
-    },
-    compute,
-  );
-  t.equal(topUp.reason, 'PAYGRESS_PROVISION_FAILED');
-  t.match(topUp.headers['x-cashu'], /^cashuB/, 'the top-up is refunded');
+  const refused = await topUp(s, grant, 10);
+  t.equal(refused.reason, 'PAYGRESS_PROVISION_FAILED');
+  t.match(refused.headers['x-cashu'], /^cashuB/, 'the top-up is refunded');
 });
 
 t.test(
   'a top-up refunded after its extend landed unanswered does not keep the time',
   async (t) => {
-    const s = await stack({
-      ENABLE_POD_PROVISIONING: 'true',
+    const { s, grant, pod } = await paidPod(10, undefined, {
       PAYGRESS_PROVISIONING_TIMEOUT_MS: '300',
     });
-    const first = await send(
-      s,
-      'forward',
-      { 'X-Cashu': await mintToken(mint.url, 10) },
-      compute,
-    );
-    const pod = first.headers['x-provisioned-pod']!;
     const expiry = () =>
       kube.pods('paid').find((p) => p.metadata.name === pod)?.metadata
         .annotations?.['paygress.dev/expires-at'];
@@ -355,17 +354,9 @@ t.test(
 
     kube.delay(600, 'PATCH');
     t.teardown(() => kube.delay(0));
-    const topUp = await send(
-      s,
-      'forward',
-      {
-        Authorization: `Bearer ${first.headers['x-paygress-grant']}`,
-        'X-Cashu': await mintToken(mint.url, 500),
-      },
-      compute,
-    );
-    t.equal(topUp.reason, 'PAYGRESS_PROVISION_FAILED');
-    t.match(topUp.headers['x-cashu'], /^cashuB/, 'the top-up is refunded');
+    const refused = await topUp(s, grant, 500);
+    t.equal(refused.reason, 'PAYGRESS_PROVISION_FAILED');
+    t.match(refused.headers['x-cashu'], /^cashuB/, 'the top-up is refunded');
     kube.delay(0);
     let now = expiry();
     for (let i = 0; i < 50 && now !== paidUntil; i++) {
@@ -499,20 +490,10 @@ t.test('a paid grant gets one pod; grant requests reuse it', async (t) => {
 t.test(
   'a payment whose answer is lost while its pod is made gets that pod on the retry, not another',
   async (t) => {
-    let lost = 0;
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        lost += String(chunk).split('paid answer not delivered').length - 1;
-        done();
-      },
-    });
-    const s = await startStack({
-      mint,
-      configFile,
-      env: { ENABLE_POD_PROVISIONING: 'true' },
-      logger: createLogger('info', sink),
-    });
-    t.teardown(() => s.close());
+    const { s, lines } = await loggedStack();
+    const lost = () =>
+      lines.filter((l) => String(l.msg).startsWith('paid answer not delivered'))
+        .length;
     const before = new Set(kube.pods('paid').map((p) => p.metadata.name));
     const fresh = () =>
       kube.pods('paid').filter((p) => !before.has(p.metadata.name));
@@ -538,10 +519,10 @@ t.test(
       );
       t.equal(outcome, 'TimeoutError', `attempt ${i + 1}: gave up`);
       // Paygress finishes the attempt and learns its answer was lost.
-      for (let waited = 0; lost <= i && waited < 10_000; waited += 20) {
+      for (let waited = 0; lost() <= i && waited < 10_000; waited += 20) {
         await new Promise((r) => setTimeout(r, 20));
       }
-      t.equal(lost, i + 1, `attempt ${i + 1}: owed again`);
+      t.equal(lost(), i + 1, `attempt ${i + 1}: owed again`);
     }
     kube.delay(0);
     t.equal(fresh().length, 1, 'one pod for the payment so far');
@@ -631,22 +612,7 @@ t.test(
 t.test(
   "the payer is not told about the operator's cluster; the log is",
   async (t) => {
-    const lines: Record<string, unknown>[] = [];
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        for (const line of String(chunk).split('\n').filter(Boolean)) {
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-        }
-        done();
-      },
-    });
-    const s = await startStack({
-      mint,
-      configFile,
-      env: { ENABLE_POD_PROVISIONING: 'true' },
-      logger: createLogger('info', sink),
-    });
-    t.teardown(() => s.close());
+    const { s, lines } = await loggedStack();
     kube.forbid('create');
     t.teardown(() => kube.allow('create'));
 
