@@ -122,7 +122,22 @@ export class MintError extends reason('PAYGRESS_MINT_ERROR') {}
 /** The wallet store could not record the redemption. */
 export class StoreFailedError extends reason('PAYGRESS_STORE_FAILED') {}
 /** The payment was taken but the pod it buys could not be provisioned. */
-export class ProvisionFailedError extends reason('PAYGRESS_PROVISION_FAILED') {}
+export class ProvisionFailedError extends reason('PAYGRESS_PROVISION_FAILED') {
+  /**
+   * True when a call that changes the cluster (create, patch, delete) got
+   * no answer (its deadline passed, the connection was cut, the answer
+   * could not be read): it may have taken effect all the same.
+   */
+  readonly mayHaveApplied: boolean;
+
+  constructor(
+    message: string,
+    options?: ErrorOptions & { mayHaveApplied?: boolean },
+  ) {
+    super(message, options);
+    this.mayHaveApplied = options?.mayHaveApplied ?? false;
+  }
+}
 /** An unexpected fault inside Paygress. */
 export class InternalError extends reason('PAYGRESS_INTERNAL') {}
 

@@ -446,18 +446,24 @@ export class Gate implements Decider {
     try {
       pod = await this.#podFor(grant, current === undefined ? 'new' : 'top-up');
     } catch (err) {
-      const refund = this.#o.refunds
-        ? this.#refund(redemption, token, route, err)
-        : undefined;
+      // A top-up whose extend went unanswered may have lengthened the pod
+      // all the same: handing the money back would leave that time unpaid
+      // for, so the payment stays on the extended grant instead, and the
+      // payer's retry with it gets (or finds) the time.
+      const extended =
+        current !== undefined &&
+        err instanceof ProvisionFailedError &&
+        err.mayHaveApplied;
+      const refund =
+        this.#o.refunds && !extended
+          ? this.#refund(redemption, token, route, err)
+          : undefined;
       const refused = refund ?? this.#credit(request, grant, token, route, err);
       if (refund === undefined) this.#o.store.delivered(redemption.id);
       // The money went back, so a pod the failed create made anyway would
-      // run for nobody; a top-up's pod is the payer's and stays, without
-      // the time the failed extend may have given it anyway.
+      // run for nobody (a top-up's pod is the payer's and stays).
       else if (current === undefined) {
         void this.#o.provisioner?.release(grant.id, grant.expiresAt);
-      } else {
-        void this.#o.provisioner?.restore(grant.id, grant.expiresAt);
       }
       return { ...refused, redemptionId: redemption.id };
     }

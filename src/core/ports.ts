@@ -235,12 +235,6 @@ export interface Provisioner {
    * when it appears, until `expiresAt`). Never rejects.
    */
   release(grantId: string, expiresAt: number): Promise<void>;
-  /**
-   * A top-up to `expiresAt` was handed back after `extend` failed: if the
-   * failed extend may have moved the pod's expiry anyway (its answer was
-   * lost), moves it back to what it was. Never rejects.
-   */
-  restore(grantId: string, expiresAt: number): Promise<void>;
   /** Name of the pod serving `grantId` (deterministic; no API call). */
   podName(grantId: string): string;
 }

@@ -55,6 +55,7 @@ export async function callKube<T>(
     timer = setTimeout(() => {
       const err = new ProvisionFailedError(
         `the Kubernetes API at ${site.server} did not answer within ${site.timeoutMs} ms while trying to ${describe(site)}`,
+        { mayHaveApplied: changes(site) },
       );
       controller.abort(err);
       reject(err);
@@ -162,20 +163,35 @@ function unreachable(site: CallSite, err: unknown): ProvisionFailedError {
   if (err instanceof SyntaxError) {
     return new ProvisionFailedError(
       `the Kubernetes API at ${site.server} answered something that could not be read (${err.message}) while trying to ${describe(site)}; check for a proxy between Paygress and the API server`,
-      { cause: err },
+      { cause: err, mayHaveApplied: changes(site) },
     );
   }
   const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause;
-  const why =
-    typeof cause?.code === 'string'
-      ? cause.code
-      : err instanceof Error
-        ? err.message
-        : String(err);
+  const code = typeof cause?.code === 'string' ? cause.code : undefined;
+  const why = code ?? (err instanceof Error ? err.message : String(err));
   return new ProvisionFailedError(
     `the Kubernetes API at ${site.server} could not be reached (${why}) while trying to ${describe(site)}; check the API server address and network policy`,
-    { cause: err },
+    {
+      cause: err,
+      mayHaveApplied:
+        changes(site) && !(code !== undefined && NOT_SENT.has(code)),
+    },
   );
+}
+
+/** Errors that mean the request never reached the API server. */
+const NOT_SENT = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** Whether the call changes the cluster (so may have, unanswered). */
+function changes(site: CallSite): boolean {
+  return site.verb !== 'get' && site.verb !== 'list';
 }
 
 function describe(site: CallSite): string {

@@ -12,7 +12,7 @@ import { ProvisionFailedError } from '../core/errors.ts';
 import type { Clock, Provisioned, Provisioner } from '../core/ports.ts';
 import { systemClock } from '../core/ports.ts';
 import { apiFailure, callKube } from './kube-call.ts';
-import type { CallResult, CallSite, PodVerb } from './kube-call.ts';
+import type { CallSite, PodVerb } from './kube-call.ts';
 import { serverOrigin } from './kube-config.ts';
 import {
   EXPIRES_AT_ANNOTATION,
@@ -74,14 +74,7 @@ export class KubernetesProvisioner implements Provisioner {
   // expiry): a pod of theirs, however late its create lands, runs for
   // nobody and is deleted.
   readonly #released = new Map<string, number>();
-  // Deletions and restores started for refunds, which stop() waits for.
-  readonly #background = new Set<Promise<void>>();
-  // Extends whose patch went unanswered, so may have landed: the expiry
-  // before it, by `<grant hash>/<expiry patched to>`.
-  readonly #uncertain = new LRUCache<string, number>({ max: 1024 });
-  // Top-ups handed back after such an extend, by grant hash: while the
-  // pod's expiry is still the one patched to, it goes back.
-  readonly #restores = new Map<string, Restore>();
+  readonly #releasing = new Set<Promise<void>>();
   // Grants (by hash) whose pod name was found taken by a pod that is not
   // Paygress's: releasing such a grant must not delete it by name.
   readonly #foreign = new LRUCache<string, true>({ max: 1024 });
@@ -116,6 +109,10 @@ export class KubernetesProvisioner implements Provisioner {
    */
   async ensure(grantId: string, expiresAt: number): Promise<Provisioned> {
     this.#checkArgs(grantId, expiresAt);
+    // Its payment was refunded, and the refund never reached the payer:
+    // the payment is owed again and, retried, buys this same grant, whose
+    // pod the sweeps must no longer delete as refunded.
+    this.#released.delete(grantHash(grantId));
     // AlreadyExists: the pod's name is the grant's, so it is this grant's
     // pod; the payment may only lengthen its life.
     if (!(await this.#create(grantId, expiresAt))) {
@@ -213,90 +210,17 @@ export class KubernetesProvisioner implements Provisioner {
       );
       return Promise.resolve();
     }
-    return this.#inBackground(
-      this.#delete(podName, 'refunded').then(
-        () => undefined,
-        (err: unknown) =>
-          this.#logger?.warn(
-            { podName, err },
-            'pod of a refunded payment not deleted yet; the reaper retries',
-          ),
-      ),
-    );
-  }
-
-  /**
-   * A top-up to `expiresAt` was handed back after `extend` failed. When
-   * that extend's patch went unanswered it may have landed all the same:
-   * the pod's expiry goes back to what it was, now, and by the sweeps
-   * should the patch land later, until `expiresAt`. Never rejects.
-   */
-  restore(grantId: string, expiresAt: number): Promise<void> {
-    const hash = grantHash(grantId);
-    const key = `${hash}/${expiresAt}`;
-    const before = this.#uncertain.get(key);
-    this.#uncertain.delete(key);
-    if (before === undefined) return Promise.resolve();
-    const restore = { patched: expiresAt, before };
-    this.#restores.set(hash, restore);
-    const podName = podNameFor(grantId);
-    return this.#inBackground(
-      this.#putBack(podName, hash, restore).then(
-        () => undefined,
-        (err: unknown) =>
-          this.#logger?.warn(
-            { podName, err },
-            'expiry of a refunded top-up not put back yet; the reaper retries',
-          ),
-      ),
-    );
-  }
-
-  #inBackground(work: Promise<void>): Promise<void> {
-    this.#background.add(work);
-    void work.finally(() => this.#background.delete(work));
-    return work;
-  }
-
-  /**
-   * Puts the pod's expiry back if it is still the one a refunded top-up
-   * patched to; true when it did. `listed`: the pod as a sweep listed it.
-   */
-  async #putBack(
-    podName: string,
-    hash: string,
-    restore: Restore,
-    listed?: V1Pod,
-  ): Promise<boolean> {
-    let pod = listed;
-    if (pod === undefined) {
-      const site = this.#site('get', podName);
-      const read = await callKube(site, (o) =>
-        this.#api.readNamespacedPod(
-          { name: podName, namespace: this.#namespace },
-          o,
+    const work = this.#delete(podName, 'refunded').then(
+      () => undefined,
+      (err: unknown) =>
+        this.#logger?.warn(
+          { podName, err },
+          'pod of a refunded payment not deleted yet; the reaper retries',
         ),
-      );
-      if (!read.ok) {
-        if (read.code === 404) return false;
-        throw apiFailure(site, read);
-      }
-      pod = read.value;
-    }
-    const annotated = pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION];
-    if (annotated !== formatExpiry(restore.patched)) return false;
-
-    const patched = await this.#patchExpiry(podName, pod, restore.before);
-    if (patched.ok) {
-      this.#restores.delete(hash);
-      this.#logger?.info(
-        { podName, expiresAt: formatExpiry(restore.before) },
-        'pod expiry put back: its top-up was handed back',
-      );
-      return true;
-    }
-    if (patched.code === 404 || patched.code === 409) return false;
-    throw apiFailure(this.#site('patch', podName), patched);
+    );
+    this.#releasing.add(work);
+    void work.finally(() => this.#releasing.delete(work));
+    return work;
   }
 
   /** Deletes every managed pod whose expiry has passed; resolves the count. */
@@ -332,7 +256,7 @@ export class KubernetesProvisioner implements Provisioner {
   async stop(): Promise<void> {
     clearInterval(this.#timer);
     this.#timer = undefined;
-    await Promise.all([this.#tick, ...this.#background]);
+    await Promise.all([this.#tick, ...this.#releasing]);
   }
 
   #scheduledSweep(): void {
@@ -360,9 +284,6 @@ export class KubernetesProvisioner implements Provisioner {
     for (const [hash, expiresAt] of this.#released) {
       if (expiresAt <= now) this.#released.delete(hash);
     }
-    for (const [hash, restore] of this.#restores) {
-      if (restore.patched <= now) this.#restores.delete(hash);
-    }
     let live = 0;
     let deleted = 0;
     let firstError: ProvisionFailedError | undefined;
@@ -379,20 +300,6 @@ export class KubernetesProvisioner implements Provisioner {
           'listed pod is not named as Paygress names its pods; left alone',
         );
         continue;
-      }
-      const restore = this.#restores.get(hash);
-      if (restore !== undefined) {
-        // Judged again on the next sweep, with the expiry put back.
-        const putBack = await this.#putBack(podName, hash, restore, pod).catch(
-          (err: unknown) => {
-            firstError ??= err as ProvisionFailedError;
-            return true;
-          },
-        );
-        if (putBack) {
-          live += 1;
-          continue;
-        }
       }
       const refunded = this.#released.has(hash);
       if (!refunded) {
@@ -464,26 +371,31 @@ export class KubernetesProvisioner implements Provisioner {
 
   async #moveExpiry(grantId: string, expiresAt: number): Promise<void> {
     const podName = podNameFor(grantId);
-    const hash = grantHash(grantId);
     for (let attempt = 0; attempt < CONFLICT_RETRIES; attempt += 1) {
-      const pod = await this.#read(podName, hash);
+      const pod = await this.#read(podName, grantHash(grantId));
       const current = parseExpiry(
         pod.metadata?.annotations?.[EXPIRES_AT_ANNOTATION],
       );
       if (current !== undefined && current >= expiresAt) return;
 
-      let patched: CallResult<V1Pod>;
-      try {
-        patched = await this.#patchExpiry(podName, pod, expiresAt);
-      } catch (err) {
-        // No answer (deadline, connection cut, unreadable): the patch may
-        // have landed. Should the top-up be handed back, restore() puts
-        // the expiry back to this.
-        if (current !== undefined) {
-          this.#uncertain.set(`${hash}/${expiresAt}`, current);
-        }
-        throw err;
-      }
+      // Carrying resourceVersion makes the merge patch conditional: two
+      // extends racing cannot leave the earlier expiry in place.
+      const site = this.#site('patch', podName);
+      const body = {
+        metadata: {
+          resourceVersion: pod.metadata?.resourceVersion,
+          annotations: { [EXPIRES_AT_ANNOTATION]: formatExpiry(expiresAt) },
+        },
+      };
+      const patched = await callKube(
+        site,
+        (o) =>
+          this.#api.patchNamespacedPod(
+            { name: podName, namespace: this.#namespace, body },
+            o,
+          ),
+        { 'Content-Type': PatchStrategy.MergePatch },
+      );
       if (patched.ok) {
         this.#logger?.info(
           { podName, expiresAt: formatExpiry(expiresAt) },
@@ -492,38 +404,10 @@ export class KubernetesProvisioner implements Provisioner {
         return;
       }
       if (patched.code === 404) throw this.#gone(podName);
-      if (patched.code !== 409)
-        throw apiFailure(this.#site('patch', podName), patched);
+      if (patched.code !== 409) throw apiFailure(site, patched);
     }
     throw new ProvisionFailedError(
       `pod ${podName} in namespace ${this.#namespace} kept changing while its expiry was being extended; gave up after ${CONFLICT_RETRIES} attempts`,
-    );
-  }
-
-  /**
-   * Sets the pod's expiry annotation, on condition that the pod is as
-   * read: carrying resourceVersion makes the merge patch conditional, so
-   * two extends racing cannot leave the earlier expiry in place.
-   */
-  #patchExpiry(
-    podName: string,
-    pod: V1Pod,
-    expiresAt: number,
-  ): Promise<CallResult<V1Pod>> {
-    const body = {
-      metadata: {
-        resourceVersion: pod.metadata?.resourceVersion,
-        annotations: { [EXPIRES_AT_ANNOTATION]: formatExpiry(expiresAt) },
-      },
-    };
-    return callKube(
-      this.#site('patch', podName),
-      (o) =>
-        this.#api.patchNamespacedPod(
-          { name: podName, namespace: this.#namespace, body },
-          o,
-        ),
-      { 'Content-Type': PatchStrategy.MergePatch },
     );
   }
 
@@ -602,12 +486,6 @@ export class KubernetesProvisioner implements Provisioner {
       ...(podName !== undefined && { podName }),
     };
   }
-}
-
-/** A refunded top-up's patched expiry, and the expiry before it. */
-interface Restore {
-  readonly patched: number;
-  readonly before: number;
 }
 
 /** The grant's pod does not exist (any more). */

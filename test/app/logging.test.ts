@@ -129,7 +129,6 @@ t.test(
         extend: () => Promise.reject(broken),
         reap: () => Promise.resolve(0),
         release: () => Promise.resolve(),
-        restore: () => Promise.resolve(),
         podName: (grantId) => `pod-${grantId}`,
       },
     });

@@ -136,7 +136,6 @@ t.test(
         extend: async () => {},
         reap: async () => 0,
         release: async () => {},
-        restore: async () => {},
         podName: (grantId) => `pod-${grantId}`,
         // A sweep of a slow Kubernetes API, still running at shutdown.
         stop: () =>

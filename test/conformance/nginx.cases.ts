@@ -49,7 +49,6 @@ const failingPods: Provisioner = {
   extend: async () => {},
   reap: async () => 0,
   release: async () => {},
-  restore: async () => {},
   podName: (id) => id,
 };
 

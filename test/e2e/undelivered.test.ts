@@ -132,7 +132,6 @@ function slowProvisioner(ms: number): Provisioner {
     extend: async () => {},
     reap: async () => 0,
     release: async () => {},
-    restore: async () => {},
     podName: (grantId) => `pod-${grantId}`,
   };
 }

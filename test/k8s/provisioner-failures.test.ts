@@ -227,45 +227,72 @@ t.test(
 );
 
 t.test(
-  'a refunded top-up whose extend landed unanswered is taken back',
+  'a change that went unanswered may have applied; a refused or unsent one did not',
   async (t) => {
     const { server, provisioner } = await setup(t);
-    const expiry = () =>
-      server.pods(NS)[0]?.metadata.annotations?.['paygress.dev/expires-at'];
     await provisioner.ensure('g', NOW + HOUR);
 
     // The patch takes effect; its answer comes after the deadline.
     server.delay(600, 'PATCH');
-    await t.rejects(provisioner.extend('g', NOW + 2 * HOUR), FAILED);
-    t.equal(expiry(), new Date(NOW + 2 * HOUR).toISOString(), 'it landed');
+    await t.rejects(provisioner.extend('g', NOW + 2 * HOUR), {
+      ...FAILED,
+      mayHaveApplied: true,
+    });
     server.delay(0);
+    t.equal(
+      server.pods(NS)[0]?.metadata.annotations?.['paygress.dev/expires-at'],
+      new Date(NOW + 2 * HOUR).toISOString(),
+      'and it had',
+    );
 
-    await provisioner.restore('g', NOW + 2 * HOUR);
-    t.equal(expiry(), new Date(NOW + HOUR).toISOString(), 'put back at once');
-
-    // When putting it back fails (or the patch lands only later, as a
-    // slow API may apply it), the sweeps put it back.
-    server.delay(600, 'PATCH');
-    await t.rejects(provisioner.extend('g', NOW + 3 * HOUR), FAILED);
+    server.delay(600, 'GET');
+    await t.rejects(
+      provisioner.extend('g', NOW + 3 * HOUR),
+      {
+        ...FAILED,
+        mayHaveApplied: false,
+      },
+      'a read changes nothing',
+    );
     server.delay(0);
     server.forbid('patch');
-    await provisioner.restore('g', NOW + 3 * HOUR);
-    t.equal(expiry(), new Date(NOW + 3 * HOUR).toISOString(), 'not yet');
-    server.allow('patch');
-    await provisioner.reap();
-    t.equal(expiry(), new Date(NOW + HOUR).toISOString(), 'by the sweep');
-
-    // A top-up that failed with an answer changed nothing: nothing to
-    // put back, whatever the pod's expiry is by then.
-    server.forbid('patch');
-    await t.rejects(provisioner.extend('g', NOW + 4 * HOUR), FAILED);
-    server.allow('patch');
-    await provisioner.extend('g', NOW + 5 * HOUR);
-    await provisioner.restore('g', NOW + 4 * HOUR);
-    await provisioner.reap();
-    t.equal(expiry(), new Date(NOW + 5 * HOUR).toISOString(), 'untouched');
+    await t.rejects(
+      provisioner.extend('g', NOW + 3 * HOUR),
+      {
+        ...FAILED,
+        mayHaveApplied: false,
+      },
+      'a refusal changed nothing',
+    );
+    server.allow();
+    await server.down();
+    await t.rejects(
+      provisioner.ensure('h', NOW + HOUR),
+      {
+        ...FAILED,
+        mayHaveApplied: false,
+      },
+      'a refused connection sent nothing',
+    );
+    await server.up();
   },
 );
+
+t.test('a released grant provisioned again keeps its pod', async (t) => {
+  // The refund of its payment never reached the payer, whose retry of
+  // the same payment buys the same grant.
+  const { server, provisioner } = await setup(t);
+  server.delay(600);
+  await t.rejects(provisioner.ensure('g', NOW + HOUR), FAILED);
+  server.delay(0);
+  await provisioner.release('g', NOW + HOUR);
+  await provisioner.ensure('g', NOW + HOUR);
+  t.equal(await provisioner.reap(), 0, 'the sweep leaves it');
+  t.same(
+    server.pods(NS).map((p) => p.metadata.name),
+    [provisioner.podName('g')],
+  );
+});
 
 t.test('release never rejects, and the sweep retries it', async (t) => {
   const { server, provisioner } = await setup(t);
