@@ -17,6 +17,13 @@ export const GRANT_LABEL = 'paygress.dev/grant';
 /** Annotation holding the pod's paid-for expiry as ISO 8601 UTC. */
 export const EXPIRES_AT_ANNOTATION = 'paygress.dev/expires-at';
 
+/**
+ * Annotation of a pod made anew after the cluster stopped its grant's
+ * earlier one: when that first pod started (ISO 8601 UTC), from which its
+ * `maxLifetimeSeconds` still counts.
+ */
+export const LIFETIME_FROM_ANNOTATION = 'paygress.dev/lifetime-from';
+
 /** Prefix of every pod name Paygress creates. */
 export const POD_NAME_PREFIX = 'paygress-';
 

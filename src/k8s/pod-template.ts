@@ -12,6 +12,7 @@ import type {
 } from '@kubernetes/client-node';
 import {
   EXPIRES_AT_ANNOTATION,
+  LIFETIME_FROM_ANNOTATION,
   GRANT_LABEL,
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
@@ -121,14 +122,26 @@ export function validatePodTemplate(template: PodTemplate): PodTemplate {
 /**
  * The Pod object for one grant: the template's fields, plus Paygress's
  * name, labels and expiry annotation. `expiresAt` is ms since epoch.
+ * `lifetime`: for a pod made anew in place of one the cluster stopped,
+ * when the first started and the time now (ms since epoch); its
+ * `maxLifetimeSeconds` goes on counting from then.
  */
 export function buildPod(
   template: PodTemplate,
   grantId: string,
   expiresAt: number,
+  lifetime?: { readonly from: number; readonly now: number },
 ): V1Pod {
   const t = structuredClone(template) as PodTemplate;
   const ownToken = t.serviceAccountName !== undefined;
+  const deadline =
+    t.maxLifetimeSeconds === undefined || lifetime === undefined
+      ? t.maxLifetimeSeconds
+      : Math.max(
+          1,
+          t.maxLifetimeSeconds -
+            Math.floor((lifetime.now - lifetime.from) / 1000),
+        );
 
   return {
     apiVersion: 'v1',
@@ -143,6 +156,9 @@ export function buildPod(
       annotations: {
         ...t.annotations,
         [EXPIRES_AT_ANNOTATION]: formatExpiry(expiresAt),
+        ...(lifetime && {
+          [LIFETIME_FROM_ANNOTATION]: formatExpiry(lifetime.from),
+        }),
       },
     },
     spec: {
@@ -161,9 +177,7 @@ export function buildPod(
       ...(ownToken
         ? { serviceAccountName: t.serviceAccountName }
         : { automountServiceAccountToken: false }),
-      ...(t.maxLifetimeSeconds !== undefined && {
-        activeDeadlineSeconds: t.maxLifetimeSeconds,
-      }),
+      ...(deadline !== undefined && { activeDeadlineSeconds: deadline }),
     },
   };
 }
@@ -206,7 +220,7 @@ function checkAnnotations(annotations: unknown): void {
   }
   for (const [key, value] of Object.entries(annotations)) {
     checkKey(key, 'annotations');
-    if (key === EXPIRES_AT_ANNOTATION) {
+    if (key === EXPIRES_AT_ANNOTATION || key === LIFETIME_FROM_ANNOTATION) {
       throw new TypeError(
         `\`template.annotations\` may not set \`${key}\`: Paygress sets it`,
       );

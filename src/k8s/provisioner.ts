@@ -17,6 +17,7 @@ import { serverOrigin } from './kube-config.ts';
 import {
   EXPIRES_AT_ANNOTATION,
   GRANT_LABEL,
+  LIFETIME_FROM_ANNOTATION,
   MANAGED_BY_LABEL,
   MANAGED_BY_VALUE,
   MANAGED_SELECTOR,
@@ -147,8 +148,19 @@ export class KubernetesProvisioner implements Provisioner {
   }
 
   /** Creates the grant's pod: false when a pod of its name exists. */
-  async #create(grantId: string, expiresAt: number): Promise<boolean> {
-    const pod = buildPod(this.#template, grantId, expiresAt);
+  async #create(
+    grantId: string,
+    expiresAt: number,
+    lifetimeFrom?: number,
+  ): Promise<boolean> {
+    const pod = buildPod(
+      this.#template,
+      grantId,
+      expiresAt,
+      lifetimeFrom === undefined
+        ? undefined
+        : { from: lifetimeFrom, now: this.#clock.now() },
+    );
     const podName = podNameFor(grantId);
     const site = this.#site('create', podName);
     const created = await callKube(site, (o) =>
@@ -171,7 +183,8 @@ export class KubernetesProvisioner implements Provisioner {
   /**
    * Moves the existing pod's expiry forward. One the cluster stopped
    * (evicted, its node shut down) while it was paid for is deleted and
-   * made anew for the time paid, as a vanished one is.
+   * made anew for the time paid, as a vanished one is, with what is left
+   * of its `maxLifetimeSeconds`: an eviction does not restart the cap.
    */
   async #lengthen(grantId: string, expiresAt: number): Promise<void> {
     try {
@@ -179,12 +192,19 @@ export class KubernetesProvisioner implements Provisioner {
     } catch (err) {
       if (!(err instanceof PodStoppedError)) throw err;
       const podName = podNameFor(grantId);
+      const cap = this.#template.maxLifetimeSeconds;
+      const from = err.lifetimeFrom ?? this.#clock.now();
+      if (cap !== undefined && this.#clock.now() - from >= cap * 1000) {
+        throw new ProvisionFailedError(
+          `pod ${podName} in namespace ${this.#namespace} was stopped by the cluster (${err.reason}) after its maxLifetimeSeconds; a payment cannot start it again`,
+        );
+      }
       this.#logger?.warn(
         { podName, reason: err.reason },
         'pod of a paid grant was stopped by the cluster; creating it again',
       );
       await this.#delete(podName, 'stopped', err.resourceVersion);
-      if (!(await this.#create(grantId, expiresAt))) {
+      if (!(await this.#create(grantId, expiresAt, from))) {
         await this.#moveExpiry(grantId, expiresAt);
       }
     }
@@ -455,6 +475,7 @@ export class KubernetesProvisioner implements Provisioner {
         `pod ${podName} in namespace ${this.#namespace} was stopped by the cluster (${phase}${why})`,
         reason ?? phase,
         pod.metadata?.resourceVersion,
+        lifetimeFrom(pod),
       );
     }
     return pod;
@@ -495,16 +516,37 @@ class PodGoneError extends ProvisionFailedError {}
 class PodStoppedError extends ProvisionFailedError {
   readonly reason: string;
   readonly resourceVersion: string | undefined;
+  /** When the grant's first pod started, ms since epoch, if known. */
+  readonly lifetimeFrom: number | undefined;
 
   constructor(
     message: string,
     reason: string,
     resourceVersion: string | undefined,
+    lifetimeFrom: number | undefined,
   ) {
     super(message);
     this.reason = reason;
     this.resourceVersion = resourceVersion;
+    this.lifetimeFrom = lifetimeFrom;
   }
+}
+
+/**
+ * When the grant's first pod started: carried on a pod made anew, else
+ * this pod's own start (its creation, before the kubelet reports one).
+ */
+function lifetimeFrom(pod: V1Pod): number | undefined {
+  return (
+    parseExpiry(pod.metadata?.annotations?.[LIFETIME_FROM_ANNOTATION]) ??
+    parseExpiry(toIso(pod.status?.startTime)) ??
+    parseExpiry(toIso(pod.metadata?.creationTimestamp))
+  );
+}
+
+/** A client-node timestamp (a Date, or a string as some answers carry). */
+function toIso(value: Date | string | undefined): string | undefined {
+  return value instanceof Date ? value.toISOString() : value;
 }
 
 function positiveInteger(value: number, name: string, unit: string): void {

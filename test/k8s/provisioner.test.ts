@@ -211,7 +211,9 @@ t.test('a pod that has stopped is not extended', async (t) => {
 });
 
 t.test('a pod the cluster stopped while paid for is made anew', async (t) => {
-  const { clock, server, provisioner } = await setup(t);
+  // The fake API server stamps pods with the real time, from which the
+  // remade pod's lifetime cap counts.
+  const { clock, server, provisioner } = await setup(t, fakeClock(Date.now()));
   for (const reason of ['Evicted', 'Terminated', 'OutOfcpu']) {
     const grant = `stopped-${reason}`;
     const { podName } = await provisioner.ensure(grant, clock.ms + HOUR);
@@ -238,6 +240,49 @@ t.test('a pod the cluster stopped while paid for is made anew', async (t) => {
     'ensure makes it anew too',
   );
 });
+
+t.test(
+  'a pod made anew after an eviction keeps counting its lifetime cap',
+  async (t) => {
+    const { clock, server, provisioner } = await setup(
+      t,
+      fakeClock(Date.now()),
+    );
+    const deadline = (name: string) =>
+      server.pods(NS).find((p) => p.metadata.name === name)?.spec
+        .activeDeadlineSeconds;
+    const { podName } = await provisioner.ensure(
+      'capped',
+      clock.ms + 2 * 86_400_000,
+    );
+    t.equal(deadline(podName), 86_400, "the template's cap");
+
+    // Evicted after 10 hours: 14 hours of the cap are left.
+    clock.ms += 10 * HOUR;
+    server.setStatus(NS, podName, { phase: 'Failed', reason: 'Evicted' });
+    await provisioner.extend('capped', clock.ms + HOUR);
+    // The API stamps its creation to the second.
+    const left = deadline(podName)!;
+    t.ok(left >= 14 * 3600 - 1 && left <= 14 * 3600, `what is left: ${left}`);
+
+    // Evicted again 13 hours later: still from the first pod's start.
+    clock.ms += 13 * HOUR;
+    server.setStatus(NS, podName, { phase: 'Failed', reason: 'Evicted' });
+    await provisioner.extend('capped', clock.ms + HOUR);
+    t.ok(
+      deadline(podName)! <= 3600,
+      `an hour at most left: ${deadline(podName)}`,
+    );
+
+    // Evicted past the cap: no payment starts it again.
+    clock.ms += 2 * HOUR;
+    server.setStatus(NS, podName, { phase: 'Failed', reason: 'Evicted' });
+    await t.rejects(provisioner.extend('capped', clock.ms + HOUR), {
+      code: 'PAYGRESS_PROVISION_FAILED',
+      message: /after its maxLifetimeSeconds; a payment cannot start it again/,
+    });
+  },
+);
 
 t.test('extend of a grant whose pod is gone makes it anew', async (t) => {
   const { clock, server, provisioner } = await setup(t);
