@@ -85,7 +85,12 @@ export function handsMoneyBack(deny: Deny): boolean {
 /** The JSON body of a deny, for protocols that deliver a body. */
 export function denyBody(deny: Deny): string {
   return JSON.stringify({
-    error: deny.fault === 'payer' ? 'payment_required' : 'unavailable',
+    error:
+      deny.fault === 'ours'
+        ? 'unavailable'
+        : isBadPayment(deny)
+          ? 'bad_payment'
+          : 'payment_required',
     reason: deny.reason,
     message: deny.message,
     amount: deny.price?.amount,

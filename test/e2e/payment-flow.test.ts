@@ -78,6 +78,7 @@ for (const protocol of PROTOCOLS) {
       t.equal(out.reason, 'PAYGRESS_MINT_NOT_ALLOWED');
       t.equal(out.status, badPaymentStatus[protocol]);
       t.ok(out.paymentRequest, 'with the payment request to follow');
+      if (protocol !== 'nginx') t.match(out.body, /"error":"bad_payment"/);
       t.equal(connections(), 0, 'no connection reached the named mint');
     },
   );
@@ -116,6 +117,7 @@ for (const protocol of PROTOCOLS) {
     const out = await send(stack, protocol, { 'X-Cashu': token });
     t.equal(out.reason, 'PAYGRESS_UNIT_MISMATCH');
     t.equal(out.status, badPaymentStatus[protocol]);
+    if (protocol !== 'nginx') t.match(out.body, /"error":"bad_payment"/);
     t.ok(out.paymentRequest);
   });
 
