@@ -25,6 +25,7 @@ import {
 import {
   createGrant,
   extendGrant,
+  grantIdFor,
   readGrantCredential,
   type Grant,
   type GrantSigner,
@@ -116,6 +117,11 @@ export class Gate implements Decider {
   // next request confirms again, which makes a pod that vanished (deleted
   // by hand, its node lost) anew for the time still paid.
   readonly #confirmed: LRUCache<string, true>;
+  // The grant each paid decision gave, and, by payment, that of each
+  // whose answer was lost: its retry buys the same (see #sameGrantAgain).
+  // In memory: after a restart, a retry buys what it presents.
+  readonly #applied = new WeakMap<Decision, string>();
+  readonly #lostAnswers = new LRUCache<string, string>({ max: 10_000 });
   // Confirmations under way, and those that failed lately (by grant id).
   readonly #confirming = new Map<string, Promise<void>>();
   readonly #unconfirmed: LRUCache<string, PaygressError>;
@@ -161,6 +167,10 @@ export class Gate implements Decider {
   undelivered(decision: Decision): void {
     if (decision.redemptionId !== undefined) {
       this.#o.store.undeliver(decision.redemptionId);
+      const grant = this.#applied.get(decision);
+      if (grant !== undefined) {
+        this.#lostAnswers.set(decision.redemptionId, grant);
+      }
     }
     if (decision.kind === 'allow' && decision.creditId !== undefined) {
       this.#o.store.unuseGrant(decision.creditId);
@@ -404,8 +414,9 @@ export class Gate implements Decider {
     route: PricedRoute,
     redemption: Redemption,
     token: ParsedToken,
-    current: Grant | undefined,
+    presented: Grant | undefined,
   ): Promise<Decision> {
+    const current = this.#sameGrantAgain(redemption, presented);
     const now = this.#o.clock.now();
     const charge = route.charge;
     let grant: Grant;
@@ -465,7 +476,10 @@ export class Gate implements Decider {
       else if (current === undefined) {
         void this.#o.provisioner?.release(grant.id, grant.expiresAt);
       }
-      return { ...refused, redemptionId: redemption.id };
+      return this.#appliedTo(
+        { ...refused, redemptionId: redemption.id },
+        grant,
+      );
     }
 
     const paid = this.#allowGrant(
@@ -476,7 +490,33 @@ export class Gate implements Decider {
       token.fingerprint,
     );
     this.#o.store.delivered(redemption.id);
-    return { ...paid, redemptionId: redemption.id };
+    return this.#appliedTo({ ...paid, redemptionId: redemption.id }, grant);
+  }
+
+  /** Notes which grant a payment's decision gave the payer. */
+  #appliedTo<D extends Decision>(decision: D, grant: Grant): D {
+    this.#applied.set(decision, grant.id);
+    return decision;
+  }
+
+  /**
+   * The grant an owed payment (its answer was lost) buys when retried:
+   * the one it bought before. A new grant is bought again whatever
+   * credential comes with the retry (its pod is there); a top-up needs
+   * the credential of the grant it lengthened, which may be lengthened
+   * already: sent with another, it would lengthen that one too.
+   */
+  #sameGrantAgain(
+    redemption: Redemption,
+    presented: Grant | undefined,
+  ): Grant | undefined {
+    const before = this.#lostAnswers.get(redemption.id);
+    if (before === undefined) return presented;
+    if (before === grantIdFor(redemption.id)) return undefined;
+    if (presented?.id === before) return presented;
+    throw new GrantScopeError(
+      "this payment's answer was lost after it lengthened another grant: retry it with that grant's credential",
+    );
   }
 
   /**

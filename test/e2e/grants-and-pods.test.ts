@@ -120,6 +120,16 @@ function expiryOf(credential: string): number {
   ).e;
 }
 
+/** Sends `token` on /compute with `grant`'s credential. */
+function topUp_(s: Stack, token: string, grant: string) {
+  return send(
+    s,
+    'forward',
+    { 'X-Cashu': token, Authorization: `Bearer ${grant}` },
+    compute,
+  );
+}
+
 /** Pays `sats` more on /compute with `grant`: a top-up. */
 async function topUp(s: Stack, grant: string, sats: number) {
   return send(
@@ -388,6 +398,89 @@ t.test(
       expiryOf(credit!),
       'and the pod lives as long as the grant paid',
     );
+  },
+);
+
+t.test(
+  'a payment whose answer was lost buys, retried, what it bought before',
+  async (t) => {
+    const { s, lines } = await loggedStack();
+    const lost = () =>
+      lines.filter((l) => String(l.msg).startsWith('paid answer not delivered'))
+        .length;
+    const buy = async () => {
+      const out = await send(
+        s,
+        'forward',
+        { 'X-Cashu': await mintToken(mint.url, 10) },
+        compute,
+      );
+      return {
+        grant: out.headers['x-paygress-grant']!,
+        pod: out.headers['x-provisioned-pod']!,
+      };
+    };
+    const expiry = (pod: string) =>
+      kube.pods('paid').find((p) => p.metadata.name === pod)?.metadata
+        .annotations?.['paygress.dev/expires-at'];
+    /** Sends `token` with `grant`, giving up before the answer comes. */
+    const giveUp = async (token: string, grant?: string) => {
+      kube.delay(400, grant ? 'PATCH' : 'POST');
+      const before = lost();
+      await fetch(`${s.base}/auth/forward`, {
+        headers: {
+          'X-Cashu': token,
+          ...(grant ? { Authorization: `Bearer ${grant}` } : {}),
+          'X-Forwarded-Method': 'GET',
+          'X-Forwarded-Proto': 'https',
+          'X-Forwarded-Host': 'app.example',
+          'X-Forwarded-Uri': compute.path,
+        },
+        signal: AbortSignal.timeout(150),
+      }).catch(() => undefined);
+      for (let i = 0; lost() === before && i < 500; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      kube.delay(0);
+      t.equal(lost(), before + 1, 'the answer was lost');
+    };
+    const one = await buy();
+    const other = await buy();
+    const otherUntil = expiry(other.pod);
+
+    // A top-up of one grant, lost: retried with the other's credential
+    // it would lengthen that one too.
+    // (Ten minutes: under maxSeconds, whose cap counts from the time of
+    // each attempt.)
+    const topUp = await mintToken(mint.url, 100);
+    await giveUp(topUp, one.grant);
+    const lengthened = expiry(one.pod);
+    const elsewhere = await send(
+      s,
+      'forward',
+      { 'X-Cashu': topUp, Authorization: `Bearer ${other.grant}` },
+      compute,
+    );
+    t.equal(elsewhere.reason, 'PAYGRESS_GRANT_SCOPE');
+    t.match(elsewhere.body, /retry it with that grant's credential/);
+    t.equal(expiry(other.pod), otherUntil, 'the other pod is not lengthened');
+    const again = await topUp_(s, topUp, one.grant);
+    t.equal(again.allowed, true, 'with its own credential it is delivered');
+    t.equal(again.headers['x-provisioned-pod'], one.pod);
+    t.equal(expiry(one.pod), lengthened, 'the time it bought, once');
+
+    // A new grant, lost while its pod was made: retried with a credential
+    // it buys that grant again, and tops up nothing.
+    const fresh = await mintToken(mint.url, 600);
+    const podsBefore = kube.pods('paid').length;
+    await giveUp(fresh);
+    const made = kube.pods('paid').length;
+    t.equal(made, podsBefore + 1, 'its pod was made');
+    const retried = await topUp_(s, fresh, other.grant);
+    t.equal(retried.allowed, true);
+    t.not(retried.headers['x-provisioned-pod'], other.pod, 'its own pod');
+    t.equal(kube.pods('paid').length, made, 'and no other');
+    t.equal(expiry(other.pod), otherUntil, 'the other pod is not lengthened');
   },
 );
 
