@@ -11,6 +11,7 @@ import type {
 } from '@kubernetes/client-node';
 import { ApiException, Observable } from '@kubernetes/client-node';
 import { ProvisionFailedError } from '../core/errors.ts';
+import { NOT_SENT } from '../not-sent.ts';
 
 /** The pod verbs Paygress uses; they match the Role in deploy/kubernetes. */
 export type PodVerb = 'create' | 'get' | 'list' | 'patch' | 'delete';
@@ -178,16 +179,6 @@ function unreachable(site: CallSite, err: unknown): ProvisionFailedError {
     },
   );
 }
-
-/** Errors that mean the request never reached the API server. */
-const NOT_SENT = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'UND_ERR_CONNECT_TIMEOUT',
-]);
 
 /** Whether the call changes the cluster (so may have, unanswered). */
 function changes(site: CallSite): boolean {

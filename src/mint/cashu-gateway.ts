@@ -37,6 +37,7 @@ import type {
   WireProof,
 } from '../core/ports.ts';
 import { normalizeMintUrl } from '../core/mint-url.ts';
+import { NOT_SENT } from '../not-sent.ts';
 import {
   MintBreaker,
   type CircuitState,
@@ -553,15 +554,6 @@ async function guard<T>(call: () => Promise<T>): Promise<T> {
     throw classify(err);
   }
 }
-
-const NOT_SENT = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'UND_ERR_CONNECT_TIMEOUT',
-]);
 
 /** Maps any failure of a mint call to the Paygress error it means. */
 function classify(err: unknown): PaygressError {
