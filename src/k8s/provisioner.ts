@@ -539,14 +539,16 @@ class PodStoppedError extends ProvisionFailedError {
 function lifetimeFrom(pod: V1Pod): number | undefined {
   return (
     parseExpiry(pod.metadata?.annotations?.[LIFETIME_FROM_ANNOTATION]) ??
-    parseExpiry(toIso(pod.status?.startTime)) ??
-    parseExpiry(toIso(pod.metadata?.creationTimestamp))
+    timeOf(pod.status?.startTime) ??
+    timeOf(pod.metadata?.creationTimestamp)
   );
 }
 
 /** A client-node timestamp (a Date, or a string as some answers carry). */
-function toIso(value: Date | string | undefined): string | undefined {
-  return value instanceof Date ? value.toISOString() : value;
+function timeOf(value: Date | string | undefined): number | undefined {
+  if (!(value instanceof Date)) return parseExpiry(value);
+  const ms = value.getTime();
+  return Number.isFinite(ms) ? ms : undefined;
 }
 
 function positiveInteger(value: number, name: string, unit: string): void {

@@ -218,16 +218,20 @@ export function createExtAuthzService(
       const duration = performance.now() - started;
       decisions(request, decision, duration);
       options.observe?.(request, decision, duration);
+      const lost = deliversPayment(decision)
+        ? () =>
+            reportUndelivered(
+              options.decider,
+              decision,
+              options.logger,
+              request.requestId,
+            )
+        : undefined;
       // Envoy gave up (its timeout), or shutdown cut the call: the answer
       // to a payment goes nowhere, so the payment stays owed.
-      const owed = deliversPayment(decision) && (call.cancelled || cut);
+      const owed = lost !== undefined && (call.cancelled || cut);
       if (owed) {
-        reportUndelivered(
-          options.decider,
-          decision,
-          options.logger,
-          request.requestId,
-        );
+        lost();
         if (cut) return callback(SHUTTING_DOWN);
       }
       const result = answer(
@@ -235,14 +239,7 @@ export function createExtAuthzService(
         request.requestId,
         decision.kind === 'allow' && carriesPaygressCredential(request.headers),
       );
-      if (deliversPayment(decision) && !owed) {
-        const lost = () =>
-          reportUndelivered(
-            options.decider,
-            decision,
-            options.logger,
-            request.requestId,
-          );
+      if (lost !== undefined && !owed) {
         unfinished.add(lost);
         // grpc-js emits this when the call ends, answered or not.
         call.once('cancelled', () => unfinished.delete(lost));

@@ -107,7 +107,17 @@ async function loggedStack() {
     logger: createLogger('info', sink),
   });
   t.teardown(() => s.close());
-  return { s, lines };
+  /** How many paid answers it could not deliver. */
+  const lost = () =>
+    lines.filter((l) => String(l.msg).startsWith('paid answer not delivered'))
+      .length;
+  return { s, lines, lost };
+}
+
+/** The paid expiry on a pod's annotation. */
+function podExpiry(pod: string): string | undefined {
+  return kube.pods('paid').find((p) => p.metadata.name === pod)?.metadata
+    .annotations?.['paygress.dev/expires-at'];
 }
 
 /** The expiry a grant credential carries (its payload's `e`), in ms. */
@@ -367,9 +377,7 @@ t.test(
     const { s, grant, pod } = await paidPod(10, undefined, {
       PAYGRESS_PROVISIONING_TIMEOUT_MS: '300',
     });
-    const expiry = () =>
-      kube.pods('paid').find((p) => p.metadata.name === pod)?.metadata
-        .annotations?.['paygress.dev/expires-at'];
+    const expiry = () => podExpiry(pod);
     const stored = () =>
       s.app.store.balances().reduce((n, b) => n + b.available, 0);
     const before = stored();
@@ -404,10 +412,7 @@ t.test(
 t.test(
   'a payment whose answer was lost buys, retried, what it bought before',
   async (t) => {
-    const { s, lines } = await loggedStack();
-    const lost = () =>
-      lines.filter((l) => String(l.msg).startsWith('paid answer not delivered'))
-        .length;
+    const { s, lost } = await loggedStack();
     const buy = async () => {
       const out = await send(
         s,
@@ -420,9 +425,6 @@ t.test(
         pod: out.headers['x-provisioned-pod']!,
       };
     };
-    const expiry = (pod: string) =>
-      kube.pods('paid').find((p) => p.metadata.name === pod)?.metadata
-        .annotations?.['paygress.dev/expires-at'];
     /** Sends `token` with `grant`, giving up before the answer comes. */
     const giveUp = async (token: string, grant?: string) => {
       kube.delay(400, grant ? 'PATCH' : 'POST');
@@ -446,7 +448,7 @@ t.test(
     };
     const one = await buy();
     const other = await buy();
-    const otherUntil = expiry(other.pod);
+    const otherUntil = podExpiry(other.pod);
 
     // A top-up of one grant, lost: retried with the other's credential
     // it would lengthen that one too.
@@ -454,7 +456,7 @@ t.test(
     // each attempt.)
     const topUp = await mintToken(mint.url, 100);
     await giveUp(topUp, one.grant);
-    const lengthened = expiry(one.pod);
+    const lengthened = podExpiry(one.pod);
     const elsewhere = await send(
       s,
       'forward',
@@ -463,11 +465,15 @@ t.test(
     );
     t.equal(elsewhere.reason, 'PAYGRESS_GRANT_SCOPE');
     t.match(elsewhere.body, /retry it with that grant's credential/);
-    t.equal(expiry(other.pod), otherUntil, 'the other pod is not lengthened');
+    t.equal(
+      podExpiry(other.pod),
+      otherUntil,
+      'the other pod is not lengthened',
+    );
     const again = await topUp_(s, topUp, one.grant);
     t.equal(again.allowed, true, 'with its own credential it is delivered');
     t.equal(again.headers['x-provisioned-pod'], one.pod);
-    t.equal(expiry(one.pod), lengthened, 'the time it bought, once');
+    t.equal(podExpiry(one.pod), lengthened, 'the time it bought, once');
 
     // A new grant, lost while its pod was made: retried with a credential
     // it buys that grant again, and tops up nothing.
@@ -480,7 +486,11 @@ t.test(
     t.equal(retried.allowed, true);
     t.not(retried.headers['x-provisioned-pod'], other.pod, 'its own pod');
     t.equal(kube.pods('paid').length, made, 'and no other');
-    t.equal(expiry(other.pod), otherUntil, 'the other pod is not lengthened');
+    t.equal(
+      podExpiry(other.pod),
+      otherUntil,
+      'the other pod is not lengthened',
+    );
   },
 );
 
@@ -607,10 +617,7 @@ t.test('a paid grant gets one pod; grant requests reuse it', async (t) => {
 t.test(
   'a payment whose answer is lost while its pod is made gets that pod on the retry, not another',
   async (t) => {
-    const { s, lines } = await loggedStack();
-    const lost = () =>
-      lines.filter((l) => String(l.msg).startsWith('paid answer not delivered'))
-        .length;
+    const { s, lost } = await loggedStack();
     const before = new Set(kube.pods('paid').map((p) => p.metadata.name));
     const fresh = () =>
       kube.pods('paid').filter((p) => !before.has(p.metadata.name));
