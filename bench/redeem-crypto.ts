@@ -8,10 +8,12 @@
  *
  *   node_modules/.bin/node bench/redeem-crypto.ts [rounds]
  *
- * "before" is cashu-ts 4.13's own outputs with the variable-time
- * @noble/curves check of incoming proofs Paygress had until then; "after"
- * is src/mint/outputs.ts and src/mint/dleq.ts. Rounds alternate between
- * the two; the mint keys' tables are warm, as in a running Paygress.
+ * "cashu-ts" is cashu-ts 4.13's own outputs with the variable-time
+ * @noble/curves check of incoming proofs Paygress had before
+ * src/core/curve.ts; the other two are src/mint/outputs.ts and
+ * src/mint/dleq.ts on each build of libsecp256k1 (src/core/secp256k1.ts).
+ * Each round runs all three, in rotating order; the mint keys' tables
+ * are warm, as in a running Paygress.
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -30,6 +32,7 @@ import {
   type SerializedSwapPreview,
   type SwapPreview,
 } from '@cashu/cashu-ts';
+import { useSecp256k1 } from '../src/core/curve.ts';
 import type { WireProof } from '../src/core/ports.ts';
 import { computeY } from '../src/core/token.ts';
 import { verifyProofDleq } from '../src/mint/dleq.ts';
@@ -122,15 +125,21 @@ function redeem(path: Path, proofs: WireProof[]): number {
   return prepared + (performance.now() - unblinding);
 }
 
+// Each round runs every path once, in an order that rotates.
+const paths: Record<string, () => Path> = {
+  'cashu-ts': () => before,
+  'libsecp256k1 wasm': () => (useSecp256k1('wasm'), after),
+  'libsecp256k1 native': () => (useSecp256k1('native'), after),
+};
+const names = Object.keys(paths);
+const times = new Map(names.map((name) => [name, [] as number[]]));
 const payments = Array.from({ length: rounds + 20 }, payment);
-const times = { before: [] as number[], after: [] as number[] };
 for (const [i, proofs] of payments.entries()) {
-  const warm = i >= 20;
-  const a = redeem(i % 2 ? before : after, proofs);
-  const b = redeem(i % 2 ? after : before, proofs);
-  if (!warm) continue;
-  times[i % 2 ? 'before' : 'after'].push(a);
-  times[i % 2 ? 'after' : 'before'].push(b);
+  for (let j = 0; j < names.length; j++) {
+    const name = names[(i + j) % names.length]!;
+    const took = redeem(paths[name]!(), proofs);
+    if (i >= 20) times.get(name)!.push(took);
+  }
 }
 
 const median = (list: number[]) => {
@@ -139,14 +148,12 @@ const median = (list: number[]) => {
 };
 const p90 = (list: number[]) =>
   [...list].sort((x, y) => x - y)[Math.floor(list.length * 0.9)]!;
-for (const name of ['before', 'after'] as const) {
+const base = median(times.get('cashu-ts')!);
+for (const [name, list] of times) {
   console.log(
-    `${name}: median ${median(times[name]).toFixed(2)} ms, p90 ${p90(times[name]).toFixed(2)} ms (${times[name].length} redemptions)`,
+    `${name}: median ${median(list).toFixed(2)} ms, p90 ${p90(list).toFixed(2)} ms (${list.length} redemptions), ${(base / median(list)).toFixed(1)}x cashu-ts`,
   );
 }
-console.log(
-  `speed-up: ${(median(times.before) / median(times.after)).toFixed(1)}x`,
-);
 
 /**
  * The check of an incoming proof's DLEQ proof Paygress had before

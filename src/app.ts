@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import { configWarnings, type Config } from './config.ts';
+import { useSecp256k1 } from './core/curve.ts';
 import { Gate } from './core/gate.ts';
 import { GrantSigner } from './core/grants.ts';
 import { normalizeMintUrl } from './core/mint-url.ts';
@@ -13,6 +14,7 @@ import { systemClock, type Clock, type Provisioner } from './core/ports.ts';
 import { Pricing } from './core/pricing.ts';
 import { Redeemer } from './core/redeemer.ts';
 import { ReplayGuard } from './core/replay-guard.ts';
+import { nativeSecp256k1 } from './core/secp256k1.ts';
 import { loadKubeConnection } from './k8s/kube-config.ts';
 import { KubernetesProvisioner } from './k8s/provisioner.ts';
 import { CashuMintGateway, type MintCircuit } from './mint/cashu-gateway.ts';
@@ -51,6 +53,14 @@ export async function startApp(options: AppOptions): Promise<App> {
   const clock = options.clock ?? systemClock;
   const mints = config.mints.map((m) => m.url);
   for (const warning of configWarnings(config)) logger.warn(warning);
+  const secp256k1 = useSecp256k1(config.secp256k1);
+  const native = nativeSecp256k1();
+  if (secp256k1 === 'wasm' && native instanceof Error) {
+    logger.warn(
+      { err: native.message },
+      'the native secp256k1 build does not load here: redemptions use the WebAssembly build, several times slower',
+    );
+  }
 
   const store = new SqliteWalletStore({
     dataDir: config.dataDir,
@@ -189,7 +199,13 @@ export async function startApp(options: AppOptions): Promise<App> {
   }
   publishReadiness();
   logger.info(
-    { http: http.port, grpc: grpc.port, mints, dataDir: config.dataDir },
+    {
+      http: http.port,
+      grpc: grpc.port,
+      mints,
+      dataDir: config.dataDir,
+      secp256k1,
+    },
     'paygress listening',
   );
 

@@ -49,6 +49,12 @@ export interface Config {
    * credential and allows that cost nothing) or `all`. Default `payments`.
    */
   readonly logDecisions: 'payments' | 'all';
+  /**
+   * Build of libsecp256k1 for the curve work of a redemption: `native`
+   * (the prebuilt addon; refuse to start without it), `wasm`, or `auto`
+   * (native where it loads). Default `auto`.
+   */
+  readonly secp256k1: 'auto' | 'native' | 'wasm';
   /** Mints we accept tokens from, URLs normalised. Default none. */
   readonly mints: readonly MintOffer[];
   readonly mint: {
@@ -139,6 +145,7 @@ export const ENV_VARS: readonly (readonly [string, string, Kind])[] = [
   ['PAYGRESS_DATA_DIR', 'dataDir', 'string'],
   ['PAYGRESS_LOG_LEVEL', 'logLevel', 'string'],
   ['PAYGRESS_LOG_DECISIONS', 'logDecisions', 'string'],
+  ['PAYGRESS_SECP256K1', 'secp256k1', 'string'],
   ['PAYGRESS_MINTS', 'mints', 'mints'],
   ['PAYGRESS_MINT_TIMEOUT_MS', 'mint.timeoutMs', 'int'],
   ['PAYGRESS_MINT_ALLOW_HTTP', 'mint.allowHttp', 'bool'],
@@ -458,6 +465,7 @@ const readBase = section({
   dataDir: text('./.data', /\S/, 'a directory path'),
   logLevel: oneOf(LOG_LEVELS, 'info'),
   logDecisions: oneOf(['payments', 'all'] as const, 'payments'),
+  secp256k1: oneOf(['auto', 'native', 'wasm'] as const, 'auto'),
   mints: raw,
   mint: section({ timeoutMs: int(5000, 1, MS), allowHttp: bool(false) }),
   tokens: section({

@@ -1,49 +1,33 @@
 /**
  * The secp256k1 arithmetic of a redemption (NUT-00 blind signatures,
- * NUT-12 DLEQ proofs), over compressed points as bytes or hex. Most of it
- * runs in libsecp256k1, compiled to WebAssembly by the `tiny-secp256k1`
- * package: several times faster than the pure-JavaScript curve code
- * cashu-ts uses, with no native build.
+ * NUT-12 DLEQ proofs), over compressed points as bytes or hex, in
+ * libsecp256k1: natively where the `secp256k1` package's prebuilt binary
+ * loads, else compiled to WebAssembly (src/core/secp256k1.ts says which
+ * operation may touch a secret, and why each is safe for it). Either is
+ * several times faster than the pure-JavaScript curve code cashu-ts uses.
  *
- * Which operations may touch a secret. A blinding factor `r` of our own is
- * secret (with `B_` it reveals `Y`, linking the proof to its swap), so it
- * meets only operations that are constant-time in it. tiny-secp256k1
- * 2.2.4's .wasm is rust-secp256k1's copy of libsecp256k1 (its symbols are
- * `rustsecp256k1_v0_8_1_*`) behind tiny-secp256k1's Rust wrapper. Read in
- * that wrapper and in libsecp256k1's `secp256k1.c` and `eckey_impl.h`,
- * which say the same in every version read, from rust-secp256k1's v0.4.1
- * copy to a recent bitcoin-core one:
- *
- * - `pointFromScalar` is `secp256k1_ec_pubkey_create`: `ecmult_gen`,
- *   constant-time, its table blinded by the context seed. Used for `r·G`.
- * - `pointAdd` is `secp256k1_ec_pubkey_combine`: `gej_add_ge`, the
- *   constant-time addition. Used for `Y + r·G`.
- * - `pointMultiply` is `secp256k1_ec_pubkey_tweak_mul`, whose
- *   `eckey_pubkey_tweak_mul` calls `secp256k1_ecmult`: the variable-time
- *   wNAF multiplication, not `ecmult_const`. Measured here, a scalar
- *   below 2^16 takes a fifth of the time of a random one, while
- *   `pointFromScalar` takes the same time for both. Public scalars only.
- * - `pointAddScalar` is `secp256k1_ec_pubkey_tweak_add`, also
- *   `secp256k1_ecmult`, variable-time. Not used.
- *
- * tiny-secp256k1 offers no constant-time product of a secret scalar and an
- * arbitrary point (libsecp256k1's `ecmult_const` is reached only through
- * ECDH, which it does not expose), so unblinding, `r·K`, stays on the
- * constant-time multiplication of @noble/curves that cashu-ts uses,
- * made cheaper by a precomputed table per mint key.
- *
- * Every other value here (a payer's proof and its `r`, the mint's keys,
- * its signatures and DLEQ proofs) is public and multiplied in variable
- * time.
+ * A blinding factor `r` of our own is secret: it meets only `k·G`, the
+ * point addition and the constant-time multiplication. Every other value
+ * here (a payer's proof and its `r`, the mint's keys, its signatures and
+ * DLEQ proofs) is public and multiplied in variable time.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { pointFromHex } from '@cashu/cashu-ts';
-import { LRUCache } from 'lru-cache';
-import * as ecc from 'tiny-secp256k1';
+import {
+  secp256k1For,
+  type CurveBackend,
+  type Secp256k1,
+} from './secp256k1.ts';
 
-// Seeds the context's blinding of `ecmult_gen` from node:crypto; without
-// this call tiny-secp256k1 seeds it from a stack address on first use.
-ecc.__initializeContext();
+let ec: Secp256k1 = secp256k1For('auto');
+
+/**
+ * Chooses the build of libsecp256k1 (`auto`: native where it loads) and
+ * returns the one in use. Throws for `native` where it does not load.
+ */
+export function useSecp256k1(setting: 'auto' | CurveBackend): CurveBackend {
+  ec = secp256k1For(setting);
+  return ec.name;
+}
 
 /** secp256k1's group order. */
 export const N =
@@ -64,7 +48,7 @@ export function hashToCurve(message: Uint8Array): Uint8Array {
   for (let i = 0; i < 0x10000; i++) {
     counter.writeUInt32LE(i);
     candidate.set(createHash('sha256').update(m).update(counter).digest(), 1);
-    if (ecc.isPoint(candidate)) return candidate;
+    if (ec.isPoint(candidate)) return candidate;
   }
   throw new Error('hash_to_curve found no point');
 }
@@ -78,7 +62,7 @@ export function secretToY(secret: string): string {
 export function randomScalar(): Uint8Array {
   for (;;) {
     const bytes = randomBytes(32);
-    if (ecc.isPrivate(bytes)) return bytes;
+    if (ec.isScalar(bytes)) return bytes;
   }
 }
 
@@ -88,36 +72,29 @@ export function randomScalar(): Uint8Array {
  */
 export function blind(Y: Uint8Array, r: Uint8Array): Uint8Array {
   // Uncompressed, so that reading it back needs no square root.
-  const rG = ecc.pointFromScalar(r, false);
-  const B = rG && ecc.pointAdd(Y, rG, true);
+  const B = ec.add(Y, ec.mulBase(r, false), true);
   if (!B) throw new Error('blinding reached the point at infinity');
   return B;
 }
 
 /**
  * `C = C_ − r·K` (NUT-00 unblinding), compressed hex. `r·K` is the
- * constant-time (and scalar-blinded) multiplication of @noble/curves,
- * with a table per mint key `K`; throws when a point is invalid or the
+ * constant-time multiplication; throws when a point is invalid or the
  * result is the point at infinity, as cashu-ts does.
  */
 export function unblind(C_: string, r: bigint, K: string): string {
-  return pointFromHex(C_).subtract(keyTable(K).multiply(r)).toHex(true);
-}
-
-type NoblePoint = ReturnType<typeof pointFromHex>;
-
-// A mint has one key per amount and rarely more than a few keysets; each
-// table is about 120 KiB and takes ~20 ms to build, and makes a
-// multiplication about five times faster.
-const tables = new LRUCache<string, NoblePoint>({ max: 64 });
-
-function keyTable(K: string): NoblePoint {
-  let point = tables.get(K);
-  if (point === undefined) {
-    point = pointFromHex(K).precompute(6, true);
-    tables.set(K, point);
+  const signature = pointBytes(C_);
+  const key = pointBytes(K);
+  if (signature === undefined || key === undefined) {
+    throw new Error('unblinding: not a point on secp256k1');
   }
-  return point;
+  const C = ec.add(
+    signature,
+    ec.negate(ec.mulSecret(key, scalarBytes(r)), false),
+    true,
+  );
+  if (!C) throw new Error('unblinding reached the point at infinity');
+  return Buffer.from(C).toString('hex');
 }
 
 /**
@@ -135,16 +112,16 @@ export function verifyDleq(
   B_: Uint8Array,
   C_: Uint8Array,
 ): boolean {
-  if (!ecc.isPrivate(e) || !ecc.isPrivate(s)) return false;
+  if (!ec.isScalar(e) || !ec.isScalar(s)) return false;
   if (!encoded(A) || !encoded(B_) || !encoded(C_)) return false;
   try {
     // Multiplying parses A, B_ and C_: a point off the curve throws.
-    const minusE = ecc.privateNegate(e);
-    const eA = ecc.pointMultiply(A, minusE, false);
-    const sB = ecc.pointMultiply(B_, s, false);
-    const eC = ecc.pointMultiply(C_, minusE, false);
-    const R1 = add(ecc.pointFromScalar(s, false), eA);
-    const R2 = add(sB, eC);
+    const minusE = ec.negateScalar(e);
+    const eA = ec.mulPublic(A, minusE, false);
+    const sB = ec.mulPublic(B_, s, false);
+    const eC = ec.mulPublic(C_, minusE, false);
+    const R1 = ec.add(ec.mulBase(s, false), eA, false);
+    const R2 = ec.add(sB, eC, false);
     return R1 !== null && R2 !== null && hashE([R1, R2, A, C_]).equals(e);
   } catch {
     return false;
@@ -165,12 +142,12 @@ export function verifyProofDleq(
   Y: Uint8Array,
   C: Uint8Array,
 ): boolean {
-  if (!ecc.isPrivate(r) || !encoded(A) || !encoded(Y) || !encoded(C)) {
+  if (!ec.isScalar(r) || !encoded(A) || !encoded(Y) || !encoded(C)) {
     return false;
   }
   try {
-    const B_ = add(Y, ecc.pointFromScalar(r, false));
-    const C_ = add(C, ecc.pointMultiply(A, r, false));
+    const B_ = ec.add(Y, ec.mulBase(r, false), false);
+    const C_ = ec.add(C, ec.mulPublic(A, r, false), false);
     return B_ !== null && C_ !== null && verifyDleq(e, s, A, B_, C_);
   } catch {
     return false;
@@ -184,7 +161,7 @@ export function verifyProofDleq(
 export function hashE(points: readonly Uint8Array[]): Buffer {
   const hash = createHash('sha256');
   for (const point of points) {
-    hash.update(Buffer.from(ecc.pointCompress(point, false)).toString('hex'));
+    hash.update(Buffer.from(ec.convert(point, false)).toString('hex'));
   }
   return hash.digest();
 }
@@ -201,7 +178,7 @@ export function pointBytes(hex: unknown): Uint8Array | undefined {
     return undefined;
   }
   const bytes = Buffer.from(hex, 'hex');
-  return ecc.isPoint(bytes) ? bytes : undefined;
+  return ec.isPoint(bytes) ? bytes : undefined;
 }
 
 /** Exactly 32 bytes from 64 hex digits (either case), else undefined. */
@@ -227,9 +204,4 @@ function encoded(p: Uint8Array): boolean {
     (p.length === 33 && (p[0] === 2 || p[0] === 3)) ||
     (p.length === 65 && p[0] === 4)
   );
-}
-
-/** `P + Q`, or null if either is missing or the sum is infinity. */
-function add(P: Uint8Array | null, Q: Uint8Array | null): Uint8Array | null {
-  return P && Q && ecc.pointAdd(P, Q, false);
 }
