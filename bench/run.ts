@@ -254,6 +254,7 @@ try {
       mintUrl,
       Number(mint.ports.stats),
       values.quick ? 30 : 100,
+      paygress.pid,
     );
     progress(`redemption: Paygress p50 ${redemption.paygress.p50} ms`);
     const replayMemory = await replayCacheMemory();

@@ -8,6 +8,7 @@
  */
 import { Wallet } from '@cashu/cashu-ts';
 import { mintToken } from '../../test/support/wallet.ts';
+import { cpuMs } from './cpu.ts';
 import { PRICED_PATH, forwardHeaders } from './fixtures.ts';
 import { percentile } from './load.ts';
 
@@ -25,6 +26,12 @@ export interface RedemptionResult {
   readonly mintCalls: Record<string, number>;
   /** The same swap done directly with cashu-ts `receive`, client-timed. */
   readonly directCashuTs: Summary;
+  /**
+   * CPU time of the Paygress process (all its threads) per redemption,
+   * the mean over the run, when its pid was given: unlike total − swap,
+   * it leaves out the loopback round trips and the mint's own HTTP work.
+   */
+  readonly paygressCpuMs?: number;
 }
 
 /** Median, p90 and p99 of a set of times, in ms. */
@@ -40,6 +47,7 @@ export async function measureRedemption(
   mintUrl: string,
   statsPort: number,
   count: number,
+  paygressPid?: number,
 ): Promise<RedemptionResult> {
   const tokens: string[] = [];
   for (let i = 0; i < 2 * count; i++)
@@ -48,6 +56,7 @@ export async function measureRedemption(
   const forDirect = tokens.slice(count);
 
   await fetch(`http://127.0.0.1:${statsPort}/reset`, { method: 'POST' });
+  const cpuBefore = paygressPid === undefined ? 0 : cpuMs(paygressPid);
   const totals: number[] = [];
   let allowed = 0;
   for (const token of forPaygress) {
@@ -61,6 +70,10 @@ export async function measureRedemption(
     totals.push(performance.now() - start);
     if (res.status === 200) allowed++;
   }
+  const cpuPerRedemption =
+    paygressPid === undefined
+      ? undefined
+      : (cpuMs(paygressPid) - cpuBefore) / count;
   const times = (await (
     await fetch(`http://127.0.0.1:${statsPort}/reset`, { method: 'POST' })
   ).json()) as Record<string, number[]>;
@@ -80,6 +93,9 @@ export async function measureRedemption(
       Object.entries(times).map(([route, list]) => [route, list.length]),
     ),
     directCashuTs: summarise(direct),
+    ...(cpuPerRedemption !== undefined && {
+      paygressCpuMs: Math.round(cpuPerRedemption * 100) / 100,
+    }),
   };
 }
 

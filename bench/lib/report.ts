@@ -61,6 +61,7 @@ function markdown(mode: string, r: Report): string {
         mintCalls: object;
         allowed: number;
         redemptions: number;
+        paygressCpuMs?: number;
       }
     | undefined;
   if (red) {
@@ -82,6 +83,12 @@ function markdown(mode: string, r: Report): string {
       '',
       `${red.allowed}/${red.redemptions} allowed; mint calls ${JSON.stringify(red.mintCalls)}; target Paygress p50 < 2 ms: ${met(red.paygress.p50 < 2)}`,
       '',
+      ...(red.paygressCpuMs === undefined
+        ? []
+        : [
+            `Paygress's CPU time per redemption (all threads, mean over the run): ${red.paygressCpuMs} ms`,
+            '',
+          ]),
     );
   }
   const mem = r.replayMemory as { addedRssMB: number } | undefined;
