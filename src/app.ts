@@ -58,7 +58,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   if (secp256k1 === 'wasm' && native instanceof Error) {
     logger.warn(
       { err: native.message },
-      'the native secp256k1 build does not load here: redemptions use the WebAssembly build, several times slower',
+      'the native secp256k1 build does not load here: redemptions use the WebAssembly build, whose curve work is about three times slower (set secp256k1 to native to refuse to start instead)',
     );
   }
 

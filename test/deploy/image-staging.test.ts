@@ -69,6 +69,7 @@ t.test('the staged image runs Paygress from its own files', async (t) => {
 
   const mint = await startDevMint();
   t.teardown(() => mint.close());
+  const linuxX64 = process.platform === 'linux' && process.arch === 'x64';
   const paygress = spawn(
     NODE,
     [...nodeOptions, join(app, 'bin/paygress.ts'), 'serve'],
@@ -85,6 +86,9 @@ t.test('the staged image runs Paygress from its own files', async (t) => {
         PAYGRESS_GRPC_PORT: '0',
         PAYGRESS_DATA_DIR: join(dir, 'data'),
         PAYGRESS_SHUTDOWN_GRACE_MS: '1000',
+        // The image is linux-x64: its production dependencies must carry
+        // a native libsecp256k1 that loads, or Paygress refuses to start.
+        PAYGRESS_SECP256K1: linuxX64 ? 'native' : 'auto',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
