@@ -5,7 +5,8 @@
  * a minute). Logs go to its stdout at `BENCH_LOG_LEVEL` (default `info`,
  * Paygress's own default, so decision lines are in the cost), with
  * Paygress's default decision policy unless `BENCH_LOG_DECISIONS` names
- * another (`all`: a line for every decision).
+ * another (`all`: a line for every decision), and the build of
+ * libsecp256k1 `BENCH_SECP256K1` names (default `auto`).
  * Reports its ports over IPC; on SIGTERM closes cleanly and exits, which
  * is when `--cpu-prof` writes its profile.
  */
@@ -49,6 +50,7 @@ const config = loadConfig({
     PAYGRESS_GRANT_KEY: randomBytes(32).toString('base64url'),
     PAYGRESS_SHUTDOWN_GRACE_MS: '1000',
     PAYGRESS_LOG_DECISIONS: process.env.BENCH_LOG_DECISIONS,
+    PAYGRESS_SECP256K1: process.env.BENCH_SECP256K1,
   },
 });
 const level = (process.env.BENCH_LOG_LEVEL ?? 'info') as LevelWithSilent;
