@@ -5,13 +5,11 @@
  * outputs) into proofs the mint then takes, the start-up line names the
  * build, and a value Paygress does not know is refused before it starts.
  */
-import { Writable } from 'node:stream';
 import t from 'tap';
 import { Amount, getEncodedToken } from '@cashu/cashu-ts';
 import { loadConfig } from '../../src/config.ts';
 import { useSecp256k1 } from '../../src/core/curve.ts';
-import { createLogger } from '../../src/logger.ts';
-import { startStack } from '../support/stack.ts';
+import { keptLog, startStack } from '../support/stack.ts';
 import { mintToken, testWallet } from '../support/wallet.ts';
 
 t.teardown(() => useSecp256k1('auto'));
@@ -22,18 +20,10 @@ for (const [setting, build] of [
   ['auto', 'native'],
 ] as const) {
   t.test(`secp256k1: ${setting}`, async (t) => {
-    const lines: Record<string, unknown>[] = [];
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        for (const line of String(chunk).split('\n').filter(Boolean)) {
-          lines.push(JSON.parse(line) as Record<string, unknown>);
-        }
-        done();
-      },
-    });
+    const { logger, lines } = keptLog();
     const stack = await startStack({
       env: { PAYGRESS_SECP256K1: setting },
-      logger: createLogger('info', sink),
+      logger,
     });
     t.teardown(() => stack.close());
     t.match(

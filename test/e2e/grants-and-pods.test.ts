@@ -5,19 +5,17 @@
  * back when the pod cannot be made.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { Wallet, decodePaymentRequest } from '@cashu/cashu-ts';
 import { startDevMint } from '../../src/devmint/index.ts';
-import { createLogger } from '../../src/logger.ts';
 import {
   FakeKubeApiServer,
   writeKubeConfig,
 } from '../support/fake-kube-apiserver.ts';
 import { mintToken } from '../support/wallet.ts';
-import { send, startStack, type Stack } from '../support/stack.ts';
+import { keptLog, send, startStack, type Stack } from '../support/stack.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'paygress-grants-'));
 const configFile = join(dir, 'paygress.yaml');
@@ -91,20 +89,12 @@ async function paidPod(
 
 /** A Paygress provisioning pods, its log lines collected. */
 async function loggedStack() {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n').filter(Boolean)) {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      done();
-    },
-  });
+  const { logger, lines } = keptLog();
   const s = await startStack({
     mint,
     configFile,
     env: { ENABLE_POD_PROVISIONING: 'true' },
-    logger: createLogger('info', sink),
+    logger,
   });
   t.teardown(() => s.close());
   /** How many paid answers it could not deliver. */

@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { startApp, type App } from '../../src/app.ts';
@@ -19,6 +20,23 @@ import {
   decodeCheckResponse,
   encodeCheckRequest,
 } from './envoy-wire.ts';
+
+/** A logger at `info` whose JSON lines are kept, parsed, in `lines`. */
+export function keptLog(): {
+  logger: Logger;
+  lines: Record<string, unknown>[];
+} {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  return { logger: createLogger('info', sink), lines };
+}
 
 /** Options of {@link startStack}. */
 export interface StackOptions {
