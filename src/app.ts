@@ -54,10 +54,11 @@ export async function startApp(options: AppOptions): Promise<App> {
   const mints = config.mints.map((m) => m.url);
   for (const warning of configWarnings(config)) logger.warn(warning);
   const secp256k1 = useSecp256k1(config.secp256k1);
-  const native = nativeSecp256k1();
-  if (secp256k1 === 'wasm' && native instanceof Error) {
+  if (config.secp256k1 === 'auto' && secp256k1 === 'wasm') {
+    // Cached: the load that failed just now, not another attempt.
+    const native = nativeSecp256k1();
     logger.warn(
-      { err: native.message },
+      { err: native instanceof Error ? native.message : undefined },
       'the native secp256k1 build does not load here: redemptions use the WebAssembly build, whose curve work is about three times slower (set secp256k1 to native to refuse to start instead)',
     );
   }

@@ -18,15 +18,23 @@ import {
   type Secp256k1,
 } from './secp256k1.ts';
 
-let ec: Secp256k1 = secp256k1For('auto');
+// Chosen on first use, not on import: with `wasm` set, the native
+// binary is never loaded, so a binary that would crash the process at
+// load cannot.
+let chosen: Secp256k1 | undefined;
+
+function curve(): Secp256k1 {
+  return (chosen ??= secp256k1For('auto'));
+}
 
 /**
  * Chooses the build of libsecp256k1 (`auto`: native where it loads) and
- * returns the one in use. Throws for `native` where it does not load.
+ * returns the one in use. Throws for `native` where it does not load;
+ * `wasm` never loads the native binary.
  */
 export function useSecp256k1(setting: 'auto' | CurveBackend): CurveBackend {
-  ec = secp256k1For(setting);
-  return ec.name;
+  chosen = secp256k1For(setting);
+  return chosen.name;
 }
 
 /** secp256k1's group order. */
@@ -41,6 +49,7 @@ const DOMAIN = Buffer.from('Secp256k1_HashToCurve_Cashu_', 'utf8');
  * that is a point. Compressed, 33 bytes.
  */
 export function hashToCurve(message: Uint8Array): Uint8Array {
+  const ec = curve();
   const m = createHash('sha256').update(DOMAIN).update(message).digest();
   const counter = Buffer.alloc(4);
   const candidate = new Uint8Array(33);
@@ -60,6 +69,7 @@ export function secretToY(secret: string): string {
 
 /** A uniformly random scalar in [1, n), 32 bytes big-endian. */
 export function randomScalar(): Uint8Array {
+  const ec = curve();
   for (;;) {
     const bytes = randomBytes(32);
     if (ec.isScalar(bytes)) return bytes;
@@ -71,6 +81,7 @@ export function randomScalar(): Uint8Array {
  * `ecmult_gen`, then the constant-time addition. `r` must be in [1, n).
  */
 export function blind(Y: Uint8Array, r: Uint8Array): Uint8Array {
+  const ec = curve();
   // Uncompressed, so that reading it back needs no square root.
   const B = ec.add(Y, ec.mulBase(r, false), true);
   if (!B) throw new Error('blinding reached the point at infinity');
@@ -83,6 +94,7 @@ export function blind(Y: Uint8Array, r: Uint8Array): Uint8Array {
  * result is the point at infinity, as cashu-ts does.
  */
 export function unblind(C_: string, r: bigint, K: string): string {
+  const ec = curve();
   const signature = pointBytes(C_);
   const key = pointBytes(K);
   if (signature === undefined || key === undefined) {
@@ -112,6 +124,7 @@ export function verifyDleq(
   B_: Uint8Array,
   C_: Uint8Array,
 ): boolean {
+  const ec = curve();
   if (!ec.isScalar(e) || !ec.isScalar(s)) return false;
   if (!encoded(A) || !encoded(B_) || !encoded(C_)) return false;
   try {
@@ -142,6 +155,7 @@ export function verifyProofDleq(
   Y: Uint8Array,
   C: Uint8Array,
 ): boolean {
+  const ec = curve();
   if (!ec.isScalar(r) || !encoded(A) || !encoded(Y) || !encoded(C)) {
     return false;
   }
@@ -159,6 +173,7 @@ export function verifyProofDleq(
  * concatenated (the hex text, not the bytes, is hashed).
  */
 export function hashE(points: readonly Uint8Array[]): Buffer {
+  const ec = curve();
   const hash = createHash('sha256');
   for (const point of points) {
     hash.update(Buffer.from(ec.convert(point, false)).toString('hex'));
@@ -173,6 +188,7 @@ export function hashE(points: readonly Uint8Array[]): Buffer {
  * form, which cashu-ts refuses).
  */
 export function pointBytes(hex: unknown): Uint8Array | undefined {
+  const ec = curve();
   if (typeof hex !== 'string') return undefined;
   if (!/^(0[23][0-9a-fA-F]{64}|04[0-9a-fA-F]{128})$/.test(hex)) {
     return undefined;
@@ -189,8 +205,11 @@ export function bytes32(hex: unknown): Uint8Array | undefined {
   return Buffer.from(hex, 'hex');
 }
 
-/** A scalar as 32 bytes big-endian. */
+/** A scalar as 32 bytes big-endian; throws outside [0, 2^256). */
 export function scalarBytes(value: bigint): Uint8Array {
+  if (value < 0n || value >= 1n << 256n) {
+    throw new RangeError('a scalar is below 2^256 and not negative');
+  }
   return Buffer.from(value.toString(16).padStart(64, '0'), 'hex');
 }
 

@@ -51,9 +51,11 @@ import * as tiny from 'tiny-secp256k1';
 export type CurveBackend = 'native' | 'wasm';
 
 /**
- * Points are compressed (33 bytes) or uncompressed (65 bytes) encodings;
- * scalars 32 bytes big-endian. Operations that parse a point throw when
- * it is not on the curve.
+ * Points are compressed (33 bytes, `02`/`03`) or uncompressed (65 bytes,
+ * `04`) encodings, as cashu-ts reads them: libsecp256k1 would also parse
+ * the hybrid `06`/`07` form, which both builds refuse. Scalars are 32
+ * bytes big-endian. An operation given anything else, or a point off the
+ * curve, throws; both builds answer alike (test/core/secp256k1.test.ts).
  */
 export interface Secp256k1 {
   readonly name: CurveBackend;
@@ -112,11 +114,10 @@ function wholePoint(x: Uint8Array, y: Uint8Array): Uint8Array {
 function nativeBackend(ec: Binding): Secp256k1 {
   // Seeds the blinding of `ecmult_gen` from node:crypto.
   ec.contextRandomize(randomBytes(32));
-  const sized = (p: Uint8Array) => p.length === 33 || p.length === 65;
   return {
     name: 'native',
-    isPoint: (p) => sized(p) && ec.publicKeyVerify(p),
-    isScalar: (k) => k.length === 32 && ec.privateKeyVerify(k),
+    isPoint: (p) => ec.publicKeyVerify(p),
+    isScalar: (k) => ec.privateKeyVerify(k),
     negateScalar: (k) => ec.privateKeyNegate(Uint8Array.from(k)),
     mulBase: (k, compressed) => ec.publicKeyCreate(k, compressed),
     add(P, Q, compressed) {
@@ -124,14 +125,7 @@ function nativeBackend(ec: Binding): Secp256k1 {
         return ec.publicKeyCombine([P, Q], compressed);
       } catch (err) {
         // Two points that sum to infinity: null, as tiny-secp256k1 says.
-        if (
-          sized(P) &&
-          sized(Q) &&
-          ec.publicKeyVerify(P) &&
-          ec.publicKeyVerify(Q)
-        ) {
-          return null;
-        }
+        if (ec.publicKeyVerify(P) && ec.publicKeyVerify(Q)) return null;
         throw err;
       }
     },
@@ -154,21 +148,21 @@ const tables = new LRUCache<string, ReturnType<typeof pointFromHex>>({
   max: 64,
 });
 
-const wasm: Secp256k1 = {
+const wasm: Secp256k1 = guarded({
   name: 'wasm',
   isPoint: (p) => tiny.isPoint(p),
   isScalar: (k) => tiny.isPrivate(k),
   negateScalar: (k) => tiny.privateNegate(k),
   mulBase(k, compressed) {
-    const point = tiny.isPrivate(k) && tiny.pointFromScalar(k, compressed);
-    if (!point) throw new Error('scalar out of range');
-    return point;
+    const product = tiny.pointFromScalar(k, compressed);
+    if (!product) throw new Error('scalar out of range');
+    return product;
   },
   add: (P, Q, compressed) => tiny.pointAdd(P, Q, compressed),
   mulPublic(P, k, compressed) {
-    const point = tiny.pointMultiply(P, k, compressed);
-    if (!point) throw new Error('product at infinity');
-    return point;
+    const product = tiny.pointMultiply(P, k, compressed);
+    if (!product) throw new Error('product at infinity');
+    return product;
   },
   mulSecret(P, k) {
     const key = Buffer.from(tiny.pointCompress(P, true)).toString('hex');
@@ -177,8 +171,9 @@ const wasm: Secp256k1 = {
       table = pointFromHex(key).precompute(6, true);
       tables.set(key, table);
     }
-    const scalar = BigInt(`0x${Buffer.from(k).toString('hex')}`);
-    return table.multiply(scalar).toBytes(false);
+    return table
+      .multiply(BigInt(`0x${Buffer.from(k).toString('hex')}`))
+      .toBytes(false);
   },
   // noble's negation (of the field element y): constant-time, where a
   // multiplication by n − 1 would run libsecp256k1's variable-time code
@@ -186,7 +181,55 @@ const wasm: Secp256k1 = {
   negate: (P, compressed) =>
     pointFromHex(Buffer.from(P).toString('hex')).negate().toBytes(compressed),
   convert: (P, compressed) => tiny.pointCompress(P, compressed),
-};
+});
+
+/** Whether `p` is in an encoding both builds read (see {@link Secp256k1}). */
+function encoded(p: unknown): p is Uint8Array {
+  return (
+    p instanceof Uint8Array &&
+    ((p.length === 33 && (p[0] === 2 || p[0] === 3)) ||
+      (p.length === 65 && p[0] === 4))
+  );
+}
+
+function point(p: unknown): Uint8Array {
+  if (!encoded(p)) throw new Error('not a point encoding cashu-ts reads');
+  return p;
+}
+
+function scalar(k: unknown): Uint8Array {
+  if (!(k instanceof Uint8Array) || k.length !== 32) {
+    throw new Error('a scalar is 32 bytes');
+  }
+  return k;
+}
+
+/**
+ * A build held to the interface's contract: the encodings and lengths
+ * each package would otherwise read its own way are refused first, and
+ * scalars that must be in [1, n) are checked, so both builds agree on
+ * every input.
+ */
+function guarded(ec: Secp256k1): Secp256k1 {
+  const inRange = (k: unknown) => {
+    if (!ec.isScalar(scalar(k))) throw new Error('scalar out of range');
+    return k as Uint8Array;
+  };
+  return {
+    name: ec.name,
+    isPoint: (p) => encoded(p) && ec.isPoint(p),
+    isScalar: (k) =>
+      k instanceof Uint8Array && k.length === 32 && ec.isScalar(k),
+    negateScalar: (k) => ec.negateScalar(inRange(k)),
+    mulBase: (k, compressed) => ec.mulBase(inRange(k), compressed),
+    add: (P, Q, compressed) => ec.add(point(P), point(Q), compressed),
+    mulPublic: (P, k, compressed) =>
+      ec.mulPublic(point(P), inRange(k), compressed),
+    mulSecret: (P, k) => ec.mulSecret(point(P), inRange(k)),
+    negate: (P, compressed) => ec.negate(point(P), compressed),
+    convert: (P, compressed) => ec.convert(point(P), compressed),
+  };
+}
 
 let loaded: Secp256k1 | Error | undefined;
 
@@ -198,7 +241,7 @@ export function nativeSecp256k1(): Secp256k1 | Error {
   if (loaded === undefined) {
     try {
       const require = createRequire(import.meta.url);
-      loaded = nativeBackend(require('secp256k1/bindings') as Binding);
+      loaded = guarded(nativeBackend(require('secp256k1/bindings') as Binding));
     } catch (err) {
       loaded = err instanceof Error ? err : new Error(String(err));
     }

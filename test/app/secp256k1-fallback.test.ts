@@ -2,8 +2,10 @@
  * Where the native libsecp256k1 binary does not load (another platform),
  * a real Paygress process on `auto` warns once at start-up, names the
  * WebAssembly build and redeems with it; on `native` it refuses to start
- * with a line that says why and what to set. The binary's absence is
- * made with a module resolution hook that refuses `secp256k1/bindings`.
+ * with a line that says why and what to set; on `wasm` it never loads the
+ * binary at all, so one that kills the process as it loads cannot. The
+ * binary's absence (or fatal load) is made with a module resolution hook
+ * on `secp256k1/bindings`.
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -28,9 +30,14 @@ registerHooks({
 `;
 const noNative = `data:text/javascript,${encodeURIComponent(HOOK)}`;
 
-async function run(setting: string, mintUrl: string) {
+// A binary that kills the process as it loads, as a prebuilt binary for
+// the wrong CPU would.
+const FATAL = HOOK.replace(/throw Object\.assign\([^;]*;/, 'process.exit(70);');
+const fatalNative = `data:text/javascript,${encodeURIComponent(FATAL)}`;
+
+async function run(setting: string, mintUrl: string, hook = noNative) {
   const dir = mkdtempSync(join(tmpdir(), 'paygress-no-native-'));
-  const child = spawn(NODE, [`--import=${noNative}`, PAYGRESS_BIN, 'serve'], {
+  const child = spawn(NODE, [`--import=${hook}`, PAYGRESS_BIN, 'serve'], {
     env: {
       PATH: process.env.PATH ?? '',
       PAYGRESS_MINTS: mintUrl,
@@ -106,4 +113,32 @@ t.test('native: refuses to start, saying why', async (t) => {
     level: 60,
     msg: /could not start: the native secp256k1 build does not load.*No native build.*set secp256k1 to auto or wasm/,
   });
+});
+
+t.test('wasm: the native binary is never loaded', async (t) => {
+  t.not(FATAL, HOOK, 'the hook exits instead of throwing');
+  const mint = await startDevMint();
+  t.teardown(() => mint.close());
+
+  const dies = await run('auto', mint.url, fatalNative);
+  t.equal(dies.listening, undefined, 'auto loads it, and dies with it');
+  t.equal(await dies.stop(), 70);
+
+  const p = await run('wasm', mint.url, fatalNative);
+  t.teardown(() => p.stop());
+  t.match(p.listening, { secp256k1: 'wasm' }, 'wasm starts regardless');
+  t.notOk(
+    p.lines.some((l) => /native secp256k1/.test(String(l.msg))),
+    'and warns of nothing: wasm was asked for',
+  );
+  const token = await mintToken(mint.url, 100);
+  const res = await fetch(
+    `http://127.0.0.1:${p.listening!.http}/auth/forward`,
+    {
+      headers: { 'X-Forwarded-Uri': '/premium', 'X-Cashu': token },
+    },
+  );
+  await res.text();
+  t.equal(res.status, 200, 'and redeems');
+  t.equal(await p.stop(), 0);
 });

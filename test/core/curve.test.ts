@@ -182,6 +182,11 @@ for (const backend of ['native', 'wasm'] as const) {
         message: /infinity/,
       });
       t.throws(() => unblind(C_.toHex(true), 0n, K.toHex(true)));
+      // A blinding factor outside [1, n) is refused, never cut to 32 bytes.
+      t.throws(() => unblind(C_.toHex(true), N + r, K.toHex(true)));
+      t.throws(() => unblind(C_.toHex(true), r + (1n << 256n), K.toHex(true)));
+      t.throws(() => scalarBytes(1n << 256n), RangeError);
+      t.throws(() => scalarBytes(-1n), RangeError);
       t.throws(() => unblind(`05${C_.toHex(true).slice(2)}`, r, K.toHex(true)));
     });
 

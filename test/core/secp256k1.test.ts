@@ -27,6 +27,19 @@ const OFF_CURVE = Buffer.from(`02${'00'.repeat(31)}05`, 'hex');
 const loaded = nativeSecp256k1();
 const native = loaded instanceof Error ? undefined : loaded;
 const wasm = wasmSecp256k1();
+// libsecp256k1 parses the hybrid encoding (06/07 and x, y) of a point;
+// cashu-ts does not, and neither build may.
+const HYBRID_OF = wasm.mulBase(ONE, false);
+const hybrid = Uint8Array.from(HYBRID_OF);
+hybrid[0] = 6 + (HYBRID_OF[64]! & 1);
+const HYBRID: [string, (ec: Secp256k1) => Uint8Array | null | boolean][] = [
+  ['is a hybrid encoding a point', (ec) => ec.isPoint(hybrid)],
+  ['hybrid + G', (ec) => ec.add(hybrid, HYBRID_OF, true)],
+  ['k·hybrid', (ec) => ec.mulPublic(hybrid, ONE, true)],
+  ['secret k·hybrid', (ec) => ec.mulSecret(hybrid, ONE)],
+  ['−hybrid', (ec) => ec.negate(hybrid, true)],
+  ['hybrid converted', (ec) => ec.convert(hybrid, true)],
+];
 const shipsBinary = process.platform === 'linux' && process.arch === 'x64'; // glibc or musl
 
 t.test('the native build loads where the package ships it', async (t) => {
@@ -110,8 +123,28 @@ t.test(
       ['is 0 a scalar', (ec) => ec.isScalar(ZERO)],
       ['is n a scalar', (ec) => ec.isScalar(N)],
       ['is 31 bytes a scalar', (ec) => ec.isScalar(ONE.subarray(1))],
+      ['−0', (ec) => ec.negateScalar(ZERO)],
+      ['−n', (ec) => ec.negateScalar(N)],
+      ['secret (31 bytes)·P', (ec) => ec.mulSecret(P, ONE.subarray(1))],
+      [
+        'secret (33 bytes)·P',
+        (ec) => ec.mulSecret(P, Buffer.concat([ONE, ONE.subarray(31)])),
+      ],
+      ['is a plain array a point', (ec) => ec.isPoint([...P] as never)],
+      ['is a plain array a scalar', (ec) => ec.isScalar([...ONE] as never)],
+      ['−(plain array)', (ec) => ec.negate([...P] as never, true)],
+      ...HYBRID,
     ];
     for (const [what, op] of edges) t.comment(`${what}: ${same(what, op)}`);
+    for (const [what, op] of HYBRID) {
+      for (const ec of builds) {
+        t.match(
+          outcome(() => op(ec)),
+          /^(throws|false)$/,
+          `${ec.name} refuses ${what}`,
+        );
+      }
+    }
     t.equal(
       outcome(() => native!.add(P, native!.negate(P, true), true)),
       'null',
