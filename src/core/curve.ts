@@ -13,6 +13,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  encoded,
   secp256k1For,
   type CurveBackend,
   type Secp256k1,
@@ -211,16 +212,4 @@ export function scalarBytes(value: bigint): Uint8Array {
     throw new RangeError('a scalar is below 2^256 and not negative');
   }
   return Buffer.from(value.toString(16).padStart(64, '0'), 'hex');
-}
-
-/**
- * Whether the bytes are in an encoding cashu-ts reads (compressed, or
- * uncompressed `04`); whether they lie on the curve is checked by the
- * operation that parses them.
- */
-function encoded(p: Uint8Array): boolean {
-  return (
-    (p.length === 33 && (p[0] === 2 || p[0] === 3)) ||
-    (p.length === 65 && p[0] === 4)
-  );
 }

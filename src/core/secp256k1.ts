@@ -183,8 +183,12 @@ const wasm: Secp256k1 = guarded({
   convert: (P, compressed) => tiny.pointCompress(P, compressed),
 });
 
-/** Whether `p` is in an encoding both builds read (see {@link Secp256k1}). */
-function encoded(p: unknown): p is Uint8Array {
+/**
+ * Whether `p` is in an encoding cashu-ts (and so both builds) reads:
+ * compressed, or uncompressed `04`. Whether it lies on the curve is
+ * checked by the operation that parses it.
+ */
+export function encoded(p: unknown): p is Uint8Array {
   return (
     p instanceof Uint8Array &&
     ((p.length === 33 && (p[0] === 2 || p[0] === 3)) ||
