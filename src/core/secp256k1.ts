@@ -188,7 +188,7 @@ const wasm: Secp256k1 = guarded({
  * compressed, or uncompressed `04`. Whether it lies on the curve is
  * checked by the operation that parses it.
  */
-export function encoded(p: unknown): p is Uint8Array {
+function encoded(p: unknown): p is Uint8Array {
   return (
     p instanceof Uint8Array &&
     ((p.length === 33 && (p[0] === 2 || p[0] === 3)) ||
