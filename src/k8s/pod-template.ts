@@ -120,6 +120,20 @@ export function validatePodTemplate(template: PodTemplate): PodTemplate {
 }
 
 /**
+ * Whole seconds of the template's `maxLifetimeSeconds` left at `now` for
+ * a pod whose first start was at `from` (ms since epoch); zero or less
+ * when used up, undefined without a cap.
+ */
+export function lifetimeLeft(
+  template: PodTemplate,
+  from: number,
+  now: number,
+): number | undefined {
+  const cap = template.maxLifetimeSeconds;
+  return cap === undefined ? undefined : cap - Math.floor((now - from) / 1000);
+}
+
+/**
  * The Pod object for one grant: the template's fields, plus Paygress's
  * name, labels and expiry annotation. `expiresAt` is ms since epoch.
  * `lifetime`: for a pod made anew in place of one the cluster stopped,
@@ -134,14 +148,9 @@ export function buildPod(
 ): V1Pod {
   const t = structuredClone(template) as PodTemplate;
   const ownToken = t.serviceAccountName !== undefined;
+  const left = lifetime && lifetimeLeft(t, lifetime.from, lifetime.now);
   const deadline =
-    t.maxLifetimeSeconds === undefined || lifetime === undefined
-      ? t.maxLifetimeSeconds
-      : Math.max(
-          1,
-          t.maxLifetimeSeconds -
-            Math.floor((lifetime.now - lifetime.from) / 1000),
-        );
+    left === undefined ? t.maxLifetimeSeconds : Math.max(1, left);
 
   return {
     apiVersion: 'v1',

@@ -27,7 +27,7 @@ import {
   parseExpiry,
   podNameFor,
 } from './pod-identity.ts';
-import { buildPod, validatePodTemplate } from './pod-template.ts';
+import { buildPod, lifetimeLeft, validatePodTemplate } from './pod-template.ts';
 import type { PodTemplate } from './pod-template.ts';
 
 /** Options of {@link KubernetesProvisioner}. */
@@ -192,9 +192,10 @@ export class KubernetesProvisioner implements Provisioner {
     } catch (err) {
       if (!(err instanceof PodStoppedError)) throw err;
       const podName = podNameFor(grantId);
-      const cap = this.#template.maxLifetimeSeconds;
-      const from = err.lifetimeFrom ?? this.#clock.now();
-      if (cap !== undefined && this.#clock.now() - from >= cap * 1000) {
+      const now = this.#clock.now();
+      const from = err.lifetimeFrom ?? now;
+      const left = lifetimeLeft(this.#template, from, now);
+      if (left !== undefined && left <= 0) {
         throw new ProvisionFailedError(
           `pod ${podName} in namespace ${this.#namespace} was stopped by the cluster (${err.reason}) after its maxLifetimeSeconds; a payment cannot start it again`,
         );
