@@ -21,6 +21,10 @@ import { CashuMintGateway, type MintCircuit } from './mint/cashu-gateway.ts';
 import { Metrics } from './metrics.ts';
 import { startGrpcServer, type GrpcServer } from './protocols/grpc-server.ts';
 import { startHttpServer, type HttpServer } from './protocols/http-server.ts';
+import {
+  startAdminServer,
+  type AdminServer,
+} from './protocols/admin-server.ts';
 import { openToOthers } from './store/owner-only.ts';
 import { SqliteWalletStore } from './store/sqlite-wallet-store.ts';
 
@@ -38,6 +42,8 @@ export interface AppOptions {
 export interface App {
   readonly httpPort: number;
   readonly grpcPort: number;
+  /** Port of the admin listener, when one is configured. */
+  readonly adminPort?: number;
   readonly store: SqliteWalletStore;
   /** True once every mint's keysets have been loaded at least once. */
   ready(): boolean;
@@ -158,6 +164,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   };
   let http: HttpServer | undefined;
   let grpc: GrpcServer | undefined;
+  let admin: AdminServer | undefined;
   let closing: Promise<void> | undefined;
   // Ready once every mint's keysets are loaded, and no longer once
   // shutting down, so probes take Paygress out of rotation first.
@@ -169,6 +176,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const warmer = setInterval(() => void warm().then(publishReadiness), 5000);
   warmer.unref();
 
+  const scrape = () => metrics.render();
   try {
     http = await startHttpServer({
       host: config.http.host,
@@ -178,7 +186,8 @@ export async function startApp(options: AppOptions): Promise<App> {
       ready,
       observe: metrics.observeDecision,
       logDecisions: config.logDecisions,
-      metrics: () => metrics.render(),
+      // With an admin listener, the metrics are served there only.
+      ...(config.admin === undefined && { metrics: scrape }),
     });
     grpc = await startGrpcServer({
       host: config.grpc.host,
@@ -188,11 +197,20 @@ export async function startApp(options: AppOptions): Promise<App> {
       observe: metrics.observeDecision,
       logDecisions: config.logDecisions,
     });
+    if (config.admin !== undefined) {
+      admin = await startAdminServer({
+        ...config.admin,
+        logger,
+        ready,
+        metrics: scrape,
+      });
+    }
   } catch (err) {
     // Nothing started may outlive a failed start: the caller exits.
     clearInterval(settler);
     clearInterval(warmer);
     await http?.close(0);
+    await grpc?.close(0);
     await provisioner?.stop?.();
     await gateway.close();
     store.close();
@@ -203,6 +221,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     {
       http: http.port,
       grpc: grpc.port,
+      ...(admin !== undefined && { admin: admin.port }),
       mints,
       dataDir: config.dataDir,
       secp256k1,
@@ -213,6 +232,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   return {
     httpPort: http.port,
     grpcPort: grpc.port,
+    ...(admin !== undefined && { adminPort: admin.port }),
     store,
     ready,
     close: () =>
@@ -238,6 +258,8 @@ export async function startApp(options: AppOptions): Promise<App> {
         // The sweep and the pod deletions of refunds made meanwhile.
         await provisioner?.stop?.();
         await gateway.close();
+        // Probes reach the admin listener until the end: alive, not ready.
+        await admin?.close();
         store.close();
       })()),
   };

@@ -40,6 +40,12 @@ export interface Config {
   readonly http: Listen;
   /** Envoy ext_authz gRPC listener. Default `0.0.0.0:9001`. */
   readonly grpc: Listen;
+  /**
+   * A listener for `/healthz`, `/readyz` and `/metrics` alone, so the
+   * others can stay on loopback while probes and scrapes reach the pod IP.
+   * With it, `/metrics` is served here only. Default none.
+   */
+  readonly admin?: Listen;
   /** Directory of the wallet store. Default `./.data`. */
   readonly dataDir: string;
   /** Log level. Default `info`. */
@@ -142,6 +148,8 @@ export const ENV_VARS: readonly (readonly [string, string, Kind])[] = [
   ['PAYGRESS_HTTP_PORT', 'http.port', 'int'],
   ['PAYGRESS_GRPC_HOST', 'grpc.host', 'string'],
   ['PAYGRESS_GRPC_PORT', 'grpc.port', 'int'],
+  ['PAYGRESS_ADMIN_HOST', 'admin.host', 'string'],
+  ['PAYGRESS_ADMIN_PORT', 'admin.port', 'int'],
   ['PAYGRESS_DATA_DIR', 'dataDir', 'string'],
   ['PAYGRESS_LOG_LEVEL', 'logLevel', 'string'],
   ['PAYGRESS_LOG_DECISIONS', 'logDecisions', 'string'],
@@ -359,12 +367,12 @@ type Reader<T> = (c: Checker, key: string, value: unknown) => T;
 
 const raw: Reader<unknown> = (_c, _key, value) => value;
 
-function int(
-  fallback: number,
+function int<F extends number | undefined = number>(
+  fallback: F,
   min: number,
   what: string,
   max = Number.MAX_SAFE_INTEGER,
-): Reader<number> {
+): Reader<number | F> {
   return (c, key, value) => {
     if (value === undefined) return fallback;
     const n = Number.isSafeInteger(value) ? (value as number) : NaN;
@@ -453,15 +461,20 @@ const LOG_LEVELS = [
   'silent',
 ] as const;
 
+const HOST_NAME = /^[^\s/]+$/;
 const listen = (port: number) =>
   section({
-    host: text('0.0.0.0', /^[^\s/]+$/, 'a host name or IP address'),
+    host: text('0.0.0.0', HOST_NAME, 'a host name or IP address'),
     port: int(port, 0, PORT, 65535),
   });
 
 const readBase = section({
   http: listen(8080),
   grpc: listen(9001),
+  admin: section({
+    host: text('0.0.0.0', HOST_NAME, 'a host name or IP address'),
+    port: int(undefined, 0, PORT, 65535),
+  }),
   dataDir: text('./.data', /\S/, 'a directory path'),
   logLevel: oneOf(LOG_LEVELS, 'info'),
   logDecisions: oneOf(['payments', 'all'] as const, 'payments'),
@@ -488,12 +501,43 @@ const readBase = section({
 });
 
 function readConfig(c: Checker, value: unknown): Config {
-  const base = readBase(c, '', value);
+  const { admin: adminSection, ...base } = readBase(c, '', value);
+  // The admin listener is there only when given a port.
+  const admin =
+    adminSection.port === undefined
+      ? undefined
+      : { host: adminSection.host, port: adminSection.port };
+  checkPorts(c, { http: base.http, grpc: base.grpc, admin });
   const mints = readMints(c, base.mints, base.mint.allowHttp, base.devMint);
   const pricing = readPricing(c, base.pricing, mints, base.devMint);
   const grants = readGrants(c, base.grants, pricing.rules);
   const provisioning = readProvisioning(c, base.provisioning);
-  return { ...base, mints, pricing, grants, provisioning };
+  return {
+    ...base,
+    ...(admin !== undefined && { admin }),
+    mints,
+    pricing,
+    grants,
+    provisioning,
+  };
+}
+
+/**
+ * Listeners sharing a port: one of them would fail to bind at start-up
+ * (`0.0.0.0` takes the port on every address).
+ */
+function checkPorts(
+  c: Checker,
+  listeners: Readonly<Record<string, Listen | undefined>>,
+): void {
+  const seen = new Map<number, string>();
+  for (const [name, listen] of Object.entries(listeners)) {
+    if (listen === undefined || listen.port === 0) continue;
+    const first = seen.get(listen.port);
+    if (first === undefined) seen.set(listen.port, name);
+    else
+      c.bad(`${name}.port`, listen.port, `a port other than ${first}.port's`);
+  }
 }
 
 function readMints(

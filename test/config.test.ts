@@ -31,6 +31,7 @@ t.test('defaults fill every setting and the result is frozen', async (t) => {
 
   t.same(config.http, { host: '0.0.0.0', port: 8080 });
   t.same(config.grpc, { host: '0.0.0.0', port: 9001 });
+  t.equal(config.admin, undefined, 'no admin listener');
   t.equal(config.dataDir, './.data');
   t.equal(config.logLevel, 'info');
   t.same(config.mints, [{ url: 'https://mint.example.com', units: ['sat'] }]);
@@ -101,6 +102,8 @@ t.test('every environment variable sets its key', async (t) => {
       PAYGRESS_HTTP_PORT: '1',
       PAYGRESS_GRPC_HOST: '::1',
       PAYGRESS_GRPC_PORT: '2',
+      PAYGRESS_ADMIN_HOST: '10.0.0.7',
+      PAYGRESS_ADMIN_PORT: '3',
       PAYGRESS_DATA_DIR: '/var/lib/paygress',
       PAYGRESS_LOG_LEVEL: 'warn',
       PAYGRESS_MINTS: 'https://a.example=sat,usd; http://localhost:3338',
@@ -122,6 +125,7 @@ t.test('every environment variable sets its key', async (t) => {
 
   t.same(config.http, { host: '127.0.0.1', port: 1 });
   t.same(config.grpc, { host: '::1', port: 2 });
+  t.same(config.admin, { host: '10.0.0.7', port: 3 });
   t.equal(config.dataDir, '/var/lib/paygress');
   t.equal(config.logLevel, 'warn');
   t.same(config.mints, [
@@ -157,6 +161,63 @@ t.test('legacy variables keep working', async (t) => {
   t.same(config.pricing.default, { amount: 21, unit: 'sat' });
   t.equal(config.provisioning.enabled, true);
   t.equal(config.provisioning.namespace, 'paid-pods');
+});
+
+t.test('an admin listener is there only with a port', async (t) => {
+  const hostOnly = loadConfig({ env: { ...MINT, PAYGRESS_ADMIN_HOST: '::' } });
+  t.equal(hostOnly.admin, undefined, 'a host alone starts nothing');
+
+  const file = yamlFile(t, 'admin: { port: 9090 }\n');
+  t.same(loadConfig({ file, env: MINT }).admin, {
+    host: '0.0.0.0',
+    port: 9090,
+  });
+  t.same(
+    loadConfig({ env: { ...MINT, PAYGRESS_ADMIN_PORT: '0' } }).admin,
+    { host: '0.0.0.0', port: 0 },
+    'port 0 picks a free one',
+  );
+
+  t.match(
+    problemsOf(() =>
+      loadConfig({ env: { ...MINT, PAYGRESS_ADMIN_PORT: '70000' } }),
+    ),
+    [/^admin\.port \(PAYGRESS_ADMIN_PORT\): 70000 is not an integer from 0/],
+  );
+  t.match(
+    problemsOf(() =>
+      loadConfig({ file: yamlFile(t, 'admin: { prot: 9090 }\n'), env: MINT }),
+    ),
+    [/^admin\.prot: unknown key, expected one of host, port/],
+  );
+});
+
+t.test('no two listeners share a port', async (t) => {
+  t.match(
+    problemsOf(() =>
+      loadConfig({ env: { ...MINT, PAYGRESS_ADMIN_PORT: '8080' } }),
+    ),
+    [
+      /^admin\.port \(PAYGRESS_ADMIN_PORT\): 8080 is not a port other than http\.port's/,
+    ],
+  );
+  t.match(
+    problemsOf(() =>
+      loadConfig({ env: { ...MINT, PAYGRESS_GRPC_PORT: '8080' } }),
+    ),
+    [
+      /^grpc\.port \(PAYGRESS_GRPC_PORT\): 8080 is not a port other than http\.port's/,
+    ],
+  );
+  const ephemeral = loadConfig({
+    env: {
+      ...MINT,
+      PAYGRESS_HTTP_PORT: '0',
+      PAYGRESS_GRPC_PORT: '0',
+      PAYGRESS_ADMIN_PORT: '0',
+    },
+  });
+  t.equal(ephemeral.admin?.port, 0, 'port 0 is never taken');
 });
 
 t.test('an empty variable counts as unset', async (t) => {

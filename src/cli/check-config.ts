@@ -65,7 +65,9 @@ export function summary(file: string, config: Config): string {
 
   return (
     `${file}: ok; http ${config.http.host}:${config.http.port}, ` +
-    `grpc ${config.grpc.host}:${config.grpc.port}, mints ${mints}, ` +
+    `grpc ${config.grpc.host}:${config.grpc.port}, ` +
+    (config.admin ? `admin ${config.admin.host}:${config.admin.port}, ` : '') +
+    `mints ${mints}, ` +
     `${rules} pricing rule${rules === 1 ? '' : 's'}, ` +
     `default ${price.amount} ${price.unit}, ${pods}`
   );

@@ -1,6 +1,6 @@
 /**
- * The HTTP listener: forward-auth, nginx auth_request, health and
- * metrics on one port. It never reads a request body (auth subrequests
+ * The HTTP listener: forward-auth, nginx auth_request, health and (when
+ * no admin listener serves them) metrics on one port. It never reads a request body (auth subrequests
  * announce one they do not send) and always answers with a
  * `Content-Length`, so proxies keep their connections alive.
  */
@@ -21,6 +21,7 @@ import {
 import { forwardAuthReply, forwardAuthRequest } from './forward-auth.ts';
 import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
 import { InFlight } from './in-flight.ts';
+import { adminReply, type AdminRoutes } from './admin-server.ts';
 import {
   deliversPayment,
   renderOnce,
@@ -29,17 +30,13 @@ import {
 } from './reply.ts';
 
 /** Options of {@link startHttpServer}. */
-export interface HttpServerOptions {
+export interface HttpServerOptions extends AdminRoutes {
   /** Address to bind. Default `0.0.0.0`. */
   readonly host?: string;
   /** Port; 0 picks a free one. Default 8080. */
   readonly port?: number;
   readonly decider: Decider;
   readonly logger: Logger;
-  /** True when the process can serve: config, store and mint keysets ready. */
-  readonly ready?: () => boolean;
-  /** Prometheus text for `/metrics`; absent disables the route. */
-  readonly metrics?: () => Promise<{ contentType: string; body: string }>;
   /** Called once per decision, for metrics. */
   readonly observe?: DecisionObserver;
   /** Which decisions are logged. Default `payments`. */
@@ -135,7 +132,7 @@ export async function startHttpServer(
 
     const reply =
       adapter === undefined
-        ? serveOther(route ?? '/', options).then(render)
+        ? adminReply(route ?? '/', options).then(render)
         : authorize(adapter, req, res, deciding);
     // Nothing that fails while answering may take the process down: it is
     // our fault, and the proxy is told so (nginx and Traefik fail closed).
@@ -311,25 +308,6 @@ function render(reply: Reply): Rendered {
   head.push('Content-Length', String(bytes));
   const encoding = bytes === reply.body.length ? 'latin1' : 'utf8';
   return { status: reply.status, head, body: reply.body, encoding };
-}
-
-async function serveOther(
-  route: string,
-  options: HttpServerOptions,
-): Promise<Reply> {
-  const text = { 'Content-Type': 'text/plain; charset=utf-8' };
-  if (route === '/healthz') return { status: 200, headers: text, body: 'ok\n' };
-  if (route === '/readyz') {
-    const ready = options.ready?.() ?? true;
-    return ready
-      ? { status: 200, headers: text, body: 'ready\n' }
-      : { status: 503, headers: text, body: 'not ready\n' };
-  }
-  if (route === '/metrics' && options.metrics) {
-    const { contentType, body } = await options.metrics();
-    return { status: 200, headers: { 'Content-Type': contentType }, body };
-  }
-  return { status: 404, headers: text, body: 'not found\n' };
 }
 
 // A flat header list goes out without the per-header bookkeeping of a

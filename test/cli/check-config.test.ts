@@ -31,6 +31,17 @@ t.test('a valid file exits 0 with a one-line summary', async (t) => {
       'mints 2, 3 pricing rules, default 1000 sat, provisioning off\n',
   );
   t.notOk(result.out.includes(GRANT_KEY), 'the grant key is not printed');
+
+  const admin = checkConfig(['paygress.example.yaml'], {
+    PAYGRESS_GRANT_KEY: GRANT_KEY,
+    PAYGRESS_HTTP_HOST: '127.0.0.1',
+    PAYGRESS_ADMIN_PORT: '9090',
+  });
+  t.match(
+    admin.out,
+    /: ok; http 127\.0\.0\.1:8080, grpc 0\.0\.0\.0:9001, admin 0\.0\.0\.0:9090, mints 2,/,
+    'an admin listener is named',
+  );
 });
 
 t.test('the example needs a grant key of your own', async (t) => {
@@ -63,7 +74,7 @@ t.test('an invalid file exits 2 with every problem, one a line', async (t) => {
   t.equal(result.code, 2);
   t.equal(result.out, '');
   t.same(result.err.trimEnd().split('\n').sort(), [
-    'colour: unknown key, expected one of http, grpc, dataDir, logLevel, logDecisions, secp256k1, mints, mint, tokens, replay, pricing, grants, provisioning, wallet, shutdownGraceMs, devMint',
+    'colour: unknown key, expected one of http, grpc, admin, dataDir, logLevel, logDecisions, secp256k1, mints, mint, tokens, replay, pricing, grants, provisioning, wallet, shutdownGraceMs, devMint',
     'grants.key: a 16-byte secret is not a secret of at least 32 bytes',
     'http.port: -1 is not an integer from 0 to 65535 (TCP port)',
     'mints[0].url: "http://mint.example.com" is not an https URL (http is allowed for loopback only)',
