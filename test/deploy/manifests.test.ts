@@ -144,10 +144,7 @@ function asShared(container: Obj): Obj {
   const env = (container.env as Obj[]).filter(
     (e) => e.name !== 'PAYGRESS_HTTP_PORT',
   );
-  const ports = (container.ports as Obj[]).map((p) =>
-    p.name === 'paygress-http' ? { ...p, containerPort: 8080 } : p,
-  );
-  return { ...container, env, ports };
+  return { ...container, env };
 }
 
 t.test(
@@ -236,7 +233,10 @@ t.test(
 
     const ok = check(envOf(sidecar));
     t.equal(ok.status, 0, ok.stderr);
-    t.match(ok.stdout, /ok; http 0\.0\.0\.0:8080, grpc 0\.0\.0\.0:9001, /);
+    t.match(
+      ok.stdout,
+      /ok; http 127\.0\.0\.1:8080, grpc 127\.0\.0\.1:9001, admin 0\.0\.0\.0:9090, /,
+    );
     t.notOk(ok.stdout.includes(OPERATOR_KEY));
 
     const placeholder = check({ ...envOf(sidecar), ...secret.stringData });
@@ -256,35 +256,73 @@ t.test('the Secret holds only variables Paygress reads', async (t) => {
   t.ok('PAYGRESS_GRANT_KEY' in secret.stringData);
 });
 
-t.test('ports are the defaults, or moved only by the env', async (t) => {
-  const defaults = loadConfig({ env: { PAYGRESS_MINTS: 'https://m.example' } });
-  const port = (c: Obj, name: string) =>
-    (c.ports as Obj[]).find((p) => p.name === name)?.containerPort;
-  t.equal(port(sidecar, 'paygress-http'), defaults.http.port);
-  t.equal(port(sidecar, 'paygress-grpc'), defaults.grpc.port);
+t.test(
+  'auth listeners on loopback where the controller calls them',
+  async (t) => {
+    const dir = t.testdir();
+    const calls: Record<keyof typeof PATCHES, URL> = {
+      'ingress-nginx': new URL(
+        docs('deploy/nginx/ingress-nginx/ingress-snippets.yaml')[0]!.metadata
+          .annotations['nginx.ingress.kubernetes.io/auth-url'],
+      ),
+      traefik: new URL(
+        docs('deploy/traefik/middleware.yaml')[0]!.spec.forwardAuth.address,
+      ),
+      istio: new URL(
+        `grpc://${docs('deploy/istio/service-entry.yaml')[0]!.spec.endpoints[0].address}:${docs('deploy/istio/mesh-config.yaml')[0]!.spec.meshConfig.extensionProviders[0].envoyExtAuthzGrpc.port}`,
+      ),
+    };
+    for (const [controller, file] of Object.entries(PATCHES)) {
+      const container = paygressOf(docs(file)[0] as Obj);
+      const config = configOf(container, dir);
+      t.equal(config.http.host, '127.0.0.1', `${controller}: http`);
+      t.equal(config.grpc.host, '127.0.0.1', `${controller}: grpc`);
 
-  const dir = t.testdir();
-  for (const [controller, file] of Object.entries(PATCHES)) {
-    const container = paygressOf(docs(file)[0] as Obj);
-    const config = configOf(container, dir);
-    t.equal(port(container, 'paygress-http'), config.http.port, controller);
-    t.equal(port(container, 'paygress-grpc'), config.grpc.port, controller);
-    t.equal(config.http.host, '0.0.0.0', `${controller}: probes reach it`);
-  }
-});
+      const call = calls[controller as keyof typeof PATCHES];
+      const listener = call.protocol === 'grpc:' ? config.grpc : config.http;
+      t.equal(call.hostname, listener.host, `${controller} calls its host`);
+      t.equal(Number(call.port), listener.port, `${controller} calls its port`);
+    }
+  },
+);
 
-t.test('probes ask paths Paygress serves, on its HTTP port', async (t) => {
+t.test(
+  'the only container port is the admin listener, on the pod IP',
+  async (t) => {
+    const dir = t.testdir();
+    for (const [name, container] of [
+      ['shared', sidecar] as const,
+      ...Object.entries(PATCHES).map(
+        ([controller, file]) =>
+          [controller, paygressOf(docs(file)[0] as Obj)] as const,
+      ),
+    ]) {
+      const { admin } = configOf(container, dir);
+      t.same(admin, { host: '0.0.0.0', port: 9090 }, name);
+      t.same(
+        (container.ports as Obj[]).map((p) => [p.name, p.containerPort]),
+        [['paygress-admin', admin?.port]],
+        `${name}: nothing on loopback is declared`,
+      );
+    }
+  },
+);
+
+t.test('probes ask paths the admin listener serves', async (t) => {
   const live = sidecar.livenessProbe.httpGet;
   const ready = sidecar.readinessProbe.httpGet;
-  t.same([live.path, live.port], ['/healthz', 'paygress-http']);
-  t.same([ready.path, ready.port], ['/readyz', 'paygress-http']);
+  t.same([live.path, live.port], ['/healthz', 'paygress-admin']);
+  t.same([ready.path, ready.port], ['/readyz', 'paygress-admin']);
 
-  const stack = await startStack();
+  const stack = await startStack({
+    env: { PAYGRESS_ADMIN_HOST: '127.0.0.1', PAYGRESS_ADMIN_PORT: '0' },
+  });
   t.teardown(() => stack.close());
-  for (const path of [live.path, ready.path, '/nothing-here']) {
-    const res = await fetch(`${stack.base}${path}`);
+  const admin = `http://127.0.0.1:${stack.app.adminPort}`;
+  for (const path of [live.path, ready.path, '/metrics', '/auth/forward']) {
+    const res = await fetch(`${admin}${path}`);
     await res.body?.cancel();
-    t.equal(res.status, path === '/nothing-here' ? 404 : 200, path);
+    t.equal(res.status, path === '/auth/forward' ? 404 : 200, path);
   }
 });
 
