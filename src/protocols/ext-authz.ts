@@ -9,7 +9,6 @@
  * fault of ours that hands money back (a refund or credit after a failed
  * pod) is a denied response too, an HTTP 503, so that the money arrives.
  */
-import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -38,6 +37,7 @@ import { deliversPayment, renderOnce, reportUndelivered } from './reply.ts';
 import {
   carriesPaygressCredential,
   hostOnly,
+  newRequestId,
   requestIdFrom,
   splitUri,
 } from './request-parts.ts';
@@ -205,7 +205,7 @@ export function createExtAuthzService(
     try {
       const http = authRequestOf(call.request);
       if (http === undefined) {
-        request = { ...TCP_REQUEST, requestId: randomUUID() };
+        request = { ...TCP_REQUEST, requestId: newRequestId() };
         decision = notHttp();
       } else {
         request = http;

@@ -243,7 +243,11 @@ t.test(
       'hdr',
     );
     seen.length = 0;
-    t.match((await requestFor(t, { path: '/' })).requestId, /^[0-9a-f-]{36}$/);
+    const made = (await requestFor(t, { path: '/' })).requestId;
+    seen.length = 0;
+    const next = (await requestFor(t, { path: '/' })).requestId;
+    t.match(made, /^pg-[\w-]{8}-[0-9a-z]+$/);
+    t.not(made, next, 'each request its own');
   },
 );
 
