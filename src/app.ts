@@ -21,6 +21,7 @@ import { CashuMintGateway, type MintCircuit } from './mint/cashu-gateway.ts';
 import { Metrics } from './metrics.ts';
 import { startGrpcServer, type GrpcServer } from './protocols/grpc-server.ts';
 import { startHttpServer, type HttpServer } from './protocols/http-server.ts';
+import { createDecisionLog } from './protocols/decision-log.ts';
 import {
   startAdminServer,
   type AdminServer,
@@ -177,6 +178,11 @@ export async function startApp(options: AppOptions): Promise<App> {
   warmer.unref();
 
   const scrape = () => metrics.render();
+  // One for both listeners, so the refusal limit holds for the process.
+  const decisionLog = createDecisionLog(logger, {
+    policy: config.logDecisions,
+    refusalLimit: config.logRefusalLimit,
+  });
   try {
     http = await startHttpServer({
       host: config.http.host,
@@ -185,7 +191,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       logger,
       ready,
       observe: metrics.observeDecision,
-      logDecisions: config.logDecisions,
+      decisionLog,
       // With an admin listener, the metrics are served there only.
       ...(config.admin === undefined && { metrics: scrape }),
     });
@@ -195,7 +201,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       decider: gate,
       logger,
       observe: metrics.observeDecision,
-      logDecisions: config.logDecisions,
+      decisionLog,
     });
     if (config.admin !== undefined) {
       admin = await startAdminServer({

@@ -9,6 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
+import { DEFAULT_REFUSALS_PER_SECOND } from './protocols/decision-log.ts';
 import {
   riskyTemplateSettings,
   validatePodTemplate,
@@ -55,6 +56,12 @@ export interface Config {
    * credential and allows that cost nothing) or `all`. Default `payments`.
    */
   readonly logDecisions: 'payments' | 'all';
+  /**
+   * Refusal lines logged per second at most, all reasons together; the
+   * rest are counted in one summary line a second. 0 lifts the limit.
+   * Decisions that move money are always logged. Default 50.
+   */
+  readonly logRefusalLimit: number;
   /**
    * Build of libsecp256k1 for the curve work of a redemption: `native`
    * (the prebuilt addon; refuse to start without it), `wasm`, or `auto`
@@ -153,6 +160,7 @@ export const ENV_VARS: readonly (readonly [string, string, Kind])[] = [
   ['PAYGRESS_DATA_DIR', 'dataDir', 'string'],
   ['PAYGRESS_LOG_LEVEL', 'logLevel', 'string'],
   ['PAYGRESS_LOG_DECISIONS', 'logDecisions', 'string'],
+  ['PAYGRESS_LOG_REFUSAL_LIMIT', 'logRefusalLimit', 'int'],
   ['PAYGRESS_SECP256K1', 'secp256k1', 'string'],
   ['PAYGRESS_MINTS', 'mints', 'mints'],
   ['PAYGRESS_MINT_TIMEOUT_MS', 'mint.timeoutMs', 'int'],
@@ -478,6 +486,11 @@ const readBase = section({
   dataDir: text('./.data', /\S/, 'a directory path'),
   logLevel: oneOf(LOG_LEVELS, 'info'),
   logDecisions: oneOf(['payments', 'all'] as const, 'payments'),
+  logRefusalLimit: int(
+    DEFAULT_REFUSALS_PER_SECOND,
+    0,
+    'a non-negative integer (lines a second; 0 for no limit)',
+  ),
   secp256k1: oneOf(['auto', 'native', 'wasm'] as const, 'auto'),
   mints: raw,
   mint: section({ timeoutMs: int(5000, 1, MS), allowHttp: bool(false) }),

@@ -34,6 +34,7 @@ t.test('defaults fill every setting and the result is frozen', async (t) => {
   t.equal(config.admin, undefined, 'no admin listener');
   t.equal(config.dataDir, './.data');
   t.equal(config.logLevel, 'info');
+  t.equal(config.logRefusalLimit, 50);
   t.same(config.mints, [{ url: 'https://mint.example.com', units: ['sat'] }]);
   t.same(config.mint, { timeoutMs: 5000, allowHttp: false });
   t.same(config.tokens, { maxLength: 16384, requireDleq: false });
@@ -106,6 +107,7 @@ t.test('every environment variable sets its key', async (t) => {
       PAYGRESS_ADMIN_PORT: '3',
       PAYGRESS_DATA_DIR: '/var/lib/paygress',
       PAYGRESS_LOG_LEVEL: 'warn',
+      PAYGRESS_LOG_REFUSAL_LIMIT: '0',
       PAYGRESS_MINTS: 'https://a.example=sat,usd; http://localhost:3338',
       PAYGRESS_MINT_TIMEOUT_MS: '750',
       PAYGRESS_MINT_ALLOW_HTTP: 'yes',
@@ -128,6 +130,7 @@ t.test('every environment variable sets its key', async (t) => {
   t.same(config.admin, { host: '10.0.0.7', port: 3 });
   t.equal(config.dataDir, '/var/lib/paygress');
   t.equal(config.logLevel, 'warn');
+  t.equal(config.logRefusalLimit, 0, '0 lifts the limit');
   t.same(config.mints, [
     { url: 'https://a.example', units: ['sat', 'usd'] },
     { url: 'http://localhost:3338', units: ['sat'] },

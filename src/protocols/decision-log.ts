@@ -22,19 +22,55 @@ export type DecisionObserver = (
  */
 export type DecisionLogPolicy = 'all' | 'payments';
 
+/** Options of {@link createDecisionLog}. */
+export interface DecisionLogOptions {
+  /** Which decisions get a line. Default `payments`. */
+  readonly policy?: DecisionLogPolicy;
+  /**
+   * Refusal lines written per window at most, all reasons together; the
+   * rest are counted in one summary line per window. 0 lifts the limit.
+   * Default {@link DEFAULT_REFUSALS_PER_SECOND}.
+   */
+  readonly refusalLimit?: number;
+  /** Length of a window, in ms. Default 1000. */
+  readonly windowMs?: number;
+}
+
+/** Refusal lines a second by default: a flood of bad tokens is summarised. */
+export const DEFAULT_REFUSALS_PER_SECOND = 50;
+
 /**
- * The decision log of a listener, on `logger`'s destination. Every field
- * of a decision line is chosen here and none can hold a token, so these
- * lines skip the logger's redaction, which walked every line and was the
- * largest part of logging a refusal.
+ * The decision log, on `logger`'s destination; one for all listeners, so
+ * the refusal limit holds for the process. Every field of a decision line
+ * is chosen here and none can hold a token, so these lines skip the
+ * logger's redaction, which walked every line and was the largest part of
+ * logging a refusal.
+ *
+ * A decision that moves money (an allow that was paid, a refusal handing
+ * back a refund or a credit, any answer that delivers a redemption) is
+ * always logged. Other refusals are limited: a client sending thousands
+ * of bad tokens a second would otherwise write as many lines, filling the
+ * node's disk and the operator's log bill. What the limit holds back is
+ * counted by reason in one `warn` line per window, and in the metrics.
  */
 export function createDecisionLog(
   logger: Logger,
-  policy: DecisionLogPolicy = 'payments',
+  options: DecisionLogOptions = {},
 ): DecisionObserver {
+  const policy = options.policy ?? 'payments';
   const lines = withoutRedaction(logger);
+  const limit = refusalLimit(
+    options.refusalLimit ?? DEFAULT_REFUSALS_PER_SECOND,
+    options.windowMs ?? 1000,
+    (suppressed, windowMs) =>
+      lines.warn(
+        { suppressed, windowMs },
+        'refusals not logged: over logRefusalLimit (counted in paygress_decisions_total)',
+      ),
+  );
   return (request, decision, durationMs) => {
     if (policy === 'payments' && routine(decision)) return;
+    if (!movesMoney(decision) && !limit(reasonOf(decision))) return;
     const fields = {
       reqId: request.requestId,
       protocol: request.protocol,
@@ -57,6 +93,61 @@ export function createDecisionLog(
     } else {
       lines.info(fields, 'decision');
     }
+  };
+}
+
+/**
+ * Whether a decision moves money, so its line is never held back: it was
+ * paid, it hands something back, or it delivers a redemption.
+ */
+function movesMoney(decision: Decision): boolean {
+  if (decision.redemptionId !== undefined) return true;
+  if (decision.kind === 'allow') return true;
+  return decision.refund !== undefined || decision.credit !== undefined;
+}
+
+function reasonOf(decision: Decision): string {
+  return decision.kind === 'deny' ? decision.reason : 'allow';
+}
+
+/**
+ * A budget of `perWindow` lines per window of `windowMs`: `admit(reason)`
+ * says whether a line may be written, and counts it by reason when not.
+ * The counts go to `report` when the window ends, by a timer armed only
+ * while something is held back, so an idle process keeps no timer.
+ */
+function refusalLimit(
+  perWindow: number,
+  windowMs: number,
+  report: (suppressed: Record<string, number>, windowMs: number) => void,
+): (reason: string) => boolean {
+  if (perWindow === 0) return () => true;
+  let windowStart = -Infinity;
+  let written = 0;
+  let suppressed = new Map<string, number>();
+  let timer: NodeJS.Timeout | undefined;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (suppressed.size === 0) return;
+    const counts = Object.fromEntries(suppressed);
+    suppressed = new Map();
+    report(counts, windowMs);
+  };
+  return (reason) => {
+    const now = performance.now();
+    if (now - windowStart >= windowMs) {
+      flush();
+      windowStart = now;
+      written = 0;
+    }
+    if (written < perWindow) {
+      written += 1;
+      return true;
+    }
+    suppressed.set(reason, (suppressed.get(reason) ?? 0) + 1);
+    timer ??= setTimeout(flush, windowStart + windowMs - now).unref();
+    return false;
   };
 }
 

@@ -21,11 +21,7 @@ import type {
   Deny,
 } from '../core/model.ts';
 import { NotHttpError, toPaygressError } from '../core/errors.ts';
-import {
-  createDecisionLog,
-  type DecisionLogPolicy,
-  type DecisionObserver,
-} from './decision-log.ts';
+import { createDecisionLog, type DecisionObserver } from './decision-log.ts';
 import {
   denyBody,
   denyHeaders,
@@ -114,8 +110,11 @@ export interface ExtAuthzServiceOptions {
   logger: Logger;
   /** Called once per decision, for metrics. */
   observe?: DecisionObserver;
-  /** Which decisions are logged. Default `payments`. */
-  logDecisions?: DecisionLogPolicy;
+  /**
+   * The decision log, shared by every listener of the process. Default
+   * one of this listener's own, with the default policy and limit.
+   */
+  decisionLog?: DecisionObserver;
 }
 
 /** A service to pass to `grpc.Server.addService`. */
@@ -150,7 +149,7 @@ export function createExtAuthzService(
   const loaded = packageDefinition[
     'envoy.service.auth.v3.Authorization'
   ] as grpc.ServiceDefinition;
-  const decisions = createDecisionLog(options.logger, options.logDecisions);
+  const decisions = options.decisionLog ?? createDecisionLog(options.logger);
 
   // Answers are encoded as they are rendered, so the answer to a constant
   // (frozen) decision of the core is encoded once: protobuf encoding was

@@ -6,7 +6,7 @@ import { format } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Decider } from '../core/model.ts';
-import type { DecisionLogPolicy, DecisionObserver } from './decision-log.ts';
+import type { DecisionObserver } from './decision-log.ts';
 import { createExtAuthzService, type ExtAuthzService } from './ext-authz.ts';
 import { HealthService } from './grpc-health.ts';
 
@@ -25,8 +25,11 @@ export interface GrpcServerOptions {
   logger: Logger;
   /** Called once per decision, for metrics. */
   observe?: DecisionObserver;
-  /** Which decisions are logged. Default `payments`. */
-  logDecisions?: DecisionLogPolicy;
+  /**
+   * The decision log, shared by every listener of the process. Default
+   * one of this listener's own, with the default policy and limit.
+   */
+  decisionLog?: DecisionObserver;
 }
 
 /** A running gRPC server. */

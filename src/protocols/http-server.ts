@@ -13,11 +13,7 @@ import {
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { AuthRequest, Decider, Decision } from '../core/model.ts';
-import {
-  createDecisionLog,
-  type DecisionLogPolicy,
-  type DecisionObserver,
-} from './decision-log.ts';
+import { createDecisionLog, type DecisionObserver } from './decision-log.ts';
 import { forwardAuthReply, forwardAuthRequest } from './forward-auth.ts';
 import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
 import { InFlight } from './in-flight.ts';
@@ -39,8 +35,11 @@ export interface HttpServerOptions extends AdminRoutes {
   readonly logger: Logger;
   /** Called once per decision, for metrics. */
   readonly observe?: DecisionObserver;
-  /** Which decisions are logged. Default `payments`. */
-  readonly logDecisions?: DecisionLogPolicy;
+  /**
+   * The decision log, shared by every listener of the process. Default
+   * one of this listener's own, with the default policy and limit.
+   */
+  readonly decisionLog?: DecisionObserver;
   /** Largest request header block accepted, in bytes. Default 32768. */
   readonly maxHeaderSize?: number;
 }
@@ -97,7 +96,7 @@ export async function startHttpServer(
   options: HttpServerOptions,
 ): Promise<HttpServer> {
   const { decider, logger } = options;
-  const decisions = createDecisionLog(logger, options.logDecisions);
+  const decisions = options.decisionLog ?? createDecisionLog(logger);
   const server: Server = createServer({
     maxHeaderSize: options.maxHeaderSize ?? 32768,
     keepAliveTimeout: 65_000,

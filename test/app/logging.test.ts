@@ -11,7 +11,11 @@ import { Writable } from 'node:stream';
 import t from 'tap';
 import { loadConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
-import { startStack, type StackOptions } from '../support/stack.ts';
+import {
+  send as sendVia,
+  startStack,
+  type StackOptions,
+} from '../support/stack.ts';
 import { mintToken } from '../support/wallet.ts';
 
 /** A Paygress whose log lines are kept, raw and parsed. */
@@ -116,6 +120,59 @@ t.test('routine decisions are counted always, logged with all', async (t) => {
     'an unknown policy is refused with the choices',
   );
 });
+
+t.test(
+  'one refusal limit for every listener; a payment always has its line',
+  async (t) => {
+    const { stack, raw, decisions } = await loggedStack({
+      env: { PAYGRESS_LOG_REFUSAL_LIMIT: '3' },
+    });
+    t.teardown(() => stack.close());
+
+    const garbage = { 'X-Cashu': 'cashuBnot-a-token' };
+    const started = performance.now();
+    const floods = ['forward', 'nginx', 'ext-authz'] as const;
+    for (let i = 0; i < 10; i++) {
+      for (const protocol of floods) {
+        const out = await sendVia(stack, protocol, garbage);
+        t.equal(out.reason, 'PAYGRESS_TOKEN_MALFORMED', `${protocol} ${i}`);
+      }
+    }
+    const token = await mintToken(stack.mint.url, 100);
+    t.equal(
+      (await sendVia(stack, 'nginx', { 'X-Cashu': token })).allowed,
+      true,
+    );
+    const windows = Math.ceil((performance.now() - started) / 1000);
+    await new Promise((r) => setTimeout(r, 1200));
+
+    const refusals = decisions().filter((d) => d.outcome === 'deny');
+    const held = raw
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => String(line.msg).startsWith('refusals not logged'))
+      .map(
+        (line) =>
+          (line.suppressed as Record<string, number>)[
+            'PAYGRESS_TOKEN_MALFORMED'
+          ] ?? 0,
+      );
+    t.ok(
+      refusals.length >= 3 && refusals.length <= 3 * windows,
+      `${refusals.length} refusal lines in ${windows} window(s) of 3`,
+    );
+    t.equal(
+      refusals.length + held.reduce((a, b) => a + b, 0),
+      30,
+      'every refusal is either logged or counted in a summary',
+    );
+    t.equal(
+      decisions().filter((d) => d.outcome === 'allow' && d.amount === 100)
+        .length,
+      1,
+      'the payment made during the flood is logged',
+    );
+  },
+);
 
 t.test(
   'a fault of ours is logged with its causes and not told to the client',

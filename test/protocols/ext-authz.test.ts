@@ -9,6 +9,7 @@ import type {
   Decision,
   Deny,
 } from '../../src/core/model.ts';
+import { createDecisionLog } from '../../src/protocols/decision-log.ts';
 import { startGrpcServer } from '../../src/protocols/grpc-server.ts';
 import type { GrpcServer } from '../../src/protocols/grpc-server.ts';
 import {
@@ -77,7 +78,7 @@ t.before(async () => {
     decider,
     logger,
     // Every decision, the scripted routine ones included, gets its line.
-    logDecisions: 'all',
+    decisionLog: createDecisionLog(logger, { policy: 'all', refusalLimit: 0 }),
   });
   client = new grpc.Client(
     `127.0.0.1:${server.port}`,

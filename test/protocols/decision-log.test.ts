@@ -1,0 +1,146 @@
+/**
+ * The refusal limit of the decision log: a flood of refusals writes at
+ * most the limit's lines a window and one summary counting the rest by
+ * reason, while every decision that moves money keeps its line.
+ */
+import { Writable } from 'node:stream';
+import t from 'tap';
+import type { AuthRequest, Decision } from '../../src/core/model.ts';
+import { createLogger } from '../../src/logger.ts';
+import { createDecisionLog } from '../../src/protocols/decision-log.ts';
+
+function keptLines() {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) {
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      done();
+    },
+  });
+  return { logger: createLogger('info', sink), lines };
+}
+
+const request = (id: string): AuthRequest => ({
+  protocol: 'forward',
+  method: 'GET',
+  scheme: 'https',
+  host: 'app.example',
+  path: '/premium',
+  query: '',
+  headers: {},
+  clientAddress: '203.0.113.7',
+  requestId: id,
+});
+
+const refusal = (
+  reason: 'PAYGRESS_TOKEN_MALFORMED' | 'PAYGRESS_TOKEN_REPLAYED',
+): Decision => ({
+  kind: 'deny',
+  reason,
+  message: 'no',
+  fault: 'payer',
+});
+const mintDown: Decision = {
+  kind: 'deny',
+  reason: 'PAYGRESS_MINT_UNAVAILABLE',
+  message: 'try again',
+  fault: 'ours',
+};
+const paid: Decision = {
+  kind: 'allow',
+  amount: 100,
+  unit: 'sat',
+  upstreamHeaders: {},
+  clientHeaders: {},
+  redemptionId: 'r1',
+};
+const refunded: Decision = {
+  kind: 'deny',
+  reason: 'PAYGRESS_PROVISION_FAILED',
+  message: 'refunded',
+  fault: 'ours',
+  refund: 'cashuBrefund',
+};
+const noToken: Decision = {
+  kind: 'deny',
+  reason: 'PAYGRESS_PAYMENT_REQUIRED',
+  message: 'pay',
+  fault: 'payer',
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const decisionIds = (lines: Record<string, unknown>[]) =>
+  lines.filter((l) => l.msg === 'decision').map((l) => l.reqId);
+const summaries = (lines: Record<string, unknown>[]) =>
+  lines.filter((l) => l.msg !== 'decision');
+
+t.test('a flood of refusals is held to the limit and summarised', async (t) => {
+  const { logger, lines } = keptLines();
+  const log = createDecisionLog(logger, { refusalLimit: 5, windowMs: 300 });
+
+  for (let i = 0; i < 40; i++)
+    log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+  for (let i = 0; i < 10; i++)
+    log(request(`replay-${i}`), refusal('PAYGRESS_TOKEN_REPLAYED'), 1);
+  log(request('down'), mintDown, 1);
+  log(request('paid'), paid, 1);
+  log(request('refunded'), refunded, 1);
+  log(request('no-token'), noToken, 1);
+
+  t.same(
+    decisionIds(lines),
+    ['bad-0', 'bad-1', 'bad-2', 'bad-3', 'bad-4', 'paid', 'refunded'],
+    'the first five refusals, then only what moves money',
+  );
+  t.same(summaries(lines), [], 'the summary waits for the window to end');
+
+  await sleep(400);
+  t.match(summaries(lines), [
+    {
+      level: 40,
+      msg: /^refusals not logged: over logRefusalLimit/,
+      windowMs: 300,
+      suppressed: {
+        PAYGRESS_TOKEN_MALFORMED: 35,
+        PAYGRESS_TOKEN_REPLAYED: 10,
+        PAYGRESS_MINT_UNAVAILABLE: 1,
+      },
+    },
+  ]);
+  t.equal(summaries(lines).length, 1, 'one summary for the window');
+  t.equal(
+    Object.keys(summaries(lines)[0]!.suppressed as object).length,
+    3,
+    'the routine refusal without a token was never counted',
+  );
+
+  log(request('next-window'), refusal('PAYGRESS_TOKEN_REPLAYED'), 1);
+  t.equal(decisionIds(lines).at(-1), 'next-window', 'a new window logs again');
+  await sleep(400);
+  t.equal(summaries(lines).length, 1, 'nothing held back, nothing summarised');
+});
+
+t.test('a limit of 0 logs every refusal', async (t) => {
+  const { logger, lines } = keptLines();
+  const log = createDecisionLog(logger, { refusalLimit: 0, policy: 'all' });
+  for (let i = 0; i < 500; i++)
+    log(request(`r${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+  log(request('no-token'), noToken, 1);
+  t.equal(decisionIds(lines).length, 501);
+});
+
+t.test('with policy all, refusals without a token count too', async (t) => {
+  const { logger, lines } = keptLines();
+  const log = createDecisionLog(logger, {
+    policy: 'all',
+    refusalLimit: 2,
+    windowMs: 200,
+  });
+  for (let i = 0; i < 5; i++) log(request(`n${i}`), noToken, 1);
+  log(request('free'), { ...paid, amount: 0, redemptionId: undefined }, 1);
+  t.same(decisionIds(lines), ['n0', 'n1', 'free'], 'allows are never held');
+  await sleep(300);
+  t.match(summaries(lines), [{ suppressed: { PAYGRESS_PAYMENT_REQUIRED: 3 } }]);
+});
