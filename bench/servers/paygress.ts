@@ -4,8 +4,9 @@
  * default price and one rate route, `/metered`, that sells grants (1 sat
  * a minute). Logs go to its stdout at `BENCH_LOG_LEVEL` (default `info`,
  * Paygress's own default, so decision lines are in the cost), with
- * Paygress's default decision policy unless `BENCH_LOG_DECISIONS` names
- * another (`all`: a line for every decision), and the build of
+ * Paygress's default decision policy and refusal limit unless
+ * `BENCH_LOG_DECISIONS` names another (`all`: a line for every decision,
+ * no limit), and the build of
  * libsecp256k1 `BENCH_SECP256K1` names (default `auto`).
  * Reports its ports over IPC; on SIGTERM closes cleanly and exits, which
  * is when `--cpu-prof` writes its profile.
@@ -50,6 +51,9 @@ const config = loadConfig({
     PAYGRESS_GRANT_KEY: randomBytes(32).toString('base64url'),
     PAYGRESS_SHUTDOWN_GRACE_MS: '1000',
     PAYGRESS_LOG_DECISIONS: process.env.BENCH_LOG_DECISIONS,
+    // `all` means a line for every decision, refusals over the limit too.
+    PAYGRESS_LOG_REFUSAL_LIMIT:
+      process.env.BENCH_LOG_DECISIONS === 'all' ? '0' : undefined,
     PAYGRESS_SECP256K1: process.env.BENCH_SECP256K1,
   },
 });
