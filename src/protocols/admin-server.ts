@@ -19,6 +19,49 @@ export interface AdminRoutes {
 
 const TEXT = { 'Content-Type': 'text/plain; charset=utf-8' };
 
+/** Statuses for what Node's parser refuses, as Node itself answers. */
+const CLIENT_ERRORS: Readonly<Record<string, string>> = {
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+};
+
+/** Answers Node's parser refused: the status, then the connection closes. */
+export function clientErrorAnswer(code: string | undefined): string {
+  const status = CLIENT_ERRORS[code ?? ''] ?? '400 Bad Request';
+  return `HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
+}
+
+/** Renderings of the metrics on the admin listener are reused this long. */
+export const ADMIN_METRICS_MAX_AGE_MS = 1000;
+
+/**
+ * `render`, shared: calls while one rendering runs get that rendering,
+ * and so do calls up to `maxAgeMs` after it began. A rendering that
+ * failed is not reused. Rendering walks every metric and the store; a
+ * client asking for it again and again, or many at once, would otherwise
+ * take the event loop from the requests Paygress is there to answer.
+ */
+export function sharedRendering<T>(
+  render: () => Promise<T>,
+  maxAgeMs: number,
+): () => Promise<T> {
+  let last: { at: number; done: boolean; result: Promise<T> } | undefined;
+  return () => {
+    const now = performance.now();
+    if (last === undefined || (last.done && now - last.at >= maxAgeMs)) {
+      const current = { at: now, done: false, result: render() };
+      last = current;
+      current.result.then(
+        () => (current.done = true),
+        () => {
+          if (last === current) last = undefined;
+        },
+      );
+    }
+    return last.result;
+  };
+}
+
 /** The answer to an operator's route; 404 for any other path. */
 export async function adminReply(
   route: string,
@@ -52,18 +95,36 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-/** Starts a listener serving the operator's routes and nothing else. */
+/**
+ * Starts a listener serving the operator's routes and nothing else. It
+ * faces the pod network, so it holds to what probes and scrapers do: one
+ * request at a time per connection (a pipelined request closes the
+ * connection), and `/metrics` rendered at most once a second.
+ */
 export async function startAdminServer(
   options: AdminServerOptions,
 ): Promise<AdminServer> {
   const { logger } = options;
+  const routes: AdminRoutes = {
+    ...(options.ready && { ready: options.ready }),
+    ...(options.metrics && {
+      metrics: sharedRendering(options.metrics, ADMIN_METRICS_MAX_AGE_MS),
+    }),
+  };
   const server: Server = createServer({
     maxHeaderSize: 8192,
     requestTimeout: 10_000,
   });
   server.on('request', (req, res) => {
+    // No socket yet: it was pipelined behind a request not yet answered.
+    // No probe or scraper does that; a client that does could start
+    // thousands of renderings with one write.
+    if (res.socket === null) {
+      req.socket.destroy();
+      return;
+    }
     const route = (req.url ?? '/').split('?')[0] ?? '/';
-    adminReply(route, options)
+    adminReply(route, routes)
       .catch((err: unknown): Reply => {
         logger.error({ err, route }, 'admin request failed');
         return { status: 503, headers: TEXT, body: 'internal error\n' };
@@ -76,12 +137,8 @@ export async function startAdminServer(
         res.end(body);
       });
   });
-  server.on('clientError', (_err, socket) => {
-    if (socket.writable) {
-      socket.end(
-        'HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n',
-      );
-    }
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    if (socket.writable) socket.end(clientErrorAnswer(err.code));
   });
 
   await new Promise<void>((resolve, reject) => {

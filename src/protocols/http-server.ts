@@ -17,7 +17,12 @@ import { createDecisionLog, type DecisionObserver } from './decision-log.ts';
 import { forwardAuthReply, forwardAuthRequest } from './forward-auth.ts';
 import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
 import { InFlight } from './in-flight.ts';
-import { adminReply, type AdminRoutes } from './admin-server.ts';
+import {
+  adminReply,
+  clientErrorAnswer,
+  sharedRendering,
+  type AdminRoutes,
+} from './admin-server.ts';
 import {
   deliversPayment,
   renderOnce,
@@ -96,6 +101,12 @@ export async function startHttpServer(
   options: HttpServerOptions,
 ): Promise<HttpServer> {
   const { decider, logger } = options;
+  // Scrapes that arrive while one is rendered share it (see the admin
+  // listener, which also reuses a rendering for a second).
+  const routes: AdminRoutes = {
+    ...(options.ready && { ready: options.ready }),
+    ...(options.metrics && { metrics: sharedRendering(options.metrics, 0) }),
+  };
   const decisions = options.decisionLog ?? createDecisionLog(logger);
   const server: Server = createServer({
     maxHeaderSize: options.maxHeaderSize ?? 32768,
@@ -131,7 +142,7 @@ export async function startHttpServer(
 
     const reply =
       adapter === undefined
-        ? adminReply(route ?? '/', options).then(render)
+        ? adminReply(route ?? '/', routes).then(render)
         : authorize(adapter, req, res, deciding);
     // Nothing that fails while answering may take the process down: it is
     // our fault, and the proxy is told so (nginx and Traefik fail closed).
@@ -145,11 +156,7 @@ export async function startHttpServer(
     );
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable) {
-      socket.end(
-        `HTTP/1.1 ${CLIENT_ERRORS[err.code ?? ''] ?? '400 Bad Request'}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
-      );
-    }
+    if (socket.writable) socket.end(clientErrorAnswer(err.code));
     logger.debug({ err: err.message }, 'client error');
   });
 
@@ -167,12 +174,6 @@ export async function startHttpServer(
     idle: () => running.idle(),
   };
 }
-
-/** Statuses for what Node's parser refuses, as Node itself answers. */
-const CLIENT_ERRORS: Readonly<Record<string, string>> = {
-  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
-  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
-};
 
 /**
  * Answers a connection may have waiting behind the one being sent, and
