@@ -40,7 +40,8 @@ VOLUME ["/var/lib/paygress", "/tmp"]
 
 # Code and dependencies stay owned by root: the process cannot change them.
 USER 10001:10001
-EXPOSE 8080 9001
+# 9090 is the admin listener's port when admin.port sets it (the manifests do).
+EXPOSE 8080 9001 9090
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PAYGRESS_HTTP_PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 # Semi-spaces of 8 MB: V8 grows them to 64 MB by default, whose scavenges

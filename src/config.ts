@@ -360,6 +360,11 @@ class Checker {
     );
   }
 
+  /** The key, with the environment variable it came from, if any. */
+  label(key: string): string {
+    return this.#label(key);
+  }
+
   #label(key: string): string {
     for (const [source, name] of this.#sources) {
       if (key === source || key.startsWith(`${source}[`)) {
@@ -520,6 +525,13 @@ function readConfig(c: Checker, value: unknown): Config {
     adminSection.port === undefined
       ? undefined
       : { host: adminSection.host, port: adminSection.port };
+  if (admin === undefined && isSet(value, 'admin', 'host')) {
+    c.bad(
+      'admin.port',
+      undefined,
+      'a port as well as admin.host (without one no admin listener starts)',
+    );
+  }
   checkPorts(c, { http: base.http, grpc: base.grpc, admin });
   const mints = readMints(c, base.mints, base.mint.allowHttp, base.devMint);
   const pricing = readPricing(c, base.pricing, mints, base.devMint);
@@ -548,8 +560,10 @@ function checkPorts(
     if (listen === undefined || listen.port === 0) continue;
     const first = seen.get(listen.port);
     if (first === undefined) seen.set(listen.port, name);
-    else
-      c.bad(`${name}.port`, listen.port, `a port other than ${first}.port's`);
+    else {
+      const other = c.label(`${first}.port`);
+      c.bad(`${name}.port`, listen.port, `a port other than ${other}'s`);
+    }
   }
 }
 
@@ -914,4 +928,10 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
+}
+
+/** Whether the raw configuration gives `section.key` a value. */
+function isSet(raw: unknown, section: string, key: string): boolean {
+  const inner = isMapping(raw) ? raw[section] : undefined;
+  return isMapping(inner) && inner[key] !== undefined;
 }

@@ -167,8 +167,13 @@ t.test('legacy variables keep working', async (t) => {
 });
 
 t.test('an admin listener is there only with a port', async (t) => {
-  const hostOnly = loadConfig({ env: { ...MINT, PAYGRESS_ADMIN_HOST: '::' } });
-  t.equal(hostOnly.admin, undefined, 'a host alone starts nothing');
+  t.match(
+    problemsOf(() =>
+      loadConfig({ env: { ...MINT, PAYGRESS_ADMIN_HOST: '::' } }),
+    ),
+    [/^admin\.port: missing, expected a port as well as admin\.host/],
+    'a host alone would start nothing: refused',
+  );
 
   const file = yamlFile(t, 'admin: { port: 9090 }\n');
   t.same(loadConfig({ file, env: MINT }).admin, {
@@ -211,6 +216,19 @@ t.test('no two listeners share a port', async (t) => {
     [
       /^grpc\.port \(PAYGRESS_GRPC_PORT\): 8080 is not a port other than http\.port's/,
     ],
+  );
+  const fromFile = yamlFile(t, 'admin: { port: 9090 }\n');
+  t.match(
+    problemsOf(() =>
+      loadConfig({
+        file: fromFile,
+        env: { ...MINT, PAYGRESS_HTTP_PORT: '9090' },
+      }),
+    ),
+    [
+      /^admin\.port: 9090 is not a port other than http\.port \(PAYGRESS_HTTP_PORT\)'s/,
+    ],
+    'the variable that made the clash is named',
   );
   const ephemeral = loadConfig({
     env: {
