@@ -4,14 +4,15 @@
  * `/auth/forward` sends for a request without a token (seven headers, the
  * JSON body with the NUT-18 payment request), written as Paygress writes
  * it (the body a string, so it leaves with the head in one write), and
- * the same 402 with its body as a Buffer (a second write), against the
- * bare server's empty 200. Alternating wrk runs of each: requests per
+ * the same 402 with its body as a Buffer (a second write), and the 402
+ * written one promise turn after the request arrives, as Paygress's
+ * asynchronous decision writes it, against the bare server's empty 200. Alternating wrk runs of each: requests per
  * second, the ratio to the bare server of the same round, and the
  * server's CPU time per request (/proc), which other load disturbs less.
  *
  *   node_modules/.bin/node bench/response-floor.ts [--seconds 4] [--rounds 3]
  */
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { parseArgs } from 'node:util';
 import { fork } from 'node:child_process';
@@ -27,7 +28,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
   },
 });
-const MODES = ['bare', 'refusal', 'refusal-buffer'] as const;
+const MODES = ['bare', 'refusal', 'refusal-buffer', 'refusal-async'] as const;
 
 if (values.serve !== undefined) {
   // Child: one server, flat header list as Paygress writes it.
@@ -39,15 +40,20 @@ if (values.serve !== undefined) {
     String(bytes.length),
   ];
   const mode = values.serve;
-  const server = createServer((_req, res) => {
+  const answer = (res: ServerResponse) => {
     if (mode === 'bare') {
       res.writeHead(200, { 'Content-Length': '0' });
       res.end();
       return;
     }
     res.writeHead(reply.status, head);
-    if (mode === 'refusal') res.end(reply.body, 'latin1');
-    else res.end(bytes);
+    if (mode === 'refusal-buffer') res.end(bytes);
+    else res.end(reply.body, 'latin1');
+  };
+  const decide = async () => NO_TOKEN_REFUSAL;
+  const server = createServer((_req, res) => {
+    if (mode === 'refusal-async') void decide().then(() => answer(res));
+    else answer(res);
   });
   server.keepAliveTimeout = 60_000;
   server.listen(0, '127.0.0.1', () =>
