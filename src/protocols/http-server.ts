@@ -1,8 +1,9 @@
 /**
  * The HTTP listener: forward-auth, nginx auth_request, health and (when
- * no admin listener serves them) metrics on one port. It never reads a request body (auth subrequests
- * announce one they do not send) and always answers with a
- * `Content-Length`, so proxies keep their connections alive.
+ * no admin listener serves them) metrics on one port. It never reads a
+ * request body (auth subrequests announce one they do not send) and
+ * always answers with a `Content-Length`, so proxies keep their
+ * connections alive.
  */
 import {
   createServer,
