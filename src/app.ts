@@ -261,6 +261,8 @@ export async function startApp(options: AppOptions): Promise<App> {
             setTimeout(resolve, config.shutdownGraceMs).unref(),
           ),
         ]);
+        // What the refusal limit held back in the last second is counted.
+        decisionLog.flush();
         // The sweep and the pod deletions of refunds made meanwhile.
         await provisioner?.stop?.();
         await gateway.close();

@@ -39,6 +39,12 @@ export interface DecisionLogOptions {
 /** Refusal lines a second by default: a flood of bad tokens is summarised. */
 export const DEFAULT_REFUSALS_PER_SECOND = 50;
 
+/** The decision log: a {@link DecisionObserver} that can be flushed. */
+export interface DecisionLog extends DecisionObserver {
+  /** Writes the summary of what the limit holds back now (on shutdown). */
+  flush(): void;
+}
+
 /**
  * The decision log, on `logger`'s destination; one for all listeners, so
  * the refusal limit holds for the process. Every field of a decision line
@@ -46,31 +52,45 @@ export const DEFAULT_REFUSALS_PER_SECOND = 50;
  * logger's redaction, which walked every line and was the largest part of
  * logging a refusal.
  *
- * A decision that moves money (an allow that was paid, a refusal handing
- * back a refund or a credit, any answer that delivers a redemption) is
- * always logged. Other refusals are limited: a client sending thousands
- * of bad tokens a second would otherwise write as many lines, filling the
- * node's disk and the operator's log bill. What the limit holds back is
- * counted by reason in one `warn` line per window, and in the metrics.
+ * A decision that moves money (an allow that was paid or used a credit, a
+ * refusal handing back a refund or a credit, any answer that delivers a
+ * redemption) is always logged. Other refusals are limited: a client
+ * sending thousands of bad tokens a second would otherwise write as many
+ * lines, filling the node's disk and the operator's log bill. Refusals of
+ * the payer's making (`info` lines) and faults of ours (`error` lines)
+ * have a budget each, so a flood of bad tokens cannot crowd out the line
+ * saying the mint is down; only lines the logger's level writes count.
+ * What a budget holds back is counted by reason in one line per window,
+ * at its lines' level, and in the metrics.
  */
 export function createDecisionLog(
   logger: Logger,
   options: DecisionLogOptions = {},
-): DecisionObserver {
+): DecisionLog {
   const policy = options.policy ?? 'payments';
   const lines = withoutRedaction(logger);
-  const limit = refusalLimit(
-    options.refusalLimit ?? DEFAULT_REFUSALS_PER_SECOND,
-    options.windowMs ?? 1000,
-    (suppressed, windowMs) =>
-      lines.warn(
-        { suppressed, windowMs },
-        'refusals not logged: over logRefusalLimit (counted in paygress_decisions_total)',
-      ),
-  );
-  return (request, decision, durationMs) => {
+  const perWindow = options.refusalLimit ?? DEFAULT_REFUSALS_PER_SECOND;
+  const windowMs = options.windowMs ?? 1000;
+  const summary = (level: 'warn' | 'error') => (suppressed: Counts) =>
+    lines[level](
+      { suppressed, windowMs },
+      'refusals not logged: over logRefusalLimit (counted in paygress_decisions_total)',
+    );
+  const payers = refusalLimit(perWindow, windowMs, summary('warn'));
+  const ours = refusalLimit(perWindow, windowMs, summary('error'));
+
+  const log = (
+    request: AuthRequest,
+    decision: Decision,
+    durationMs: number,
+  ) => {
     if (policy === 'payments' && routine(decision)) return;
-    if (!movesMoney(decision) && !limit(reasonOf(decision))) return;
+    const fault = decision.kind === 'deny' && decision.fault === 'ours';
+    if (!lines.isLevelEnabled(fault ? 'error' : 'info')) return;
+    if (!movesMoney(decision)) {
+      const limit = fault ? ours : payers;
+      if (!limit.admit(reasonOf(decision))) return;
+    }
     const fields = {
       reqId: request.requestId,
       protocol: request.protocol,
@@ -94,11 +114,18 @@ export function createDecisionLog(
       lines.info(fields, 'decision');
     }
   };
+  return Object.assign(log, {
+    flush: () => {
+      payers.flush();
+      ours.flush();
+    },
+  });
 }
 
 /**
  * Whether a decision moves money, so its line is never held back: it was
- * paid, it hands something back, or it delivers a redemption.
+ * paid or used a credit, it hands something back, or it delivers a
+ * redemption.
  */
 function movesMoney(decision: Decision): boolean {
   if (decision.redemptionId !== undefined) return true;
@@ -110,18 +137,29 @@ function reasonOf(decision: Decision): string {
   return decision.kind === 'deny' ? decision.reason : 'allow';
 }
 
+type Counts = Record<string, number>;
+
+/** A budget of lines per window; see {@link refusalLimit}. */
+interface Budget {
+  /** Whether a line may be written; counts it by reason when not. */
+  admit(reason: string): boolean;
+  /** Reports what was held back since the last report, if anything. */
+  flush(): void;
+}
+
 /**
- * A budget of `perWindow` lines per window of `windowMs`: `admit(reason)`
- * says whether a line may be written, and counts it by reason when not.
- * The counts go to `report` when the window ends, by a timer armed only
- * while something is held back, so an idle process keeps no timer.
+ * A budget of `perWindow` lines per window of `windowMs` (0: no limit).
+ * What it holds back goes to `report` when the window ends, by a timer
+ * armed only while something is held back (so an idle process keeps no
+ * timer), or on `flush`. The timer ends the window: timers may fire a
+ * little before the clock says the window is over.
  */
 function refusalLimit(
   perWindow: number,
   windowMs: number,
-  report: (suppressed: Record<string, number>, windowMs: number) => void,
-): (reason: string) => boolean {
-  if (perWindow === 0) return () => true;
+  report: (suppressed: Counts) => void,
+): Budget {
+  if (perWindow === 0) return { admit: () => true, flush: () => {} };
   let windowStart = -Infinity;
   let written = 0;
   let suppressed = new Map<string, number>();
@@ -132,22 +170,29 @@ function refusalLimit(
     if (suppressed.size === 0) return;
     const counts = Object.fromEntries(suppressed);
     suppressed = new Map();
-    report(counts, windowMs);
+    report(counts);
   };
-  return (reason) => {
-    const now = performance.now();
-    if (now - windowStart >= windowMs) {
-      flush();
-      windowStart = now;
-      written = 0;
-    }
-    if (written < perWindow) {
-      written += 1;
-      return true;
-    }
-    suppressed.set(reason, (suppressed.get(reason) ?? 0) + 1);
-    timer ??= setTimeout(flush, windowStart + windowMs - now).unref();
-    return false;
+  const endWindow = () => {
+    flush();
+    windowStart = -Infinity;
+  };
+  return {
+    admit(reason) {
+      const now = performance.now();
+      if (now - windowStart >= windowMs) {
+        flush();
+        windowStart = now;
+        written = 0;
+      }
+      if (written < perWindow) {
+        written += 1;
+        return true;
+      }
+      suppressed.set(reason, (suppressed.get(reason) ?? 0) + 1);
+      timer ??= setTimeout(endWindow, windowStart + windowMs - now).unref();
+      return false;
+    },
+    flush,
   };
 }
 
@@ -160,9 +205,14 @@ function clip(value: string, max: number): string {
   return value.length <= max ? value : `${value.slice(0, max)}…`;
 }
 
-/** No credential and no money: the bulk of the traffic of a paid route. */
+/**
+ * No credential and no money: the bulk of the traffic of a paid route. An
+ * allow that used up a single-request credit spent money, so is not.
+ */
 function routine(decision: Decision): boolean {
   return decision.kind === 'allow'
-    ? decision.amount === 0
+    ? decision.amount === 0 &&
+        decision.creditId === undefined &&
+        decision.redemptionId === undefined
     : decision.reason === 'PAYGRESS_PAYMENT_REQUIRED';
 }

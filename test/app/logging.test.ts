@@ -174,6 +174,24 @@ t.test(
   },
 );
 
+t.test('a shutdown writes what the refusal limit held back', async (t) => {
+  const { stack, raw, decisions, send } = await loggedStack({
+    env: { PAYGRESS_LOG_REFUSAL_LIMIT: '3' },
+  });
+  for (let i = 0; i < 10; i++) {
+    t.equal(
+      await send(`bad-${i}`, '/premium', { 'X-Cashu': 'cashuBnope' }),
+      402,
+    );
+  }
+  await stack.close();
+  const held = raw
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((line) => String(line.msg).startsWith('refusals not logged'));
+  t.equal(decisions().length, 3);
+  t.match(held, [{ suppressed: { PAYGRESS_TOKEN_MALFORMED: 7 } }]);
+});
+
 t.test(
   'a fault of ours is logged with its causes and not told to the client',
   async (t) => {

@@ -9,7 +9,7 @@ import type { AuthRequest, Decision } from '../../src/core/model.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createDecisionLog } from '../../src/protocols/decision-log.ts';
 
-function keptLines() {
+function keptLines(level: 'info' | 'warn' | 'error' = 'info') {
   const lines: Record<string, unknown>[] = [];
   const sink = new Writable({
     write(chunk, _encoding, done) {
@@ -19,7 +19,7 @@ function keptLines() {
       done();
     },
   });
-  return { logger: createLogger('info', sink), lines };
+  return { logger: createLogger(level, sink), lines };
 }
 
 const request = (id: string): AuthRequest => ({
@@ -91,8 +91,8 @@ t.test('a flood of refusals is held to the limit and summarised', async (t) => {
 
   t.same(
     decisionIds(lines),
-    ['bad-0', 'bad-1', 'bad-2', 'bad-3', 'bad-4', 'paid', 'refunded'],
-    'the first five refusals, then only what moves money',
+    ['bad-0', 'bad-1', 'bad-2', 'bad-3', 'bad-4', 'down', 'paid', 'refunded'],
+    'the first five refusals, our fault on its own budget, what moves money',
   );
   t.same(summaries(lines), [], 'the summary waits for the window to end');
 
@@ -105,14 +105,13 @@ t.test('a flood of refusals is held to the limit and summarised', async (t) => {
       suppressed: {
         PAYGRESS_TOKEN_MALFORMED: 35,
         PAYGRESS_TOKEN_REPLAYED: 10,
-        PAYGRESS_MINT_UNAVAILABLE: 1,
       },
     },
   ]);
   t.equal(summaries(lines).length, 1, 'one summary for the window');
   t.equal(
     Object.keys(summaries(lines)[0]!.suppressed as object).length,
-    3,
+    2,
     'the routine refusal without a token was never counted',
   );
 
@@ -143,4 +142,80 @@ t.test('with policy all, refusals without a token count too', async (t) => {
   t.same(decisionIds(lines), ['n0', 'n1', 'free'], 'allows are never held');
   await sleep(300);
   t.match(summaries(lines), [{ suppressed: { PAYGRESS_PAYMENT_REQUIRED: 3 } }]);
+});
+
+t.test(
+  'faults of ours have a budget of their own, summarised as errors',
+  async (t) => {
+    const { logger, lines } = keptLines();
+    const log = createDecisionLog(logger, { refusalLimit: 2, windowMs: 200 });
+    for (let i = 0; i < 100; i++)
+      log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+    for (let i = 0; i < 5; i++) log(request(`down-${i}`), mintDown, 1);
+    t.same(decisionIds(lines), ['bad-0', 'bad-1', 'down-0', 'down-1']);
+    await sleep(300);
+    const byLevel = Object.fromEntries(
+      summaries(lines).map((l) => [l.level, l.suppressed]),
+    );
+    t.same(byLevel, {
+      40: { PAYGRESS_TOKEN_MALFORMED: 98 },
+      50: { PAYGRESS_MINT_UNAVAILABLE: 3 },
+    });
+  },
+);
+
+t.test('only lines the level writes count against the limit', async (t) => {
+  const { logger, lines } = keptLines('error');
+  const log = createDecisionLog(logger, { refusalLimit: 2, windowMs: 200 });
+  for (let i = 0; i < 100; i++)
+    log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+  for (let i = 0; i < 3; i++) log(request(`down-${i}`), mintDown, 1);
+  t.same(decisionIds(lines), ['down-0', 'down-1'], 'info lines never counted');
+  await sleep(300);
+  t.match(summaries(lines), [
+    { level: 50, suppressed: { PAYGRESS_MINT_UNAVAILABLE: 1 } },
+  ]);
+  t.equal(summaries(lines).length, 1, 'nothing said of lines never written');
+});
+
+t.test('flush writes what is held back at once', async (t) => {
+  const { logger, lines } = keptLines();
+  const log = createDecisionLog(logger, { refusalLimit: 1, windowMs: 60_000 });
+  for (let i = 0; i < 4; i++)
+    log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+  log.flush();
+  t.match(summaries(lines), [{ suppressed: { PAYGRESS_TOKEN_MALFORMED: 3 } }]);
+  log.flush();
+  t.equal(summaries(lines).length, 1, 'nothing twice');
+});
+
+t.test('using up a credit is logged, a plain grant is not', async (t) => {
+  const { logger, lines } = keptLines();
+  const log = createDecisionLog(logger);
+  const free = { ...paid, amount: 0, redemptionId: undefined };
+  log(request('grant'), free, 1);
+  log(request('credit'), { ...free, creditId: 'c1' }, 1);
+  t.same(decisionIds(lines), ['credit']);
+});
+
+t.test('a steady flood gives one summary a window', async (t) => {
+  const { logger, lines } = keptLines();
+  const log = createDecisionLog(logger, { refusalLimit: 5, windowMs: 100 });
+  const started = performance.now();
+  let sent = 0;
+  while (performance.now() - started < 450) {
+    log(request(`bad-${sent}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+    sent += 1;
+    await sleep(1);
+  }
+  await sleep(150);
+  const held = summaries(lines).map(
+    (l) => (l.suppressed as Record<string, number>).PAYGRESS_TOKEN_MALFORMED!,
+  );
+  t.ok(held.length <= 6, `${held.length} summaries over about 5 windows`);
+  t.equal(
+    decisionIds(lines).length + held.reduce((a, b) => a + b, 0),
+    sent,
+    'every refusal logged or counted',
+  );
 });
