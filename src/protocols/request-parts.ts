@@ -94,7 +94,7 @@ export function requestIdFrom(value: string | undefined): string {
 // and a counter. A random UUID per request took about 2% of a refusal's
 // CPU (perf, on the bench's no-token load), for an id most requests
 // never log.
-const ID_PREFIX = `pg-${randomBytes(6).toString('base64url')}-`;
+const ID_PREFIX = `pg-${randomBytes(6).toString('hex')}-`;
 let idCount = 0;
 
 /** A request id unique within this process and unlikely to recur. */

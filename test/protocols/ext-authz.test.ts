@@ -247,7 +247,7 @@ t.test(
     const made = (await requestFor(t, { path: '/' })).requestId;
     seen.length = 0;
     const next = (await requestFor(t, { path: '/' })).requestId;
-    t.match(made, /^pg-[\w-]{8}-[0-9a-z]+$/);
+    t.match(made, /^pg-[0-9a-f]{12}-[0-9a-z]+$/);
     t.not(made, next, 'each request its own');
   },
 );

@@ -32,7 +32,7 @@ process.stdout.write(newRequestId());`,
       { encoding: 'utf8', timeout: 20_000 },
     );
   const [a, b, here] = [child(), child(), newRequestId()];
-  t.match(a, /^pg-[\w-]{8}-1$/, 'the first id of a process');
+  t.match(a, /^pg-[0-9a-f]{12}-1$/, 'the first id of a process');
   t.not(a, b, 'each process its own prefix');
-  t.not(a.slice(0, 12), here.slice(0, 12));
+  t.not(a.slice(0, 16), here.slice(0, 16));
 });
