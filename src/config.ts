@@ -44,7 +44,8 @@ export interface Config {
   /**
    * A listener for `/healthz`, `/readyz` and `/metrics` alone, so the
    * others can stay on loopback while probes and scrapes reach the pod IP.
-   * With it, `/metrics` is served here only. Default none.
+   * With it, `/metrics` is served here only. Its host defaults to the
+   * HTTP listener's. Default none.
    */
   readonly admin?: Listen;
   /** Directory of the wallet store. Default `./.data`. */
@@ -485,7 +486,7 @@ const readBase = section({
   http: listen(8080),
   grpc: listen(9001),
   admin: section({
-    host: text('0.0.0.0', HOST_NAME, 'a host name or IP address'),
+    host: text(undefined, HOST_NAME, 'a host name or IP address'),
     port: int(undefined, 0, PORT, 65535),
   }),
   dataDir: text('./.data', /\S/, 'a directory path'),
@@ -520,16 +521,17 @@ const readBase = section({
 
 function readConfig(c: Checker, value: unknown): Config {
   const { admin: adminSection, ...base } = readBase(c, '', value);
-  // The admin listener is there only when given a port.
+  // The admin listener is there only when given a port, and binds where
+  // the HTTP listener does unless told otherwise.
   const admin =
     adminSection.port === undefined
       ? undefined
-      : { host: adminSection.host, port: adminSection.port };
-  if (admin === undefined && isSet(value, 'admin', 'host')) {
+      : { host: adminSection.host ?? base.http.host, port: adminSection.port };
+  if (admin === undefined && adminSection.host !== undefined) {
     c.bad(
       'admin.port',
       undefined,
-      'a port as well as admin.host (without one no admin listener starts)',
+      `a port as well as ${c.label('admin.host')} (without one no admin listener starts)`,
     );
   }
   checkPorts(c, { http: base.http, grpc: base.grpc, admin });
@@ -562,7 +564,7 @@ function checkPorts(
     if (first === undefined) seen.set(listen.port, name);
     else {
       const other = c.label(`${first}.port`);
-      c.bad(`${name}.port`, listen.port, `a port other than ${other}'s`);
+      c.bad(`${name}.port`, listen.port, `a free port (${other} has it)`);
     }
   }
 }
@@ -928,10 +930,4 @@ function deepFreeze<T>(value: T): T {
     Object.freeze(value);
   }
   return value;
-}
-
-/** Whether the raw configuration gives `section.key` a value. */
-function isSet(raw: unknown, section: string, key: string): boolean {
-  const inner = isMapping(raw) ? raw[section] : undefined;
-  return isMapping(inner) && inner[key] !== undefined;
 }

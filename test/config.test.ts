@@ -171,7 +171,9 @@ t.test('an admin listener is there only with a port', async (t) => {
     problemsOf(() =>
       loadConfig({ env: { ...MINT, PAYGRESS_ADMIN_HOST: '::' } }),
     ),
-    [/^admin\.port: missing, expected a port as well as admin\.host/],
+    [
+      /^admin\.port: missing, expected a port as well as admin\.host \(PAYGRESS_ADMIN_HOST\)/,
+    ],
     'a host alone would start nothing: refused',
   );
 
@@ -180,6 +182,12 @@ t.test('an admin listener is there only with a port', async (t) => {
     host: '0.0.0.0',
     port: 9090,
   });
+  t.same(
+    loadConfig({ file, env: { ...MINT, PAYGRESS_HTTP_HOST: '127.0.0.1' } })
+      .admin,
+    { host: '127.0.0.1', port: 9090 },
+    "the host defaults to the HTTP listener's",
+  );
   t.same(
     loadConfig({ env: { ...MINT, PAYGRESS_ADMIN_PORT: '0' } }).admin,
     { host: '0.0.0.0', port: 0 },
@@ -206,7 +214,7 @@ t.test('no two listeners share a port', async (t) => {
       loadConfig({ env: { ...MINT, PAYGRESS_ADMIN_PORT: '8080' } }),
     ),
     [
-      /^admin\.port \(PAYGRESS_ADMIN_PORT\): 8080 is not a port other than http\.port's/,
+      /^admin\.port \(PAYGRESS_ADMIN_PORT\): 8080 is not a free port \(http\.port has it\)$/,
     ],
   );
   t.match(
@@ -214,7 +222,7 @@ t.test('no two listeners share a port', async (t) => {
       loadConfig({ env: { ...MINT, PAYGRESS_GRPC_PORT: '8080' } }),
     ),
     [
-      /^grpc\.port \(PAYGRESS_GRPC_PORT\): 8080 is not a port other than http\.port's/,
+      /^grpc\.port \(PAYGRESS_GRPC_PORT\): 8080 is not a free port \(http\.port has it\)$/,
     ],
   );
   const fromFile = yamlFile(t, 'admin: { port: 9090 }\n');
@@ -226,7 +234,7 @@ t.test('no two listeners share a port', async (t) => {
       }),
     ),
     [
-      /^admin\.port: 9090 is not a port other than http\.port \(PAYGRESS_HTTP_PORT\)'s/,
+      /^admin\.port: 9090 is not a free port \(http\.port \(PAYGRESS_HTTP_PORT\) has it\)$/,
     ],
     'the variable that made the clash is named',
   );

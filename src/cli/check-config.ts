@@ -10,6 +10,7 @@ import {
   configWarnings,
   loadConfig,
   type Config,
+  type Listen,
 } from '../config.ts';
 
 /** Exit status for an invalid configuration or a usage error. */
@@ -64,13 +65,18 @@ export function summary(file: string, config: Config): string {
     : 'provisioning off';
 
   return (
-    `${file}: ok; http ${config.http.host}:${config.http.port}, ` +
-    `grpc ${config.grpc.host}:${config.grpc.port}, ` +
-    (config.admin ? `admin ${config.admin.host}:${config.admin.port}, ` : '') +
+    `${file}: ok; http ${address(config.http)}, ` +
+    `grpc ${address(config.grpc)}, ` +
+    (config.admin ? `admin ${address(config.admin)}, ` : '') +
     `mints ${mints}, ` +
     `${rules} pricing rule${rules === 1 ? '' : 's'}, ` +
     `default ${price.amount} ${price.unit}, ${pods}`
   );
+}
+
+/** `host:port`, an IPv6 address in brackets. */
+function address({ host, port }: Listen): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 if (import.meta.main) {

@@ -35,12 +35,14 @@ t.test('a valid file exits 0 with a one-line summary', async (t) => {
   const admin = checkConfig(['paygress.example.yaml'], {
     PAYGRESS_GRANT_KEY: GRANT_KEY,
     PAYGRESS_HTTP_HOST: '127.0.0.1',
+    PAYGRESS_GRPC_HOST: '::1',
+    PAYGRESS_ADMIN_HOST: '::',
     PAYGRESS_ADMIN_PORT: '9090',
   });
   t.match(
     admin.out,
-    /: ok; http 127\.0\.0\.1:8080, grpc 0\.0\.0\.0:9001, admin 0\.0\.0\.0:9090, mints 2,/,
-    'an admin listener is named',
+    /: ok; http 127\.0\.0\.1:8080, grpc \[::1\]:9001, admin \[::\]:9090, mints 2,/,
+    'an admin listener is named, IPv6 addresses in brackets',
   );
 });
 
