@@ -3,24 +3,10 @@
  * most the limit's lines a window and one summary counting the rest by
  * reason, while every decision that moves money keeps its line.
  */
-import { Writable } from 'node:stream';
 import t from 'tap';
 import type { AuthRequest, Decision } from '../../src/core/model.ts';
-import { createLogger } from '../../src/logger.ts';
 import { createDecisionLog } from '../../src/protocols/decision-log.ts';
-
-function keptLines(level: 'info' | 'warn' | 'error' = 'info') {
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n').filter(Boolean)) {
-        lines.push(JSON.parse(line) as Record<string, unknown>);
-      }
-      done();
-    },
-  });
-  return { logger: createLogger(level, sink), lines };
-}
+import { keptLog } from '../support/stack.ts';
 
 const request = (id: string): AuthRequest => ({
   protocol: 'forward',
@@ -77,7 +63,7 @@ const summaries = (lines: Record<string, unknown>[]) =>
   lines.filter((l) => l.msg !== 'decision');
 
 t.test('a flood of refusals is held to the limit and summarised', async (t) => {
-  const { logger, lines } = keptLines();
+  const { logger, lines } = keptLog();
   const log = createDecisionLog(logger, { refusalLimit: 5, windowMs: 300 });
 
   for (let i = 0; i < 40; i++)
@@ -122,7 +108,7 @@ t.test('a flood of refusals is held to the limit and summarised', async (t) => {
 });
 
 t.test('a limit of 0 logs every refusal', async (t) => {
-  const { logger, lines } = keptLines();
+  const { logger, lines } = keptLog();
   const log = createDecisionLog(logger, { refusalLimit: 0, policy: 'all' });
   for (let i = 0; i < 500; i++)
     log(request(`r${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
@@ -131,7 +117,7 @@ t.test('a limit of 0 logs every refusal', async (t) => {
 });
 
 t.test('with policy all, refusals without a token count too', async (t) => {
-  const { logger, lines } = keptLines();
+  const { logger, lines } = keptLog();
   const log = createDecisionLog(logger, {
     policy: 'all',
     refusalLimit: 2,
@@ -147,7 +133,7 @@ t.test('with policy all, refusals without a token count too', async (t) => {
 t.test(
   'faults of ours have a budget of their own, summarised as errors',
   async (t) => {
-    const { logger, lines } = keptLines();
+    const { logger, lines } = keptLog();
     const log = createDecisionLog(logger, { refusalLimit: 2, windowMs: 200 });
     for (let i = 0; i < 100; i++)
       log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
@@ -165,7 +151,7 @@ t.test(
 );
 
 t.test('only lines the level writes count against the limit', async (t) => {
-  const { logger, lines } = keptLines('error');
+  const { logger, lines } = keptLog('error');
   const log = createDecisionLog(logger, { refusalLimit: 2, windowMs: 200 });
   for (let i = 0; i < 100; i++)
     log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
@@ -179,7 +165,7 @@ t.test('only lines the level writes count against the limit', async (t) => {
 });
 
 t.test('flush writes what is held back at once', async (t) => {
-  const { logger, lines } = keptLines();
+  const { logger, lines } = keptLog();
   const log = createDecisionLog(logger, { refusalLimit: 1, windowMs: 60_000 });
   for (let i = 0; i < 4; i++)
     log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
@@ -190,7 +176,7 @@ t.test('flush writes what is held back at once', async (t) => {
 });
 
 t.test('using up a credit is logged, a plain grant is not', async (t) => {
-  const { logger, lines } = keptLines();
+  const { logger, lines } = keptLog();
   const log = createDecisionLog(logger);
   const free = { ...paid, amount: 0, redemptionId: undefined };
   log(request('grant'), free, 1);
@@ -199,7 +185,7 @@ t.test('using up a credit is logged, a plain grant is not', async (t) => {
 });
 
 t.test('a steady flood gives one summary a window', async (t) => {
-  const { logger, lines } = keptLines();
+  const { logger, lines } = keptLog();
   const log = createDecisionLog(logger, { refusalLimit: 5, windowMs: 100 });
   const started = performance.now();
   let sent = 0;

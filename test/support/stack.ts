@@ -21,8 +21,8 @@ import {
   encodeCheckRequest,
 } from './envoy-wire.ts';
 
-/** A logger at `info` whose JSON lines are kept, parsed, in `lines`. */
-export function keptLog(): {
+/** A logger at `level` whose JSON lines are kept, parsed, in `lines`. */
+export function keptLog(level: 'info' | 'warn' | 'error' = 'info'): {
   logger: Logger;
   lines: Record<string, unknown>[];
 } {
@@ -35,7 +35,7 @@ export function keptLog(): {
       done();
     },
   });
-  return { logger: createLogger('info', sink), lines };
+  return { logger: createLogger(level, sink), lines };
 }
 
 /** Options of {@link startStack}. */
