@@ -261,11 +261,12 @@ export async function startApp(options: AppOptions): Promise<App> {
             setTimeout(resolve, config.shutdownGraceMs).unref(),
           ),
         ]);
-        // What the refusal limit held back in the last second is counted.
-        decisionLog.flush();
         // The sweep and the pod deletions of refunds made meanwhile.
         await provisioner?.stop?.();
+        // Requests still waiting on the mint are decided by now.
         await gateway.close();
+        // What the refusal limit held back in the last second is counted.
+        decisionLog.flush();
         // Probes reach the admin listener until the end: alive, not ready.
         await admin?.close();
         store.close();

@@ -193,6 +193,45 @@ t.test('a shutdown writes what the refusal limit held back', async (t) => {
 });
 
 t.test(
+  'faults decided while shutting down are in the summary too',
+  async (t) => {
+    // The mint's deadline outlasts the shutdown's two grace periods, so
+    // the swaps are still waiting when the mint gateway closes.
+    const { stack, raw, decisions } = await loggedStack({
+      env: {
+        PAYGRESS_LOG_REFUSAL_LIMIT: '1',
+        PAYGRESS_MINT_TIMEOUT_MS: '3500',
+      },
+    });
+    const tokens = await Promise.all(
+      [1, 2, 3].map(() => mintToken(stack.mint.url, 100)),
+    );
+    // The mint holds every swap past the shutdown: closing the mint
+    // gateway is what ends them, as faults of ours.
+    stack.mint.setFault('swap', { kind: 'delay', ms: 10_000 });
+    const cut = tokens.map((token, i) =>
+      sendVia(stack, 'forward', {
+        'X-Cashu': token,
+        'X-Request-ID': `held-${i}`,
+      }).catch(() => undefined),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    await stack.close();
+    await Promise.all(cut);
+
+    const faults = decisions().filter((d) => d.level === 50);
+    const held = raw
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => String(line.msg).startsWith('refusals not logged'))
+      .map((line) => Object.values(line.suppressed as object))
+      .flat()
+      .reduce((a: number, b) => a + (b as number), 0);
+    t.equal(faults.length, 1, 'one fault line within the budget');
+    t.equal(faults.length + held, 3, 'the other two counted, not lost');
+  },
+);
+
+t.test(
   'a fault of ours is logged with its causes and not told to the client',
   async (t) => {
     const broken = new Error('connect ECONNREFUSED 10.96.0.1:443', {
