@@ -475,10 +475,12 @@ const LOG_LEVELS = [
   'silent',
 ] as const;
 
-const HOST_NAME = /^[^\s/]+$/;
+// IPv6 addresses are written bare (`::1`): Node binds no bracketed host.
+const HOST_NAME = /^[^\s/[\]]+$/;
+const HOST_WHAT = 'a host name or IP address (IPv6 without brackets, e.g. ::1)';
 const listen = (port: number) =>
   section({
-    host: text('0.0.0.0', HOST_NAME, 'a host name or IP address'),
+    host: text('0.0.0.0', HOST_NAME, HOST_WHAT),
     port: int(port, 0, PORT, 65535),
   });
 
@@ -486,7 +488,7 @@ const readBase = section({
   http: listen(8080),
   grpc: listen(9001),
   admin: section({
-    host: text(undefined, HOST_NAME, 'a host name or IP address'),
+    host: text(undefined, HOST_NAME, HOST_WHAT),
     port: int(undefined, 0, PORT, 65535),
   }),
   dataDir: text('./.data', /\S/, 'a directory path'),

@@ -208,6 +208,22 @@ t.test('an admin listener is there only with a port', async (t) => {
   );
 });
 
+t.test('an IPv6 host is written without brackets', async (t) => {
+  t.equal(
+    loadConfig({ env: { ...MINT, PAYGRESS_GRPC_HOST: '::1' } }).grpc.host,
+    '::1',
+  );
+  t.match(
+    problemsOf(() =>
+      loadConfig({ env: { ...MINT, PAYGRESS_HTTP_HOST: '[::1]' } }),
+    ),
+    [
+      /^http\.host \(PAYGRESS_HTTP_HOST\): "\[::1\]" is not a host name or IP address \(IPv6 without brackets, e\.g\. ::1\)$/,
+    ],
+    'refused where it would only fail to bind at start-up',
+  );
+});
+
 t.test('no two listeners share a port', async (t) => {
   t.match(
     problemsOf(() =>
