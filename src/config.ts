@@ -353,7 +353,7 @@ class Checker {
 
   /** Records that `value` at `key` is not `expected`. */
   bad(key: string, value: unknown, expected: string): void {
-    const label = this.#label(key);
+    const label = this.label(key);
     this.problems.push(
       value === undefined
         ? `${label}: missing, expected ${expected}`
@@ -363,10 +363,6 @@ class Checker {
 
   /** The key, with the environment variable it came from, if any. */
   label(key: string): string {
-    return this.#label(key);
-  }
-
-  #label(key: string): string {
     for (const [source, name] of this.#sources) {
       if (key === source || key.startsWith(`${source}[`)) {
         return `${key} (${name})`;

@@ -41,7 +41,7 @@ export const ADMIN_METRICS_MAX_AGE_MS = 1000;
  * client asking for it again and again, or many at once, would otherwise
  * take the event loop from the requests Paygress is there to answer.
  */
-export function sharedRendering<T>(
+function sharedRendering<T>(
   render: () => Promise<T>,
   maxAgeMs: number,
 ): () => Promise<T> {
@@ -59,6 +59,17 @@ export function sharedRendering<T>(
       );
     }
     return last.result;
+  };
+}
+
+/** The routes, their metrics rendering shared (see sharedRendering). */
+export function sharingMetrics(
+  { ready, metrics }: AdminRoutes,
+  maxAgeMs: number,
+): AdminRoutes {
+  return {
+    ...(ready && { ready }),
+    ...(metrics && { metrics: sharedRendering(metrics, maxAgeMs) }),
   };
 }
 
@@ -105,12 +116,7 @@ export async function startAdminServer(
   options: AdminServerOptions,
 ): Promise<AdminServer> {
   const { logger } = options;
-  const routes: AdminRoutes = {
-    ...(options.ready && { ready: options.ready }),
-    ...(options.metrics && {
-      metrics: sharedRendering(options.metrics, ADMIN_METRICS_MAX_AGE_MS),
-    }),
-  };
+  const routes = sharingMetrics(options, ADMIN_METRICS_MAX_AGE_MS);
   const server: Server = createServer({
     maxHeaderSize: 8192,
     requestTimeout: 10_000,

@@ -6,6 +6,8 @@
 import type { Logger } from 'pino';
 import type { AuthRequest, Decision } from '../core/model.ts';
 import { withoutRedaction } from '../logger.ts';
+import { handsMoneyBack } from './payment-headers.ts';
+import { deliversPayment } from './reply.ts';
 
 /** Called once per decision: the decision log, the metrics. */
 export type DecisionObserver = (
@@ -87,9 +89,14 @@ export function createDecisionLog(
     if (policy === 'payments' && routine(decision)) return;
     const fault = decision.kind === 'deny' && decision.fault === 'ours';
     if (!lines.isLevelEnabled(fault ? 'error' : 'info')) return;
-    if (!movesMoney(decision)) {
-      const limit = fault ? ours : payers;
-      if (!limit.admit(reasonOf(decision))) return;
+    // Allows are never held back (under `all`, free ones included).
+    if (
+      decision.kind === 'deny' &&
+      !deliversPayment(decision) &&
+      !handsMoneyBack(decision)
+    ) {
+      const budget = fault ? ours : payers;
+      if (!budget.admit(decision.reason)) return;
     }
     const fields = {
       reqId: request.requestId,
@@ -120,21 +127,6 @@ export function createDecisionLog(
       ours.flush();
     },
   });
-}
-
-/**
- * Whether a decision moves money, so its line is never held back: it was
- * paid or used a credit, it hands something back, or it delivers a
- * redemption.
- */
-function movesMoney(decision: Decision): boolean {
-  if (decision.redemptionId !== undefined) return true;
-  if (decision.kind === 'allow') return true;
-  return decision.refund !== undefined || decision.credit !== undefined;
-}
-
-function reasonOf(decision: Decision): string {
-  return decision.kind === 'deny' ? decision.reason : 'allow';
 }
 
 type Counts = Record<string, number>;
@@ -211,8 +203,6 @@ function clip(value: string, max: number): string {
  */
 function routine(decision: Decision): boolean {
   return decision.kind === 'allow'
-    ? decision.amount === 0 &&
-        decision.creditId === undefined &&
-        decision.redemptionId === undefined
+    ? decision.amount === 0 && !deliversPayment(decision)
     : decision.reason === 'PAYGRESS_PAYMENT_REQUIRED';
 }

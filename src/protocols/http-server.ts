@@ -21,7 +21,7 @@ import { InFlight } from './in-flight.ts';
 import {
   adminReply,
   clientErrorAnswer,
-  sharedRendering,
+  sharingMetrics,
   type AdminRoutes,
 } from './admin-server.ts';
 import {
@@ -104,10 +104,7 @@ export async function startHttpServer(
   const { decider, logger } = options;
   // Scrapes that arrive while one is rendered share it (see the admin
   // listener, which also reuses a rendering for a second).
-  const routes: AdminRoutes = {
-    ...(options.ready && { ready: options.ready }),
-    ...(options.metrics && { metrics: sharedRendering(options.metrics, 0) }),
-  };
+  const routes = sharingMetrics(options, 0);
   const decisions = options.decisionLog ?? createDecisionLog(logger);
   const server: Server = createServer({
     maxHeaderSize: options.maxHeaderSize ?? 32768,
