@@ -122,7 +122,9 @@ export function validatePodTemplate(template: PodTemplate): PodTemplate {
 /**
  * Whole seconds of the template's `maxLifetimeSeconds` left at `now` for
  * a pod whose first start was at `from` (ms since epoch); zero or less
- * when used up, undefined without a cap.
+ * when used up, undefined without a cap. A started second counts as used:
+ * the cap is a limit, and `from` (stamped by the API server, to the
+ * second, by its own clock) may lie a little after Paygress's `now` says.
  */
 export function lifetimeLeft(
   template: PodTemplate,
@@ -130,7 +132,7 @@ export function lifetimeLeft(
   now: number,
 ): number | undefined {
   const cap = template.maxLifetimeSeconds;
-  return cap === undefined ? undefined : cap - Math.floor((now - from) / 1000);
+  return cap === undefined ? undefined : cap - Math.ceil((now - from) / 1000);
 }
 
 /**
