@@ -100,6 +100,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       url: normalizeMintUrl(m.url),
       units: m.units,
     })),
+    listeners: config.admin === undefined ? ['http'] : ['http', 'admin'],
   });
   const gateway = new CashuMintGateway({
     mints,
@@ -192,6 +193,8 @@ export async function startApp(options: AppOptions): Promise<App> {
       ready,
       observe: metrics.observeDecision,
       decisionLog,
+      maxConnections: config.http.maxConnections,
+      connectionDropped: () => metrics.connectionDropped('http'),
       // With an admin listener, the metrics are served there only.
       ...(config.admin === undefined && { metrics: scrape }),
     });
@@ -209,6 +212,7 @@ export async function startApp(options: AppOptions): Promise<App> {
         logger,
         ready,
         metrics: scrape,
+        connectionDropped: () => metrics.connectionDropped('admin'),
       });
     }
   } catch (err) {

@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { DEFAULT_REFUSALS_PER_SECOND } from './protocols/decision-log.ts';
+import { DEFAULT_MAX_CONNECTIONS } from './protocols/connection-guard.ts';
 import {
   riskyTemplateSettings,
   validatePodTemplate,
@@ -37,8 +38,11 @@ export type LogLevel =
 
 /** The whole Paygress configuration, frozen and fully defaulted. */
 export interface Config {
-  /** Forward-auth / auth_request listener. Default `0.0.0.0:8080`. */
-  readonly http: Listen;
+  /**
+   * Forward-auth / auth_request listener. Default `0.0.0.0:8080`, at
+   * most 4096 connections open at once.
+   */
+  readonly http: Listen & { readonly maxConnections: number };
   /** Envoy ext_authz gRPC listener. Default `0.0.0.0:9001`. */
   readonly grpc: Listen;
   /**
@@ -154,6 +158,7 @@ type Kind = 'string' | 'int' | 'bool' | 'list' | 'mints';
 export const ENV_VARS: readonly (readonly [string, string, Kind])[] = [
   ['PAYGRESS_HTTP_HOST', 'http.host', 'string'],
   ['PAYGRESS_HTTP_PORT', 'http.port', 'int'],
+  ['PAYGRESS_HTTP_MAX_CONNECTIONS', 'http.maxConnections', 'int'],
   ['PAYGRESS_GRPC_HOST', 'grpc.host', 'string'],
   ['PAYGRESS_GRPC_PORT', 'grpc.port', 'int'],
   ['PAYGRESS_ADMIN_HOST', 'admin.host', 'string'],
@@ -474,15 +479,21 @@ const LOG_LEVELS = [
 // IPv6 addresses are written bare (`::1`): Node binds no bracketed host.
 const HOST_NAME = /^[^\s/[\]]+$/;
 const HOST_WHAT = 'a host name or IP address (IPv6 without brackets, e.g. ::1)';
-const listen = (port: number) =>
-  section({
-    host: text('0.0.0.0', HOST_NAME, HOST_WHAT),
-    port: int(port, 0, PORT, 65535),
-  });
+const listenFields = (port: number) => ({
+  host: text('0.0.0.0', HOST_NAME, HOST_WHAT),
+  port: int(port, 0, PORT, 65535),
+});
 
 const readBase = section({
-  http: listen(8080),
-  grpc: listen(9001),
+  http: section({
+    ...listenFields(8080),
+    maxConnections: int(
+      DEFAULT_MAX_CONNECTIONS,
+      1,
+      'a positive integer (connections open at once)',
+    ),
+  }),
+  grpc: section(listenFields(9001)),
   admin: section({
     host: text(undefined, HOST_NAME, HOST_WHAT),
     port: int(undefined, 0, PORT, 65535),

@@ -24,7 +24,12 @@ export interface MetricSources {
     readonly url: string;
     readonly units: readonly string[];
   }[];
+  /** Listeners that limit their connections, each counted from 0. */
+  readonly listeners: readonly ConnectionListener[];
 }
+
+/** Listeners with a limit on their connections. */
+export type ConnectionListener = 'http' | 'admin';
 
 const REPLAY_LAYERS: readonly ReplayLayer[] = ['in_flight', 'cache', 'store'];
 
@@ -39,6 +44,7 @@ export class Metrics {
   readonly #mintRequests: client.Counter<'mint' | 'operation' | 'outcome'>;
   readonly #mintLatency: client.Histogram<'mint' | 'operation'>;
   readonly #provisioning: client.Counter<'outcome'>;
+  readonly #droppedConnections: client.Counter<'listener'>;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -66,6 +72,15 @@ export class Metrics {
       labelNames: ['outcome'],
       registers,
     });
+    this.#droppedConnections = new client.Counter({
+      name: 'paygress_connections_dropped_total',
+      help: 'Connections closed on arrival because the listener (http, admin) had its limit open.',
+      labelNames: ['listener'],
+      registers,
+    });
+    for (const listener of sources.listeners) {
+      this.#droppedConnections.inc({ listener }, 0);
+    }
     new client.Gauge({
       name: 'paygress_replay_cache_entries',
       help: 'Redeemed proof Ys held in the in-memory replay cache.',
@@ -170,6 +185,11 @@ export class Metrics {
       event.durationMs / 1000,
     );
   };
+
+  /** Counts a connection a listener closed for being over its limit. */
+  connectionDropped(listener: ConnectionListener): void {
+    this.#droppedConnections.inc({ listener });
+  }
 
   /** The text exposition for `/metrics`. */
   async render(): Promise<{ contentType: string; body: string }> {

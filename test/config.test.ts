@@ -29,7 +29,7 @@ function yamlFile(t: Test, text: string): string {
 t.test('defaults fill every setting and the result is frozen', async (t) => {
   const config = loadConfig({ env: MINT });
 
-  t.same(config.http, { host: '0.0.0.0', port: 8080 });
+  t.same(config.http, { host: '0.0.0.0', port: 8080, maxConnections: 4096 });
   t.same(config.grpc, { host: '0.0.0.0', port: 9001 });
   t.equal(config.admin, undefined, 'no admin listener');
   t.equal(config.dataDir, './.data');
@@ -75,7 +75,11 @@ t.test('the file is read and the environment wins over it', async (t) => {
   );
 
   const fromFile = loadConfig({ file, env: {} });
-  t.same(fromFile.http, { host: '127.0.0.1', port: 8000 });
+  t.same(fromFile.http, {
+    host: '127.0.0.1',
+    port: 8000,
+    maxConnections: 4096,
+  });
   t.equal(fromFile.logLevel, 'debug');
 
   const env = {
@@ -83,7 +87,11 @@ t.test('the file is read and the environment wins over it', async (t) => {
     PAYGRESS_MINTS: 'https://e.example',
   };
   const both = loadConfig({ file, env });
-  t.same(both.http, { host: '127.0.0.1', port: 9000 }, 'host kept, port set');
+  t.same(
+    both.http,
+    { host: '127.0.0.1', port: 9000, maxConnections: 4096 },
+    'host kept, port set',
+  );
   t.equal(both.logLevel, 'debug');
   t.same(
     both.mints.map((m) => m.url),
@@ -101,6 +109,7 @@ t.test('every environment variable sets its key', async (t) => {
     env: {
       PAYGRESS_HTTP_HOST: '127.0.0.1',
       PAYGRESS_HTTP_PORT: '1',
+      PAYGRESS_HTTP_MAX_CONNECTIONS: '64',
       PAYGRESS_GRPC_HOST: '::1',
       PAYGRESS_GRPC_PORT: '2',
       PAYGRESS_ADMIN_HOST: '10.0.0.7',
@@ -125,7 +134,7 @@ t.test('every environment variable sets its key', async (t) => {
     },
   });
 
-  t.same(config.http, { host: '127.0.0.1', port: 1 });
+  t.same(config.http, { host: '127.0.0.1', port: 1, maxConnections: 64 });
   t.same(config.grpc, { host: '::1', port: 2 });
   t.same(config.admin, { host: '10.0.0.7', port: 3 });
   t.equal(config.dataDir, '/var/lib/paygress');
@@ -298,7 +307,7 @@ t.test(
       t,
       [
         'mints: [https://mint.example.com]',
-        'http: { port: 70000 }',
+        'http: { port: 70000, maxConnections: 0 }',
         'logLevel: loud',
         'pricing:',
         '  rules:',
@@ -318,6 +327,7 @@ t.test(
     );
     const expected = [
       'http.port: 70000 is not an integer from 0 to 65535 (TCP port)',
+      'http.maxConnections: 0 is not a positive integer (connections open at once)',
       'logLevel: "loud" is not one of fatal, error, warn, info, debug, trace, silent',
       'mint.timeoutMs (PAYGRESS_MINT_TIMEOUT_MS): "soon" is not a positive integer (milliseconds)',
       "pricing.rules[2].price.amount: -5 is not a positive integer (amount in the rule's unit)",

@@ -8,7 +8,8 @@
  * `BENCH_LOG_DECISIONS` names another (`all`: a line for every decision,
  * no limit), and the build of
  * libsecp256k1 `BENCH_SECP256K1` names (default `auto`).
- * Reports its ports over IPC; on SIGTERM closes cleanly and exits, which
+ * An admin listener on loopback serves `/metrics`. Reports its ports
+ * (`http`, `grpc`, `admin`) over IPC; on SIGTERM closes cleanly and exits, which
  * is when `--cpu-prof` writes its profile.
  */
 import { randomBytes } from 'node:crypto';
@@ -47,6 +48,8 @@ const config = loadConfig({
     PAYGRESS_HTTP_PORT: '0',
     PAYGRESS_GRPC_HOST: '127.0.0.1',
     PAYGRESS_GRPC_PORT: '0',
+    PAYGRESS_ADMIN_HOST: '127.0.0.1',
+    PAYGRESS_ADMIN_PORT: '0',
     PAYGRESS_DATA_DIR: join(dataDir, 'data'),
     PAYGRESS_GRANT_KEY: randomBytes(32).toString('base64url'),
     PAYGRESS_SHUTDOWN_GRACE_MS: '1000',
@@ -59,7 +62,11 @@ const config = loadConfig({
 });
 const level = (process.env.BENCH_LOG_LEVEL ?? 'info') as LevelWithSilent;
 const app = await startApp({ config, logger: createLogger(level) });
-reportReady({ http: app.httpPort, grpc: app.grpcPort });
+reportReady({
+  http: app.httpPort,
+  grpc: app.grpcPort,
+  admin: app.adminPort ?? 0,
+});
 
 process.once('SIGTERM', () => {
   void app.close().then(() => {

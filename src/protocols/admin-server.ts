@@ -7,6 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { guardConnections } from './connection-guard.ts';
 import type { Reply } from './reply.ts';
 
 /** What the operator's routes report. */
@@ -97,7 +98,20 @@ export interface AdminServerOptions extends AdminRoutes {
   /** Port; 0 picks a free one. */
   readonly port: number;
   readonly logger: Logger;
+  /** Called for each connection closed for being over the limit. */
+  readonly connectionDropped?: () => void;
 }
+
+/**
+ * Connections the admin listener holds at once, and how long a new one
+ * may stay silent. Probes and scrapers open a few and ask at once; the
+ * limit keeps whatever else reaches the pod network from holding memory
+ * the payment path needs (some 8 KB a connection).
+ */
+export const ADMIN_CONNECTIONS = {
+  maxConnections: 1024,
+  firstRequestMs: 10_000,
+} as const;
 
 /** A running admin listener. */
 export interface AdminServer {
@@ -119,7 +133,14 @@ export async function startAdminServer(
   const routes = sharingMetrics(options, ADMIN_METRICS_MAX_AGE_MS);
   const server: Server = createServer({
     maxHeaderSize: 8192,
-    requestTimeout: 10_000,
+    requestTimeout: ADMIN_CONNECTIONS.firstRequestMs,
+  });
+  guardConnections(server, {
+    ...ADMIN_CONNECTIONS,
+    logger,
+    listener: 'admin',
+    setting: 'fixed',
+    ...(options.connectionDropped && { dropped: options.connectionDropped }),
   });
   server.on('request', (req, res) => {
     // No socket yet: it was pipelined behind a request not yet answered.

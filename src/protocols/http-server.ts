@@ -19,6 +19,10 @@ import { forwardAuthReply, forwardAuthRequest } from './forward-auth.ts';
 import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
 import { InFlight } from './in-flight.ts';
 import {
+  DEFAULT_MAX_CONNECTIONS,
+  guardConnections,
+} from './connection-guard.ts';
+import {
   adminReply,
   clientErrorAnswer,
   sharingMetrics,
@@ -48,7 +52,17 @@ export interface HttpServerOptions extends AdminRoutes {
   readonly decisionLog?: DecisionObserver;
   /** Largest request header block accepted, in bytes. Default 32768. */
   readonly maxHeaderSize?: number;
+  /**
+   * Connections open at once; past it new ones are closed unread.
+   * Default {@link DEFAULT_MAX_CONNECTIONS}.
+   */
+  readonly maxConnections?: number;
+  /** Called for each connection closed for being over the limit. */
+  readonly connectionDropped?: () => void;
 }
+
+/** A connection must send its first request head within this time. */
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /** A running HTTP listener. */
 export interface HttpServer {
@@ -109,7 +123,15 @@ export async function startHttpServer(
   const server: Server = createServer({
     maxHeaderSize: options.maxHeaderSize ?? 32768,
     keepAliveTimeout: 65_000,
-    requestTimeout: 30_000,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+  });
+  guardConnections(server, {
+    maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    firstRequestMs: REQUEST_TIMEOUT_MS,
+    logger,
+    listener: 'http',
+    setting: 'http.maxConnections, PAYGRESS_HTTP_MAX_CONNECTIONS',
+    ...(options.connectionDropped && { dropped: options.connectionDropped }),
   });
 
   // Once closing, every answer ends its connection, so keep-alive clients

@@ -308,6 +308,38 @@ t.test(
   },
 );
 
+t.test(
+  "ingress-nginx's NetworkPolicy opens the admin port to monitoring only",
+  async (t) => {
+    const [policy] = docs('deploy/nginx/ingress-nginx/networkpolicy.yaml');
+    const spec = (policy as Obj).spec as Obj;
+    const patch = docs(PATCHES['ingress-nginx'])[0] as Obj;
+    t.equal(
+      (policy as Obj).metadata.namespace,
+      patch.metadata.namespace,
+      "the controller's namespace",
+    );
+    const { admin } = configOf(sidecar, t.testdir());
+    const rules = spec.ingress as Obj[];
+    const open = rules.filter((r) => r.from === undefined);
+    const monitoring = rules.filter((r) => r.from !== undefined);
+    const ports = (list: Obj[]) =>
+      list.flatMap((r) => (r.ports as Obj[]).map((p) => p.port));
+    t.notOk(ports(open).includes(admin?.port), 'not open to every pod');
+    t.ok(ports(monitoring).includes(admin?.port), 'open to monitoring');
+    t.same(
+      monitoring.flatMap((r) => r.from as Obj[]),
+      [
+        {
+          namespaceSelector: {
+            matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' },
+          },
+        },
+      ],
+    );
+  },
+);
+
 t.test('probes ask paths the admin listener serves', async (t) => {
   const live = sidecar.livenessProbe.httpGet;
   const ready = sidecar.readinessProbe.httpGet;
