@@ -100,7 +100,8 @@ export async function startApp(options: AppOptions): Promise<App> {
       url: normalizeMintUrl(m.url),
       units: m.units,
     })),
-    listeners: config.admin === undefined ? ['http'] : ['http', 'admin'],
+    listeners:
+      config.admin === undefined ? ['http', 'grpc'] : ['http', 'grpc', 'admin'],
   });
   const gateway = new CashuMintGateway({
     mints,
@@ -205,6 +206,8 @@ export async function startApp(options: AppOptions): Promise<App> {
       logger,
       observe: metrics.observeDecision,
       decisionLog,
+      maxConnections: config.grpc.maxConnections,
+      connectionDropped: () => metrics.connectionDropped('grpc'),
     });
     if (config.admin !== undefined) {
       admin = await startAdminServer({

@@ -43,8 +43,11 @@ export interface Config {
    * most 4096 connections open at once.
    */
   readonly http: Listen & { readonly maxConnections: number };
-  /** Envoy ext_authz gRPC listener. Default `0.0.0.0:9001`. */
-  readonly grpc: Listen;
+  /**
+   * Envoy ext_authz gRPC listener. Default `0.0.0.0:9001`, at most 4096
+   * connections open at once.
+   */
+  readonly grpc: Listen & { readonly maxConnections: number };
   /**
    * A listener for `/healthz`, `/readyz` and `/metrics` alone, so the
    * others can stay on loopback while probes and scrapes reach the pod IP.
@@ -161,6 +164,7 @@ export const ENV_VARS: readonly (readonly [string, string, Kind])[] = [
   ['PAYGRESS_HTTP_MAX_CONNECTIONS', 'http.maxConnections', 'int'],
   ['PAYGRESS_GRPC_HOST', 'grpc.host', 'string'],
   ['PAYGRESS_GRPC_PORT', 'grpc.port', 'int'],
+  ['PAYGRESS_GRPC_MAX_CONNECTIONS', 'grpc.maxConnections', 'int'],
   ['PAYGRESS_ADMIN_HOST', 'admin.host', 'string'],
   ['PAYGRESS_ADMIN_PORT', 'admin.port', 'int'],
   ['PAYGRESS_DATA_DIR', 'dataDir', 'string'],
@@ -479,21 +483,20 @@ const LOG_LEVELS = [
 // IPv6 addresses are written bare (`::1`): Node binds no bracketed host.
 const HOST_NAME = /^[^\s/[\]]+$/;
 const HOST_WHAT = 'a host name or IP address (IPv6 without brackets, e.g. ::1)';
-const listenFields = (port: number) => ({
-  host: text('0.0.0.0', HOST_NAME, HOST_WHAT),
-  port: int(port, 0, PORT, 65535),
-});
-
-const readBase = section({
-  http: section({
-    ...listenFields(8080),
+const listen = (port: number) =>
+  section({
+    host: text('0.0.0.0', HOST_NAME, HOST_WHAT),
+    port: int(port, 0, PORT, 65535),
     maxConnections: int(
       DEFAULT_MAX_CONNECTIONS,
       1,
       'a positive integer (connections open at once)',
     ),
-  }),
-  grpc: section(listenFields(9001)),
+  });
+
+const readBase = section({
+  http: listen(8080),
+  grpc: listen(9001),
   admin: section({
     host: text(undefined, HOST_NAME, HOST_WHAT),
     port: int(undefined, 0, PORT, 65535),

@@ -29,7 +29,7 @@ export interface MetricSources {
 }
 
 /** Listeners with a limit on their connections. */
-export type ConnectionListener = 'http' | 'admin';
+export type ConnectionListener = 'http' | 'grpc' | 'admin';
 
 const REPLAY_LAYERS: readonly ReplayLayer[] = ['in_flight', 'cache', 'store'];
 
@@ -74,7 +74,7 @@ export class Metrics {
     });
     this.#droppedConnections = new client.Counter({
       name: 'paygress_connections_dropped_total',
-      help: 'Connections closed on arrival because the listener (http, admin) had its limit open.',
+      help: 'Connections closed on arrival because the listener (http, grpc, admin) had its limit open.',
       labelNames: ['listener'],
       registers,
     });

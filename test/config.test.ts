@@ -30,7 +30,7 @@ t.test('defaults fill every setting and the result is frozen', async (t) => {
   const config = loadConfig({ env: MINT });
 
   t.same(config.http, { host: '0.0.0.0', port: 8080, maxConnections: 4096 });
-  t.same(config.grpc, { host: '0.0.0.0', port: 9001 });
+  t.same(config.grpc, { host: '0.0.0.0', port: 9001, maxConnections: 4096 });
   t.equal(config.admin, undefined, 'no admin listener');
   t.equal(config.dataDir, './.data');
   t.equal(config.logLevel, 'info');
@@ -112,6 +112,7 @@ t.test('every environment variable sets its key', async (t) => {
       PAYGRESS_HTTP_MAX_CONNECTIONS: '64',
       PAYGRESS_GRPC_HOST: '::1',
       PAYGRESS_GRPC_PORT: '2',
+      PAYGRESS_GRPC_MAX_CONNECTIONS: '8',
       PAYGRESS_ADMIN_HOST: '10.0.0.7',
       PAYGRESS_ADMIN_PORT: '3',
       PAYGRESS_DATA_DIR: '/var/lib/paygress',
@@ -135,7 +136,7 @@ t.test('every environment variable sets its key', async (t) => {
   });
 
   t.same(config.http, { host: '127.0.0.1', port: 1, maxConnections: 64 });
-  t.same(config.grpc, { host: '::1', port: 2 });
+  t.same(config.grpc, { host: '::1', port: 2, maxConnections: 8 });
   t.same(config.admin, { host: '10.0.0.7', port: 3 });
   t.equal(config.dataDir, '/var/lib/paygress');
   t.equal(config.logLevel, 'warn');

@@ -2,10 +2,20 @@
  * The gRPC listener: Envoy's ext_authz service and the standard health
  * service on one grpc-js server.
  */
+import {
+  createServer,
+  type AddressInfo,
+  type Server,
+  type Socket,
+} from 'node:net';
 import { format } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Decider } from '../core/model.ts';
+import {
+  DEFAULT_MAX_CONNECTIONS,
+  limitConnections,
+} from './connection-guard.ts';
 import type { DecisionObserver } from './decision-log.ts';
 import { createExtAuthzService, type ExtAuthzService } from './ext-authz.ts';
 import { HealthService } from './grpc-health.ts';
@@ -30,7 +40,20 @@ export interface GrpcServerOptions {
    * one of this listener's own, with the default policy and limit.
    */
   decisionLog?: DecisionObserver;
+  /**
+   * Connections open at once; past it new ones are closed unread.
+   * Default {@link DEFAULT_MAX_CONNECTIONS}.
+   */
+  maxConnections?: number;
+  /** Called for each connection closed for being over the limit. */
+  connectionDropped?: () => void;
 }
+
+/**
+ * A new connection must send its first bytes (an HTTP/2 client sends its
+ * preface at once) within this time, or it is closed.
+ */
+export const FIRST_BYTES_MS = 10_000;
 
 /** A running gRPC server. */
 export interface GrpcServer {
@@ -91,55 +114,109 @@ export async function startGrpcServer(
   server.addService(extAuthz.definition, extAuthz.implementation);
   server.addService(health.definition, health.implementation);
 
-  const port = await bind(server, listenAddress(options.host, options.port));
+  // Paygress owns the listening socket and hands grpc-js a connection
+  // once it has sent something: grpc-js itself neither bounds how many
+  // connections it holds nor closes one that never speaks.
+  const injector = server.createConnectionInjector(
+    grpc.ServerCredentials.createInsecure(),
+  );
+  // Every connection, until it closes; those not yet handed over apart.
+  const open = new Set<Socket>();
+  const waiting = new Set<Socket>();
+  const listener = createServer((socket) => {
+    open.add(socket);
+    waiting.add(socket);
+    socket.once('close', () => {
+      open.delete(socket);
+      waiting.delete(socket);
+      if (open.size === 0) allClosed?.();
+    });
+    socket.setTimeout(FIRST_BYTES_MS, () => socket.destroy());
+    // What it sent stays buffered in the socket; Node's HTTP/2 session
+    // reads it from there.
+    socket.once('readable', () => {
+      waiting.delete(socket);
+      socket.setTimeout(0);
+      if (socket.readableLength === 0) socket.destroy();
+      else injector.injectConnection(socket);
+    });
+  });
+  let allClosed: (() => void) | undefined;
+  limitConnections(listener, {
+    maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    logger: options.logger,
+    listener: 'grpc',
+    setting: 'grpc.maxConnections, PAYGRESS_GRPC_MAX_CONNECTIONS',
+    ...(options.connectionDropped && { dropped: options.connectionDropped }),
+  });
+  const port = await listen(
+    listener,
+    options.host,
+    options.port,
+    options.logger,
+  );
   options.logger.info({ host: options.host, port }, 'grpc listening');
 
   return {
     port,
     health,
-    close: (graceMs) => shutdown(server, health, extAuthz, graceMs),
+    close: async (graceMs) => {
+      listener.close();
+      for (const socket of waiting) socket.destroy();
+      const closed = new Promise<void>((resolve) => {
+        if (open.size === 0) resolve();
+        else allClosed = resolve;
+      });
+      await shutdown(server, health, extAuthz, closed, open, graceMs);
+    },
     idle: () => extAuthz.idle(),
   };
 }
 
-function listenAddress(host: string, port: number): string {
-  // An IPv6 literal needs brackets before the port.
-  const literal = host.includes(':') && !host.startsWith('[');
-  return `${literal ? `[${host}]` : host}:${port}`;
-}
-
-function bind(server: grpc.Server, address: string): Promise<number> {
+function listen(
+  server: Server,
+  host: string,
+  port: number,
+  logger: Logger,
+): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(
-      address,
-      grpc.ServerCredentials.createInsecure(),
-      (err, port) =>
-        err
-          ? reject(
-              new Error(`gRPC cannot listen on ${address}: ${err.message}`),
-            )
-          : resolve(port),
-    );
+    const refused = (err: Error) => {
+      // An IPv6 literal needs brackets before the port.
+      const at = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+      reject(new Error(`gRPC cannot listen on ${at}: ${err.message}`));
+    };
+    server.once('error', refused);
+    server.listen(port, host, () => {
+      server.off('error', refused);
+      server.on('error', (err) =>
+        logger.error({ err }, 'the gRPC listener failed to accept'),
+      );
+      resolve((server.address() as AddressInfo).port);
+    });
   });
 }
 
+/**
+ * Lets running calls finish, then closes; after `graceMs` cancels the
+ * rest. grpc-js's own completion callback cannot say when that is: for
+ * connections handed to it, it reports done while calls still run. A
+ * connection closes once its session has, so `closed` is the measure.
+ */
 function shutdown(
   server: grpc.Server,
   health: HealthService,
   extAuthz: ExtAuthzService,
+  closed: Promise<void>,
+  open: ReadonlySet<Socket>,
   graceMs: number,
 ): Promise<void> {
   health.shutdown();
-
-  return new Promise((resolve) => {
-    // Answers to payments not yet through are owed, not lost.
-    const force = setTimeout(() => {
-      extAuthz.cutOff();
-      server.forceShutdown();
-    }, graceMs);
-    server.tryShutdown(() => {
-      clearTimeout(force);
-      resolve();
-    });
-  });
+  // Answers to payments not yet through are owed, not lost.
+  const force = setTimeout(() => {
+    extAuthz.cutOff();
+    server.forceShutdown();
+    for (const socket of open) socket.destroy();
+  }, graceMs);
+  server.tryShutdown(() => {});
+  return closed.finally(() => clearTimeout(force));
 }

@@ -8,14 +8,17 @@ import { connect, type Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import {
   guardConnections,
-  type ConnectionLimits,
+  type GuardOptions,
 } from '../../src/protocols/connection-guard.ts';
 import { keptLog } from '../support/stack.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A guarded server answering `ok` after `delayMs` (or `/slow`: 600 ms). */
-async function guarded(t: Test, limits: ConnectionLimits) {
+async function guarded(
+  t: Test,
+  limits: Pick<GuardOptions, 'maxConnections' | 'firstRequestMs'>,
+) {
   const log = keptLog('warn');
   let dropped = 0;
   const server: Server = createServer({ keepAliveTimeout: 5000 });
