@@ -1,13 +1,16 @@
 /**
  * The listeners of a running Paygress bound their connections as
- * configured: `http.maxConnections` on the HTTP listener, a fixed limit
- * and a first-request time on the admin listener, each close counted in
- * `paygress_connections_dropped_total`.
+ * configured (`http.maxConnections`, `grpc.maxConnections`, a fixed limit
+ * on the admin listener), each close counted in
+ * `paygress_connections_dropped_total`, and close a connection that says
+ * nothing in time.
  */
 import { get } from 'node:http';
+import http2 from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import t from 'tap';
 import { ADMIN_CONNECTIONS } from '../../src/protocols/admin-server.ts';
+import { FIRST_BYTES_MS } from '../../src/protocols/grpc-server.ts';
 import { keptLog, send, startStack } from '../support/stack.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -78,8 +81,30 @@ t.test('http.maxConnections bounds the HTTP listener', async (t) => {
   t.equal((await send(s, 'forward')).status, 402, 'then served as before');
 });
 
+t.test('grpc.maxConnections bounds the gRPC listener', async (t) => {
+  const s = await startStack({ env: { PAYGRESS_GRPC_MAX_CONNECTIONS: '2' } });
+  t.teardown(() => s.close());
+  t.equal(await metric(`${s.base}/metrics`, 'grpc'), 0, 'counted from 0');
+
+  const held = [
+    await open('127.0.0.1', s.app.grpcPort),
+    await open('127.0.0.1', s.app.grpcPort),
+  ];
+  await sleep(50);
+  const over = await open('127.0.0.1', s.app.grpcPort);
+  const closedAfter = await Promise.race([over.closed, sleep(3000)]);
+  t.type(closedAfter, 'number', 'the third connection is closed at once');
+
+  for (const h of held) h.socket.destroy();
+  await Promise.all(held.map((h) => h.closed));
+  await sleep(50);
+  t.equal(await metric(`${s.base}/metrics`, 'grpc'), 1, 'and counted');
+  const check = await send(s, 'ext-authz');
+  t.equal(check.status, 402, 'then checks are answered as before');
+});
+
 t.test(
-  'the admin listener closes a connection that asks nothing',
+  'the gRPC and admin listeners close a connection that says nothing',
   async (t) => {
     const s = await startStack({
       env: { PAYGRESS_ADMIN_HOST: '127.0.0.1', PAYGRESS_ADMIN_PORT: '0' },
@@ -88,18 +113,57 @@ t.test(
     const admin = s.app.adminPort!;
     const metrics = `http://127.0.0.1:${admin}/metrics`;
     t.equal(await metric(metrics, 'admin'), 0, 'counted from 0');
-    t.equal(await metric(metrics, 'http'), 0);
+    t.equal(await metric(metrics, 'grpc'), 0);
 
-    const silent = await open('127.0.0.1', admin);
-    const limit = ADMIN_CONNECTIONS.firstRequestMs;
-    const closedAfter = await Promise.race([
-      silent.closed,
-      sleep(limit + 5000).then(() => Infinity),
-    ]);
-    t.ok(
-      closedAfter >= limit - 100 && closedAfter < limit + 5000,
-      `closed after ${Math.round(closedAfter)} ms (limit ${limit})`,
+    // A client that spoke keeps its connection while idle: Envoy's, between
+    // checks.
+    const envoy = http2.connect(`http://127.0.0.1:${s.app.grpcPort}`);
+    let envoyClosed = false;
+    envoy.on('close', () => (envoyClosed = true));
+    envoy.on('error', () => {});
+    await healthCheck(envoy);
+
+    const limits = [
+      [ADMIN_CONNECTIONS.firstRequestMs, await open('127.0.0.1', admin)],
+      [FIRST_BYTES_MS, await open('127.0.0.1', s.app.grpcPort)],
+    ] as const;
+    const closedAfter = await Promise.all(
+      limits.map(([limit, silent]) =>
+        Promise.race([silent.closed, sleep(limit + 5000).then(() => Infinity)]),
+      ),
     );
+    for (const [i, [limit]] of limits.entries()) {
+      const after = closedAfter[i]!;
+      t.ok(
+        after >= limit - 100 && after < limit + 5000,
+        `closed after ${Math.round(after)} ms (limit ${limit})`,
+      );
+    }
+    t.notOk(envoyClosed, 'the connection that spoke is kept');
+    await healthCheck(envoy);
+    envoy.close();
     t.equal(await metric(metrics, 'admin'), 0, 'a timeout is no drop');
+    t.equal(await metric(metrics, 'grpc'), 0);
   },
 );
+
+/** One gRPC health Check on `session`; resolves once it is answered. */
+function healthCheck(session: http2.ClientHttp2Session): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': '/grpc.health.v1.Health/Check',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    stream.on('trailers', (trailers) =>
+      trailers['grpc-status'] === '0'
+        ? resolve()
+        : reject(new Error(`grpc-status ${trailers['grpc-status']}`)),
+    );
+    stream.on('error', reject);
+    stream.resume();
+    // An empty HealthCheckRequest: the server as a whole.
+    stream.end(Buffer.from([0, 0, 0, 0, 0]));
+  });
+}
