@@ -50,10 +50,13 @@ export interface GrpcServerOptions {
 }
 
 /**
- * A new connection must send its first bytes (an HTTP/2 client sends its
- * preface at once) within this time, or it is closed.
+ * A new connection must send the HTTP/2 client preface, which a client
+ * sends at once, within this time, or it is closed.
  */
 export const FIRST_BYTES_MS = 10_000;
+
+/** What every HTTP/2 connection begins with (RFC 9113, section 3.4). */
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 /** A running gRPC server. */
 export interface GrpcServer {
@@ -132,13 +135,10 @@ export async function startGrpcServer(
       if (open.size === 0) allClosed?.();
     });
     socket.setTimeout(FIRST_BYTES_MS, () => socket.destroy());
-    // What it sent stays buffered in the socket; Node's HTTP/2 session
-    // reads it from there.
-    socket.once('readable', () => {
+    afterPreface(socket, () => {
       waiting.delete(socket);
       socket.setTimeout(0);
-      if (socket.readableLength === 0) socket.destroy();
-      else injector.injectConnection(socket);
+      injector.injectConnection(socket);
     });
   });
   let allClosed: (() => void) | undefined;
@@ -171,6 +171,31 @@ export async function startGrpcServer(
     },
     idle: () => extAuthz.idle(),
   };
+}
+
+/**
+ * Calls `then` once `socket` has sent the whole HTTP/2 preface, with what
+ * it sent put back for Node's HTTP/2 session to read; destroys it at the
+ * first byte that is not the preface's. Before the preface nothing of
+ * grpc-js is involved, so a connection that trickles or stops is only a
+ * socket, closed by its timeout.
+ */
+function afterPreface(socket: Socket, then: () => void): void {
+  let got: Buffer = Buffer.alloc(0);
+  const read = (chunk: Buffer) => {
+    got = got.length === 0 ? chunk : Buffer.concat([got, chunk]);
+    const compared = Math.min(got.length, PREFACE.length);
+    if (!got.subarray(0, compared).equals(PREFACE.subarray(0, compared))) {
+      socket.destroy();
+      return;
+    }
+    if (got.length < PREFACE.length) return;
+    socket.off('data', read);
+    socket.pause();
+    socket.unshift(got);
+    then();
+  };
+  socket.on('data', read);
 }
 
 function listen(

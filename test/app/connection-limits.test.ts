@@ -123,10 +123,19 @@ t.test(
     envoy.on('error', () => {});
     await healthCheck(envoy);
 
+    // All but the last byte of the HTTP/2 preface, then nothing.
+    const trickle = await open('127.0.0.1', s.app.grpcPort);
+    trickle.socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r');
     const limits = [
       [ADMIN_CONNECTIONS.firstRequestMs, await open('127.0.0.1', admin)],
       [FIRST_BYTES_MS, await open('127.0.0.1', s.app.grpcPort)],
+      [FIRST_BYTES_MS, trickle],
     ] as const;
+    // Not HTTP/2 at all: closed at its first byte.
+    const http1 = await open('127.0.0.1', s.app.grpcPort);
+    http1.socket.write('GET / HTTP/1.1\r\nHost: a\r\n\r\n');
+    t.ok((await http1.closed) < 1000, 'an HTTP/1 request is closed at once');
+
     const closedAfter = await Promise.all(
       limits.map(([limit, silent]) =>
         Promise.race([silent.closed, sleep(limit + 5000).then(() => Infinity)]),
