@@ -40,11 +40,11 @@ export type LogLevel =
 export interface Config {
   /**
    * Forward-auth / auth_request listener. Default `0.0.0.0:8080`, at
-   * most 4096 connections open at once.
+   * most 1024 connections open at once.
    */
   readonly http: Listen & { readonly maxConnections: number };
   /**
-   * Envoy ext_authz gRPC listener. Default `0.0.0.0:9001`, at most 4096
+   * Envoy ext_authz gRPC listener. Default `0.0.0.0:9001`, at most 1024
    * connections open at once.
    */
   readonly grpc: Listen & { readonly maxConnections: number };

@@ -29,8 +29,8 @@ function yamlFile(t: Test, text: string): string {
 t.test('defaults fill every setting and the result is frozen', async (t) => {
   const config = loadConfig({ env: MINT });
 
-  t.same(config.http, { host: '0.0.0.0', port: 8080, maxConnections: 4096 });
-  t.same(config.grpc, { host: '0.0.0.0', port: 9001, maxConnections: 4096 });
+  t.same(config.http, { host: '0.0.0.0', port: 8080, maxConnections: 1024 });
+  t.same(config.grpc, { host: '0.0.0.0', port: 9001, maxConnections: 1024 });
   t.equal(config.admin, undefined, 'no admin listener');
   t.equal(config.dataDir, './.data');
   t.equal(config.logLevel, 'info');
@@ -78,7 +78,7 @@ t.test('the file is read and the environment wins over it', async (t) => {
   t.same(fromFile.http, {
     host: '127.0.0.1',
     port: 8000,
-    maxConnections: 4096,
+    maxConnections: 1024,
   });
   t.equal(fromFile.logLevel, 'debug');
 
@@ -89,7 +89,7 @@ t.test('the file is read and the environment wins over it', async (t) => {
   const both = loadConfig({ file, env });
   t.same(
     both.http,
-    { host: '127.0.0.1', port: 9000, maxConnections: 4096 },
+    { host: '127.0.0.1', port: 9000, maxConnections: 1024 },
     'host kept, port set',
   );
   t.equal(both.logLevel, 'debug');

@@ -5,9 +5,13 @@
  * kubelet's probes and Prometheus reach the pod IP.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import { guardConnections } from './connection-guard.ts';
+import {
+  MAX_UNSENT_BYTES,
+  guardConnections,
+  refuseClient,
+} from './connection-guard.ts';
 import type { Reply } from './reply.ts';
 
 /** What the operator's routes report. */
@@ -103,14 +107,15 @@ export interface AdminServerOptions extends AdminRoutes {
 }
 
 /**
- * Connections the admin listener holds at once, and how long a new one
- * may stay silent. Probes and scrapers open a few and ask at once; the
+ * Connections the admin listener holds at once, and how long one may go
+ * without moving a byte. Probes and scrapers open a few and ask at once; the
  * limit keeps whatever else reaches the pod network from holding memory
  * the payment path needs (some 8 KB a connection).
  */
 export const ADMIN_CONNECTIONS = {
   maxConnections: 1024,
-  firstRequestMs: 10_000,
+  idleMs: 10_000,
+  maxUnsentBytes: MAX_UNSENT_BYTES,
 } as const;
 
 /** A running admin listener. */
@@ -133,7 +138,7 @@ export async function startAdminServer(
   const routes = sharingMetrics(options, ADMIN_METRICS_MAX_AGE_MS);
   const server: Server = createServer({
     maxHeaderSize: 8192,
-    requestTimeout: ADMIN_CONNECTIONS.firstRequestMs,
+    requestTimeout: ADMIN_CONNECTIONS.idleMs,
   });
   guardConnections(server, {
     ...ADMIN_CONNECTIONS,
@@ -143,6 +148,8 @@ export async function startAdminServer(
     ...(options.connectionDropped && { dropped: options.connectionDropped }),
   });
   server.on('request', (req, res) => {
+    // Closed by the connection guard: the client does not read.
+    if (req.socket.destroyed) return;
     // No socket yet: it was pipelined behind a request not yet answered.
     // No probe or scraper does that; a client that does could start
     // thousands of renderings with one write.
@@ -165,7 +172,7 @@ export async function startAdminServer(
       });
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable) socket.end(clientErrorAnswer(err.code));
+    refuseClient(socket as Socket, clientErrorAnswer(err.code));
   });
 
   await new Promise<void>((resolve, reject) => {

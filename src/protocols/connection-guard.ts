@@ -2,12 +2,13 @@
  * Bounds on the TCP connections of a listener. Node closes a
  * connection that starts a request and does not finish its head in time
  * (`headersTimeout`), and one left idle between requests
- * (`keepAliveTimeout`), but keeps one that never sends a byte for good,
- * and accepts any number of them: 9,000 silent connections to a listener
- * held some 72 MB, and nothing ever closed them.
+ * (`keepAliveTimeout`), but keeps for good one that never sends a byte,
+ * or one that never reads the answers it asked for, and accepts any
+ * number of them: 9,000 silent connections to a listener held some 72 MB,
+ * and nothing ever closed them.
  */
-import type { Server as HttpServer } from 'node:http';
-import type { Server } from 'node:net';
+import type { Server as HttpServer, ServerResponse } from 'node:http';
+import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 
 /** Options of {@link limitConnections}. */
@@ -29,14 +30,29 @@ export interface LimitOptions {
 /** Options of {@link guardConnections}. */
 export interface GuardOptions extends LimitOptions {
   /**
-   * A new connection that sends no request head within this many ms is
-   * closed. A client that starts one has `headersTimeout` to finish it.
+   * A connection on which nothing is being decided and no byte moves for
+   * this many ms is closed: one that sends no request, or does not read
+   * its answers. A request being decided keeps it open however long.
    */
-  readonly firstRequestMs: number;
+  readonly idleMs: number;
+  /**
+   * A connection with more than this many bytes of answers it has not
+   * read is closed when it sends another request.
+   */
+  readonly maxUnsentBytes: number;
 }
 
-/** Default of `http.maxConnections`. */
-export const DEFAULT_MAX_CONNECTIONS = 4096;
+/** Default of `http.maxConnections` and `grpc.maxConnections`. */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+
+/**
+ * Answers a client has not read, beyond which its next request closes the
+ * connection. A proxy reads each answer at once, and the kernel's send
+ * buffer takes far more than this before Node holds a byte: a client
+ * that asks without reading held some 155 KB of Paygress's memory per
+ * connection.
+ */
+export const MAX_UNSENT_BYTES = 16 * 1024;
 
 /** Connections closed over the limit are logged at most this often. */
 export const DROP_LOG_INTERVAL_MS = 60_000;
@@ -68,20 +84,48 @@ export function limitConnections(server: Server, options: LimitOptions): void {
 
 /**
  * {@link limitConnections}, and closes a connection of an HTTP/1 listener
- * that sends no request head within `firstRequestMs`.
+ * idle for `idleMs` with no request being decided (see
+ * {@link GuardOptions.idleMs}).
  */
 export function guardConnections(
   server: HttpServer,
   options: GuardOptions,
 ): void {
   limitConnections(server, options);
-  // With no 'timeout' listener on the server, Node destroys a socket
-  // whose timeout fires. The first request clears it; between requests
-  // Node's own keep-alive timeout takes over.
-  server.on('connection', (socket) =>
-    socket.setTimeout(options.firstRequestMs),
-  );
-  server.prependListener('request', (req) => {
-    if (req.socket.timeout) req.socket.setTimeout(0);
+  const { idleMs } = options;
+  // Answers of each connection not yet ended: while one is being decided,
+  // silence is the decider's, not the client's.
+  const answers = new WeakMap<Socket, ServerResponse[]>();
+  server.on('connection', (socket) => socket.setTimeout(idleMs));
+  server.prependListener('request', (req, res) => {
+    const socket = req.socket;
+    if (socket.writableLength > options.maxUnsentBytes) {
+      socket.destroy();
+      return;
+    }
+    // Node clears the timeout when a request arrives on a kept-alive
+    // connection; it must still cover an answer that is never read.
+    if (socket.timeout !== idleMs) socket.setTimeout(idleMs);
+    const open = answers.get(socket)?.filter((a) => !a.writableEnded) ?? [];
+    open.push(res);
+    answers.set(socket, open);
   });
+  // With this listener Node leaves every timed-out socket to it, the
+  // kept-alive ones included.
+  server.on('timeout', (socket: Socket) => {
+    const open = answers.get(socket)?.filter((a) => !a.writableEnded) ?? [];
+    answers.set(socket, open);
+    if (open.length === 0) socket.destroy();
+  });
+}
+
+/**
+ * Answers a request Node's parser refused (its status, as Node words it)
+ * and closes the connection: at once if it cannot take the answer, and in
+ * any case a second later, so a client that keeps trickling bytes and
+ * reads nothing does not keep it.
+ */
+export function refuseClient(socket: Socket, answer: string): void {
+  if (socket.writable) socket.end(answer);
+  if (!socket.destroyed) setTimeout(() => socket.destroy(), 1000).unref();
 }

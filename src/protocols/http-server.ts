@@ -20,7 +20,9 @@ import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
 import { InFlight } from './in-flight.ts';
 import {
   DEFAULT_MAX_CONNECTIONS,
+  MAX_UNSENT_BYTES,
   guardConnections,
+  refuseClient,
 } from './connection-guard.ts';
 import {
   adminReply,
@@ -61,7 +63,10 @@ export interface HttpServerOptions extends AdminRoutes {
   readonly connectionDropped?: () => void;
 }
 
-/** A connection must send its first request head within this time. */
+/**
+ * How long a request may take to arrive, and a connection with nothing
+ * being decided may go without moving a byte.
+ */
 const REQUEST_TIMEOUT_MS = 30_000;
 
 /** A running HTTP listener. */
@@ -127,7 +132,8 @@ export async function startHttpServer(
   });
   guardConnections(server, {
     maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
-    firstRequestMs: REQUEST_TIMEOUT_MS,
+    idleMs: REQUEST_TIMEOUT_MS,
+    maxUnsentBytes: MAX_UNSENT_BYTES,
     logger,
     listener: 'http',
     setting: 'http.maxConnections, PAYGRESS_HTTP_MAX_CONNECTIONS',
@@ -147,6 +153,8 @@ export async function startHttpServer(
   };
   const queued = new WeakMap<Socket, Queue>();
   server.on('request', (req, res) => {
+    // Closed by the connection guard: the client does not read.
+    if (req.socket.destroyed) return;
     // No socket yet: the answer waits behind an earlier one on the same
     // connection (pipelining, which no proxy does).
     if (res.socket === null && !admitQueued(queued, req, res)) return;
@@ -176,7 +184,7 @@ export async function startHttpServer(
     );
   });
   server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    if (socket.writable) socket.end(clientErrorAnswer(err.code));
+    refuseClient(socket as Socket, clientErrorAnswer(err.code));
     logger.debug({ err: err.message }, 'client error');
   });
 

@@ -127,7 +127,7 @@ t.test(
     const trickle = await open('127.0.0.1', s.app.grpcPort);
     trickle.socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r');
     const limits = [
-      [ADMIN_CONNECTIONS.firstRequestMs, await open('127.0.0.1', admin)],
+      [ADMIN_CONNECTIONS.idleMs, await open('127.0.0.1', admin)],
       [FIRST_BYTES_MS, await open('127.0.0.1', s.app.grpcPort)],
       [FIRST_BYTES_MS, trickle],
     ] as const;

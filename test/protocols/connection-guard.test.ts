@@ -8,6 +8,7 @@ import { connect, type Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import {
   guardConnections,
+  refuseClient,
   type GuardOptions,
 } from '../../src/protocols/connection-guard.ts';
 import { keptLog } from '../support/stack.ts';
@@ -17,12 +18,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A guarded server answering `ok` after `delayMs` (or `/slow`: 600 ms). */
 async function guarded(
   t: Test,
-  limits: Pick<GuardOptions, 'maxConnections' | 'firstRequestMs'>,
+  limits: Pick<GuardOptions, 'maxConnections' | 'idleMs'> &
+    Partial<Pick<GuardOptions, 'maxUnsentBytes'>>,
 ) {
   const log = keptLog('warn');
   let dropped = 0;
   const server: Server = createServer({ keepAliveTimeout: 5000 });
   guardConnections(server, {
+    maxUnsentBytes: 1 << 30,
     ...limits,
     logger: log.logger,
     listener: 'test',
@@ -30,9 +33,13 @@ async function guarded(
     dropped: () => (dropped += 1),
   });
   server.on('request', (req, res) => {
+    if (req.url === '/large') return void res.end(Buffer.alloc(32 << 20));
     const delay = req.url === '/slow' ? 600 : 0;
     setTimeout(() => res.end('ok'), delay);
   });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) =>
+    refuseClient(socket as Socket, 'HTTP/1.1 400 Bad Request\r\n\r\n'),
+  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(
     () =>
@@ -52,10 +59,21 @@ interface Client {
   received(): string;
 }
 
-function open(port: number): Promise<Client> {
+/** Connections `server` holds now. */
+function connections(server: Server): Promise<number> {
+  return new Promise((resolve, reject) =>
+    server.getConnections((err, count) => (err ? reject(err) : resolve(count))),
+  );
+}
+
+/**
+ * A connection; with `allowHalfOpen`, it stays open after the server's
+ * FIN, as a client that never reads may leave it.
+ */
+function open(port: number, allowHalfOpen = false): Promise<Client> {
   return new Promise((resolve, reject) => {
     const opened = performance.now();
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket = connect({ host: '127.0.0.1', port, allowHalfOpen });
     let got = '';
     socket.on('data', (d) => (got += d));
     const closed = new Promise<number>((r) =>
@@ -79,7 +97,7 @@ const GET = (path: string) => `GET ${path} HTTP/1.1\r\nHost: a\r\n\r\n`;
 t.test('a connection that sends nothing is closed', async (t) => {
   const { port } = await guarded(t, {
     maxConnections: 100,
-    firstRequestMs: 200,
+    idleMs: 200,
   });
   const silent = await open(port);
   const closedAfter = await within(silent.closed, 3000);
@@ -93,7 +111,7 @@ t.test(
   async (t) => {
     const { port } = await guarded(t, {
       maxConnections: 100,
-      firstRequestMs: 200,
+      idleMs: 200,
     });
     const client = await open(port);
     let closed = false;
@@ -114,10 +132,59 @@ t.test(
   },
 );
 
+t.test('a connection that does not read its answer is closed', async (t) => {
+  const { port, server } = await guarded(t, {
+    maxConnections: 100,
+    idleMs: 300,
+  });
+  const client = await open(port);
+  client.socket.pause();
+  // A second request behind it: Node clears the timeout for a request on a
+  // kept-alive connection, and the guard must set it again.
+  client.socket.write(GET('/') + GET('/large'));
+  await sleep(100);
+  t.equal(await connections(server), 1, 'being answered');
+  // A paused client sees nothing; the server's count says it is gone.
+  const started = performance.now();
+  while ((await connections(server)) > 0 && performance.now() - started < 5000)
+    await sleep(50);
+  const closedAfter = performance.now() - started;
+  t.ok(closedAfter < 3000, `closed after ${Math.round(closedAfter)} ms`);
+  client.socket.destroy();
+});
+
+t.test('a request behind answers not read closes the connection', async (t) => {
+  const { port, server } = await guarded(t, {
+    maxConnections: 100,
+    idleMs: 60_000,
+    maxUnsentBytes: 64 * 1024,
+  });
+  const client = await open(port);
+  client.socket.pause();
+  client.socket.write(GET('/large'));
+  await sleep(200);
+  t.equal(await connections(server), 1, 'an answer not read is no fault');
+  client.socket.write(GET('/'));
+  await sleep(200);
+  t.equal(await connections(server), 0, 'asking for more is');
+  client.socket.destroy();
+});
+
+t.test('a refused request closes its connection', async (t) => {
+  const { port } = await guarded(t, { maxConnections: 100, idleMs: 60_000 });
+  const client = await open(port, true);
+  // A bad request line, then a byte now and then and nothing read.
+  client.socket.write('BAD\r\n\r\n');
+  const trickle = setInterval(() => client.socket.write('x'), 100);
+  const closedAfter = await within(client.closed, 5000);
+  clearInterval(trickle);
+  t.ok(closedAfter < 2000, `closed after ${Math.round(closedAfter)} ms`);
+});
+
 t.test('over the limit a new connection is closed unread', async (t) => {
   const { port, log, dropped } = await guarded(t, {
     maxConnections: 3,
-    firstRequestMs: 10_000,
+    idleMs: 10_000,
   });
   const held = [await open(port), await open(port), await open(port)];
   // The server counts a connection once it has accepted it.
