@@ -67,18 +67,28 @@ export function limitConnections(server: Server, options: LimitOptions): void {
 
   let unlogged = 0;
   let loggedAt = -Infinity;
-  server.on('drop', () => {
-    options.dropped?.();
-    unlogged += 1;
-    const now = performance.now();
-    if (now - loggedAt < DROP_LOG_INTERVAL_MS) return;
+  let pending: NodeJS.Timeout | undefined;
+  const log = () => {
+    pending = undefined;
     // `dropped` counts since the last line; the metric counts them all.
     logger.warn(
       { listener, limit: maxConnections, dropped: unlogged },
       `connections closed on arrival: the ${listener} listener has ${maxConnections} open, its limit (${setting})`,
     );
     unlogged = 0;
-    loggedAt = now;
+    loggedAt = performance.now();
+  };
+  server.on('drop', () => {
+    options.dropped?.();
+    unlogged += 1;
+    const wait = loggedAt + DROP_LOG_INTERVAL_MS - performance.now();
+    if (wait <= 0) log();
+    // The rest of a burst is counted in a line at the end of the minute.
+    else pending ??= setTimeout(log, wait).unref();
+  });
+  server.once('close', () => {
+    clearTimeout(pending);
+    if (unlogged > 0) log();
   });
 }
 
