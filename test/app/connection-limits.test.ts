@@ -8,7 +8,7 @@
 import { get } from 'node:http';
 import http2 from 'node:http2';
 import { connect, type Socket } from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { ADMIN_CONNECTIONS } from '../../src/protocols/admin-server.ts';
 import { FIRST_BYTES_MS } from '../../src/protocols/grpc-server.ts';
 import { keptLog, send, startStack } from '../support/stack.ts';
@@ -29,6 +29,22 @@ function open(
     socket.once('connect', () => resolve({ socket, closed }));
     socket.once('error', reject);
   });
+}
+
+/**
+ * Holds two connections to `port`, sees a third closed at once, then
+ * lets the two go.
+ */
+async function overflow(t: Test, port: number): Promise<void> {
+  const held = [await open('127.0.0.1', port), await open('127.0.0.1', port)];
+  await sleep(50);
+  const over = await open('127.0.0.1', port);
+  const closedAfter = await Promise.race([over.closed, sleep(3000)]);
+  t.type(closedAfter, 'number', 'the third connection is closed at once');
+
+  for (const h of held) h.socket.destroy();
+  await Promise.all(held.map((h) => h.closed));
+  await sleep(50);
 }
 
 /** The series of `listener`, read on a connection of its own. */
@@ -57,18 +73,7 @@ t.test('http.maxConnections bounds the HTTP listener', async (t) => {
   t.teardown(() => s.close());
   t.equal(await metric(`${s.base}/metrics`, 'http'), 0, 'counted from 0');
 
-  const held = [
-    await open('127.0.0.1', s.app.httpPort),
-    await open('127.0.0.1', s.app.httpPort),
-  ];
-  await sleep(50);
-  const over = await open('127.0.0.1', s.app.httpPort);
-  const closedAfter = await Promise.race([over.closed, sleep(3000)]);
-  t.type(closedAfter, 'number', 'the third connection is closed at once');
-
-  for (const h of held) h.socket.destroy();
-  await Promise.all(held.map((h) => h.closed));
-  await sleep(50);
+  await overflow(t, s.app.httpPort);
   t.equal(await metric(`${s.base}/metrics`, 'http'), 1, 'and counted');
   t.match(
     log.lines.find((l) => String(l.msg).startsWith('connections closed')),
@@ -86,18 +91,7 @@ t.test('grpc.maxConnections bounds the gRPC listener', async (t) => {
   t.teardown(() => s.close());
   t.equal(await metric(`${s.base}/metrics`, 'grpc'), 0, 'counted from 0');
 
-  const held = [
-    await open('127.0.0.1', s.app.grpcPort),
-    await open('127.0.0.1', s.app.grpcPort),
-  ];
-  await sleep(50);
-  const over = await open('127.0.0.1', s.app.grpcPort);
-  const closedAfter = await Promise.race([over.closed, sleep(3000)]);
-  t.type(closedAfter, 'number', 'the third connection is closed at once');
-
-  for (const h of held) h.socket.destroy();
-  await Promise.all(held.map((h) => h.closed));
-  await sleep(50);
+  await overflow(t, s.app.grpcPort);
   t.equal(await metric(`${s.base}/metrics`, 'grpc'), 1, 'and counted');
   const check = await send(s, 'ext-authz');
   t.equal(check.status, 402, 'then checks are answered as before');
