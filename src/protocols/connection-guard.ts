@@ -131,9 +131,8 @@ export function guardConnections(
 
 /**
  * Answers a request Node's parser refused (its status, as Node words it)
- * and closes the connection: at once if it cannot take the answer, and in
- * any case a second later, so a client that keeps trickling bytes and
- * reads nothing does not keep it.
+ * and closes the connection a second later at most, so a client that
+ * keeps trickling bytes and reads nothing does not keep it.
  */
 export function refuseClient(socket: Socket, answer: string): void {
   if (socket.writable) socket.end(answer);

@@ -118,14 +118,15 @@ export async function startGrpcServer(
   server.addService(health.definition, health.implementation);
 
   // Paygress owns the listening socket and hands grpc-js a connection
-  // once it has sent something: grpc-js itself neither bounds how many
-  // connections it holds nor closes one that never speaks.
+  // once it has sent the HTTP/2 preface: grpc-js itself neither bounds
+  // how many connections it holds nor closes one that never speaks.
   const injector = server.createConnectionInjector(
     grpc.ServerCredentials.createInsecure(),
   );
   // Every connection, until it closes; those not yet handed over apart.
   const open = new Set<Socket>();
   const waiting = new Set<Socket>();
+  let allClosed: (() => void) | undefined;
   const listener = createServer((socket) => {
     open.add(socket);
     waiting.add(socket);
@@ -141,7 +142,6 @@ export async function startGrpcServer(
       injector.injectConnection(socket);
     });
   });
-  let allClosed: (() => void) | undefined;
   limitConnections(listener, {
     maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     logger: options.logger,
