@@ -128,6 +128,10 @@ export async function startGrpcServer(
   const waiting = new Set<Socket>();
   let allClosed: (() => void) | undefined;
   const listener = createServer((socket) => {
+    // A client may reset its connection at any time: an error without a
+    // listener would take the process down. Once handed over, the HTTP/2
+    // session has its own.
+    socket.on('error', () => socket.destroy());
     open.add(socket);
     waiting.add(socket);
     socket.once('close', () => {

@@ -97,6 +97,23 @@ t.test('grpc.maxConnections bounds the gRPC listener', async (t) => {
   t.equal(check.status, 402, 'then checks are answered as before');
 });
 
+t.test('a connection reset before or after its preface', async (t) => {
+  const s = await startStack({});
+  t.teardown(() => s.close());
+  const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+  for (const sent of ['', 'P', preface.slice(0, 23), preface]) {
+    const client = await open('127.0.0.1', s.app.grpcPort);
+    client.socket.on('error', () => {});
+    if (sent) client.socket.write(sent);
+    await sleep(50);
+    client.socket.resetAndDestroy();
+    await client.closed;
+  }
+  await sleep(100);
+  const check = await send(s, 'ext-authz');
+  t.equal(check.status, 402, 'leaves the listener answering');
+});
+
 t.test(
   'the gRPC and admin listeners close a connection that says nothing',
   async (t) => {
