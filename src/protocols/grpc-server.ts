@@ -82,14 +82,18 @@ export interface GrpcServer {
 /**
  * What one client may hold of the listener. grpc-js sets none of these by
  * default: a client could open unlimited streams, each announcing a 4 MiB
- * message, and keep idle connections forever.
+ * message, and keep idle connections forever. What a connection's calls
+ * have sent of their messages is held by grpc-js, which Node's session
+ * memory limit does not count: streams × message size (25 MiB) is the
+ * bound per connection.
  */
 export const LIMITS = {
   // A CheckRequest carries the original request's headers (Envoy allows
   // 60 KiB of them by default) and no body unless asked to send one,
   // which Paygress does not need.
-  'grpc.max_receive_message_length': 1024 * 1024,
-  'grpc.max_concurrent_streams': 1000,
+  'grpc.max_receive_message_length': 256 * 1024,
+  // Envoy opens another connection when one has this many checks open.
+  'grpc.max_concurrent_streams': 100,
   // Megabytes of unanswered data per connection (Node's maxSessionMemory),
   // beyond which new streams are refused.
   'grpc-node.max_session_memory': 64,

@@ -157,8 +157,8 @@ t.test('Watch streams that end leave nothing behind', async (t) => {
 
 t.test('overlong names and too many watchers are refused', async (t) => {
   const { server, client } = await start(t);
-  // Watchers over two connections: one carries at most as many streams as
-  // MAX_WATCHERS, and a stream beyond that waits in the client instead.
+  // Watchers over enough connections: one carries at most the listener's
+  // streams per connection, and a stream beyond that waits in the client.
   const connection = () => {
     const c = new grpc.Client(
       `127.0.0.1:${server.port}`,
@@ -168,7 +168,11 @@ t.test('overlong names and too many watchers are refused', async (t) => {
     t.teardown(() => c.close());
     return c;
   };
-  const watchers = [connection(), connection()];
+  const perConnection = LIMITS['grpc.max_concurrent_streams'];
+  const watchers = Array.from(
+    { length: Math.ceil(MAX_WATCHERS / perConnection) },
+    connection,
+  );
   const long = 'x'.repeat(MAX_SERVICE_NAME + 1);
   const check = await callRaw(client, CHECK, encodeHealthCheckRequest(long));
   t.equal(check.ok ? 0 : check.error.code, grpc.status.INVALID_ARGUMENT);
@@ -192,7 +196,9 @@ t.test('overlong names and too many watchers are refused', async (t) => {
       { length: MAX_WATCHERS },
       (_, i) =>
         new Promise<void>((resolve) => {
-          const call = watchers[i % 2]!.makeServerStreamRequest(
+          const call = watchers[
+            Math.floor(i / perConnection)
+          ]!.makeServerStreamRequest(
             WATCH,
             identity,
             identity,
