@@ -5,13 +5,9 @@
  * kubelet's probes and Prometheus reach the pod IP.
  */
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import {
-  MAX_UNSENT_BYTES,
-  guardConnections,
-  refuseClient,
-} from './connection-guard.ts';
+import { MAX_UNSENT_BYTES, guardConnections } from './connection-guard.ts';
 import type { Reply } from './reply.ts';
 
 /** What the operator's routes report. */
@@ -23,18 +19,6 @@ export interface AdminRoutes {
 }
 
 const TEXT = { 'Content-Type': 'text/plain; charset=utf-8' };
-
-/** Statuses for what Node's parser refuses, as Node itself answers. */
-const CLIENT_ERRORS: Readonly<Record<string, string>> = {
-  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
-  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
-};
-
-/** Answers Node's parser refused: the status, then the connection closes. */
-export function clientErrorAnswer(code: string | undefined): string {
-  const status = CLIENT_ERRORS[code ?? ''] ?? '400 Bad Request';
-  return `HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`;
-}
 
 /** Renderings of the metrics on the admin listener are reused this long. */
 export const ADMIN_METRICS_MAX_AGE_MS = 1000;
@@ -140,7 +124,7 @@ export async function startAdminServer(
     maxHeaderSize: 8192,
     requestTimeout: ADMIN_CONNECTIONS.idleMs,
   });
-  guardConnections(server, {
+  const admit = guardConnections(server, {
     ...ADMIN_CONNECTIONS,
     logger,
     listener: 'admin',
@@ -148,8 +132,7 @@ export async function startAdminServer(
     ...(options.connectionDropped && { dropped: options.connectionDropped }),
   });
   server.on('request', (req, res) => {
-    // Closed by the connection guard: the client does not read.
-    if (req.socket.destroyed) return;
+    if (!admit(req, res)) return;
     // No socket yet: it was pipelined behind a request not yet answered.
     // No probe or scraper does that; a client that does could start
     // thousands of renderings with one write.
@@ -170,9 +153,6 @@ export async function startAdminServer(
         });
         res.end(body);
       });
-  });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    refuseClient(socket as Socket, clientErrorAnswer(err.code));
   });
 
   await new Promise<void>((resolve, reject) => {

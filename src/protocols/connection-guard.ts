@@ -7,7 +7,11 @@
  * number of them: 9,000 silent connections to a listener held some 72 MB,
  * and nothing ever closed them.
  */
-import type { Server as HttpServer, ServerResponse } from 'node:http';
+import type {
+  Server as HttpServer,
+  IncomingMessage,
+  ServerResponse,
+} from 'node:http';
 import type { Server, Socket } from 'node:net';
 import type { Logger } from 'pino';
 
@@ -92,49 +96,78 @@ export function limitConnections(server: Server, options: LimitOptions): void {
   });
 }
 
+/** Whether a request is to be decided; see {@link guardConnections}. */
+export type Admit = (req: IncomingMessage, res: ServerResponse) => boolean;
+
 /**
- * {@link limitConnections}, and closes a connection of an HTTP/1 listener
- * idle for `idleMs` with no request being decided (see
- * {@link GuardOptions.idleMs}).
+ * {@link limitConnections} for an HTTP/1 listener, which also closes a
+ * connection idle for `idleMs` with no request being decided (see
+ * {@link GuardOptions.idleMs}) and answers what Node's parser refuses.
+ * The listener's request handler calls the returned {@link Admit} first
+ * and drops a request it refuses: one asked behind more than
+ * `maxUnsentBytes` of answers not read, whose connection is closed.
  */
 export function guardConnections(
   server: HttpServer,
   options: GuardOptions,
-): void {
+): Admit {
   limitConnections(server, options);
-  const { idleMs } = options;
+  const { idleMs, logger } = options;
   // Answers of each connection not yet ended: while one is being decided,
   // silence is the decider's, not the client's.
   const answers = new WeakMap<Socket, ServerResponse[]>();
+  const unended = (socket: Socket): ServerResponse[] => {
+    let open = answers.get(socket);
+    if (open === undefined) answers.set(socket, (open = []));
+    for (let i = open.length - 1; i >= 0; i--) {
+      if (open[i]!.writableEnded) open.splice(i, 1);
+    }
+    return open;
+  };
   server.on('connection', (socket) => socket.setTimeout(idleMs));
-  server.prependListener('request', (req, res) => {
+  // With this listener Node leaves every timed-out socket to it, the
+  // kept-alive ones included.
+  server.on('timeout', (socket: Socket) => {
+    if (unended(socket).length === 0) socket.destroy();
+  });
+  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    refuseClient(socket as Socket, err.code);
+    logger.debug({ err: err.message }, 'client error');
+  });
+
+  return (req, res) => {
     const socket = req.socket;
+    if (socket.destroyed) return false;
     if (socket.writableLength > options.maxUnsentBytes) {
       socket.destroy();
-      return;
+      return false;
     }
     // Node clears the timeout when a request arrives on a kept-alive
     // connection; it must still cover an answer that is never read.
     if (socket.timeout !== idleMs) socket.setTimeout(idleMs);
-    const open = answers.get(socket)?.filter((a) => !a.writableEnded) ?? [];
-    open.push(res);
-    answers.set(socket, open);
-  });
-  // With this listener Node leaves every timed-out socket to it, the
-  // kept-alive ones included.
-  server.on('timeout', (socket: Socket) => {
-    const open = answers.get(socket)?.filter((a) => !a.writableEnded) ?? [];
-    answers.set(socket, open);
-    if (open.length === 0) socket.destroy();
-  });
+    unended(socket).push(res);
+    return true;
+  };
 }
 
+/** Statuses for what Node's parser refuses, as Node itself answers. */
+const CLIENT_ERRORS: Readonly<Record<string, string>> = {
+  HPE_HEADER_OVERFLOW: '431 Request Header Fields Too Large',
+  ERR_HTTP_REQUEST_TIMEOUT: '408 Request Timeout',
+};
+
 /**
- * Answers a request Node's parser refused (its status, as Node words it)
- * and closes the connection a second later at most, so a client that
- * keeps trickling bytes and reads nothing does not keep it.
+ * Answers a request Node's parser refused (`code`: the error's) with the
+ * status Node would give it, and closes the connection a second later at
+ * most, so a client that keeps trickling bytes and reads nothing does not
+ * keep it.
  */
-export function refuseClient(socket: Socket, answer: string): void {
-  if (socket.writable) socket.end(answer);
+function refuseClient(socket: Socket, code: string | undefined): void {
+  const status = CLIENT_ERRORS[code ?? ''] ?? '400 Bad Request';
+  if (socket.writable) {
+    socket.end(
+      `HTTP/1.1 ${status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`,
+    );
+  }
   if (!socket.destroyed) setTimeout(() => socket.destroy(), 1000).unref();
 }

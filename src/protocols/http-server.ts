@@ -22,11 +22,9 @@ import {
   DEFAULT_MAX_CONNECTIONS,
   MAX_UNSENT_BYTES,
   guardConnections,
-  refuseClient,
 } from './connection-guard.ts';
 import {
   adminReply,
-  clientErrorAnswer,
   sharingMetrics,
   type AdminRoutes,
 } from './admin-server.ts';
@@ -130,7 +128,7 @@ export async function startHttpServer(
     keepAliveTimeout: 65_000,
     requestTimeout: REQUEST_TIMEOUT_MS,
   });
-  guardConnections(server, {
+  const admit = guardConnections(server, {
     maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     idleMs: REQUEST_TIMEOUT_MS,
     maxUnsentBytes: MAX_UNSENT_BYTES,
@@ -153,8 +151,7 @@ export async function startHttpServer(
   };
   const queued = new WeakMap<Socket, Queue>();
   server.on('request', (req, res) => {
-    // Closed by the connection guard: the client does not read.
-    if (req.socket.destroyed) return;
+    if (!admit(req, res)) return;
     // No socket yet: the answer waits behind an earlier one on the same
     // connection (pipelining, which no proxy does).
     if (res.socket === null && !admitQueued(queued, req, res)) return;
@@ -182,10 +179,6 @@ export async function startHttpServer(
         })
         .then((answer) => write(req, res, answer, closing)),
     );
-  });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-    refuseClient(socket as Socket, clientErrorAnswer(err.code));
-    logger.debug({ err: err.message }, 'client error');
   });
 
   await new Promise<void>((resolve, reject) => {

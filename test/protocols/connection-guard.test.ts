@@ -8,7 +8,6 @@ import { connect, type Socket } from 'node:net';
 import t, { type Test } from 'tap';
 import {
   guardConnections,
-  refuseClient,
   type GuardOptions,
 } from '../../src/protocols/connection-guard.ts';
 import { keptLog } from '../support/stack.ts';
@@ -24,7 +23,7 @@ async function guarded(
   const log = keptLog('warn');
   let dropped = 0;
   const server: Server = createServer({ keepAliveTimeout: 5000 });
-  guardConnections(server, {
+  const admit = guardConnections(server, {
     maxUnsentBytes: 1 << 30,
     ...limits,
     logger: log.logger,
@@ -33,13 +32,11 @@ async function guarded(
     dropped: () => (dropped += 1),
   });
   server.on('request', (req, res) => {
+    if (!admit(req, res)) return;
     if (req.url === '/large') return void res.end(Buffer.alloc(32 << 20));
     const delay = req.url === '/slow' ? 600 : 0;
     setTimeout(() => res.end('ok'), delay);
   });
-  server.on('clientError', (err: NodeJS.ErrnoException, socket) =>
-    refuseClient(socket as Socket, 'HTTP/1.1 400 Bad Request\r\n\r\n'),
-  );
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(
     () =>
