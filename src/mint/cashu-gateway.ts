@@ -309,7 +309,6 @@ export class CashuMintGateway implements MintGateway {
     });
   }
 
-  /** Drops cached keysets and wallets of a mint. */
   /** The circuit of each mint and operation called so far, for metrics. */
   circuits(): MintCircuit[] {
     return [...this.#breakers.values()].map(({ mint, operation, breaker }) => ({
@@ -319,6 +318,7 @@ export class CashuMintGateway implements MintGateway {
     }));
   }
 
+  /** Drops cached keysets and wallets of a mint. */
   #forget(mint: string): void {
     this.#keysets.delete(mint);
     this.#dropWallets(mint);
