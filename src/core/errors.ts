@@ -42,7 +42,16 @@ export class PaygressError extends Error {
   readonly fault: Fault;
 
   constructor(code: ReasonCode, message: string, options?: ErrorOptions) {
-    super(message, options);
+    // A refusal of the payer's making is an answer, not a fault: nobody
+    // reads its stack, and capturing one was the largest single cost of
+    // refusing a replayed token. Faults of ours keep theirs.
+    const limit = Error.stackTraceLimit;
+    if (REASONS[code] === 'payer') Error.stackTraceLimit = 0;
+    try {
+      super(message, options);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.name = 'PaygressError';
     this.code = code;
     this.fault = REASONS[code];
