@@ -99,6 +99,9 @@ export function readTokenHeader(raw: string, maxLength: number): TokenHeader {
     );
   }
 
+  const recent = recentTokens.get(encoded);
+  if (recent !== undefined) return recent.header;
+
   const meta = decodeOrThrow(() => getTokenMetadata(encoded));
   if (encoded.startsWith('cashuA')) assertSingleMintV3(encoded);
   if (typeof meta.mint !== 'string' || meta.mint.length === 0) {
@@ -113,13 +116,15 @@ export function readTokenHeader(raw: string, maxLength: number): TokenHeader {
     throw new TokenMalformedError('token amounts add up to an unsafe integer');
   }
 
-  return {
+  const header: TokenHeader = Object.freeze({
     encoded,
     mint: meta.mint,
     unit: meta.unit || 'sat',
     amount,
     proofCount: amounts.length,
-  };
+  });
+  recentTokens.set(encoded, { header });
+  return header;
 }
 
 /**
@@ -128,6 +133,23 @@ export function readTokenHeader(raw: string, maxLength: number): TokenHeader {
  * is a replay within the token itself.
  */
 export function parseToken(
+  header: TokenHeader,
+  keysetIds: readonly string[],
+): ParsedToken {
+  // Short ids resolve against the list given, and the mint is the
+  // caller's (normalised) URL: a decoding is reused only for both.
+  const ids = keysetIds.join(' ');
+  const recent = recentTokens.get(header.encoded);
+  const earlier = recent?.parsed;
+  if (earlier?.ids === ids && earlier.token.mint === header.mint) {
+    return earlier.token;
+  }
+  const token = decodeProofs(header, keysetIds);
+  if (recent !== undefined) recent.parsed = { ids, token };
+  return token;
+}
+
+function decodeProofs(
   header: TokenHeader,
   keysetIds: readonly string[],
 ): ParsedToken {
@@ -144,21 +166,22 @@ export function parseToken(
     }
     throw new TokenMalformedError('token could not be decoded', { cause: err });
   }
-  const proofs = token.proofs.map(toWireProof);
+  // Frozen: a decoding may be shared by every request sending the token.
+  const proofs = Object.freeze(token.proofs.map(toWireProof));
 
-  const ys = proofs.map((p) => computeY(p.secret));
+  const ys = Object.freeze(proofs.map((p) => computeY(p.secret)));
   if (new Set(ys).size !== ys.length) {
     throw new TokenReplayedError('token holds the same proof more than once');
   }
 
-  return {
+  return Object.freeze({
     mint: header.mint,
     unit: header.unit,
     proofs,
     ys,
     amount: proofs.reduce((sum, p) => sum + p.amount, 0),
     fingerprint: fingerprint(ys),
-  };
+  });
 }
 
 /**
@@ -196,6 +219,26 @@ export function computeY(secret: string): string {
 // repeats secrets seen moments ago, so remember the latest few thousand.
 const recentYs = new LRUCache<string, string>({ max: 16_384 });
 
+/**
+ * Tokens decoded lately, by their encoding: a replayed token is the very
+ * string sent moments ago, and decoding it twice (its header, then its
+ * proofs against the mint's keysets) was a third of the CPU of refusing
+ * it. Only tokens whose header decodes are kept: at most 1024, and 4 Mi
+ * characters of them (some 12 MB of heap with tokens of the longest
+ * length, 3 MB with 1 KB ones: bench/recent-tokens-memory.ts).
+ */
+const recentTokens = new LRUCache<string, RecentToken>({
+  max: 1024,
+  maxSize: 4 << 20,
+  sizeCalculation: (_, encoded) => encoded.length,
+});
+
+interface RecentToken {
+  readonly header: TokenHeader;
+  /** The last decoding of its proofs, and the keyset ids it used. */
+  parsed?: { readonly ids: string; readonly token: ParsedToken };
+}
+
 /** First 12 hex of sha256 over the sorted Ys: identifies, reveals nothing. */
 export function fingerprint(ys: readonly string[]): string {
   const hash = createHash('sha256');
@@ -221,7 +264,7 @@ function toWireProof(proof: {
     throw new TokenMalformedError('a proof has no valid keyset id');
   }
 
-  const wire: WireProof = {
+  const wire: WireProof = Object.freeze({
     id: proof.id,
     amount: toSafeAmount(proof.amount),
     secret: proof.secret,
@@ -231,7 +274,7 @@ function toWireProof(proof: {
     ...(proof.witness && typeof proof.witness === 'object'
       ? { witness: JSON.stringify(proof.witness) }
       : {}),
-  };
+  });
   return wire;
 }
 

@@ -238,3 +238,49 @@ t.test('short keyset ids resolve only against a known full id', async (t) => {
   const parsed = refusesCleanly(() => parseToken(full, [LEGACY_ID]));
   t.ok(parsed === undefined || parsed.proofs[0]!.id === unknown);
 });
+
+t.test(
+  'a token sent again reuses its decoding, never across keysets',
+  async (t) => {
+    const raw = v4(
+      [proof('again'), proof('again, too')],
+      Buffer.from(SHORT_ID, 'hex'),
+    );
+    const header = readTokenHeader(raw, LIMIT);
+    t.equal(readTokenHeader(` ${raw}`, LIMIT), header, 'the header is reused');
+    t.ok(Object.isFrozen(header));
+
+    const token = parseToken(header, [LEGACY_ID, FULL_ID]);
+    t.equal(parseToken(header, [LEGACY_ID, FULL_ID]), token, 'so is the parse');
+    t.throws(
+      () => parseToken(header, [LEGACY_ID]),
+      {
+        code: 'PAYGRESS_KEYSET_UNKNOWN',
+      },
+      'not for a list without its keyset',
+    );
+    const again = parseToken(header, [FULL_ID]);
+    t.not(again, token, 'another list decodes again');
+    t.same(again, token);
+    t.equal(
+      parseToken({ ...header, mint: 'https://other.example' }, [FULL_ID]).mint,
+      'https://other.example',
+      'nor for another mint',
+    );
+
+    // Shared by every request sending the token: nothing of it can change.
+    t.ok(Object.isFrozen(token) && Object.isFrozen(token.proofs));
+    t.ok(Object.isFrozen(token.ys) && Object.isFrozen(token.proofs[0]));
+    t.throws(() => {
+      (token.proofs[0] as { amount: number }).amount = 1;
+    }, TypeError);
+
+    // A refused parse is not kept: it is refused again.
+    const twice = readTokenHeader(v4([proof('twice'), proof('twice')]), LIMIT);
+    for (let i = 0; i < 2; i++) {
+      t.throws(() => parseToken(twice, [LEGACY_ID]), {
+        code: 'PAYGRESS_TOKEN_REPLAYED',
+      });
+    }
+  },
+);
