@@ -269,7 +269,7 @@ function toWireProof(proof: {
     amount: toSafeAmount(proof.amount),
     secret: proof.secret,
     C: proof.C,
-    ...(proof.dleq ? { dleq: proof.dleq } : {}),
+    ...(proof.dleq ? { dleq: Object.freeze({ ...proof.dleq }) } : {}),
     ...(typeof proof.witness === 'string' ? { witness: proof.witness } : {}),
     ...(proof.witness && typeof proof.witness === 'object'
       ? { witness: JSON.stringify(proof.witness) }
