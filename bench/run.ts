@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import {
   NODE,
   PAYGRESS_NODE_ARGS,
+  cgroupMemory,
   startChild,
   type Child,
 } from './lib/child.ts';
@@ -51,14 +52,18 @@ const { values } = parseArgs({
 // BENCH_LOG_DECISIONS=all gives every decision its log line; its results
 // are kept apart from those of the default policy.
 const logAll = process.env.BENCH_LOG_DECISIONS === 'all';
+// BENCH_PAYGRESS_CGROUP: a cgroup directory Paygress runs in (the others
+// do not), e.g. one limited to the manifests' 512 MiB; results apart too.
+const cgroup = process.env.BENCH_PAYGRESS_CGROUP || undefined;
 const mode =
   (values.soak ? 'soak' : values.quick ? 'quick' : 'default') +
-  (logAll ? '-log-all' : '');
+  (logAll ? '-log-all' : '') +
+  (cgroup !== undefined ? '-cgroup' : '');
 const seconds = Number(values.seconds ?? (values.quick ? 3 : 10));
 const here = (file: string) => new URL(file, import.meta.url).pathname;
 
 const started = new Date().toISOString();
-const command = `${logAll ? 'BENCH_LOG_DECISIONS=all ' : ''}bench/run.sh${process.argv
+const command = `${logAll ? 'BENCH_LOG_DECISIONS=all ' : ''}${cgroup ? `BENCH_PAYGRESS_CGROUP=${cgroup} ` : ''}bench/run.sh${process.argv
   .slice(2)
   .map((a) => ` ${a}`)
   .join('')}`;
@@ -69,8 +74,12 @@ const child = async (
   script: string,
   args: string[] = [],
   nodeArgs: string[] = [],
+  inCgroup?: string,
 ) => {
-  const c = await startChild(here(script), args, { nodeArgs });
+  const c = await startChild(here(script), args, {
+    nodeArgs,
+    ...(inCgroup !== undefined && { cgroup: inCgroup }),
+  });
   children.push(c);
   return c;
 };
@@ -82,6 +91,7 @@ try {
     'servers/paygress.ts',
     ['--mint', mintUrl],
     [...PAYGRESS_NODE_ARGS],
+    cgroup,
   );
   const pg = `http://127.0.0.1:${paygress.ports.http}`;
   const grant = await buyGrant(pg, mintUrl);
@@ -99,7 +109,15 @@ try {
       seconds: Number(values['soak-seconds']),
       dir,
     });
-    writeReport(mode, { machine: describeMachine(), command, started, soak });
+    writeReport(mode, {
+      machine: describeMachine(),
+      command,
+      started,
+      soak,
+      ...(cgroup !== undefined && {
+        cgroup: { dir: cgroup, ...cgroupMemory(cgroup) },
+      }),
+    });
   } else {
     const bare = await child('servers/bare-http.ts');
     const app = await child('servers/bare-http.ts');

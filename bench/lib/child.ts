@@ -64,6 +64,12 @@ export interface StartChildOptions {
   readonly env?: Record<string, string>;
   /** Time to wait for the ready report, in ms. Default 20000. */
   readonly timeoutMs?: number;
+  /**
+   * A cgroup directory (v1 memory or v2) the child joins before Node
+   * starts, so it runs under that group's memory limit and Node sizes
+   * its heap from the limit, as in a container. Default none.
+   */
+  readonly cgroup?: string;
 }
 
 /** Spawns `node <script> ...args` and resolves with its reported ports. */
@@ -72,7 +78,22 @@ export async function startChild(
   args: readonly string[] = [],
   options: StartChildOptions = {},
 ): Promise<Child> {
-  const child = spawn(NODE, [...(options.nodeArgs ?? []), script, ...args], {
+  const argv = [...(options.nodeArgs ?? []), script, ...args];
+  // In a cgroup, a shell joins it and becomes Node (same pid, same IPC).
+  const [command, commandArgs] =
+    options.cgroup === undefined
+      ? [NODE, argv]
+      : [
+          '/bin/sh',
+          [
+            '-c',
+            'echo $$ > "$0/cgroup.procs" && exec "$@"',
+            options.cgroup,
+            NODE,
+            ...argv,
+          ],
+        ];
+  const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
     env: { ...process.env, ...options.env },
   });
@@ -114,6 +135,35 @@ function waitReady(child: ChildProcess, timeoutMs: number): Promise<Ports> {
       resolve(message.ready);
     });
   });
+}
+
+/**
+ * A cgroup's memory limit, the most it used and the processes its limit
+ * killed, read from cgroup v2 files or else v1 ones.
+ */
+export function cgroupMemory(dir: string): {
+  limitMB: number;
+  peakMB: number;
+  oomKills: number;
+} {
+  const read = (...names: string[]) => {
+    for (const name of names) {
+      try {
+        return readFileSync(`${dir}/${name}`, 'utf8');
+      } catch {
+        // not this cgroup version's file
+      }
+    }
+    return '';
+  };
+  const mb = (text: string) =>
+    Math.round((Number(text.trim()) / 1048576) * 10) / 10;
+  const events = read('memory.events', 'memory.oom_control');
+  return {
+    limitMB: mb(read('memory.max', 'memory.limit_in_bytes')),
+    peakMB: mb(read('memory.peak', 'memory.max_usage_in_bytes')),
+    oomKills: Number(/oom_kill (\d+)/.exec(events)?.[1] ?? 0),
+  };
 }
 
 /** Resident set size of a process, in bytes. */

@@ -127,6 +127,16 @@ function markdown(mode: string, r: Report): string {
       `RSS mean ${soak.rss.earlyMeanMB} MB (first third after 1 min) → ${soak.rss.lateMeanMB} MB (last third), max ${soak.rss.maxMB} MB: flat ${met(soak.rss.flat)}`,
       '',
     );
+  const cgroup = r.cgroup as
+    | { dir: string; limitMB: number; peakMB: number; oomKills: number }
+    | undefined;
+  if (cgroup)
+    lines.push(
+      '## Paygress in a cgroup',
+      '',
+      `Memory limit ${cgroup.limitMB} MB; the group's peak use ${cgroup.peakMB} MB (resident memory and page cache); processes its limit killed: ${cgroup.oomKills}. (${cgroup.dir})`,
+      '',
+    );
   const profiles = r.profiles as
     Record<string, { frame: string; selfPercent: number }[]> | undefined;
   if (profiles) {
