@@ -145,9 +145,36 @@ export function parseToken(
     return earlier.token;
   }
   const token = decodeProofs(header, keysetIds);
-  if (recent !== undefined) recent.parsed = { ids, token };
+  if (recent !== undefined) {
+    // Sized by what it now holds: decoded proofs take more than their
+    // encoding (each has its Y, and objects around its strings).
+    recentTokens.set(
+      header.encoded,
+      { header: recent.header, parsed: { ids, token } },
+      { size: header.encoded.length + decodedSize(token) },
+    );
+  }
   return token;
 }
+
+/** About how many bytes a decoding holds beyond its token's encoding. */
+function decodedSize(token: ParsedToken): number {
+  let size = 0;
+  for (const proof of token.proofs) {
+    size += PROOF_OVERHEAD + proof.secret.length + proof.C.length;
+    size += proof.id.length + (proof.witness?.length ?? 0);
+    if (proof.dleq) {
+      size += proof.dleq.e.length + proof.dleq.s.length;
+      size += proof.dleq.r?.length ?? 0;
+    }
+  }
+  return size;
+}
+
+// Per proof: its Y (66 characters), and an estimate of the objects,
+// arrays and string headers around what it holds. With it, every shape
+// of token bench/recent-tokens-memory.ts makes keeps under 8 MB of heap.
+const PROOF_OVERHEAD = 66 + 200;
 
 function decodeProofs(
   header: TokenHeader,
@@ -216,16 +243,21 @@ export function computeY(secret: string): string {
 }
 
 // hash_to_curve is most of the cost of refusing a replay; a replayed token
-// repeats secrets seen moments ago, so remember the latest few thousand.
-const recentYs = new LRUCache<string, string>({ max: 16_384 });
+// repeats secrets seen moments ago, so remember the latest few thousand,
+// and at most 4 Mi characters of secrets and Ys: a secret may be as long
+// as a token.
+const recentYs = new LRUCache<string, string>({
+  max: 16_384,
+  maxSize: 4 << 20,
+  sizeCalculation: (y, secret) => secret.length + y.length,
+});
 
 /**
  * Tokens decoded lately, by their encoding: a replayed token is the very
  * string sent moments ago, and decoding it twice (its header, then its
  * proofs against the mint's keysets) was a third of the CPU of refusing
  * it. Only tokens whose header decodes are kept: at most 1024, and 4 Mi
- * characters of them (some 12 MB of heap with tokens of the longest
- * length, 3 MB with 1 KB ones: bench/recent-tokens-memory.ts).
+ * characters of them with their decodings (see decodedSize).
  */
 const recentTokens = new LRUCache<string, RecentToken>({
   max: 1024,
@@ -269,13 +301,33 @@ function toWireProof(proof: {
     amount: toSafeAmount(proof.amount),
     secret: proof.secret,
     C: proof.C,
-    ...(proof.dleq ? { dleq: Object.freeze({ ...proof.dleq }) } : {}),
+    ...(proof.dleq ? { dleq: dleqOf(proof.dleq) } : {}),
     ...(typeof proof.witness === 'string' ? { witness: proof.witness } : {}),
     ...(proof.witness && typeof proof.witness === 'object'
       ? { witness: JSON.stringify(proof.witness) }
       : {}),
   });
   return wire;
+}
+
+/**
+ * A DLEQ proof's three scalars and nothing else: a V3 token's JSON may
+ * hang anything on it, and a decoding is kept. The checks also flatten
+ * the decoder's hex strings, built a byte at a time (some 1 KB each
+ * until then).
+ */
+function dleqOf(dleq: { e: unknown; s: unknown; r?: unknown }) {
+  const { e, s, r } = dleq;
+  if (!isHex(e) || !isHex(s) || (r !== undefined && !isHex(r))) {
+    throw new TokenMalformedError(
+      "a proof's DLEQ proof is not three hex scalars (e, s, r)",
+    );
+  }
+  return Object.freeze({ e, s, ...(r !== undefined && { r }) });
+}
+
+function isHex(value: unknown): value is string {
+  return typeof value === 'string' && /^[0-9a-f]{1,66}$/i.test(value);
 }
 
 function toSafeAmount(value: unknown): number {

@@ -284,3 +284,51 @@ t.test(
     }
   },
 );
+
+t.test('a DLEQ proof keeps its three scalars and nothing else', async (t) => {
+  const v3 = (dleq: unknown) =>
+    `cashuA${Buffer.from(
+      JSON.stringify({
+        token: [
+          {
+            mint: 'https://mint.example',
+            proofs: [
+              {
+                id: LEGACY_ID,
+                amount: 8,
+                secret: 'with a dleq',
+                C: C.toString('hex'),
+                dleq,
+              },
+            ],
+          },
+        ],
+        unit: 'sat',
+      }),
+    ).toString('base64url')}`;
+  const e = 'e'.repeat(64);
+  const s = '5'.repeat(64);
+  const r = 'a'.repeat(64);
+
+  const junk = parseToken(
+    readTokenHeader(v3({ e, s, r, j: Array(100).fill({}) }), LIMIT),
+    [LEGACY_ID],
+  );
+  const dleq = junk.proofs[0]!.dleq;
+  t.same(dleq, { e, s, r }, 'what else the JSON hung on it is dropped');
+  t.ok(Object.isFrozen(dleq));
+
+  for (const bad of [
+    { e: [e], s, r },
+    { e, s: { hex: s }, r },
+    { e, s, r: 7 },
+    { e: 'not hex', s, r },
+    { e, s, r: 'a'.repeat(67) },
+  ]) {
+    t.throws(
+      () => parseToken(readTokenHeader(v3(bad), LIMIT), [LEGACY_ID]),
+      { code: 'PAYGRESS_TOKEN_MALFORMED' },
+      JSON.stringify(bad).slice(0, 40),
+    );
+  }
+});
