@@ -40,8 +40,17 @@ export type ReasonCode = keyof typeof REASONS;
 export class PaygressError extends Error {
   readonly code: ReasonCode;
   readonly fault: Fault;
+  /**
+   * The mint itself answered with this refusal: what was asked of it did
+   * not happen, and never will.
+   */
+  readonly refusedByMint: boolean;
 
-  constructor(code: ReasonCode, message: string, options?: ErrorOptions) {
+  constructor(
+    code: ReasonCode,
+    message: string,
+    options?: ErrorOptions & { refusedByMint?: boolean },
+  ) {
     // A refusal of the payer's making is an answer, not a fault: nobody
     // reads its stack, and capturing one was the largest single cost of
     // refusing a replayed token. Faults of ours keep theirs.
@@ -55,12 +64,16 @@ export class PaygressError extends Error {
     this.name = 'PaygressError';
     this.code = code;
     this.fault = REASONS[code];
+    this.refusedByMint = options?.refusedByMint ?? false;
   }
 }
 
 function reason(code: ReasonCode) {
   return class extends PaygressError {
-    constructor(message: string, options?: ErrorOptions) {
+    constructor(
+      message: string,
+      options?: ErrorOptions & { refusedByMint?: boolean },
+    ) {
       super(code, message, options);
     }
   };

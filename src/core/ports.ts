@@ -177,8 +177,13 @@ export interface WalletStore {
    * refund of it, which went out in that same answer.
    */
   undeliver(id: string): void;
-  /** The mint did not execute the swap: forget its `Y`s so a retry works. */
-  release(id: string): void;
+  /**
+   * The mint did not execute the swap: forget its `Y`s so a retry works.
+   * Unless `refused` (the mint answered refusing it), the swap is kept
+   * aside as released, since a request on its way may still run it;
+   * refused, nothing of it is kept.
+   */
+  release(id: string, refused?: boolean): void;
   /** Redemptions begun and neither completed nor released. */
   unfinished(): RedemptionRecord[];
   /**

@@ -274,9 +274,12 @@ export class Redeemer {
     minimum: number,
     err: PaygressError,
   ): Promise<Redemption> {
-    // The mint answered and refused: nothing of this swap was spent.
+    // The mint answered and refused: nothing of this swap was spent. An
+    // error answer of its own is final, and the swap is not kept aside
+    // for a late run (worthless tokens would fill that list, and each
+    // would be checked at the mint for the next ten minutes).
     if (err.fault === 'payer') {
-      this.#store.release(record.id);
+      this.#store.release(record.id, err.refusedByMint);
       if (!(err instanceof TokenReplayedError)) {
         this.#guard.release(record.ys);
         throw err;

@@ -561,19 +561,31 @@ function classify(err: unknown): PaygressError {
 
   if (err instanceof MintOperationError) {
     const detail = String(err.message);
+    // The mint's own error answer: nothing it was asked to do happened.
+    const refused = { refusedByMint: true };
     if (err.code === SPENT || /already spent/i.test(detail)) {
-      return new TokenReplayedError('the mint says the token is already spent');
+      return new TokenReplayedError(
+        'the mint says the token is already spent',
+        refused,
+      );
     }
     // A word of its own: "spending conditions not met" (NUT-10) is a
     // refusal, and retrying it as pending would never succeed.
     if (err.code === PENDING || /\bpending\b/i.test(detail)) {
-      return new TokenPendingError('the mint says the token is pending');
+      return new TokenPendingError(
+        'the mint says the token is pending',
+        refused,
+      );
     }
     if (err.code === 12001) {
-      return new KeysetUnknownError('the mint does not know the keyset');
+      return new KeysetUnknownError(
+        'the mint does not know the keyset',
+        refused,
+      );
     }
     return new TokenRejectedError(
       `the mint refused the token (code ${err.code}: ${detail.slice(0, 120)})`,
+      refused,
     );
   }
 

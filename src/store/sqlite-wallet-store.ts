@@ -379,10 +379,19 @@ export class SqliteWalletStore implements WalletStore {
     if (changed) this.#owed++;
   }
 
-  release(id: string): void {
+  release(id: string, refused = false): void {
     this.#transaction(() => {
       const row = this.#redemption(id);
       if (row.state !== 'pending') return;
+      if (refused) {
+        // Refused by the mint's own answer: the swap cannot run later,
+        // so nothing of it is worth a late check at the mint.
+        this.#db
+          .prepare('DELETE FROM redeemed_ys WHERE redemption_id = ?')
+          .run(id);
+        this.#db.prepare('DELETE FROM redemptions WHERE id = ?').run(id);
+        return;
+      }
       // Kept aside: a swap that was still on its way to the mint may run
       // after all, and its outputs can then be recovered by these inputs.
       this.#db

@@ -6,10 +6,21 @@
  */
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { getEncodedToken, signP2PKProofs } from '@cashu/cashu-ts';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  Amount,
+  getEncodedToken,
+  hashToCurve,
+  signP2PKProofs,
+  type Proof,
+} from '@cashu/cashu-ts';
 import * as ecc from 'tiny-secp256k1';
 import { mintProofs, testWallet } from '../support/wallet.ts';
 import { PROTOCOLS, send, startStack } from '../support/stack.ts';
+import { startDevMint } from '../../src/devmint/index.ts';
+import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
 
 t.test(
   'a proof claiming an amount its keyset does not sign is malformed, and the mint is not asked',
@@ -90,5 +101,67 @@ t.test(
     });
     const paid = await send(s, 'forward', { 'X-Cashu': signed });
     t.equal(paid.allowed, true, 'the signed proofs pay');
+  },
+);
+
+t.test(
+  'a swap the mint refused is not kept to be checked at the mint again',
+  async (t) => {
+    const mint = await startDevMint();
+    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-refused-'));
+    t.teardown(async () => {
+      await mint.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+    const { keysets } = (await (
+      await fetch(`${mint.url}/v1/keysets`)
+    ).json()) as {
+      keysets: { id: string; active: boolean }[];
+    };
+    const id = keysets.find((k) => k.active)!.id;
+    // Well formed, from the allowed mint, never signed by it.
+    const forged = () =>
+      getEncodedToken({
+        mint: mint.url,
+        unit: 'sat',
+        proofs: [
+          {
+            id,
+            amount: Amount.from(128),
+            secret: randomBytes(32).toString('hex'),
+            C: hashToCurve(randomBytes(32)).toHex(true),
+          },
+        ] as unknown as Proof[],
+      });
+
+    const s = await startStack({ mint, dataDir });
+    const swaps = mint.requests('swap');
+    for (const protocol of PROTOCOLS) {
+      const out = await send(s, protocol, { 'X-Cashu': forged() });
+      t.equal(out.reason, 'PAYGRESS_TOKEN_REJECTED', protocol);
+    }
+    t.equal(mint.requests('swap'), swaps + PROTOCOLS.length, 'each was sent');
+    await s.close();
+
+    const store = new SqliteWalletStore({ dataDir });
+    t.same(store.released([]), [], 'none kept aside as released');
+    t.same(store.unfinished(), [], 'none left pending');
+    store.close();
+
+    // A start settles what is unfinished and checks the swaps released in
+    // the last ten minutes: none of these is asked about.
+    const checks = mint.requests('checkstate');
+    const again = await startStack({ mint, dataDir });
+    t.teardown(() => again.close());
+    t.equal(mint.requests('checkstate'), checks, 'no state check at start');
+
+    const paid = await send(again, 'forward', {
+      'X-Cashu': getEncodedToken({
+        mint: mint.url,
+        unit: 'sat',
+        proofs: await mintProofs(mint.url, 128),
+      }),
+    });
+    t.equal(paid.allowed, true, 'a real token still pays');
   },
 );
