@@ -298,8 +298,13 @@ export class Redeemer {
       if (recovered !== undefined) return recovered;
       throw err;
     }
-    if (err instanceof MintUnavailableError && err.notSent) {
-      this.#store.release(record.id);
+    // Refused by the mint's own answer, for what we built (a fault of
+    // ours): nothing ran, and the payer's token is still good.
+    if (
+      err.refusedByMint ||
+      (err instanceof MintUnavailableError && err.notSent)
+    ) {
+      this.#store.release(record.id, err.refusedByMint);
       this.#guard.release(record.ys);
       throw err;
     }

@@ -30,6 +30,11 @@ export type Fault =
   | { kind: 'hang' }
   /** Answer with this HTTP status and a JSON error body. */
   | { kind: 'status'; status: number }
+  /**
+   * Refuse without handling the request, as a mint refuses (HTTP 400 with
+   * a NUT error code and its detail).
+   */
+  | { kind: 'refuse'; code: number; detail: string }
   /** Answer 200 with a body that is not JSON. */
   | { kind: 'garbage' }
   /** Handle the request, then destroy the socket without answering. */

@@ -191,6 +191,10 @@ export class DevMintServer {
         send(res, fault.status, { detail: 'injected fault', code: 0 });
         return;
       }
+      if (fault?.kind === 'refuse') {
+        send(res, 400, { detail: fault.detail, code: fault.code });
+        return;
+      }
       if (fault?.kind === 'garbage') {
         res.writeHead(200, { 'content-type': 'application/json' });
         res.end('{"signatures": [ not json');

@@ -96,6 +96,13 @@ export interface MintCircuit {
 const SPENT = 11001;
 const REFRESH_FLOOR_MS = 1000;
 const PENDING = 11002;
+// Refusals of what Paygress itself sends in a swap (NUT error codes as
+// cashubtc/nuts error_codes.md numbers them now): outputs already signed
+// (11003) or pending (11004), a swap out of balance (11005), outputs
+// given twice (11008). Mints of the earlier numbering sent 10002 and
+// 11002 (now pending) for the first and third, so their words count too.
+const OURS = new Set([11003, 11004, 11005, 11008]);
+const OUR_MAKING = /not balanced|unbalanced|already (been )?signed/i;
 
 export class CashuMintGateway implements MintGateway {
   readonly #allowed: ReadonlySet<string>;
@@ -543,6 +550,8 @@ function sleep(ms: number): Promise<void> {
 /** Whether an error says the mint is unwell (not that it refused us). */
 function isMintFault(err: unknown): boolean {
   const mapped = classify(err);
+  // A mint that answered refusing what we built is up, whoever's fault.
+  if (mapped.refusedByMint) return false;
   return mapped instanceof MintUnavailableError || mapped instanceof MintError;
 }
 
@@ -566,6 +575,14 @@ function classify(err: unknown): PaygressError {
     if (err.code === SPENT || /already spent/i.test(detail)) {
       return new TokenReplayedError(
         'the mint says the token is already spent',
+        refused,
+      );
+    }
+    // A refusal of what Paygress built (its outputs, the swap's balance):
+    // the payer's token may be good, and must not be called unspendable.
+    if (OURS.has(err.code) || OUR_MAKING.test(detail)) {
+      return new MintError(
+        `the mint refused the swap Paygress built (code ${err.code}: ${detail.slice(0, 120)})`,
         refused,
       );
     }

@@ -99,6 +99,24 @@ t.test('a status fault on swap leaves the inputs unspent', async (t) => {
   t.same(await states(mint, ys), ['UNSPENT']);
 });
 
+t.test('a refuse fault answers as a mint refuses, nothing done', async (t) => {
+  const mint = await startDevMint();
+  t.teardown(() => mint.close());
+  const { body, ys } = await swapBody(mint);
+  mint.setFault('swap', {
+    kind: 'refuse',
+    code: 11005,
+    detail: 'Transaction is not balanced',
+  });
+  const res = await swap(mint, body);
+  t.equal(res.status, 400);
+  t.same(await res.json(), {
+    detail: 'Transaction is not balanced',
+    code: 11005,
+  });
+  t.same(await states(mint, ys), ['UNSPENT']);
+});
+
 t.test('hang answers only once cleared', async (t) => {
   const mint = await startDevMint();
   t.teardown(() => mint.close());

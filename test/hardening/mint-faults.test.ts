@@ -126,6 +126,56 @@ t.test('pending in a concurrent swap elsewhere: pending', async (t) => {
   await recovers(t);
 });
 
+t.test(
+  'the mint refuses the swap Paygress built: ours, the token stays good',
+  async (t) => {
+    // An unbalanced swap (as a fee computed wrong would make), numbered as
+    // the NUT table numbers it now and as mints of its earlier numbering
+    // did (11002, now pending), and outputs signed before.
+    const refusals = [
+      {
+        code: 11005,
+        detail: 'Transaction is not balanced (inputs != outputs)',
+      },
+      {
+        code: 11002,
+        detail: 'Transaction is not balanced (inputs != outputs)',
+      },
+      { code: 10002, detail: 'Blinded message of output already signed' },
+      { code: 11003, detail: 'outputs have already been signed before' },
+    ];
+    const token = await track(await mintToken(mint.url, PRICE));
+    const checks = mint.requests('checkstate');
+    for (const refusal of refusals) {
+      const swaps = mint.requests('swap');
+      mint.setFault('swap', { kind: 'refuse', ...refusal });
+      const out = await send(stack, 'forward', { 'X-Cashu': token });
+      mint.setFault('swap', undefined);
+      t.equal(out.status, 503, `${refusal.code}: a fault of ours`);
+      t.equal(out.reason, 'PAYGRESS_MINT_ERROR', `${refusal.code}`);
+      t.equal(mint.requests('swap'), swaps + 1, 'sent, breaker closed');
+    }
+    t.equal(mint.requests('checkstate'), checks, 'nothing to ask the mint');
+    t.equal(pending(), 0, 'nothing left pending');
+
+    const out = await send(stack, 'forward', { 'X-Cashu': token });
+    t.equal(out.allowed, true, 'the same token pays once the mint takes it');
+    if (out.allowed) paid += PRICE;
+    t.equal(stored(), paid);
+
+    // The payer's own refusal, for contrast: not spendable.
+    const forged = await track(await mintToken(mint.url, PRICE));
+    mint.setFault('swap', {
+      kind: 'refuse',
+      code: 10001,
+      detail: 'Proof could not be verified',
+    });
+    const refused = await send(stack, 'forward', { 'X-Cashu': forged });
+    mint.setFault('swap', undefined);
+    t.equal(refused.reason, 'PAYGRESS_TOKEN_REJECTED');
+  },
+);
+
 // Tokens whose swap may have run after Paygress stopped waiting.
 const unsure: string[] = [];
 
