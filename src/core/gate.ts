@@ -690,6 +690,7 @@ function deny(
       message: PRIVATE_FAULTS[err.code] ?? err.message,
       fault: err.fault,
       detail: describeFault(err),
+      ...(err.code === 'PAYGRESS_INTERNAL' && { stack: rootStack(err) }),
     };
   }
   return {
@@ -717,6 +718,15 @@ const PRIVATE_FAULTS: Partial<Record<ReasonCode, string>> = {
 };
 
 /** The message of a fault of ours and of each cause under it. */
+/** The stack of the deepest error among `err`'s causes, clipped. */
+function rootStack(err: { stack?: string; cause?: unknown }): string {
+  let root = err;
+  for (let depth = 0; root.cause instanceof Error && depth < 5; depth++) {
+    root = root.cause;
+  }
+  return (root.stack ?? '').slice(0, 4096);
+}
+
 function describeFault(err: { message: string; cause?: unknown }): string {
   const parts = [err.message];
   let cause = err.cause;

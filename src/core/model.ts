@@ -90,6 +90,11 @@ export interface Deny {
    * included): logged, never sent to the client.
    */
   readonly detail?: string;
+  /**
+   * For `PAYGRESS_INTERNAL`, a bug: the stack of the error at the root of
+   * its causes, where the bug is. Logged, never sent to the client.
+   */
+  readonly stack?: string;
   /** What the request costs; absent when no price applies (e.g. faults). */
   readonly price?: Price;
   /** NUT-18 payment request (`creqA…`) for `price`, when there is one. */

@@ -114,7 +114,11 @@ export function createDecisionLog(
     };
     if (decision.kind === 'deny' && decision.fault === 'ours') {
       lines.error(
-        { ...fields, detail: decision.detail ?? decision.message },
+        {
+          ...fields,
+          detail: decision.detail ?? decision.message,
+          ...(decision.stack !== undefined && { stack: decision.stack }),
+        },
         'decision',
       );
     } else {

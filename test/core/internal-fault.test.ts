@@ -1,0 +1,71 @@
+/**
+ * A bug inside the gate fails closed as PAYGRESS_INTERNAL, and its log
+ * line carries the stack of the error at the root of it, which neither
+ * the client's answer nor any other fault's line does.
+ */
+import t from 'tap';
+import { Gate, type GateOptions } from '../../src/core/gate.ts';
+import type { AuthRequest, Deny } from '../../src/core/model.ts';
+import { createDecisionLog } from '../../src/protocols/decision-log.ts';
+import { denyBody } from '../../src/protocols/payment-headers.ts';
+import { keptLog } from '../support/stack.ts';
+
+const request: AuthRequest = {
+  protocol: 'forward',
+  method: 'GET',
+  scheme: 'https',
+  host: 'app.example',
+  path: '/premium',
+  query: '',
+  headers: {},
+  clientAddress: '203.0.113.7',
+  requestId: 'bug-1',
+};
+
+function pricedBy(route: () => never): Gate {
+  // Nothing past pricing is reached: the rest of the options stay unused.
+  return new Gate({ pricing: { route } } as unknown as GateOptions);
+}
+
+function misread(): never {
+  const rules = undefined as unknown as { length: number }[];
+  // A bug as they come: reading a field of undefined.
+  throw new Error('pricing failed', { cause: readLength(rules) });
+}
+function readLength(rules: { length: number }[]): Error {
+  try {
+    return new Error(String(rules[0]!.length));
+  } catch (err) {
+    return err as Error;
+  }
+}
+
+t.test('a bug is refused as ours, its stack in the log only', async (t) => {
+  const decision = (await pricedBy(misread).decide(request)) as Deny;
+  t.equal(decision.kind, 'deny');
+  t.equal(decision.reason, 'PAYGRESS_INTERNAL');
+  t.equal(decision.fault, 'ours');
+  t.match(decision.stack, /^TypeError: Cannot read properties of undefined/);
+  t.match(decision.stack, /\n\s+at readLength \(.*internal-fault\.test\.ts/);
+
+  const body = denyBody(decision);
+  t.notMatch(body, /TypeError|readLength|\bat /, 'the client gets none of it');
+
+  const { logger, lines } = keptLog();
+  const log = createDecisionLog(logger);
+  log(request, decision, 1);
+  const [line] = lines;
+  t.equal(line?.reason, 'PAYGRESS_INTERNAL');
+  t.match(line?.detail, /pricing failed: caused by: Cannot read properties/);
+  t.equal(line?.stack, decision.stack, 'the line carries the stack');
+
+  const mintDown: Deny = {
+    kind: 'deny',
+    reason: 'PAYGRESS_MINT_UNAVAILABLE',
+    message: 'try again',
+    fault: 'ours',
+    detail: 'mint did not answer in time',
+  };
+  log({ ...request, requestId: 'down' }, mintDown, 1);
+  t.notOk('stack' in lines[1]!, 'a fault of the mint has no stack');
+});
