@@ -415,21 +415,39 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   released(ys: readonly string[], since = 0): RedemptionRecord[] {
-    const all = this.#records(
-      `SELECT id, mint, unit, amount, swap, created_at FROM redemptions
-       WHERE state = 'released' AND settled_at >= ? ORDER BY created_at`,
-      'SELECT y FROM released_inputs WHERE redemption_id = ?',
-      since,
+    const inputs = 'SELECT y FROM released_inputs WHERE redemption_id = ?';
+    if (ys.length === 0) {
+      return this.#records(
+        `SELECT id, mint, unit, amount, swap, created_at FROM redemptions
+         WHERE state = 'released' AND settled_at >= ? ORDER BY created_at`,
+        inputs,
+        since,
+      );
+    }
+    // Found by their inputs (indexed), not by reading every swap released
+    // since the store began.
+    const owners = this.#db.prepare(
+      'SELECT DISTINCT redemption_id AS id FROM released_inputs WHERE y = ?',
     );
-    if (ys.length === 0) return all;
-    const wanted = new Set(ys);
-    return all.filter((r) => r.ys.some((y) => wanted.has(y)));
+    const ids = new Set<string>();
+    for (const y of ys) {
+      for (const row of owners.all(y) as Array<{ id: string }>) ids.add(row.id);
+    }
+    if (ids.size === 0) return [];
+    return this.#records(
+      `SELECT id, mint, unit, amount, swap, created_at FROM redemptions
+       WHERE state = 'released' AND settled_at >= ?
+         AND id IN (SELECT value FROM json_each(?)) ORDER BY created_at`,
+      inputs,
+      since,
+      JSON.stringify([...ids]),
+    );
   }
 
   #records(
     select: string,
     inputs: string,
-    ...params: number[]
+    ...params: Array<number | string>
   ): RedemptionRecord[] {
     const rows = this.#db.prepare(select).all(...params) as Array<{
       id: string;
