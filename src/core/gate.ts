@@ -717,7 +717,6 @@ const PRIVATE_FAULTS: Partial<Record<ReasonCode, string>> = {
     'internal error while deciding the request; the operator has the details',
 };
 
-/** The message of a fault of ours and of each cause under it. */
 /** The stack of the deepest error among `err`'s causes, clipped. */
 function rootStack(err: { stack?: string; cause?: unknown }): string {
   let root = err;
@@ -727,6 +726,7 @@ function rootStack(err: { stack?: string; cause?: unknown }): string {
   return (root.stack ?? '').slice(0, 4096);
 }
 
+/** The message of a fault of ours and of each cause under it. */
 function describeFault(err: { message: string; cause?: unknown }): string {
   const parts = [err.message];
   let cause = err.cause;
