@@ -209,15 +209,16 @@ export class Redeemer {
    * `current`'s inputs after all. Their payment buys the current request
    * only when it is the very token that paid (the same inputs, mint and
    * unit) and worth at least `minimum`; otherwise it stays owed to that
-   * token.
+   * token. With `includeCurrent`, `current` itself is among them.
    */
   async #recoverReleased(
     current: RedemptionRecord,
     minimum: number,
+    includeCurrent = false,
   ): Promise<Redemption | undefined> {
     let paid: Redemption | undefined;
     for (const record of this.#store.released(current.ys)) {
-      if (record.id === current.id) continue;
+      if (record.id === current.id && !includeCurrent) continue;
       // One that cannot be restored now is left for the periodic late-swap
       // pass; it must not cost the payment already found.
       const proofs = await this.#gateway
@@ -287,9 +288,13 @@ export class Redeemer {
       // Spent: perhaps by an earlier swap of ours that we gave up on and
       // released, which reached the mint after all. Then its outputs are
       // ours to recover, and this payer is the one who paid for them.
-      const recovered = await this.#recoverReleased(record, minimum).catch(
-        () => undefined,
-      );
+      // This very swap too: delivered twice (a proxy in front of the mint
+      // retrying it), the first may have run and the second been refused.
+      const recovered = await this.#recoverReleased(
+        record,
+        minimum,
+        true,
+      ).catch(() => undefined);
       // Only the proofs the mint holds as spent are remembered so: the
       // rest of the token may be good money of the payer's.
       const spent = await this.#spentOf(record.mint, record.ys);

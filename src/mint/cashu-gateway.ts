@@ -97,12 +97,16 @@ const SPENT = 11001;
 const REFRESH_FLOOR_MS = 1000;
 const PENDING = 11002;
 // Refusals of what Paygress itself sends in a swap (NUT error codes as
-// cashubtc/nuts error_codes.md numbers them now): outputs already signed
-// (11003) or pending (11004), a swap out of balance (11005), outputs
-// given twice (11008). Mints of the earlier numbering sent 10002 and
-// 11002 (now pending) for the first and third, so their words count too.
-const OURS = new Set([11003, 11004, 11005, 11008]);
-const OUR_MAKING = /not balanced|unbalanced|already (been )?signed/i;
+// cashubtc/nuts error_codes.md numbers them now): a swap out of balance
+// (11005), outputs given twice (11008). Mints of the earlier numbering
+// sent 11002 (now pending) for the first, so its words count too.
+const OURS = new Set([11005, 11008]);
+const OUR_MAKING = /not balanced|unbalanced/i;
+// Our outputs already signed (11003; 10002 before) or pending (11004):
+// they are fresh, so only this very swap, delivered twice (a proxy in
+// front of the mint retrying it), can have made them so. It may have run.
+const RAN = new Set([11003, 11004]);
+const RAN_WORDS = /already (been )?signed/i;
 
 export class CashuMintGateway implements MintGateway {
   readonly #allowed: ReadonlySet<string>;
@@ -570,12 +574,17 @@ function classify(err: unknown): PaygressError {
 
   if (err instanceof MintOperationError) {
     const detail = String(err.message);
-    // The mint's own error answer: nothing it was asked to do happened.
+    // An error answer about what the request says (the same for every
+    // delivery of it): nothing it asked for happened. Not so when the
+    // inputs are spent or pending, nor our outputs signed: an earlier
+    // delivery of the same request may have done that.
     const refused = { refusedByMint: true };
     if (err.code === SPENT || /already spent/i.test(detail)) {
-      return new TokenReplayedError(
-        'the mint says the token is already spent',
-        refused,
+      return new TokenReplayedError('the mint says the token is already spent');
+    }
+    if (RAN.has(err.code) || RAN_WORDS.test(detail)) {
+      return new MintError(
+        `the mint says this swap's outputs are signed or pending already; settling it (code ${err.code}: ${detail.slice(0, 120)})`,
       );
     }
     // A refusal of what Paygress built (its outputs, the swap's balance):
@@ -589,10 +598,7 @@ function classify(err: unknown): PaygressError {
     // A word of its own: "spending conditions not met" (NUT-10) is a
     // refusal, and retrying it as pending would never succeed.
     if (err.code === PENDING || /\bpending\b/i.test(detail)) {
-      return new TokenPendingError(
-        'the mint says the token is pending',
-        refused,
-      );
+      return new TokenPendingError('the mint says the token is pending');
     }
     if (err.code === 12001) {
       return new KeysetUnknownError(

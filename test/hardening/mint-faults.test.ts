@@ -129,10 +129,11 @@ t.test('pending in a concurrent swap elsewhere: pending', async (t) => {
 t.test(
   'the mint refuses the swap Paygress built: ours, the token stays good',
   async (t) => {
+    const token = await track(await mintToken(mint.url, PRICE));
     // An unbalanced swap (as a fee computed wrong would make), numbered as
     // the NUT table numbers it now and as mints of its earlier numbering
-    // did (11002, now pending), and outputs signed before.
-    const refusals = [
+    // did (11002, now pending): nothing ran, nothing to ask.
+    for (const refusal of [
       {
         code: 11005,
         detail: 'Transaction is not balanced (inputs != outputs)',
@@ -141,21 +142,31 @@ t.test(
         code: 11002,
         detail: 'Transaction is not balanced (inputs != outputs)',
       },
-      { code: 10002, detail: 'Blinded message of output already signed' },
-      { code: 11003, detail: 'outputs have already been signed before' },
-    ];
-    const token = await track(await mintToken(mint.url, PRICE));
-    const checks = mint.requests('checkstate');
-    for (const refusal of refusals) {
+    ]) {
       const swaps = mint.requests('swap');
+      const checks = mint.requests('checkstate');
       mint.setFault('swap', { kind: 'refuse', ...refusal });
       const out = await send(stack, 'forward', { 'X-Cashu': token });
       mint.setFault('swap', undefined);
       t.equal(out.status, 503, `${refusal.code}: a fault of ours`);
       t.equal(out.reason, 'PAYGRESS_MINT_ERROR', `${refusal.code}`);
       t.equal(mint.requests('swap'), swaps + 1, 'sent, breaker closed');
+      t.equal(mint.requests('checkstate'), checks, 'nothing to ask the mint');
     }
-    t.equal(mint.requests('checkstate'), checks, 'nothing to ask the mint');
+    // Our outputs signed before (10002 before, 11003 now): only this swap
+    // delivered twice can have done that, so the mint is asked what ran;
+    // here nothing did.
+    for (const refusal of [
+      { code: 10002, detail: 'Blinded message of output already signed' },
+      { code: 11003, detail: 'outputs have already been signed before' },
+    ]) {
+      const checks = mint.requests('checkstate');
+      mint.setFault('swap', { kind: 'refuse', ...refusal });
+      const out = await send(stack, 'forward', { 'X-Cashu': token });
+      mint.setFault('swap', undefined);
+      t.equal(out.reason, 'PAYGRESS_MINT_ERROR', `${refusal.code}`);
+      t.ok(mint.requests('checkstate') > checks, 'the mint is asked');
+    }
     t.equal(pending(), 0, 'nothing left pending');
 
     const out = await send(stack, 'forward', { 'X-Cashu': token });
