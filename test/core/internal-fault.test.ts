@@ -5,22 +5,13 @@
  */
 import t from 'tap';
 import { Gate, type GateOptions } from '../../src/core/gate.ts';
-import type { AuthRequest, Deny } from '../../src/core/model.ts';
+import type { Deny } from '../../src/core/model.ts';
 import { createDecisionLog } from '../../src/protocols/decision-log.ts';
 import { denyBody } from '../../src/protocols/payment-headers.ts';
+import { authRequest } from '../support/auth-request.ts';
 import { keptLog } from '../support/stack.ts';
 
-const request: AuthRequest = {
-  protocol: 'forward',
-  method: 'GET',
-  scheme: 'https',
-  host: 'app.example',
-  path: '/premium',
-  query: '',
-  headers: {},
-  clientAddress: '203.0.113.7',
-  requestId: 'bug-1',
-};
+const request = authRequest('bug-1');
 
 function pricedBy(route: () => never): Gate {
   // Nothing past pricing is reached: the rest of the options stay unused.

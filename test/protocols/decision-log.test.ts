@@ -4,21 +4,10 @@
  * reason, while every decision that moves money keeps its line.
  */
 import t from 'tap';
-import type { AuthRequest, Decision } from '../../src/core/model.ts';
+import type { Decision } from '../../src/core/model.ts';
 import { createDecisionLog } from '../../src/protocols/decision-log.ts';
+import { authRequest } from '../support/auth-request.ts';
 import { keptLog } from '../support/stack.ts';
-
-const request = (id: string): AuthRequest => ({
-  protocol: 'forward',
-  method: 'GET',
-  scheme: 'https',
-  host: 'app.example',
-  path: '/premium',
-  query: '',
-  headers: {},
-  clientAddress: '203.0.113.7',
-  requestId: id,
-});
 
 const refusal = (
   reason: 'PAYGRESS_TOKEN_MALFORMED' | 'PAYGRESS_TOKEN_REPLAYED',
@@ -67,13 +56,13 @@ t.test('a flood of refusals is held to the limit and summarised', async (t) => {
   const log = createDecisionLog(logger, { refusalLimit: 5, windowMs: 300 });
 
   for (let i = 0; i < 40; i++)
-    log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+    log(authRequest(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
   for (let i = 0; i < 10; i++)
-    log(request(`replay-${i}`), refusal('PAYGRESS_TOKEN_REPLAYED'), 1);
-  log(request('down'), mintDown, 1);
-  log(request('paid'), paid, 1);
-  log(request('refunded'), refunded, 1);
-  log(request('no-token'), noToken, 1);
+    log(authRequest(`replay-${i}`), refusal('PAYGRESS_TOKEN_REPLAYED'), 1);
+  log(authRequest('down'), mintDown, 1);
+  log(authRequest('paid'), paid, 1);
+  log(authRequest('refunded'), refunded, 1);
+  log(authRequest('no-token'), noToken, 1);
 
   t.same(
     decisionIds(lines),
@@ -101,7 +90,7 @@ t.test('a flood of refusals is held to the limit and summarised', async (t) => {
     'the routine refusal without a token was never counted',
   );
 
-  log(request('next-window'), refusal('PAYGRESS_TOKEN_REPLAYED'), 1);
+  log(authRequest('next-window'), refusal('PAYGRESS_TOKEN_REPLAYED'), 1);
   t.equal(decisionIds(lines).at(-1), 'next-window', 'a new window logs again');
   await sleep(400);
   t.equal(summaries(lines).length, 1, 'nothing held back, nothing summarised');
@@ -111,8 +100,8 @@ t.test('a limit of 0 logs every refusal', async (t) => {
   const { logger, lines } = keptLog();
   const log = createDecisionLog(logger, { refusalLimit: 0, policy: 'all' });
   for (let i = 0; i < 500; i++)
-    log(request(`r${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
-  log(request('no-token'), noToken, 1);
+    log(authRequest(`r${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+  log(authRequest('no-token'), noToken, 1);
   t.equal(decisionIds(lines).length, 501);
 });
 
@@ -123,8 +112,8 @@ t.test('with policy all, refusals without a token count too', async (t) => {
     refusalLimit: 2,
     windowMs: 200,
   });
-  for (let i = 0; i < 5; i++) log(request(`n${i}`), noToken, 1);
-  log(request('free'), { ...paid, amount: 0, redemptionId: undefined }, 1);
+  for (let i = 0; i < 5; i++) log(authRequest(`n${i}`), noToken, 1);
+  log(authRequest('free'), { ...paid, amount: 0, redemptionId: undefined }, 1);
   t.same(decisionIds(lines), ['n0', 'n1', 'free'], 'allows are never held');
   await sleep(300);
   t.match(summaries(lines), [{ suppressed: { PAYGRESS_PAYMENT_REQUIRED: 3 } }]);
@@ -136,8 +125,8 @@ t.test(
     const { logger, lines } = keptLog();
     const log = createDecisionLog(logger, { refusalLimit: 2, windowMs: 200 });
     for (let i = 0; i < 100; i++)
-      log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
-    for (let i = 0; i < 5; i++) log(request(`down-${i}`), mintDown, 1);
+      log(authRequest(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+    for (let i = 0; i < 5; i++) log(authRequest(`down-${i}`), mintDown, 1);
     t.same(decisionIds(lines), ['bad-0', 'bad-1', 'down-0', 'down-1']);
     await sleep(300);
     const byLevel = Object.fromEntries(
@@ -154,8 +143,8 @@ t.test('only lines the level writes count against the limit', async (t) => {
   const { logger, lines } = keptLog('error');
   const log = createDecisionLog(logger, { refusalLimit: 2, windowMs: 200 });
   for (let i = 0; i < 100; i++)
-    log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
-  for (let i = 0; i < 3; i++) log(request(`down-${i}`), mintDown, 1);
+    log(authRequest(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+  for (let i = 0; i < 3; i++) log(authRequest(`down-${i}`), mintDown, 1);
   t.same(decisionIds(lines), ['down-0', 'down-1'], 'info lines never counted');
   await sleep(300);
   t.match(summaries(lines), [
@@ -168,7 +157,7 @@ t.test('flush writes what is held back at once', async (t) => {
   const { logger, lines } = keptLog();
   const log = createDecisionLog(logger, { refusalLimit: 1, windowMs: 60_000 });
   for (let i = 0; i < 4; i++)
-    log(request(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+    log(authRequest(`bad-${i}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
   log.flush();
   t.match(summaries(lines), [{ suppressed: { PAYGRESS_TOKEN_MALFORMED: 3 } }]);
   log.flush();
@@ -179,8 +168,8 @@ t.test('using up a credit is logged, a plain grant is not', async (t) => {
   const { logger, lines } = keptLog();
   const log = createDecisionLog(logger);
   const free = { ...paid, amount: 0, redemptionId: undefined };
-  log(request('grant'), free, 1);
-  log(request('credit'), { ...free, creditId: 'c1' }, 1);
+  log(authRequest('grant'), free, 1);
+  log(authRequest('credit'), { ...free, creditId: 'c1' }, 1);
   t.same(decisionIds(lines), ['credit']);
 });
 
@@ -190,7 +179,7 @@ t.test('a steady flood gives one summary a window', async (t) => {
   const started = performance.now();
   let sent = 0;
   while (performance.now() - started < 450) {
-    log(request(`bad-${sent}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
+    log(authRequest(`bad-${sent}`), refusal('PAYGRESS_TOKEN_MALFORMED'), 1);
     sent += 1;
     await sleep(1);
   }
