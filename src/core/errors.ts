@@ -36,20 +36,23 @@ export const REASONS = {
 
 export type ReasonCode = keyof typeof REASONS;
 
+/** Options of a {@link PaygressError}. */
+export type PaygressErrorOptions = ErrorOptions & { refusedByMint?: boolean };
+
 /** Base class: a refusal with a stable code and whose fault it is. */
 export class PaygressError extends Error {
   readonly code: ReasonCode;
   readonly fault: Fault;
   /**
-   * The mint itself answered with this refusal: what was asked of it did
-   * not happen, and never will.
+   * The mint itself refused the request for what it says, an answer any
+   * delivery of it would get: none of them can have run.
    */
   readonly refusedByMint: boolean;
 
   constructor(
     code: ReasonCode,
     message: string,
-    options?: ErrorOptions & { refusedByMint?: boolean },
+    options?: PaygressErrorOptions,
   ) {
     // A refusal of the payer's making is an answer, not a fault: nobody
     // reads its stack, and capturing one was the largest single cost of
@@ -70,10 +73,7 @@ export class PaygressError extends Error {
 
 function reason(code: ReasonCode) {
   return class extends PaygressError {
-    constructor(
-      message: string,
-      options?: ErrorOptions & { refusedByMint?: boolean },
-    ) {
+    constructor(message: string, options?: PaygressErrorOptions) {
       super(code, message, options);
     }
   };

@@ -7,7 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { MAX_UNSENT_BYTES, guardConnections } from './connection-guard.ts';
+import { guardConnections } from './connection-guard.ts';
 import type { Reply } from './reply.ts';
 
 /** What the operator's routes report. */
@@ -99,7 +99,6 @@ export interface AdminServerOptions extends AdminRoutes {
 export const ADMIN_CONNECTIONS = {
   maxConnections: 1024,
   idleMs: 10_000,
-  maxUnsentBytes: MAX_UNSENT_BYTES,
 } as const;
 
 /** A running admin listener. */

@@ -41,9 +41,10 @@ export interface GuardOptions extends LimitOptions {
   readonly idleMs: number;
   /**
    * A connection with more than this many bytes of answers it has not
-   * read is closed when it sends another request.
+   * read is closed when it sends another request. Default
+   * {@link MAX_UNSENT_BYTES}.
    */
-  readonly maxUnsentBytes: number;
+  readonly maxUnsentBytes?: number;
 }
 
 /** Default of `http.maxConnections` and `grpc.maxConnections`. */
@@ -112,7 +113,7 @@ export function guardConnections(
   options: GuardOptions,
 ): Admit {
   limitConnections(server, options);
-  const { idleMs, logger } = options;
+  const { idleMs, logger, maxUnsentBytes = MAX_UNSENT_BYTES } = options;
   // Answers of each connection not yet ended: while one is being decided,
   // silence is the decider's, not the client's.
   const answers = new WeakMap<Socket, ServerResponse[]>();
@@ -138,7 +139,7 @@ export function guardConnections(
   return (req, res) => {
     const socket = req.socket;
     if (socket.destroyed) return false;
-    if (socket.writableLength > options.maxUnsentBytes) {
+    if (socket.writableLength > maxUnsentBytes) {
       socket.destroy();
       return false;
     }

@@ -20,7 +20,6 @@ import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
 import { InFlight } from './in-flight.ts';
 import {
   DEFAULT_MAX_CONNECTIONS,
-  MAX_UNSENT_BYTES,
   guardConnections,
 } from './connection-guard.ts';
 import {
@@ -131,7 +130,6 @@ export async function startHttpServer(
   const admit = guardConnections(server, {
     maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
     idleMs: REQUEST_TIMEOUT_MS,
-    maxUnsentBytes: MAX_UNSENT_BYTES,
     logger,
     listener: 'http',
     setting: 'http.maxConnections, PAYGRESS_HTTP_MAX_CONNECTIONS',
@@ -214,11 +212,11 @@ interface Queue {
 }
 
 /**
- * Whether a pipelined request is decided: not once its connection is
- * closed, and past either limit the connection is closed, with the answers
- * it was waiting for, and the rest of what it sent is never decided (no
- * token of it is redeemed). No proxy pipelines; a tool that pipelines
- * deeper than this gets no answers.
+ * Whether a pipelined request is decided (one whose connection is closed
+ * never gets here: the guard refused it). Past either limit the
+ * connection is closed, with the answers it was waiting for, and the rest
+ * of what it sent is never decided (no token of it is redeemed). No proxy
+ * pipelines; a tool that pipelines deeper than this gets no answers.
  */
 function admitQueued(
   queues: WeakMap<Socket, Queue>,
@@ -226,7 +224,6 @@ function admitQueued(
   res: ServerResponse,
 ): boolean {
   const socket = req.socket;
-  if (socket.destroyed) return false;
   let queue = queues.get(socket);
   if (queue === undefined) {
     queue = { answers: 0, bytes: 0 };

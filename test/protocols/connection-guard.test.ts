@@ -17,8 +17,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** A guarded server answering `ok` after `delayMs` (or `/slow`: 600 ms). */
 async function guarded(
   t: Test,
-  limits: Pick<GuardOptions, 'maxConnections' | 'idleMs'> &
-    Partial<Pick<GuardOptions, 'maxUnsentBytes'>>,
+  limits: Pick<GuardOptions, 'maxConnections' | 'idleMs' | 'maxUnsentBytes'>,
 ) {
   const log = keptLog('warn');
   let dropped = 0;
