@@ -4,6 +4,7 @@
  * header object ever reaches a log call.
  */
 import pino, { type Logger, type LevelWithSilent } from 'pino';
+import { redactSecrets } from './core/redact.ts';
 
 /** Paths censored in every log line, whatever logs them. */
 export const REDACT_PATHS = [
@@ -32,6 +33,7 @@ export function createLogger(
     level,
     base: { service: 'paygress' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    serializers: { err: redactedError },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
   // Asynchronous writes: lines written in one turn of the event loop go
@@ -39,6 +41,29 @@ export function createLogger(
   // of the cost of a refusal. main flushes on shutdown; a kill -9 can lose
   // the lines of the last moment, never a payment.
   return pino(options, destination ?? pino.destination({ sync: false }));
+}
+
+/**
+ * An error as pino writes it, with any token or proof secret in its text
+ * (its message, stack, causes and other fields) taken out: `redact`
+ * censors fields by name, and a message may quote what a mint or a parser
+ * was given.
+ */
+function redactedError(value: unknown): unknown {
+  if (typeof value === 'string') return redactSecrets(value);
+  const serialized: unknown = pino.stdSerializers.err(value as Error);
+  // Not an error: pino hands back the caller's own object, left as it is.
+  return serialized === value ? value : redactStrings(serialized, 0);
+}
+
+function redactStrings(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') return redactSecrets(value);
+  if (typeof value !== 'object' || value === null || depth > 4) return value;
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    record[key] = redactStrings(record[key], depth + 1);
+  }
+  return record;
 }
 
 /**

@@ -37,6 +37,7 @@ import type {
   WireProof,
 } from '../core/ports.ts';
 import { normalizeMintUrl } from '../core/mint-url.ts';
+import { redactSecrets } from '../core/redact.ts';
 import { NOT_SENT } from '../not-sent.ts';
 import {
   MintBreaker,
@@ -479,7 +480,9 @@ export class CashuMintGateway implements MintGateway {
     const text = await readCapped(response.body, this.#maxResponseBytes);
     const json = parseJson(text);
     if (response.statusCode === 400 && isNutError(json)) {
-      throw new MintOperationError(json.code, json.detail);
+      // A mint may quote the proofs it was sent, the payer's money still
+      // when it refused them; the detail is logged and partly sent.
+      throw new MintOperationError(json.code, redactSecrets(json.detail));
     }
     if (response.statusCode < 200 || response.statusCode > 299) {
       throw new MintError(`mint answered HTTP ${response.statusCode}`);

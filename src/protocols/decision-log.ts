@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { AuthRequest, Decision } from '../core/model.ts';
+import { redactSecrets } from '../core/redact.ts';
 import { withoutRedaction } from '../logger.ts';
 import { handsMoneyBack } from './payment-headers.ts';
 import { deliversPayment } from './reply.ts';
@@ -116,8 +117,15 @@ export function createDecisionLog(
       lines.error(
         {
           ...fields,
-          detail: decision.detail ?? decision.message,
-          ...(decision.stack !== undefined && { stack: decision.stack }),
+          // Text of others' making (a mint's error detail, a message
+          // quoting input): the one place a line's field could hold a token.
+          detail: clip(
+            redactSecrets(decision.detail ?? decision.message),
+            4096,
+          ),
+          ...(decision.stack !== undefined && {
+            stack: redactSecrets(decision.stack),
+          }),
         },
         'decision',
       );

@@ -16,7 +16,8 @@ import {
   startStack,
   type StackOptions,
 } from '../support/stack.ts';
-import { mintToken } from '../support/wallet.ts';
+import { decodeToken, mintToken } from '../support/wallet.ts';
+import { startDevMint } from '../../src/devmint/index.ts';
 
 /** A Paygress whose log lines are kept, raw and parsed. */
 async function loggedStack(options: StackOptions = {}) {
@@ -282,6 +283,84 @@ t.test("a decision line does not grow with the client's path", async (t) => {
   t.equal(line?.reason, 'PAYGRESS_TOKEN_MALFORMED');
   t.equal(line?.path, `${long.slice(0, 1024)}…`, 'cut at 1,024 characters');
 });
+
+t.test("a mint's error quoting the payer's proofs is not logged", async (t) => {
+  const { stack, raw, decisions } = await loggedStack();
+  t.teardown(() => stack.close());
+  const token = await mintToken(stack.mint.url, 100);
+  const { proofs } = await decodeToken(stack.mint.url, token);
+  // A mint refusing the swap Paygress built (a fault of ours, so logged
+  // with its detail) and quoting what it was sent: the payer's proofs,
+  // still good money since nothing was spent.
+  stack.mint.setFault('swap', {
+    kind: 'refuse',
+    code: 11005,
+    detail: `transaction unbalanced: ${JSON.stringify(proofs)} ${proofs[0]!.secret}`,
+  });
+  const res = await fetch(`${stack.base}/auth/forward`, {
+    headers: {
+      'X-Request-ID': 'req-echo',
+      'X-Forwarded-Uri': '/premium',
+      'X-Cashu': token,
+    },
+  });
+  const body = await res.text();
+  stack.mint.setFault('swap', undefined);
+  await new Promise((r) => setTimeout(r, 100));
+
+  t.equal(res.status, 503);
+  const line = decisions().find((d) => d.reqId === 'req-echo');
+  t.match(line, {
+    level: 50,
+    reason: 'PAYGRESS_MINT_ERROR',
+    detail: /code 11005: transaction unbalanced: \[\{.*"secret":"\[redacted\]"/,
+  });
+  const all = `${raw.join('\n')}\n${body}`;
+  for (const p of proofs) {
+    t.notOk(
+      all.includes(p.secret.slice(0, 16)),
+      'no part of a secret in the log or the answer',
+    );
+  }
+});
+
+t.test(
+  'an error logged with a token in its text has it taken out',
+  async (t) => {
+    const raw: string[] = [];
+    const sink = new Writable({
+      write(chunk, _encoding, done) {
+        raw.push(String(chunk));
+        done();
+      },
+    });
+    const logger = createLogger('info', sink);
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const token = await mintToken(mint.url, 8);
+    const secret = 'ab'.repeat(32);
+    const err = new Error(`cannot read "${token}"`, {
+      cause: new SyntaxError(`bad secret ${secret}`),
+    });
+    logger.error({ err }, 'failed');
+    logger.error({ err: `plain text ${token}` }, 'failed as text');
+    const notAnError = { note: token };
+    logger.error({ err: notAnError }, 'not an error');
+    logger.flush();
+    await new Promise((r) => setTimeout(r, 50));
+
+    const [error, text] = raw.map((l) => JSON.parse(l) as Record<string, any>);
+    t.match(error!.err, {
+      type: 'Error',
+      message: 'cannot read "[redacted]"',
+      stack: /cannot read "\[redacted\]"/,
+    });
+    t.equal(text!.err, 'plain text [redacted]');
+    t.notOk(raw.slice(0, 2).join('').includes(secret), 'nor the cause');
+    t.notOk(raw.slice(0, 2).join('').includes(token.slice(0, 20)));
+    t.equal(notAnError.note, token, "a caller's own object is left alone");
+  },
+);
 
 t.test('a data directory others may write is warned about', async (t) => {
   const lines = async (mode: number) => {

@@ -194,3 +194,30 @@ t.test('a steady flood gives one summary a window', async (t) => {
     'every refusal logged or counted',
   );
 });
+
+t.test(
+  'text of others in a fault of ours is logged without secrets',
+  async (t) => {
+    const { logger, lines } = keptLog();
+    const log = createDecisionLog(logger);
+    const secret = 'cd'.repeat(32);
+    const token = `cashuB${'o2Ft'.repeat(20)}`;
+    log(
+      authRequest('fault'),
+      {
+        kind: 'deny',
+        reason: 'PAYGRESS_INTERNAL',
+        message: 'internal error',
+        fault: 'ours',
+        detail: `could not parse: caused by: Unexpected token in "${token}"`,
+        stack: `SyntaxError: {"secret":"${secret}"}\n    at JSON.parse`,
+      },
+      1,
+    );
+    t.match(lines[0], {
+      reason: 'PAYGRESS_INTERNAL',
+      detail: 'could not parse: caused by: Unexpected token in "[redacted]"',
+      stack: /^SyntaxError: \{"secret":"\[redacted\]"\}/,
+    });
+  },
+);

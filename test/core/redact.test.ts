@@ -1,0 +1,100 @@
+/**
+ * `redactSecrets`: the text of errors and of a mint's answers, as logged,
+ * holds no token and no proof secret, whatever surrounds them, and keeps
+ * the public values an operator reads (keyset ids, Ys, signatures).
+ */
+import { Amount, getEncodedToken, type Proof } from '@cashu/cashu-ts';
+import { randomBytes } from 'node:crypto';
+import { inspect } from 'node:util';
+import t from 'tap';
+import fc from 'fast-check';
+import { redactSecrets } from '../../src/core/redact.ts';
+import { anyString } from '../support/arbitraries.ts';
+
+const hex = (bytes: number) => randomBytes(bytes).toString('hex');
+const KEYSET = '009a1f293253e41e';
+const MINT = 'http://127.0.0.1:3338';
+
+/** A token in either serialisation (cashu-ts writes only V4). */
+function encode(proofs: Proof[], version: 3 | 4): string {
+  if (version === 4)
+    return getEncodedToken({ mint: MINT, unit: 'sat', proofs });
+  const wire = proofs.map((p) => ({ ...p, amount: p.amount.toNumber() }));
+  const token = { token: [{ mint: MINT, proofs: wire }], unit: 'sat' };
+  return `cashuA${Buffer.from(JSON.stringify(token)).toString('base64url')}`;
+}
+
+function proof(secret = hex(32)): Proof {
+  return { id: KEYSET, amount: Amount.from(8), secret, C: `02${hex(32)}` };
+}
+
+t.test('a token in either version is taken out', async (t) => {
+  const proofs = [proof(), proof()];
+  for (const version of [3, 4] as const) {
+    const encoded = encode(proofs, version);
+    const text = redactSecrets(`Unexpected token, "${encoded}" is not valid`);
+    t.notOk(text.includes(encoded.slice(0, 20)), `V${version}: gone`);
+    t.equal(text, 'Unexpected token, "[redacted]" is not valid');
+  }
+});
+
+t.test("a proof's secret is taken out as JSON and as printed", async (t) => {
+  const p = proof();
+  const json = JSON.stringify({ inputs: [p] });
+  t.equal(
+    redactSecrets(json),
+    JSON.stringify({ inputs: [{ ...p, secret: '[redacted]' }] }),
+    'JSON: the secret only',
+  );
+  const printed = inspect({ inputs: [p] }, { breakLength: Infinity });
+  t.notOk(redactSecrets(printed).includes(p.secret), 'as Node prints it');
+  t.ok(redactSecrets(printed).includes(p.C), 'the signature stays');
+
+  // A NUT-10 secret is JSON in a string; its nonce is what makes it secret.
+  const nonce = hex(32);
+  const locked = proof(
+    JSON.stringify(['P2PK', { nonce, data: `02${hex(32)}`, tags: [] }]),
+  );
+  const out = redactSecrets(JSON.stringify(locked));
+  t.notOk(out.includes(nonce), 'a NUT-10 secret');
+  t.notOk(
+    redactSecrets(JSON.stringify(JSON.stringify(locked))).includes(nonce),
+    'quoted twice',
+  );
+});
+
+t.test('public values stay readable', async (t) => {
+  const v2Keyset = `01${hex(32)}`;
+  const y = `03${hex(32)}`;
+  const text = `keyset ${v2Keyset} inactive (${KEYSET}); Y ${y}; secretive: 'x'`;
+  t.equal(redactSecrets(text), text);
+  t.equal(redactSecrets(''), '');
+});
+
+t.test('nothing of any secret survives, whatever surrounds it', async (t) => {
+  fc.assert(
+    fc.property(
+      anyString(80),
+      anyString(80),
+      fc.constantFrom<'hex' | 'json' | 'v3' | 'v4'>('hex', 'json', 'v3', 'v4'),
+      (before, after, form) => {
+        const p = proof();
+        const middle =
+          form === 'hex'
+            ? p.secret
+            : form === 'json'
+              ? JSON.stringify(p)
+              : encode([p], form === 'v3' ? 3 : 4);
+        // Separated from what surrounds it, as a message quotes a value.
+        const out = redactSecrets(`${before} ${middle} ${after}`);
+        return (
+          !out.includes(p.secret) &&
+          (form === 'hex' ||
+            form === 'json' ||
+            !out.includes(middle.slice(0, 14)))
+        );
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
