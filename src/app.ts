@@ -28,6 +28,7 @@ import {
 } from './protocols/admin-server.ts';
 import { openToOthers } from './store/owner-only.ts';
 import { SqliteWalletStore } from './store/sqlite-wallet-store.ts';
+import { StartupError, systemCode } from './startup-error.ts';
 
 /** Options of {@link startApp} beyond the configuration. */
 export interface AppOptions {
@@ -50,6 +51,44 @@ export interface App {
   ready(): boolean;
   /** Stops accepting, finishes in-flight requests, closes the store. */
   close(): Promise<void>;
+}
+
+/** Why a listener could not listen, by the system error's code. */
+const LISTEN_WHY: Record<string, string> = {
+  EADDRINUSE:
+    'the address is in use (EADDRINUSE): another process listens there',
+  EADDRNOTAVAIL: 'no interface of this host has that address (EADDRNOTAVAIL)',
+  EACCES: 'permission denied (EACCES): ports below 1024 need privileges',
+  ENOTFOUND: 'the host name does not resolve (ENOTFOUND)',
+  EAI_AGAIN: 'the host name does not resolve (EAI_AGAIN)',
+  EAFNOSUPPORT: 'this host has no such address family (EAFNOSUPPORT)',
+};
+
+/**
+ * Starts a listener; a failure to listen says where, why and which
+ * settings to change, instead of Node's `listen EADDRINUSE ...` alone.
+ */
+async function listening<T>(
+  what: string,
+  at: { host: string; port: number },
+  settings: string,
+  start: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    const code = systemCode(err);
+    if (code === undefined) throw err;
+    // An IPv6 literal needs brackets before the port.
+    const where = at.host.includes(':')
+      ? `[${at.host}]:${at.port}`
+      : `${at.host}:${at.port}`;
+    const why = LISTEN_WHY[code] ?? (err as Error).message;
+    throw new StartupError(
+      `${what} cannot listen on ${where}: ${why}; change ${settings}`,
+      { cause: err },
+    );
+  }
 }
 
 /** Interval between attempts to settle unfinished redemptions, in ms. */
@@ -186,37 +225,56 @@ export async function startApp(options: AppOptions): Promise<App> {
     refusalLimit: config.logRefusalLimit,
   });
   try {
-    http = await startHttpServer({
-      host: config.http.host,
-      port: config.http.port,
-      decider: gate,
-      logger,
-      ready,
-      observe: metrics.observeDecision,
-      decisionLog,
-      maxConnections: config.http.maxConnections,
-      connectionDropped: () => metrics.connectionDropped('http'),
-      // With an admin listener, the metrics are served there only.
-      ...(config.admin === undefined && { metrics: scrape }),
-    });
-    grpc = await startGrpcServer({
-      host: config.grpc.host,
-      port: config.grpc.port,
-      decider: gate,
-      logger,
-      observe: metrics.observeDecision,
-      decisionLog,
-      maxConnections: config.grpc.maxConnections,
-      connectionDropped: () => metrics.connectionDropped('grpc'),
-    });
+    http = await listening(
+      'HTTP (forward-auth, auth_request)',
+      config.http,
+      'http.host or http.port (PAYGRESS_HTTP_HOST, PAYGRESS_HTTP_PORT)',
+      () =>
+        startHttpServer({
+          host: config.http.host,
+          port: config.http.port,
+          decider: gate,
+          logger,
+          ready,
+          observe: metrics.observeDecision,
+          decisionLog,
+          maxConnections: config.http.maxConnections,
+          connectionDropped: () => metrics.connectionDropped('http'),
+          // With an admin listener, the metrics are served there only.
+          ...(config.admin === undefined && { metrics: scrape }),
+        }),
+    );
+    grpc = await listening(
+      'gRPC',
+      config.grpc,
+      'grpc.host or grpc.port (PAYGRESS_GRPC_HOST, PAYGRESS_GRPC_PORT)',
+      () =>
+        startGrpcServer({
+          host: config.grpc.host,
+          port: config.grpc.port,
+          decider: gate,
+          logger,
+          observe: metrics.observeDecision,
+          decisionLog,
+          maxConnections: config.grpc.maxConnections,
+          connectionDropped: () => metrics.connectionDropped('grpc'),
+        }),
+    );
     if (config.admin !== undefined) {
-      admin = await startAdminServer({
-        ...config.admin,
-        logger,
-        ready,
-        metrics: scrape,
-        connectionDropped: () => metrics.connectionDropped('admin'),
-      });
+      const at = config.admin;
+      admin = await listening(
+        'the admin listener',
+        at,
+        'admin.host or admin.port (PAYGRESS_ADMIN_HOST, PAYGRESS_ADMIN_PORT)',
+        () =>
+          startAdminServer({
+            ...at,
+            logger,
+            ready,
+            metrics: scrape,
+            connectionDropped: () => metrics.connectionDropped('admin'),
+          }),
+      );
     }
   } catch (err) {
     // Nothing started may outlive a failed start: the caller exits.

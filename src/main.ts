@@ -3,7 +3,6 @@
  * mint when configured), and shuts down cleanly on SIGTERM or SIGINT; a
  * third signal during shutdown stops it at once.
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { startApp, type App } from './app.ts';
@@ -13,6 +12,8 @@ import {
   type DevMintProcess,
 } from './dev-mint-process.ts';
 import { createLogger } from './logger.ts';
+import { StartupError } from './startup-error.ts';
+import { makeDataDir } from './store/data-dir.ts';
 
 /** Runs Paygress until a signal stops it; returns the exit code. */
 export async function serve(configFile?: string): Promise<number> {
@@ -29,7 +30,7 @@ export async function serve(configFile?: string): Promise<number> {
   let devMint: DevMintProcess | undefined;
   if (config.devMint) {
     try {
-      mkdirSync(config.dataDir, { recursive: true, mode: 0o700 });
+      makeDataDir(config.dataDir);
       devMint = await startDevMintProcess(join(config.dataDir, 'devmint.json'));
     } catch (err) {
       return cannotStart(logger, err);
@@ -152,7 +153,9 @@ function onStopSignals(
  */
 function cannotStart(logger: Logger, err: unknown): number {
   const text = err instanceof Error ? err.message : String(err);
-  logger.fatal({ err }, `paygress could not start: ${text}`);
+  // A stack helps with a bug, not with a setting to change.
+  const fields = err instanceof StartupError ? { code: err.code } : { err };
+  logger.fatal(fields, `paygress could not start: ${text}`);
   logger.flush();
   return 1;
 }

@@ -216,7 +216,11 @@ function listen(
     const refused = (err: Error) => {
       // An IPv6 literal needs brackets before the port.
       const at = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-      reject(new Error(`gRPC cannot listen on ${at}: ${err.message}`));
+      reject(
+        new Error(`gRPC cannot listen on ${at}: ${err.message}`, {
+          cause: err,
+        }),
+      );
     };
     server.once('error', refused);
     server.listen(port, host, () => {

@@ -4,7 +4,6 @@
  * that returned survives a kill -9 or a power cut; every multi-row change
  * is one transaction.
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { StoreFailedError, TokenReplayedError } from '../core/errors.ts';
@@ -16,6 +15,7 @@ import type {
   WireProof,
 } from '../core/ports.ts';
 import { computeY } from '../core/token.ts';
+import { makeDataDir } from './data-dir.ts';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 import { makeOwnerOnly } from './owner-only.ts';
 
@@ -110,7 +110,7 @@ export class SqliteWalletStore implements WalletStore {
   readonly #delivering = new Set<string>();
 
   constructor(options: SqliteWalletStoreOptions) {
-    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    makeDataDir(options.dataDir);
     this.#lock = options.serving ? lockDataDir(options.dataDir) : undefined;
     const file = join(options.dataDir, 'wallet.sqlite');
     let db: DatabaseSync | undefined;

@@ -8,7 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -262,7 +262,11 @@ t.test(
 async function failedStart(
   t: Test,
   env: Record<string, string>,
-): Promise<{ code: number | null; fatal: string[] }> {
+): Promise<{
+  code: number | null;
+  fatal: string[];
+  fatalLines: Record<string, unknown>[];
+}> {
   const child = spawn(NODE, [PAYGRESS_BIN, 'serve'], {
     env: {
       PATH: process.env.PATH ?? '',
@@ -287,12 +291,15 @@ async function failedStart(
     'every line is a log line, no stack trace',
     { output: out },
   );
-  const fatal = lines
+  const fatalLines = lines
     .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as { level: number; msg: string })
-    .filter((line) => line.level === 60)
-    .map((line) => line.msg);
-  return { code, fatal };
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((line) => line.level === 60);
+  return {
+    code,
+    fatal: fatalLines.map((line) => String(line.msg)),
+    fatalLines,
+  };
 }
 
 t.test(
@@ -312,11 +319,56 @@ t.test(
     });
     t.equal(code, 1, 'exits on its own, with status 1');
     t.equal(fatal.length, 1);
-    t.match(
+    t.equal(
       fatal[0],
-      `paygress could not start: gRPC cannot listen on 127.0.0.1:${port}`,
+      `paygress could not start: gRPC cannot listen on 127.0.0.1:${port}: the address is in use (EADDRINUSE): another process listens there; change grpc.host or grpc.port (PAYGRESS_GRPC_HOST, PAYGRESS_GRPC_PORT)`,
     );
-    t.match(fatal[0], /EADDRINUSE/);
+
+    const http = await failedStart(t, {
+      PAYGRESS_MINTS: mint.url,
+      PAYGRESS_HTTP_PORT: String(port),
+      PAYGRESS_DATA_DIR: mkdtempSync(join(tmpdir(), 'paygress-port-')),
+    });
+    t.equal(http.code, 1);
+    t.match(http.fatalLines, [
+      {
+        code: 'EADDRINUSE',
+        msg: `paygress could not start: HTTP (forward-auth, auth_request) cannot listen on 127.0.0.1:${port}: the address is in use (EADDRINUSE): another process listens there; change http.host or http.port (PAYGRESS_HTTP_HOST, PAYGRESS_HTTP_PORT)`,
+      },
+    ]);
+    t.notOk('err' in http.fatalLines[0]!, 'a setting to change, no stack');
+  },
+);
+
+t.test(
+  'a data directory that cannot be made stops start-up naming the setting',
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const dir = mkdtempSync(join(tmpdir(), 'paygress-datadir-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'a-file');
+    writeFileSync(file, '');
+
+    for (const [dataDir, why] of [
+      [file, 'it is a file, not a directory (EEXIST)'],
+      [
+        join(file, 'sub'),
+        'a part of its path is a file, not a directory (ENOTDIR)',
+      ],
+    ] as const) {
+      const { code, fatalLines } = await failedStart(t, {
+        PAYGRESS_MINTS: mint.url,
+        PAYGRESS_DATA_DIR: dataDir,
+      });
+      t.equal(code, 1);
+      t.match(fatalLines, [
+        {
+          msg: `paygress could not start: the data directory ${dataDir} cannot be used: ${why}; set dataDir (PAYGRESS_DATA_DIR) to a directory Paygress can write`,
+        },
+      ]);
+      t.notOk('err' in fatalLines[0]!, 'no stack');
+    }
   },
 );
 
