@@ -406,7 +406,7 @@ function bool(fallback: boolean): Reader<boolean> {
     if (value === undefined || typeof value === 'boolean') {
       return value ?? fallback;
     }
-    c.bad(key, value, 'true or false');
+    c.bad(key, value, 'true or false (or yes/no, on/off, 1/0)');
     return fallback;
   };
 }
@@ -481,8 +481,11 @@ const LOG_LEVELS = [
 ] as const;
 
 // IPv6 addresses are written bare (`::1`): Node binds no bracketed host.
-const HOST_NAME = /^[^\s/[\]]+$/;
-const HOST_WHAT = 'a host name or IP address (IPv6 without brackets, e.g. ::1)';
+// One colon is a host with a port (`127.0.0.1:8080`), which would fail to
+// bind only at start-up; an IPv6 address has two at least.
+const HOST_NAME = /^(?:[^\s/[\]:]+|[^\s/[\]]*:[^\s/[\]]*:[^\s/[\]]*)$/;
+const HOST_WHAT =
+  'a host name or IP address without a port (IPv6 without brackets, e.g. ::1)';
 const listen = (port: number) =>
   section({
     host: text('0.0.0.0', HOST_NAME, HOST_WHAT),
@@ -618,6 +621,14 @@ function mintUrl(allowHttp: boolean): Reader<string | undefined> {
     if (value === undefined) return undefined;
     try {
       if (typeof value !== 'string') throw new TypeError('a mint URL');
+      // Two URLs in one, which WHATWG parsing can take for one (a comma
+      // is allowed in a host): lists in the environment are
+      // comma-separated, but mints are not, as each may carry units.
+      if (/,\s*https?:/i.test(value)) {
+        throw new TypeError(
+          'one mint URL (separate mints with ";": a;b or a=sat;b=usd)',
+        );
+      }
       return normaliseMintUrl(value, allowHttp);
     } catch (err) {
       c.bad(key, value, (err as Error).message);
@@ -750,9 +761,9 @@ function readCharge(
     (k) => r[k] !== undefined,
   );
   if (given.length !== 1) {
-    const has = given.length === 0 ? 'none' : given.join(' and ');
+    const has = given.length === 0 ? 'none' : `both ${given.join(' and ')}`;
     c.problems.push(
-      `${key}: has ${has} of price, rate, free, expected exactly one`,
+      `${key}: has ${has}, expected exactly one of price, rate and free`,
     );
     return { kind: 'free' };
   }
@@ -899,7 +910,9 @@ function readProvisioning(c: Checker, value: unknown): Config['provisioning'] {
 function show(key: string, value: unknown): string {
   if (/^(grants(?!\.cookieName)|wallet)(\.|\[|$)/.test(key)) {
     return typeof value === 'string'
-      ? `a ${Buffer.byteLength(value)}-byte secret`
+      ? key.startsWith('wallet')
+        ? `a value of ${value.length} characters (not shown)`
+        : `a ${Buffer.byteLength(value)}-byte secret`
       : typeof value;
   }
   if (typeof value === 'string') {

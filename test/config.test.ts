@@ -228,7 +228,7 @@ t.test('an IPv6 host is written without brackets', async (t) => {
       loadConfig({ env: { ...MINT, PAYGRESS_HTTP_HOST: '[::1]' } }),
     ),
     [
-      /^http\.host \(PAYGRESS_HTTP_HOST\): "\[::1\]" is not a host name or IP address \(IPv6 without brackets, e\.g\. ::1\)$/,
+      /^http\.host \(PAYGRESS_HTTP_HOST\): "\[::1\]" is not a host name or IP address without a port \(IPv6 without brackets, e\.g\. ::1\)$/,
     ],
     'refused where it would only fail to bind at start-up',
   );
@@ -319,12 +319,17 @@ t.test(
         '    - { name: e, match: { path: /x/*, pathMatch: prefix }, free: true }',
         '    - { name: f, rate: { amount: 1, minSeconds: 100, maxSeconds: 10 } }',
         '    - { name: g, price: { amount: 1 }, free: true }',
+        '    - { name: h, match: { path: /h } }',
         'grants: { cookieName: "bad cookie" }',
+        'grpc: { host: "127.0.0.1:9001" }',
       ].join('\n'),
     );
 
     const problems = problemsOf(() =>
-      loadConfig({ file, env: { PAYGRESS_MINT_TIMEOUT_MS: 'soon' } }),
+      loadConfig({
+        file,
+        env: { PAYGRESS_MINT_TIMEOUT_MS: 'soon', PAYGRESS_DEV_MINT: 'maybe' },
+      }),
     );
     const expected = [
       'http.port: 70000 is not an integer from 0 to 65535 (TCP port)',
@@ -336,7 +341,10 @@ t.test(
       'pricing.rules[3].price.unit: "SAT" is not a Cashu unit in lower case, e.g. sat',
       'pricing.rules[4].match.path: "/x/*" is not a path without * (use pathMatch: glob for wildcards)',
       'pricing.rules[5].rate.maxSeconds: 10 is not at least minSeconds (100)',
-      'pricing.rules[6]: has price and free of price, rate, free, expected exactly one',
+      'pricing.rules[6]: has both price and free, expected exactly one of price, rate and free',
+      'pricing.rules[7]: has none, expected exactly one of price, rate and free',
+      'grpc.host: "127.0.0.1:9001" is not a host name or IP address without a port (IPv6 without brackets, e.g. ::1)',
+      'devMint (PAYGRESS_DEV_MINT): "maybe" is not true or false (or yes/no, on/off, 1/0)',
       'grants.key: missing, expected a secret of at least 32 bytes (rate rules issue grants)',
       'grants.cookieName: "bad cookie" is not a cookie name',
     ];
@@ -417,7 +425,15 @@ t.test('nothing that may be a secret is printed in problems', async (t) => {
           file: yamlFile(t, `wallet: { operatorPubkey: ${privateKey} }\n`),
           env: MINT,
         }),
-      /^wallet\.operatorPubkey: a 64-byte secret is not a compressed secp256k1 public key/,
+      /^wallet\.operatorPubkey: a value of 64 characters \(not shown\) is not a compressed secp256k1 public key/,
+    ],
+    [
+      'two mints separated as other lists are',
+      () =>
+        loadConfig({
+          env: { PAYGRESS_MINTS: 'https://a.example,https://b.example' },
+        }),
+      'mints[0].url (PAYGRESS_MINTS): "https://a.example,https://b.example" is not one mint URL (separate mints with ";": a;b or a=sat;b=usd)',
     ],
   ];
   for (const [name, load, expected] of cases) {
