@@ -432,6 +432,9 @@ function renderDeny(
   const headers: Record<string, string> = {
     ...denyHeaders(deny),
     'content-type': 'application/json',
+    // As the HTTP adapters answer: a refusal, with a payment request or
+    // a refund in it, is no answer for a cache to keep.
+    'cache-control': 'no-store',
   };
   if (deny.fault === 'ours') headers['retry-after'] = '5';
   return {

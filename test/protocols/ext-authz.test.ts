@@ -344,6 +344,7 @@ t.test(
     t.equal(headers['x-cashu'], 'creqAexample');
     t.equal(headers['x-paygress-reason'], 'PAYGRESS_PAYMENT_REQUIRED');
     t.equal(headers['content-type'], 'application/json');
+    t.equal(headers['cache-control'], 'no-store', 'as the HTTP adapters');
     for (const h of denied.headers)
       t.equal(h.appendAction, OVERWRITE_IF_EXISTS_OR_ADD);
     const body = JSON.parse(denied.body);
