@@ -8,29 +8,41 @@ import { Wallet, getEncodedToken } from '@cashu/cashu-ts';
 
 const DEFAULT_MINT = 'http://127.0.0.1:3338';
 
-function fail(message: string): never {
+/** Exit status of a usage error, as `paygress` gives it; 1 otherwise. */
+const USAGE = 2;
+
+function fail(message: string, status = 1): never {
   process.stderr.write(`dev-token: ${message}\n`);
-  process.exit(1);
+  process.exit(status);
 }
 
-const { values } = parseArgs({
-  options: {
-    mint: { type: 'string', default: DEFAULT_MINT },
-    amount: { type: 'string', default: '1000' },
-  },
-});
-const mintUrl = (values.mint as string).replace(/\/+$/, '');
+let values: { mint?: string; amount?: string };
+try {
+  ({ values } = parseArgs({
+    options: {
+      mint: { type: 'string', default: DEFAULT_MINT },
+      amount: { type: 'string', default: '1000' },
+    },
+  }));
+} catch (err) {
+  fail(`${(err as Error).message}; usage: [--mint URL] [--amount N]`, USAGE);
+}
+const mintUrl = (values.mint ?? DEFAULT_MINT).replace(/\/+$/, '');
 const amount = Number(values.amount);
 if (!Number.isSafeInteger(amount) || amount < 1) {
-  fail('--amount must be a positive integer (sats)');
+  fail('--amount must be a positive integer (sats)', USAGE);
 }
 
 const wallet = new Wallet(mintUrl, { unit: 'sat' });
 try {
   await wallet.loadMint();
 } catch (err) {
+  const start =
+    mintUrl === DEFAULT_MINT
+      ? 'start one with: npm run dev (or npm run devmint)'
+      : `is a Paygress dev mint running there? npm run devmint -- --port ${new URL(mintUrl).port || '<port>'} starts one`;
   fail(
-    `cannot reach a mint at ${mintUrl} (${(err as Error).message}); start one with: npm run dev (or npm run devmint)`,
+    `cannot reach a mint at ${mintUrl} (${(err as Error).message}); ${start}`,
   );
 }
 

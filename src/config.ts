@@ -326,9 +326,10 @@ function fromEnv(value: string, kind: Kind): unknown {
   if (kind === 'mints') {
     return splitList(text, ';').map((entry) => {
       const [url = '', units] = entry.split('=', 2);
-      return units === undefined
-        ? { url: url.trim() }
-        : { url: url.trim(), units: splitList(units, ',') };
+      if (units === undefined) return { url: url.trim() };
+      // `url=` names no unit: refused as an empty one, not defaulted.
+      const list = units.trim() === '' ? [''] : splitList(units, ',');
+      return { url: url.trim(), units: list };
     });
   }
   return text;

@@ -428,6 +428,11 @@ t.test('nothing that may be a secret is printed in problems', async (t) => {
       /^wallet\.operatorPubkey: a value of 64 characters \(not shown\) is not a compressed secp256k1 public key/,
     ],
     [
+      'a mint with = and no unit after it',
+      () => loadConfig({ env: { PAYGRESS_MINTS: 'https://a.example=' } }),
+      'mints[0].units[0] (PAYGRESS_MINTS): "" is not a Cashu unit in lower case, e.g. sat',
+    ],
+    [
       'two mints separated as other lists are',
       () =>
         loadConfig({

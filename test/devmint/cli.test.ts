@@ -67,9 +67,27 @@ t.test('dev-token fails clearly when no mint runs', async (t) => {
     '--mint',
     `http://127.0.0.1:${port}`,
   ]);
-  t.not(result.code, 0);
+  t.equal(result.code, 1);
   t.equal(result.stdout, '');
   t.match(result.stderr, /cannot reach a mint/);
+  t.match(
+    result.stderr,
+    `npm run devmint -- --port ${port} starts one`,
+    'the way to start one there, not the default port',
+  );
+});
+
+t.test('dev-token refuses bad arguments as a usage error', async (t) => {
+  for (const args of [
+    ['--amount', 'abc'],
+    ['--amount', '0'],
+    ['--mnt', 'x'],
+  ]) {
+    const result = await run(['scripts/dev-token.ts', ...args]);
+    t.equal(result.code, 2, `${args.join(' ')}: exit 2`);
+    t.equal(result.stdout, '');
+    t.match(result.stderr, /^dev-token: /);
+  }
 });
 
 t.test('the CLI warns that it is for development only', async (t) => {
