@@ -3,7 +3,8 @@
  * Node's own (`EEXIST: file already exists, mkdir ...`) names neither the
  * setting nor what is wrong with the path.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { StartupError, systemCode } from '../startup-error.ts';
 
 const WHY: Record<string, string> = {
@@ -16,12 +17,13 @@ const WHY: Record<string, string> = {
   EROFS: 'it is on a read-only file system',
   ENOSPC: 'the disk is full',
   ENAMETOOLONG: 'its path is too long',
+  ENOENT: 'the file system there does not let it be created',
 };
 
 /** Creates `dir` (0700, parents too) unless it exists as a directory. */
 export function makeDataDir(dir: string): void {
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    makeDirs(resolve(dir));
   } catch (err) {
     const code = systemCode(err);
     const why =
@@ -32,5 +34,38 @@ export function makeDataDir(dir: string): void {
       `the data directory ${dir} cannot be used: ${why}; set dataDir (PAYGRESS_DATA_DIR) to a directory Paygress can write`,
       { cause: err },
     );
+  }
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's recursive mkdir loops for ever
+ * where the parent exists but refuses the child with ENOENT (procfs:
+ * `/proc/x`), creating the parent again and again.
+ */
+function makeDirs(dir: string): void {
+  const missing: string[] = [];
+  for (let at = dir; ; at = dirname(at)) {
+    let isDirectory: boolean;
+    try {
+      isDirectory = statSync(at).isDirectory();
+    } catch (err) {
+      if (systemCode(err) !== 'ENOENT' || dirname(at) === at) throw err;
+      missing.push(at);
+      continue;
+    }
+    if (isDirectory) break;
+    // What mkdir itself says: the directory a file, or a file on its way.
+    const code = at === dir ? 'EEXIST' : 'ENOTDIR';
+    throw Object.assign(new Error(`${code}: ${at} is a file`), { code });
+  }
+  for (const at of missing.reverse()) {
+    try {
+      mkdirSync(at, { mode: 0o700 });
+    } catch (err) {
+      // Made meanwhile by another process: as good.
+      if (systemCode(err) !== 'EEXIST' || !statSync(at).isDirectory()) {
+        throw err;
+      }
+    }
   }
 }
