@@ -7,22 +7,70 @@
 
 const CENSOR = '[redacted]';
 
-/** A serialised Cashu token (NUT-00 V3 `cashuA`, V4 `cashuB`). */
-const TOKEN = /cashu[AB][A-Za-z0-9_\-+/=]{8,}/g;
-/** A proof's secret as a JSON field, or as Node prints an object's. */
+/**
+ * A serialised Cashu token (NUT-00 V3 `cashuA`, V4 `cashuB`), percent-
+ * encoded too, whatever the case of its prefix.
+ */
+const TOKEN = /cashu[ab][A-Za-z0-9_\-+/=%]{8,}/gi;
+/** A grant credential (`pgr1.` payload `.` MAC), a bearer credential too. */
+const GRANT = /pgr1\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/g;
+/** Whatever follows `Bearer`, as an Authorization header's value quoted. */
+const BEARER = /(\bbearer\s+)[^\s"',;]+/gi;
+/**
+ * A proof's secret as a field: JSON, as Node or Python print an object's
+ * (`secret: '…'`, `'secret': '…'`), or as a keyword (`secret='…'`).
+ */
 const SECRET_FIELD =
-  /("secret"\s*:\s*|\bsecret:\s*)(["'])(?:\\.|(?!\2)[^\\])*\2/g;
-/** 32 bytes as hex, the form of a random secret (a Y or a C is 33). */
-const SECRET_HEX = /(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])/g;
+  /(["']?\bsecret["']?\s*[:=]\s*)(["'])(?:\\.|(?!\2)[^\\])*\2/g;
+/**
+ * A run of 64 hex digits or more, but for exactly 66: a random secret is
+ * 32 bytes as hex, and one quoted beside its C makes a longer run; a Y, a
+ * C or a V2 keyset id alone is 33 bytes.
+ */
+const SECRET_HEX =
+  /(?<![0-9a-fA-F])(?:[0-9a-fA-F]{64,65}|[0-9a-fA-F]{67,})(?![0-9a-fA-F])/g;
 
 /**
- * `text` with every Cashu token, every value of a field named `secret`
- * and every run of exactly 64 hex digits replaced by `[redacted]`. Public
+ * `text` with every Cashu token, grant credential and bearer credential,
+ * every value of a field named `secret` and every run of 64 hex digits or
+ * more replaced by `[redacted]`. Public
  * values (Ys, signatures, V2 keyset ids: 66 digits) are left as they are.
+ * A secret of another form quoted bare is not recognised: where the
+ * secrets are known, take them out by value first ({@link withoutValues}).
  */
 export function redactSecrets(text: string): string {
-  return text
-    .replace(TOKEN, CENSOR)
+  return redactCredentials(text)
     .replace(SECRET_FIELD, `$1$2${CENSOR}$2`)
     .replace(SECRET_HEX, CENSOR);
+}
+
+/**
+ * `text` with every Cashu token, grant credential and bearer credential
+ * replaced by `[redacted]`, and nothing else: for text a client chose,
+ * such as a path, where a hex run is more likely a file's hash.
+ */
+export function redactCredentials(text: string): string {
+  // Grants first: a token's alphabet has `/`, and would run into one.
+  return text
+    .replace(GRANT, CENSOR)
+    .replace(TOKEN, CENSOR)
+    .replace(BEARER, `$1${CENSOR}`);
+}
+
+/**
+ * `text` without any of `values`, as they are or escaped once or twice
+ * as a JSON string (a NUT-10 secret holds quotes), longest first.
+ */
+export function withoutValues(text: string, values: readonly string[]): string {
+  const forms = new Set<string>();
+  for (const value of values) {
+    if (value === '') continue;
+    const once = JSON.stringify(value).slice(1, -1);
+    forms.add(value).add(once).add(JSON.stringify(once).slice(1, -1));
+  }
+  let out = text;
+  for (const form of [...forms].sort((a, b) => b.length - a.length)) {
+    out = out.split(form).join(CENSOR);
+  }
+  return out;
 }

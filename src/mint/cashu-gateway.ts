@@ -37,7 +37,7 @@ import type {
   WireProof,
 } from '../core/ports.ts';
 import { normalizeMintUrl } from '../core/mint-url.ts';
-import { redactSecrets } from '../core/redact.ts';
+import { redactSecrets, withoutValues } from '../core/redact.ts';
 import { NOT_SENT } from '../not-sent.ts';
 import {
   MintBreaker,
@@ -480,9 +480,10 @@ export class CashuMintGateway implements MintGateway {
     const text = await readCapped(response.body, this.#maxResponseBytes);
     const json = parseJson(text);
     if (response.statusCode === 400 && isNutError(json)) {
-      // A mint may quote the proofs it was sent, the payer's money still
-      // when it refused them; the detail is logged and partly sent.
-      throw new MintOperationError(json.code, redactSecrets(json.detail));
+      throw new MintOperationError(
+        json.code,
+        mintDetail(json.detail, args.requestBody),
+      );
     }
     if (response.statusCode < 200 || response.statusCode > 299) {
       throw new MintError(`mint answered HTTP ${response.statusCode}`);
@@ -526,7 +527,30 @@ function parseJson(text: string): unknown {
   }
 }
 
-function isNutError(json: unknown): json is { code: number; detail: string } {
+/** Longest mint error detail kept, in characters. */
+const MAX_DETAIL = 1024;
+
+/**
+ * A mint's error detail as Paygress keeps it (it is logged, and its start
+ * sent to the client): a string of at most {@link MAX_DETAIL} characters
+ * with what could be money taken out. A mint may quote the request it
+ * refused, and a refused swap's inputs are still the payer's money: their
+ * secrets are taken out by value, whatever their form, before anything
+ * token-shaped.
+ */
+function mintDetail(detail: unknown, sent: unknown): string {
+  if (typeof detail !== 'string') return '';
+  const inputs = (sent as { inputs?: unknown } | undefined)?.inputs;
+  const secrets = Array.isArray(inputs)
+    ? inputs
+        .map((input) => (input as { secret?: unknown } | null)?.secret)
+        .filter((secret): secret is string => typeof secret === 'string')
+    : [];
+  const text = redactSecrets(withoutValues(detail, secrets));
+  return text.length > MAX_DETAIL ? `${text.slice(0, MAX_DETAIL)}…` : text;
+}
+
+function isNutError(json: unknown): json is { code: number; detail: unknown } {
   return (
     typeof json === 'object' &&
     json !== null &&

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { AuthRequest, Decision } from '../core/model.ts';
-import { redactSecrets } from '../core/redact.ts';
+import { redactCredentials, redactSecrets } from '../core/redact.ts';
 import { withoutRedaction } from '../logger.ts';
 import { handsMoneyBack } from './payment-headers.ts';
 import { deliversPayment } from './reply.ts';
@@ -103,8 +103,9 @@ export function createDecisionLog(
       reqId: request.requestId,
       protocol: request.protocol,
       method: clip(request.method, 32),
-      host: clip(request.host, 256),
-      path: clip(request.path, 1024),
+      // A client's own text, in which a token may be put.
+      host: clip(redactCredentials(request.host), 256),
+      path: clip(redactCredentials(request.path), 1024),
       outcome: decision.kind,
       reason: decision.kind === 'deny' ? decision.reason : undefined,
       amount:

@@ -12,6 +12,7 @@ import { format } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Decider } from '../core/model.ts';
+import { redactSecrets } from '../core/redact.ts';
 import {
   DEFAULT_MAX_CONNECTIONS,
   limitConnections,
@@ -106,10 +107,15 @@ export async function startGrpcServer(
   options: GrpcServerOptions,
 ): Promise<GrpcServer> {
   // grpc-js writes its own errors to stderr as plain text; they belong in
-  // the log with everything else (the setting is process-wide).
+  // the log with everything else (the setting is process-wide). Some quote
+  // what a client sent (a header value it could not take), so no
+  // credential in them is written.
   grpc.setLogger({
     error: (...args: unknown[]) =>
-      options.logger.warn({ source: 'grpc-js' }, format(...args)),
+      options.logger.warn(
+        { source: 'grpc-js' },
+        redactSecrets(format(...args)),
+      ),
   });
   // Channelz bookkeeping is about a tenth of a check's cost, but in
   // grpc-js 1.14 turning it off ('grpc.enable_channelz': 0) also stops the

@@ -7,6 +7,7 @@
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:http2';
 import { Writable } from 'node:stream';
 import t from 'tap';
 import { loadConfig } from '../../src/config.ts';
@@ -16,7 +17,12 @@ import {
   startStack,
   type StackOptions,
 } from '../support/stack.ts';
-import { decodeToken, mintToken } from '../support/wallet.ts';
+import { getEncodedToken } from '@cashu/cashu-ts';
+import {
+  decodeToken,
+  mintProofWithSecret,
+  mintToken,
+} from '../support/wallet.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 
 /** A Paygress whose log lines are kept, raw and parsed. */
@@ -287,41 +293,66 @@ t.test("a decision line does not grow with the client's path", async (t) => {
 t.test("a mint's error quoting the payer's proofs is not logged", async (t) => {
   const { stack, raw, decisions } = await loggedStack();
   t.teardown(() => stack.close());
-  const token = await mintToken(stack.mint.url, 100);
-  const { proofs } = await decodeToken(stack.mint.url, token);
+  // Secrets of any form: NUT-00 leaves it to the wallet.
+  const plain = await mintProofWithSecret(
+    stack.mint.url,
+    64,
+    'Zk3xQ9vLm2Pq7Rt8Yw1Ab4Cd6Ef0Gh5J',
+  );
+  const quoted = await mintProofWithSecret(
+    stack.mint.url,
+    32,
+    'a "quoted" secret\\ of no form',
+  );
+  const token = await mintToken(stack.mint.url, 4);
+  const { proofs: hex } = await decodeToken(stack.mint.url, token);
+  const proofs = [plain, quoted, ...hex];
+  const payment = getEncodedToken({
+    mint: stack.mint.url,
+    unit: 'sat',
+    proofs,
+  });
   // A mint refusing the swap Paygress built (a fault of ours, so logged
-  // with its detail) and quoting what it was sent: the payer's proofs,
-  // still good money since nothing was spent.
-  stack.mint.setFault('swap', {
-    kind: 'refuse',
-    code: 11005,
-    detail: `transaction unbalanced: ${JSON.stringify(proofs)} ${proofs[0]!.secret}`,
-  });
-  const res = await fetch(`${stack.base}/auth/forward`, {
-    headers: {
-      'X-Request-ID': 'req-echo',
-      'X-Forwarded-Uri': '/premium',
-      'X-Cashu': token,
-    },
-  });
-  const body = await res.text();
-  stack.mint.setFault('swap', undefined);
-  await new Promise((r) => setTimeout(r, 100));
+  // with its detail) and quoting what it was sent, bare, as JSON and as
+  // JSON inside JSON: the payer's proofs, still good money since nothing
+  // was spent.
+  for (const detail of [
+    `unbalanced ${proofs.map((p) => `${p.secret} ${p.C}`).join(' ')}`,
+    `unbalanced ${JSON.stringify(proofs)}`,
+    `unbalanced ${JSON.stringify(JSON.stringify(proofs))}`,
+  ]) {
+    stack.mint.setFault('swap', { kind: 'refuse', code: 11005, detail });
+    const res = await fetch(`${stack.base}/auth/forward`, {
+      headers: {
+        'X-Request-ID': 'req-echo',
+        'X-Forwarded-Uri': '/premium',
+        'X-Cashu': payment,
+      },
+    });
+    const body = await res.text();
+    stack.mint.setFault('swap', undefined);
+    await new Promise((r) => setTimeout(r, 100));
 
-  t.equal(res.status, 503);
-  const line = decisions().find((d) => d.reqId === 'req-echo');
-  t.match(line, {
-    level: 50,
-    reason: 'PAYGRESS_MINT_ERROR',
-    detail: /code 11005: transaction unbalanced: \[\{.*"secret":"\[redacted\]"/,
-  });
-  const all = `${raw.join('\n')}\n${body}`;
-  for (const p of proofs) {
-    t.notOk(
-      all.includes(p.secret.slice(0, 16)),
-      'no part of a secret in the log or the answer',
-    );
+    t.equal(res.status, 503);
+    t.match(decisions().at(-1), {
+      level: 50,
+      reqId: 'req-echo',
+      reason: 'PAYGRESS_MINT_ERROR',
+      detail: /code 11005: unbalanced /,
+    });
+    const all = `${raw.join('\n')}\n${body}`;
+    for (const p of proofs) {
+      t.notOk(
+        all.includes(p.secret.slice(0, 12)),
+        'no part of a secret in the log or the answer',
+      );
+    }
   }
+  const res = await fetch(`${stack.base}/auth/forward`, {
+    headers: { 'X-Forwarded-Uri': '/premium', 'X-Cashu': payment },
+  });
+  await res.text();
+  t.equal(res.status, 200, 'the token was still good, and pays');
 });
 
 t.test(
@@ -390,3 +421,39 @@ t.test('a data directory others may write is warned about', async (t) => {
   });
   t.same(await lines(0o700), [], 'nothing for an owner-only directory');
 });
+
+t.test(
+  'a header grpc-js cannot take is logged without its value',
+  async (t) => {
+    const { stack, raw } = await loggedStack();
+    t.teardown(() => stack.close());
+    const token = await mintToken(stack.mint.url, 8);
+    const grant = `pgr1.${'eyJrIjoi'.repeat(4)}.${'c2ln'.repeat(8)}`;
+    // A byte past ASCII: grpc-js refuses the value and logs why, quoting it.
+    const session = connect(`http://127.0.0.1:${stack.app.grpcPort}`);
+    t.teardown(() => session.close());
+    for (const [name, value] of [
+      ['authorization', `Bearer ${token}\u00e9`],
+      ['authorization', `Bearer ${grant}\u00e9`],
+      ['x-cashu', `${token}\u00e9`],
+    ] as const) {
+      const call = session.request({
+        ':method': 'POST',
+        ':path': '/envoy.service.auth.v3.Authorization/Check',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        [name]: value,
+      });
+      call.end(Buffer.alloc(5));
+      call.resume();
+      await new Promise((resolve) => call.once('close', resolve));
+    }
+    await new Promise((r) => setTimeout(r, 100));
+
+    const fromGrpc = raw.filter((line) => line.includes('"source":"grpc-js"'));
+    t.ok(fromGrpc.length >= 3, 'grpc-js said why, once a header');
+    const all = raw.join('\n');
+    t.notOk(all.includes(token.slice(0, 24)), 'no token');
+    t.notOk(all.includes(grant.slice(0, 24)), 'no grant');
+  },
+);

@@ -8,7 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { inspect } from 'node:util';
 import t from 'tap';
 import fc from 'fast-check';
-import { redactSecrets } from '../../src/core/redact.ts';
+import {
+  redactCredentials,
+  redactSecrets,
+  withoutValues,
+} from '../../src/core/redact.ts';
 import { anyString } from '../support/arbitraries.ts';
 
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
@@ -61,6 +65,59 @@ t.test("a proof's secret is taken out as JSON and as printed", async (t) => {
     redactSecrets(JSON.stringify(JSON.stringify(locked))).includes(nonce),
     'quoted twice',
   );
+});
+
+t.test('a secret as Python prints it, or beside its C', async (t) => {
+  const secret = hex(32);
+  const C = `02${hex(32)}`;
+  for (const text of [
+    `{'secret': '${secret}', 'C': '${C}'}`,
+    `input secret='${secret}'`,
+    `${secret}${C}`,
+    `${secret}f`,
+  ]) {
+    t.notOk(
+      redactSecrets(text).includes(secret.slice(0, 20)),
+      text.slice(0, 24),
+    );
+  }
+  t.equal(
+    redactSecrets(
+      `CASHUB${'o2F0'.repeat(5)} cashuA${'eyJ0'.repeat(3)}%2B${'x'.repeat(9)}`,
+    ),
+    '[redacted] [redacted]',
+    'any case of the prefix; percent-encoded',
+  );
+});
+
+t.test('known secrets are taken out by value, in any form', async (t) => {
+  const plain = 'Zk3xQ9vLm2Pq7Rt8';
+  const quoted = '["P2PK",{"nonce":"n","data":"d"}]';
+  const text = [
+    `bare ${plain}.`,
+    JSON.stringify({ secret: quoted }),
+    JSON.stringify(JSON.stringify({ secret: quoted })),
+  ].join(' | ');
+  const out = withoutValues(text, [plain, quoted, '']);
+  t.notOk(out.includes(plain));
+  t.notOk(out.includes('nonce'), 'escaped once and twice');
+  t.equal(out.split('[redacted]').length - 1, 3);
+  t.equal(withoutValues('abc', []), 'abc');
+  t.equal(
+    withoutValues('xaby', ['ab', 'xaby']),
+    '[redacted]',
+    'the longest first',
+  );
+});
+
+t.test('credentials of a client go, a path keeps its hashes', async (t) => {
+  const sha = hex(32);
+  const grant = `pgr1.${'eyJr'.repeat(4)}.${'c2ln'.repeat(4)}`;
+  t.equal(
+    redactCredentials(`Authorization: Bearer x.y-z, then ${grant} /f/${sha}`),
+    `Authorization: Bearer [redacted], then [redacted] /f/${sha}`,
+  );
+  t.notOk(redactSecrets(`/f/${sha}`).includes(sha), 'a secret-shaped run');
 });
 
 t.test('public values stay readable', async (t) => {

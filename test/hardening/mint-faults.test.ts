@@ -126,6 +126,22 @@ t.test('pending in a concurrent swap elsewhere: pending', async (t) => {
   await recovers(t);
 });
 
+t.test('a refusal read by its code when its detail is not text', async (t) => {
+  const token = await track(await mintToken(mint.url, PRICE));
+  // NUT-00 error answers carry a string detail; one without, or with an
+  // object, is still the code's refusal, not a fault of the mint.
+  for (const detail of [undefined, { reason: 'spent' }]) {
+    mint.setFault('swap', { kind: 'refuse', code: 11001, detail } as never);
+    const out = await send(stack, 'forward', { 'X-Cashu': token });
+    mint.setFault('swap', undefined);
+    t.equal(out.reason, 'PAYGRESS_TOKEN_REPLAYED', `detail ${typeof detail}`);
+  }
+  const out = await send(stack, 'forward', { 'X-Cashu': token });
+  t.equal(out.allowed, true, 'not spent after all: the token pays');
+  if (out.allowed) paid += PRICE;
+  t.equal(stored(), paid);
+});
+
 t.test(
   'the mint refuses the swap Paygress built: ours, the token stays good',
   async (t) => {

@@ -221,3 +221,28 @@ t.test(
     });
   },
 );
+
+t.test('a token or grant in the path or host is not logged', async (t) => {
+  const { logger, lines } = keptLog();
+  const log = createDecisionLog(logger);
+  const token = `cashuB${'o2Ft'.repeat(20)}`;
+  const grant = `pgr1.${'eyJr'.repeat(6)}.${'c2ln'.repeat(6)}`;
+  const sha = 'ab'.repeat(32);
+  log(
+    {
+      ...authRequest('in-path'),
+      host: `${token}.example`,
+      path: `/redeem/${token}/${grant}/files/${sha}`,
+    },
+    refusal('PAYGRESS_TOKEN_MALFORMED'),
+    1,
+  );
+  t.match(lines[0], {
+    host: '[redacted].example',
+    path: /^\/redeem\/\[redacted\]/,
+  });
+  const line = JSON.stringify(lines[0]);
+  t.notOk(line.includes('o2Ft'), 'nothing of the token');
+  t.notOk(line.includes('eyJr') || line.includes('c2ln'), 'nor of the grant');
+  t.match(lines[0], { path: new RegExp(`/files/${sha}$`) }, 'a hash stays');
+});

@@ -4,7 +4,14 @@
  * return is spendable at that mint; treat the values as bearer money and
  * never log them.
  */
-import { Wallet, getDecodedToken, getEncodedToken } from '@cashu/cashu-ts';
+import {
+  Amount,
+  OutputData,
+  Wallet,
+  blindMessage,
+  getDecodedToken,
+  getEncodedToken,
+} from '@cashu/cashu-ts';
 import type { Proof, Token } from '@cashu/cashu-ts';
 
 /** Options shared by the minting helpers. */
@@ -54,6 +61,34 @@ export async function mintProofs(
   const wallet = opts.wallet ?? (await testWallet(mintUrl, opts.unit ?? 'sat'));
   const quote = await wallet.createMintQuoteBolt11(amount);
   return wallet.mintProofsBolt11(amount, quote);
+}
+
+/**
+ * One proof worth `amount` (a power of two) whose secret is `secret`, any
+ * string: NUT-00 leaves a secret's form to the wallet.
+ */
+export async function mintProofWithSecret(
+  mintUrl: string,
+  amount: number,
+  secret: string,
+): Promise<Proof> {
+  const wallet = await testWallet(mintUrl);
+  const blinded = blindMessage(new TextEncoder().encode(secret));
+  const output = new OutputData(
+    {
+      amount: Amount.from(amount),
+      id: wallet.getKeyset().id,
+      B_: blinded.B_.toHex(true),
+    },
+    blinded.r,
+    blinded.secret,
+  );
+  const quote = await wallet.createMintQuoteBolt11(amount);
+  const [proof] = await wallet.mintProofsBolt11(amount, quote, undefined, {
+    type: 'custom',
+    data: [output],
+  });
+  return proof!;
 }
 
 /**
