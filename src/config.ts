@@ -7,7 +7,7 @@
  * in one pass; unknown keys are problems too, since a misspelt setting
  * that silently keeps its default is worse than a refusal to start.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { DEFAULT_REFUSALS_PER_SECOND } from './protocols/decision-log.ts';
 import { DEFAULT_MAX_CONNECTIONS } from './protocols/connection-guard.ts';
@@ -279,6 +279,14 @@ export function normaliseMintUrl(raw: string, allowHttp = false): string {
   return `${url.protocol}//${url.host}${path}`;
 }
 
+function kindOf(stat: Stats): string {
+  if (stat.isDirectory()) return 'directory';
+  if (stat.isFIFO()) return 'FIFO';
+  if (stat.isSocket()) return 'socket';
+  if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'device';
+  return 'special file';
+}
+
 function isLoopback(hostname: string): boolean {
   return (
     hostname === 'localhost' ||
@@ -287,11 +295,28 @@ function isLoopback(hostname: string): boolean {
   );
 }
 
+/** Largest configuration file read: a real one is a few KiB. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
 function readYaml(file: string): Record<string, unknown> {
   let text: string;
   try {
+    // Only a regular file (a ConfigMap's symlinks lead to one): reading a
+    // FIFO waits for a writer for ever, a device may never end.
+    const stat = statSync(file);
+    if (!stat.isFile()) {
+      throw new ConfigError([
+        `config file ${file}: is not a regular file (a ${kindOf(stat)})`,
+      ]);
+    }
+    if (stat.size > MAX_CONFIG_BYTES) {
+      throw new ConfigError([
+        `config file ${file}: is ${stat.size} bytes, larger than the ${MAX_CONFIG_BYTES} a configuration may be`,
+      ]);
+    }
     text = readFileSync(file, 'utf8');
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
     throw new ConfigError([`config file ${file}: cannot be read (${code})`]);
   }
@@ -467,7 +492,11 @@ function section<S extends Record<string, Reader<unknown>>>(shape: S) {
   return read;
 }
 
-const MS = 'a positive integer (milliseconds)';
+/** Node's longest timer: a longer one fires at once, with a warning. */
+const MAX_TIMER_MS = 2_147_483_647;
+const MS = `a positive integer of milliseconds, at most ${MAX_TIMER_MS} (24.8 days)`;
+/** Beyond this the replay cache's arrays alone take some 2.5 GB. */
+const MAX_REPLAY_ENTRIES = 100_000_000;
 const PORT = 'an integer from 0 to 65535 (TCP port)';
 const UNIT = /^[a-z][a-z0-9_]{0,31}$/;
 const UNIT_WHAT = 'a Cashu unit in lower case, e.g. sat';
@@ -515,12 +544,22 @@ const readBase = section({
   ),
   secp256k1: oneOf(['auto', 'native', 'wasm'] as const, 'auto'),
   mints: raw,
-  mint: section({ timeoutMs: int(5000, 1, MS), allowHttp: bool(false) }),
+  mint: section({
+    timeoutMs: int(5000, 1, MS, MAX_TIMER_MS),
+    allowHttp: bool(false),
+  }),
   tokens: section({
     maxLength: int(16384, 1, 'a positive integer (characters)'),
     requireDleq: bool(false),
   }),
-  replay: section({ cacheSize: int(1e6, 1, 'a positive integer (entries)') }),
+  replay: section({
+    cacheSize: int(
+      1e6,
+      1,
+      `a positive integer of entries, at most ${MAX_REPLAY_ENTRIES} (about 23 bytes of memory each)`,
+      MAX_REPLAY_ENTRIES,
+    ),
+  }),
   pricing: raw,
   grants: raw,
   provisioning: raw,
@@ -531,7 +570,12 @@ const readBase = section({
       'a compressed secp256k1 public key: 66 lower-case hex digits starting 02 or 03',
     ),
   }),
-  shutdownGraceMs: int(10_000, 0, 'a non-negative integer (milliseconds)'),
+  shutdownGraceMs: int(
+    10_000,
+    0,
+    `a non-negative integer of milliseconds, at most ${MAX_TIMER_MS} (24.8 days)`,
+    MAX_TIMER_MS,
+  ),
   devMint: bool(false),
 });
 
@@ -869,7 +913,7 @@ function readProvisioning(c: Checker, value: unknown): Config['provisioning'] {
       /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/,
       namespace,
     ),
-    timeoutMs: int(5000, 1, MS),
+    timeoutMs: int(5000, 1, MS, MAX_TIMER_MS),
     template: raw,
   })(c, 'provisioning', value);
   const { template, ...rest } = s;

@@ -1,5 +1,7 @@
 import t, { type Test } from 'tap';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   ConfigError,
   ENV_VARS,
@@ -335,7 +337,7 @@ t.test(
       'http.port: 70000 is not an integer from 0 to 65535 (TCP port)',
       'http.maxConnections: 0 is not a positive integer (connections open at once)',
       'logLevel: "loud" is not one of fatal, error, warn, info, debug, trace, silent',
-      'mint.timeoutMs (PAYGRESS_MINT_TIMEOUT_MS): "soon" is not a positive integer (milliseconds)',
+      'mint.timeoutMs (PAYGRESS_MINT_TIMEOUT_MS): "soon" is not a positive integer of milliseconds, at most 2147483647 (24.8 days)',
       "pricing.rules[2].price.amount: -5 is not a positive integer (amount in the rule's unit)",
       'pricing.rules[3].name: "a" is not a unique name',
       'pricing.rules[3].price.unit: "SAT" is not a Cashu unit in lower case, e.g. sat',
@@ -426,6 +428,30 @@ t.test('nothing that may be a secret is printed in problems', async (t) => {
           env: MINT,
         }),
       /^wallet\.operatorPubkey: a value of 64 characters \(not shown\) is not a compressed secp256k1 public key/,
+    ],
+    [
+      "a timeout past Node's longest timer",
+      () =>
+        loadConfig({
+          env: { ...MINT, PAYGRESS_MINT_TIMEOUT_MS: '2147483648' },
+        }),
+      'mint.timeoutMs (PAYGRESS_MINT_TIMEOUT_MS): 2147483648 is not a positive integer of milliseconds, at most 2147483647 (24.8 days)',
+    ],
+    [
+      'a shutdown grace past it',
+      () =>
+        loadConfig({
+          env: { ...MINT, PAYGRESS_SHUTDOWN_GRACE_MS: '99999999999' },
+        }),
+      /^shutdownGraceMs \(PAYGRESS_SHUTDOWN_GRACE_MS\): 99999999999 is not a non-negative integer of milliseconds, at most 2147483647/,
+    ],
+    [
+      'a replay cache too large to allocate',
+      () =>
+        loadConfig({
+          env: { ...MINT, PAYGRESS_REPLAY_CACHE_SIZE: '999999999999' },
+        }),
+      'replay.cacheSize (PAYGRESS_REPLAY_CACHE_SIZE): 999999999999 is not a positive integer of entries, at most 100000000 (about 23 bytes of memory each)',
     ],
     [
       'a mint with = and no unit after it',
@@ -597,6 +623,24 @@ t.test('YAML syntax errors and unreadable files are reported', async (t) => {
     problemsOf(() => loadConfig({ file: list, env: {} })),
     [/is not a YAML mapping/],
   );
+
+  // Read only as a regular file: a FIFO would wait for a writer for ever,
+  // and a device may never end.
+  const dir = t.testdir({ 'big.yaml': `# ${'x'.repeat(1024 * 1024)}\n` });
+  const fifo = join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  for (const [path, problem] of [
+    [fifo, /is not a regular file \(a FIFO\)$/],
+    ['/dev/zero', /is not a regular file \(a device\)$/],
+    [dir, /is not a regular file \(a directory\)$/],
+    [join(dir, 'big.yaml'), /larger than the 1048576 a configuration may be$/],
+  ] as const) {
+    t.match(
+      problemsOf(() => loadConfig({ file: path, env: {} })),
+      [problem],
+      path,
+    );
+  }
 });
 
 t.test('the example file in the repository is valid', async (t) => {
