@@ -12,6 +12,7 @@
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { makeOwnerOnly } from './owner-only.ts';
+import { StartupError } from '../startup-error.ts';
 
 /** File in the data directory that the serving process holds locked. */
 export const LOCK_FILE = 'paygress.lock';
@@ -73,7 +74,7 @@ function holdLock(file: string, inUse: string): DataDirLock {
   } catch (err) {
     db.close();
     if (/locked|busy/i.test(String((err as Error)?.message))) {
-      throw new Error(inUse, { cause: err });
+      throw new StartupError(inUse, { cause: err });
     }
     throw cannotLock(file, err);
   }
@@ -85,8 +86,17 @@ function holdLock(file: string, inUse: string): DataDirLock {
 }
 
 function cannotLock(file: string, err: unknown): Error {
-  return new Error(
-    `${file} cannot be locked (${String((err as Error)?.message ?? err)}): Paygress must be able to write it; check who owns the data directory and its files`,
-    { cause: err },
-  );
+  const why = String((err as Error)?.message ?? err);
+  // A file of the same name that is no SQLite database: not ours.
+  const advice = isNotADatabase(err)
+    ? 'it is not a lock file Paygress made: move it out of the data directory'
+    : 'Paygress must be able to write it; check who owns the data directory and its files';
+  return new StartupError(`${file} cannot be locked (${why}): ${advice}`, {
+    cause: err,
+  });
+}
+
+/** SQLite's SQLITE_NOTADB: the file is not a database, or is damaged. */
+export function isNotADatabase(err: unknown): boolean {
+  return (err as { errcode?: unknown } | undefined)?.errcode === 26;
 }

@@ -16,7 +16,12 @@ import type {
 } from '../core/ports.ts';
 import { computeY } from '../core/token.ts';
 import { makeDataDir } from './data-dir.ts';
-import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
+import {
+  isNotADatabase,
+  lockDataDir,
+  type DataDirLock,
+} from './data-dir-lock.ts';
+import { StartupError, systemCode } from '../startup-error.ts';
 import { makeOwnerOnly } from './owner-only.ts';
 
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
@@ -693,8 +698,16 @@ export class SqliteWalletStore implements WalletStore {
 /** A start-up failure of the store, with the file it concerns named. */
 function namingFile(file: string, err: unknown): Error {
   const message = String((err as Error)?.message ?? err);
+  if (isNotADatabase(err)) {
+    return new StartupError(
+      `${file}: is not a Paygress wallet store, or is damaged (${message}): restore it from a backup (docs/wallet.md); never delete it, it may hold money`,
+      { cause: err },
+    );
+  }
   if (message.includes(file)) return err as Error;
-  return new Error(`${file}: ${message}`, { cause: err });
+  // SQLite's or the system's: a file to fix, not a bug to trace.
+  const Kind = systemCode(err) === undefined ? Error : StartupError;
+  return new Kind(`${file}: ${message}`, { cause: err });
 }
 
 function isConstraint(err: unknown): boolean {

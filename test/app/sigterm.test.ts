@@ -381,7 +381,7 @@ t.test(
     const first = await startStack({ mint, dataDir });
     t.teardown(() => first.close());
 
-    const { code, fatal } = await failedStart(t, {
+    const { code, fatal, fatalLines } = await failedStart(t, {
       PAYGRESS_MINTS: mint.url,
       PAYGRESS_MINT_ALLOW_HTTP: 'true',
       PAYGRESS_DATA_DIR: dataDir,
@@ -390,6 +390,39 @@ t.test(
     t.match(fatal, [
       `paygress could not start: ${dataDir} is in use by another Paygress process`,
     ]);
+    t.notOk('err' in fatalLines[0]!, 'no stack: nothing to debug');
+  },
+);
+
+t.test(
+  'a wallet store or lock file that is not one stops start-up, named',
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    for (const [name, problem] of [
+      [
+        'wallet.sqlite',
+        /wallet\.sqlite: is not a Paygress wallet store, or is damaged \(file is not a database\): restore it from a backup \(docs\/wallet\.md\); never delete it, it may hold money$/,
+      ],
+      [
+        'paygress.lock',
+        /paygress\.lock cannot be locked \(file is not a database\): it is not a lock file Paygress made: move it out of the data directory$/,
+      ],
+    ] as const) {
+      const dataDir = mkdtempSync(join(tmpdir(), 'paygress-notadb-'));
+      t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+      writeFileSync(join(dataDir, name), 'not a database, '.repeat(64), {
+        mode: 0o600,
+      });
+      const { code, fatal, fatalLines } = await failedStart(t, {
+        PAYGRESS_MINTS: mint.url,
+        PAYGRESS_MINT_ALLOW_HTTP: 'true',
+        PAYGRESS_DATA_DIR: dataDir,
+      });
+      t.equal(code, 1, name);
+      t.match(fatal, [problem]);
+      t.notOk('err' in (fatalLines[0] ?? {}), 'no stack');
+    }
   },
 );
 

@@ -193,7 +193,7 @@ t.test('a file that is not a Paygress wallet store is refused', async (t) => {
   );
   t.throws(() => new SqliteWalletStore({ dataDir: dir }), {
     message: new RegExp(
-      `^${join(dir, 'wallet.sqlite')}: file is not a database`,
+      `^${join(dir, 'wallet.sqlite')}: is not a Paygress wallet store, or is damaged \\(file is not a database\\)`,
     ),
   });
 });
