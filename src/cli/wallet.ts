@@ -11,13 +11,17 @@
  * payment, and a token that could not be printed stays in the store for
  * the next export to print first.
  */
-import { fsyncSync } from 'node:fs';
+import { existsSync, fsyncSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../config.ts';
 import type { ProofState } from '../core/ports.ts';
 import { encodeToken } from '../core/token.ts';
 import { CashuMintGateway } from '../mint/cashu-gateway.ts';
 import { lockExport, type DataDirLock } from '../store/data-dir-lock.ts';
-import { SqliteWalletStore } from '../store/sqlite-wallet-store.ts';
+import {
+  SqliteWalletStore,
+  WALLET_FILE,
+} from '../store/sqlite-wallet-store.ts';
 import { writeFully } from './write-fully.ts';
 
 /**
@@ -56,6 +60,15 @@ export async function wallet(
     return 2;
   }
 
+  // Opening a store creates it: a mistyped data directory would read as
+  // an empty wallet, the money seemingly gone.
+  const storeFile = join(dataDir, WALLET_FILE);
+  if (!existsSync(storeFile)) {
+    process.stderr.write(
+      `paygress wallet: no wallet store at ${storeFile}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with? Nothing was created.\n`,
+    );
+    return 1;
+  }
   let store: SqliteWalletStore;
   try {
     store = new SqliteWalletStore({ dataDir });

@@ -102,6 +102,9 @@ export interface StoredProof extends WireProof {
   readonly state: 'unspent' | 'exported' | 'refunded' | 'spent';
 }
 
+/** The wallet store's file in the data directory. */
+export const WALLET_FILE = 'wallet.sqlite';
+
 export class SqliteWalletStore implements WalletStore {
   readonly #db: DatabaseSync;
   readonly #lock: DataDirLock | undefined;
@@ -117,7 +120,7 @@ export class SqliteWalletStore implements WalletStore {
   constructor(options: SqliteWalletStoreOptions) {
     makeDataDir(options.dataDir);
     this.#lock = options.serving ? lockDataDir(options.dataDir) : undefined;
-    const file = join(options.dataDir, 'wallet.sqlite');
+    const file = join(options.dataDir, WALLET_FILE);
     let db: DatabaseSync | undefined;
     try {
       // 0600 whatever the directory's mode or the umask: it is bearer money.

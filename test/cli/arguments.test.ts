@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'paygress-args-'));
@@ -55,6 +56,8 @@ function paygress(
 }
 
 t.test('--config may come before the command', async (t) => {
+  // A store to read (the command makes none).
+  new SqliteWalletStore({ dataDir: join(dir, 'data') }).close();
   const balance = await paygress('--config', good, 'wallet', 'balance');
   t.equal(balance.code, 0, balance.err);
   t.equal(balance.out, 'the wallet is empty\n');

@@ -6,7 +6,14 @@
  * and mark nothing when it could not check with the mint.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -104,7 +111,21 @@ function inStore<T>(read: (store: SqliteWalletStore) => T): T {
   }
 }
 
+t.test('no wallet store: neither command makes one', async (t) => {
+  for (const command of ['balance', 'export'] as const) {
+    const out = await cli(command);
+    t.equal(out.code, 1, command);
+    t.equal(out.stdout, '');
+    t.equal(
+      out.stderr,
+      `paygress wallet: no wallet store at ${join(dataDir, 'wallet.sqlite')}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with? Nothing was created.\n`,
+    );
+  }
+  t.same(readdirSync(dataDir), [], 'the directory is left empty');
+});
+
 t.test('an empty wallet says so', async (t) => {
+  inStore(() => undefined);
   const out = await cli('balance');
   t.equal(out.code, 0);
   t.equal(out.stdout, 'the wallet is empty\n');
