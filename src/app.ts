@@ -29,6 +29,7 @@ import {
 import { openToOthers } from './store/owner-only.ts';
 import { SqliteWalletStore } from './store/sqlite-wallet-store.ts';
 import { StartupError, systemCode } from './startup-error.ts';
+import { hostPort } from './host-port.ts';
 
 /** Options of {@link startApp} beyond the configuration. */
 export interface AppOptions {
@@ -79,13 +80,9 @@ async function listening<T>(
   } catch (err) {
     const code = systemCode(err);
     if (code === undefined) throw err;
-    // An IPv6 literal needs brackets before the port.
-    const where = at.host.includes(':')
-      ? `[${at.host}]:${at.port}`
-      : `${at.host}:${at.port}`;
     const why = LISTEN_WHY[code] ?? (err as Error).message;
     throw new StartupError(
-      `${what} cannot listen on ${where}: ${why}; change ${settings}`,
+      `${what} cannot listen on ${hostPort(at.host, at.port)}: ${why}; change ${settings}`,
       { cause: err },
     );
   }

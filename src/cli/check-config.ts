@@ -12,6 +12,7 @@ import {
   type Config,
   type Listen,
 } from '../config.ts';
+import { hostPort } from '../host-port.ts';
 
 /** Exit status for an invalid configuration or a usage error. */
 export const EXIT_INVALID = 2;
@@ -74,9 +75,8 @@ export function summary(file: string, config: Config): string {
   );
 }
 
-/** `host:port`, an IPv6 address in brackets. */
 function address({ host, port }: Listen): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  return hostPort(host, port);
 }
 
 if (import.meta.main) {

@@ -33,10 +33,10 @@ const SECRET_HEX =
 /**
  * `text` with every Cashu token, grant credential and bearer credential,
  * every value of a field named `secret` and every run of 64 hex digits or
- * more replaced by `[redacted]`. Public
- * values (Ys, signatures, V2 keyset ids: 66 digits) are left as they are.
- * A secret of another form quoted bare is not recognised: where the
- * secrets are known, take them out by value first ({@link withoutValues}).
+ * more replaced by `[redacted]`. Public values (Ys, signatures, V2 keyset
+ * ids: 66 digits) are left as they are. A secret of another form quoted
+ * bare is not recognised: where the secrets are known, take them out by
+ * value first ({@link withoutValues}).
  */
 export function redactSecrets(text: string): string {
   return redactCredentials(text)

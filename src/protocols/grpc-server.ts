@@ -11,6 +11,7 @@ import {
 import { format } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { hostPort } from '../host-port.ts';
 import type { Decider } from '../core/model.ts';
 import { redactSecrets } from '../core/redact.ts';
 import {
@@ -220,12 +221,13 @@ function listen(
 ): Promise<number> {
   return new Promise((resolve, reject) => {
     const refused = (err: Error) => {
-      // An IPv6 literal needs brackets before the port.
-      const at = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
       reject(
-        new Error(`gRPC cannot listen on ${at}: ${err.message}`, {
-          cause: err,
-        }),
+        new Error(
+          `gRPC cannot listen on ${hostPort(host, port)}: ${err.message}`,
+          {
+            cause: err,
+          },
+        ),
       );
     };
     server.once('error', refused);
