@@ -7,6 +7,9 @@
 
 const CENSOR = '[redacted]';
 
+/** Length from which a value is taken out even inside a word. */
+const MIN_LONE = 16;
+
 /**
  * A serialised Cashu token (NUT-00 V3 `cashuA`, V4 `cashuB`), percent-
  * encoded too, whatever the case of its prefix.
@@ -58,19 +61,47 @@ export function redactCredentials(text: string): string {
 }
 
 /**
- * `text` without any of `values`, as they are or escaped once or twice
- * as a JSON string (a NUT-10 secret holds quotes), longest first.
+ * `text` without any of `values` (one shorter than 16 characters only
+ * where it stands alone, not as letters of a word): as it is, escaped once or twice as a JSON string
+ * (`/` escaped too, as some encoders do), percent-encoded, as Python's
+ * repr writes it, and a hex value in upper case. One pass, so what a
+ * replacement writes is never searched again.
  */
 export function withoutValues(text: string, values: readonly string[]): string {
   const forms = new Set<string>();
   for (const value of values) {
     if (value === '') continue;
     const once = JSON.stringify(value).slice(1, -1);
-    forms.add(value).add(once).add(JSON.stringify(once).slice(1, -1));
+    const twice = JSON.stringify(once).slice(1, -1);
+    for (const form of [
+      value,
+      once,
+      twice,
+      once.replaceAll('/', '\\/'),
+      twice.replaceAll('/', '\\\\/'),
+      encodeURIComponent(value),
+      encodeURIComponent(once),
+      value.replaceAll('\\', '\\\\').replaceAll("'", "\\'"),
+      /^[0-9a-f]+$/.test(value) ? value.toUpperCase() : value,
+    ]) {
+      forms.add(form);
+    }
   }
-  let out = text;
-  for (const form of [...forms].sort((a, b) => b.length - a.length)) {
-    out = out.split(form).join(CENSOR);
-  }
-  return out;
+  if (forms.size === 0) return text;
+  const escaped = (list: string[]) =>
+    list
+      .sort((a, b) => b.length - a.length)
+      .map((form) => form.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('|');
+  // A short one must stand alone: a letter of a word is not a quote of
+  // it. A long one is not found inside a word by chance.
+  const long = [...forms].filter((form) => form.length >= MIN_LONE);
+  const short = [...forms].filter((form) => form.length < MIN_LONE);
+  const alternatives = [
+    ...(long.length > 0 ? [`(?:${escaped(long)})`] : []),
+    ...(short.length > 0
+      ? [`(?<![A-Za-z0-9])(?:${escaped(short)})(?![A-Za-z0-9])`]
+      : []),
+  ];
+  return text.replace(new RegExp(alternatives.join('|'), 'g'), CENSOR);
 }

@@ -480,10 +480,15 @@ export class CashuMintGateway implements MintGateway {
     const text = await readCapped(response.body, this.#maxResponseBytes);
     const json = parseJson(text);
     if (response.statusCode === 400 && isNutError(json)) {
-      throw new MintOperationError(
+      const detail = typeof json.detail === 'string' ? json.detail : '';
+      const err = new MintOperationError(
         json.code,
-        mintDetail(json.detail, args.requestBody),
+        mintDetail(detail, args.requestBody),
       );
+      // Read for its words as the mint wrote them: taking a payer's
+      // secret out could change them ("signed" without an "e").
+      RAW_DETAILS.set(err, detail.slice(0, MAX_DETAIL));
+      throw err;
     }
     if (response.statusCode < 200 || response.statusCode > 299) {
       throw new MintError(`mint answered HTTP ${response.statusCode}`);
@@ -531,23 +536,34 @@ function parseJson(text: string): unknown {
 const MAX_DETAIL = 1024;
 
 /**
- * A mint's error detail as Paygress keeps it (it is logged, and its start
- * sent to the client): a string of at most {@link MAX_DETAIL} characters
- * with what could be money taken out. A mint may quote the request it
- * refused, and a refused swap's inputs are still the payer's money: their
- * secrets are taken out by value, whatever their form, before anything
- * token-shaped.
+ * The details of mint error answers as the mint wrote them, for
+ * {@link classify} alone: never logged, never sent.
  */
-function mintDetail(detail: unknown, sent: unknown): string {
-  if (typeof detail !== 'string') return '';
+const RAW_DETAILS = new WeakMap<object, string>();
+
+/**
+ * A mint's error detail as Paygress keeps it (it is logged, and its start
+ * sent to the client): at most {@link MAX_DETAIL} characters with what
+ * could be money taken out. A mint may quote the request it refused, and a
+ * refused swap's inputs are still the payer's money: their secrets are
+ * taken out by value, whatever their form, before anything token-shaped.
+ * Only a window the clip keeps is searched, wide enough that a secret
+ * starting inside it is taken out whole.
+ */
+function mintDetail(detail: string, sent: unknown): string {
   const inputs = (sent as { inputs?: unknown } | undefined)?.inputs;
   const secrets = Array.isArray(inputs)
     ? inputs
         .map((input) => (input as { secret?: unknown } | null)?.secret)
         .filter((secret): secret is string => typeof secret === 'string')
     : [];
-  const text = redactSecrets(withoutValues(detail, secrets));
-  return text.length > MAX_DETAIL ? `${text.slice(0, MAX_DETAIL)}…` : text;
+  // A secret's longest form (JSON in JSON) is under 8 times its length.
+  const longest = Math.max(0, ...secrets.map((secret) => secret.length));
+  const window = detail.slice(0, MAX_DETAIL + 8 * longest);
+  const text = redactSecrets(withoutValues(window, secrets));
+  return text.length > MAX_DETAIL || window.length < detail.length
+    ? `${text.slice(0, MAX_DETAIL)}…`
+    : text;
 }
 
 function isNutError(json: unknown): json is { code: number; detail: unknown } {
@@ -600,7 +616,9 @@ function classify(err: unknown): PaygressError {
   if (err instanceof PaygressError) return err;
 
   if (err instanceof MintOperationError) {
-    const detail = String(err.message);
+    // The mint's own words decide; what is shown has secrets taken out.
+    const detail = RAW_DETAILS.get(err) ?? String(err.message);
+    const shown = String(err.message);
     // An error answer about what the request says (the same for every
     // delivery of it): nothing it asked for happened. Not so when the
     // inputs are spent or pending, nor our outputs signed: an earlier
@@ -611,14 +629,14 @@ function classify(err: unknown): PaygressError {
     }
     if (RAN.has(err.code) || RAN_WORDS.test(detail)) {
       return new MintError(
-        `the mint says this swap's outputs are signed or pending already; settling it (code ${err.code}: ${detail.slice(0, 120)})`,
+        `the mint says this swap's outputs are signed or pending already; settling it (code ${err.code}: ${shown.slice(0, 120)})`,
       );
     }
     // A refusal of what Paygress built (its outputs, the swap's balance):
     // the payer's token may be good, and must not be called unspendable.
     if (OURS.has(err.code) || OUR_MAKING.test(detail)) {
       return new MintError(
-        `the mint refused the swap Paygress built (code ${err.code}: ${detail.slice(0, 120)})`,
+        `the mint refused the swap Paygress built (code ${err.code}: ${shown.slice(0, 120)})`,
         refused,
       );
     }
@@ -634,7 +652,7 @@ function classify(err: unknown): PaygressError {
       );
     }
     return new TokenRejectedError(
-      `the mint refused the token (code ${err.code}: ${detail.slice(0, 120)})`,
+      `the mint refused the token (code ${err.code}: ${shown.slice(0, 120)})`,
       refused,
     );
   }

@@ -110,6 +110,40 @@ t.test('known secrets are taken out by value, in any form', async (t) => {
   );
 });
 
+t.test(
+  'a value is taken out where it is quoted whole, in one pass',
+  async (t) => {
+    const secret = 'Zk3x/Q9"v\\Lm';
+    const hexSecret = hex(32);
+    const forms = [
+      JSON.stringify({ secret }).replaceAll('/', '\\/'),
+      encodeURIComponent(JSON.stringify({ secret })),
+      `{'secret': '${secret.replaceAll('\\', '\\\\')}'}`,
+      `%22${hexSecret.toUpperCase()}%22`,
+    ];
+    for (const form of forms) {
+      const out = withoutValues(form, [secret, hexSecret]);
+      t.notOk(
+        out.includes('Zk3x') ||
+          out.includes(hexSecret.slice(0, 16).toUpperCase()),
+        form,
+      );
+    }
+    // Letters of "[redacted]" as secrets: nothing grows, words stay whole.
+    const letters = ['e', 'd', '[', ']', 'r', 'a', 'c', 't'];
+    const long = 'e'.repeat(100_000);
+    t.equal(withoutValues(long, letters), long, 'inside a word: not a quote');
+    t.equal(
+      withoutValues('outputs have already been signed; e', letters),
+      'outputs have already been signed; [redacted]',
+    );
+    t.equal(
+      withoutValues('e e e', letters),
+      '[redacted] [redacted] [redacted]',
+    );
+  },
+);
+
 t.test('credentials of a client go, a path keeps its hashes', async (t) => {
   const sha = hex(32);
   const grant = `pgr1.${'eyJr'.repeat(4)}.${'c2ln'.repeat(4)}`;

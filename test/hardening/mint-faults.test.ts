@@ -12,10 +12,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { getDecodedToken } from '@cashu/cashu-ts';
+import { getDecodedToken, getEncodedToken } from '@cashu/cashu-ts';
 import { computeY } from '../../src/core/token.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
-import { mintToken, testWallet } from '../support/wallet.ts';
+import {
+  mintProofWithSecret,
+  mintToken,
+  testWallet,
+} from '../support/wallet.ts';
 import { send, startStack, type Stack } from '../support/stack.ts';
 
 const PRICE = 100;
@@ -125,6 +129,65 @@ t.test('pending in a concurrent swap elsewhere: pending', async (t) => {
   t.equal(after.reason, 'PAYGRESS_TOKEN_REPLAYED', 'spent by the other');
   await recovers(t);
 });
+
+t.test(
+  "a payer's secrets change neither how the mint's words read nor their size",
+  async (t) => {
+    // Secrets of any form are allowed: letters of "[redacted]" and the
+    // very words Paygress reads a refusal by.
+    const proofs = [];
+    for (const [secret, amount] of [
+      ['e', 64],
+      ['d', 16],
+      ['[', 8],
+      [']', 4],
+      ['r', 2],
+      ['a', 2],
+      ['c', 2],
+      ['t', 2],
+      ['spent', 1],
+      ['signed', 1],
+    ] as const) {
+      proofs.push(await mintProofWithSecret(mint.url, amount, secret));
+    }
+    const token = await track(
+      getEncodedToken({ mint: mint.url, unit: 'sat', proofs }),
+    );
+    const refusals: [object, string][] = [
+      // Our outputs signed before: the mint is asked what ran.
+      [
+        { code: 10002, detail: 'outputs have already been signed before.' },
+        'PAYGRESS_MINT_ERROR',
+      ],
+      [{ code: 0, detail: 'Token already spent.' }, 'PAYGRESS_TOKEN_REPLAYED'],
+      // A detail of a quarter of a megabyte, most of it one secret.
+      [
+        { code: 11005, detail: `unbalanced: ${'e '.repeat(128 * 1024)}` },
+        'PAYGRESS_MINT_ERROR',
+      ],
+    ];
+    for (const [refusal, reason] of refusals) {
+      const checks = mint.requests('checkstate');
+      mint.setFault('swap', { kind: 'refuse', ...refusal } as never);
+      const started = performance.now();
+      const out = await send(stack, 'forward', { 'X-Cashu': token });
+      const took = performance.now() - started;
+      mint.setFault('swap', undefined);
+      t.equal(out.reason, reason, JSON.stringify(refusal).slice(0, 60));
+      t.ok(took < 5000, `answered in ${Math.round(took)} ms, not stalled`);
+      if (reason === 'PAYGRESS_MINT_ERROR') {
+        t.ok(String(out.body).length < 1000, 'an answer of bounded size');
+      }
+      if ((refusal as { code: number }).code === 10002) {
+        t.ok(mint.requests('checkstate') > checks, 'the mint is asked');
+      }
+    }
+    const out = await send(stack, 'forward', { 'X-Cashu': token });
+    t.equal(out.allowed, true, 'the token was good all along, and pays');
+    if (out.allowed) paid += 102;
+    t.equal(stored(), paid);
+  },
+);
 
 t.test('a refusal read by its code when its detail is not text', async (t) => {
   const token = await track(await mintToken(mint.url, PRICE));
