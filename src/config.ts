@@ -7,7 +7,7 @@
  * in one pass; unknown keys are problems too, since a misspelt setting
  * that silently keeps its default is worse than a refusal to start.
  */
-import { readFileSync, statSync, type Stats } from 'node:fs';
+import { closeSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { DEFAULT_REFUSALS_PER_SECOND } from './protocols/decision-log.ts';
 import { DEFAULT_MAX_CONNECTIONS } from './protocols/connection-guard.ts';
@@ -297,6 +297,25 @@ function isLoopback(hostname: string): boolean {
 
 /** Largest configuration file read: a real one is a few KiB. */
 const MAX_CONFIG_BYTES = 1024 * 1024;
+/** YAML syntax errors listed, at most. */
+const MAX_YAML_ERRORS = 10;
+
+/** The first `limit` bytes of `file` (fewer if it ends first). */
+function readAtMost(file: string, limit: number): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const buffer = Buffer.alloc(limit);
+    let length = 0;
+    while (length < limit) {
+      const n = readSync(fd, buffer, length, limit - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+    return buffer.subarray(0, length);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 function readYaml(file: string): Record<string, unknown> {
   let text: string;
@@ -309,12 +328,15 @@ function readYaml(file: string): Record<string, unknown> {
         `config file ${file}: is not a regular file (a ${kindOf(stat)})`,
       ]);
     }
-    if (stat.size > MAX_CONFIG_BYTES) {
+    // Read to the limit and no further: a file of procfs says it is
+    // empty and is not (/proc/self/pagemap runs to gigabytes).
+    const bytes = readAtMost(file, MAX_CONFIG_BYTES + 1);
+    if (bytes.length > MAX_CONFIG_BYTES) {
       throw new ConfigError([
-        `config file ${file}: is ${stat.size} bytes, larger than the ${MAX_CONFIG_BYTES} a configuration may be`,
+        `config file ${file}: is larger than the ${MAX_CONFIG_BYTES} bytes a configuration may be`,
       ]);
     }
-    text = readFileSync(file, 'utf8');
+    text = bytes.toString('utf8');
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     const code = (err as NodeJS.ErrnoException).code ?? 'error';
@@ -324,14 +346,27 @@ function readYaml(file: string): Record<string, unknown> {
   const lines = new LineCounter();
   const doc = parseDocument(text, { prettyErrors: false, lineCounter: lines });
   if (doc.errors.length > 0) {
-    throw new ConfigError(
-      doc.errors.map((e) => {
-        const { line, col } = lines.linePos(e.pos[0]);
-        return `config file ${file}, line ${line} column ${col}: ${oneLine(e.message)}`;
-      }),
-    );
+    // The first few: one broken nesting can repeat itself hundreds of times.
+    const shown = doc.errors.slice(0, MAX_YAML_ERRORS).map((e) => {
+      const { line, col } = lines.linePos(e.pos[0]);
+      return `config file ${file}, line ${line} column ${col}: ${oneLine(e.message)}`;
+    });
+    const more = doc.errors.length - shown.length;
+    if (more > 0) shown.push(`config file ${file}: ${more} more YAML errors`);
+    throw new ConfigError(shown);
   }
-  const value: unknown = doc.toJS();
+  let value: unknown;
+  try {
+    value = doc.toJS();
+  } catch (err) {
+    // An alias that names no anchor: most often a value that starts with
+    // `*` unquoted (a host pattern), which YAML reads as one.
+    const why = oneLine(String((err as Error)?.message ?? err));
+    const hint = /unresolved alias/i.test(why)
+      ? "; quote a value that starts with * (e.g. '*.example.com')"
+      : '';
+    throw new ConfigError([`config file ${file}: ${why}${hint}`]);
+  }
   if (value === null || value === undefined) return {};
   if (!isMapping(value)) {
     throw new ConfigError([`config file ${file}: is not a YAML mapping`]);

@@ -624,6 +624,30 @@ t.test('YAML syntax errors and unreadable files are reported', async (t) => {
     [/is not a YAML mapping/],
   );
 
+  // `*` starts a YAML alias: a host pattern left unquoted names none.
+  const alias = yamlFile(
+    t,
+    'pricing:\n  rules:\n    - { name: a, match: { host: *.example.com }, free: true }\n',
+  );
+  t.match(
+    problemsOf(() => loadConfig({ file: alias, env: {} })),
+    [
+      /: Unresolved alias .*; quote a value that starts with \* \(e\.g\. '\*\.example\.com'\)$/,
+    ],
+  );
+  const aliases = yamlFile(
+    t,
+    `x: &a [1]\ny: [${Array(150).fill('*a').join(', ')}]\n`,
+  );
+  t.match(
+    problemsOf(() => loadConfig({ file: aliases, env: {} })),
+    [/: Excessive alias count/],
+  );
+  const nested = yamlFile(t, `a: ${'['.repeat(400)}\n`);
+  const many = problemsOf(() => loadConfig({ file: nested, env: {} }));
+  t.equal(many.length, 11, 'ten YAML errors at most, then a count');
+  t.match(many.at(-1), /: \d+ more YAML errors$/);
+
   // Read only as a regular file: a FIFO would wait for a writer for ever,
   // and a device may never end.
   const dir = t.testdir({ 'big.yaml': `# ${'x'.repeat(1024 * 1024)}\n` });
@@ -633,7 +657,10 @@ t.test('YAML syntax errors and unreadable files are reported', async (t) => {
     [fifo, /is not a regular file \(a FIFO\)$/],
     ['/dev/zero', /is not a regular file \(a device\)$/],
     [dir, /is not a regular file \(a directory\)$/],
-    [join(dir, 'big.yaml'), /larger than the 1048576 a configuration may be$/],
+    [
+      join(dir, 'big.yaml'),
+      /larger than the 1048576 bytes a configuration may be$/,
+    ],
   ] as const) {
     t.match(
       problemsOf(() => loadConfig({ file: path, env: {} })),
