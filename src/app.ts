@@ -127,7 +127,18 @@ export async function startApp(options: AppOptions): Promise<App> {
       `the data directory may be listed by other users (mode ${open.mode}); Paygress's own files in it are 0600`,
     );
   }
-  const guard = new ReplayGuard({ cacheSize: config.replay.cacheSize, store });
+  let guard: ReplayGuard;
+  try {
+    guard = new ReplayGuard({ cacheSize: config.replay.cacheSize, store });
+  } catch (err) {
+    store.close();
+    // Its arrays are allocated whole, at once: a size the host cannot
+    // give fails here, not later.
+    throw new StartupError(
+      `the replay cache of ${config.replay.cacheSize} entries cannot be allocated (${String((err as Error)?.message ?? err)}); lower replay.cacheSize (PAYGRESS_REPLAY_CACHE_SIZE) or give Paygress more memory`,
+      { cause: err },
+    );
+  }
   const metrics = new Metrics({
     balances: () => store.balances(),
     replay: () => guard.stats(),

@@ -47,23 +47,28 @@ export function createLogger(
  * An error as pino writes it, with any token or proof secret in its text
  * (its message, stack, causes and other fields) taken out: `redact`
  * censors fields by name, and a message may quote what a mint or a parser
- * was given.
+ * was given. A copy: the caller's error and what hangs on it are left as
+ * they are. Whatever is thrown, not only an Error, goes the same way.
  */
 function redactedError(value: unknown): unknown {
-  if (typeof value === 'string') return redactSecrets(value);
-  const serialized: unknown = pino.stdSerializers.err(value as Error);
-  // Not an error: pino hands back the caller's own object, left as it is.
-  return serialized === value ? value : redactStrings(serialized, 0);
+  return redactedCopy(pino.stdSerializers.err(value as Error), 0);
 }
 
-function redactStrings(value: unknown, depth: number): unknown {
+/** How deep a logged error's fields are followed; deeper is left out. */
+const MAX_ERROR_DEPTH = 6;
+
+function redactedCopy(value: unknown, depth: number): unknown {
   if (typeof value === 'string') return redactSecrets(value);
-  if (typeof value !== 'object' || value === null || depth > 4) return value;
-  const record = value as Record<string, unknown>;
-  for (const key of Object.keys(record)) {
-    record[key] = redactStrings(record[key], depth + 1);
+  if (typeof value !== 'object' || value === null) return value;
+  if (depth >= MAX_ERROR_DEPTH) return '[nested too deep]';
+  if (Array.isArray(value)) {
+    return value.map((item) => redactedCopy(item, depth + 1));
   }
-  return record;
+  const copy: Record<string, unknown> = {};
+  for (const [key, field] of Object.entries(value)) {
+    copy[key] = redactedCopy(field, depth + 1);
+  }
+  return copy;
 }
 
 /**

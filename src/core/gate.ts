@@ -717,14 +717,27 @@ const PRIVATE_FAULTS: Partial<Record<ReasonCode, string>> = {
     'internal error while deciding the request; the operator has the details',
 };
 
-/** The stack of the deepest error among `err`'s causes, clipped. */
+/**
+ * The stack of the deepest error among `err`'s causes, clipped at a line
+ * or word break: a value the message quotes is kept whole or not at all,
+ * so redacting it later leaves no fragment.
+ */
 function rootStack(err: { stack?: string; cause?: unknown }): string {
   let root = err;
   for (let depth = 0; root.cause instanceof Error && depth < 5; depth++) {
     root = root.cause;
   }
-  return (root.stack ?? '').slice(0, 4096);
+  const stack = root.stack ?? '';
+  if (stack.length <= MAX_STACK) return stack;
+  const cut = stack.slice(0, MAX_STACK);
+  const line = cut.lastIndexOf('\n');
+  return line > 0
+    ? cut.slice(0, line)
+    : cut.slice(0, Math.max(0, cut.search(/\s\S*$/)));
 }
+
+/** Longest stack a decision keeps, in characters. */
+const MAX_STACK = 4096;
 
 /** The message of a fault of ours and of each cause under it. */
 function describeFault(err: { message: string; cause?: unknown }): string {

@@ -377,19 +377,33 @@ t.test(
     logger.error({ err: `plain text ${token}` }, 'failed as text');
     const notAnError = { note: token };
     logger.error({ err: notAnError }, 'not an error');
+    // What hangs on an error, however deep, is written redacted and left
+    // as it was.
+    const request = { body: { inputs: [{ secret, amount: 1 }] } };
+    let nested: Record<string, unknown> = { token };
+    for (let i = 0; i < 10; i++) nested = { nested };
+    const deep = Object.assign(new Error('swap failed'), { request, nested });
+    logger.error({ err: deep }, 'with fields');
     logger.flush();
     await new Promise((r) => setTimeout(r, 50));
 
-    const [error, text] = raw.map((l) => JSON.parse(l) as Record<string, any>);
+    const [error, text, plain, fields] = raw.map(
+      (l) => JSON.parse(l) as Record<string, any>,
+    );
     t.match(error!.err, {
       type: 'Error',
       message: 'cannot read "[redacted]"',
       stack: /cannot read "\[redacted\]"/,
     });
     t.equal(text!.err, 'plain text [redacted]');
-    t.notOk(raw.slice(0, 2).join('').includes(secret), 'nor the cause');
-    t.notOk(raw.slice(0, 2).join('').includes(token.slice(0, 20)));
+    t.notOk(raw.join('').includes(secret), 'nor the cause');
+    t.notOk(raw.join('').includes(token.slice(0, 20)), 'however deep');
     t.equal(notAnError.note, token, "a caller's own object is left alone");
+    t.same(plain!.err, { note: '[redacted]' }, 'a thrown non-error too');
+    t.same(fields!.err.request, {
+      body: { inputs: [{ secret: '[redacted]', amount: 1 }] },
+    });
+    t.equal(request.body.inputs[0]!.secret, secret, 'the error is unchanged');
   },
 );
 

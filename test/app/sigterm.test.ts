@@ -262,12 +262,27 @@ t.test(
 async function failedStart(
   t: Test,
   env: Record<string, string>,
+  /** A limit of address space for the process, in KiB (`ulimit -v`). */
+  addressSpaceKiB?: number,
 ): Promise<{
   code: number | null;
   fatal: string[];
   fatalLines: Record<string, unknown>[];
 }> {
-  const child = spawn(NODE, [PAYGRESS_BIN, 'serve'], {
+  const [command, args] =
+    addressSpaceKiB === undefined
+      ? [NODE, [PAYGRESS_BIN, 'serve']]
+      : [
+          '/bin/sh',
+          [
+            '-c',
+            `ulimit -v ${addressSpaceKiB} && exec "$0" "$@"`,
+            NODE,
+            PAYGRESS_BIN,
+            'serve',
+          ],
+        ];
+  const child = spawn(command, args, {
     env: {
       PATH: process.env.PATH ?? '',
       PAYGRESS_HTTP_HOST: '127.0.0.1',
@@ -391,6 +406,34 @@ t.test(
       `paygress could not start: ${dataDir} is in use by another Paygress process`,
     ]);
     t.notOk('err' in fatalLines[0]!, 'no stack: nothing to debug');
+  },
+);
+
+t.test(
+  'a replay cache the host cannot give stops start-up, named',
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-replay-size-'));
+    t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
+    // 10^8 entries take some 2.6 GB; the process may have 2 GiB.
+    const { code, fatalLines } = await failedStart(
+      t,
+      {
+        PAYGRESS_MINTS: mint.url,
+        PAYGRESS_MINT_ALLOW_HTTP: 'true',
+        PAYGRESS_DATA_DIR: dataDir,
+        PAYGRESS_REPLAY_CACHE_SIZE: '100000000',
+      },
+      2 * 1024 * 1024,
+    );
+    t.equal(code, 1);
+    t.match(fatalLines, [
+      {
+        msg: /^paygress could not start: the replay cache of 100000000 entries cannot be allocated \(.+\); lower replay\.cacheSize \(PAYGRESS_REPLAY_CACHE_SIZE\) or give Paygress more memory$/,
+      },
+    ]);
+    t.notOk('err' in (fatalLines[0] ?? {}), 'no stack');
   },
 );
 

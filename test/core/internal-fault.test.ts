@@ -60,3 +60,19 @@ t.test('a bug is refused as ours, its stack in the log only', async (t) => {
   log({ ...request, requestId: 'down' }, mintDown, 1);
   t.notOk('stack' in lines[1]!, 'a fault of the mint has no stack');
 });
+
+t.test('a long stack is cut where no quoted value is split', async (t) => {
+  const secret = 'ab'.repeat(32);
+  for (const filler of [4060, 4070, 4090]) {
+    // A parser's message quoting a secret across the 4 KiB the line keeps.
+    const quoting = (): never => {
+      throw new SyntaxError(`${'x'.repeat(filler)} "${secret}" is not JSON`);
+    };
+    const decision = (await pricedBy(quoting).decide(request)) as Deny;
+    t.ok(decision.stack!.length <= 4096, `${filler}: clipped`);
+    const { logger, lines } = keptLog();
+    createDecisionLog(logger)(request, decision, 1);
+    const logged = JSON.stringify(lines[0]);
+    t.notOk(logged.includes(secret.slice(0, 8)), `${filler}: no fragment`);
+  }
+});
