@@ -628,8 +628,10 @@ function classify(err: unknown): PaygressError {
       return new TokenReplayedError('the mint says the token is already spent');
     }
     if (RAN.has(err.code) || RAN_WORDS.test(detail)) {
+      // The whole detail (secrets taken out) goes to the log as the cause.
       return new MintError(
         `the mint says this swap's outputs are signed or pending already; settling it (code ${err.code}: ${shown.slice(0, 120)})`,
+        { cause: err },
       );
     }
     // A refusal of what Paygress built (its outputs, the swap's balance):
@@ -637,7 +639,7 @@ function classify(err: unknown): PaygressError {
     if (OURS.has(err.code) || OUR_MAKING.test(detail)) {
       return new MintError(
         `the mint refused the swap Paygress built (code ${err.code}: ${shown.slice(0, 120)})`,
-        refused,
+        { ...refused, cause: err },
       );
     }
     // A word of its own: "spending conditions not met" (NUT-10) is a
