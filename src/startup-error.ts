@@ -20,7 +20,10 @@ export function systemCode(err: unknown): string | undefined {
   for (let e = err, depth = 0; depth < 2; depth++) {
     if (typeof e !== 'object' || e === null) return undefined;
     const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^E[A-Z_]+$/.test(code)) return code;
+    // `EADDRINUSE`, `ENOENT`...; not Node's own `ERR_*` (a bug's, mostly).
+    if (typeof code === 'string' && /^E(?!RR_)[A-Z_]+$/.test(code)) {
+      return code;
+    }
     e = (e as { cause?: unknown }).cause;
   }
   return undefined;

@@ -709,7 +709,10 @@ function namingFile(file: string, err: unknown): Error {
   }
   if (message.includes(file)) return err as Error;
   // SQLite's or the system's: a file to fix, not a bug to trace.
-  const Kind = systemCode(err) === undefined ? Error : StartupError;
+  const fileFault =
+    systemCode(err) !== undefined ||
+    (err as { code?: unknown } | undefined)?.code === 'ERR_SQLITE_ERROR';
+  const Kind = fileFault ? StartupError : Error;
   return new Kind(`${file}: ${message}`, { cause: err });
 }
 
