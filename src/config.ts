@@ -279,14 +279,6 @@ export function normaliseMintUrl(raw: string, allowHttp = false): string {
   return `${url.protocol}//${url.host}${path}`;
 }
 
-function kindOf(stat: Stats): string {
-  if (stat.isDirectory()) return 'directory';
-  if (stat.isFIFO()) return 'FIFO';
-  if (stat.isSocket()) return 'socket';
-  if (stat.isCharacterDevice() || stat.isBlockDevice()) return 'device';
-  return 'special file';
-}
-
 function isLoopback(hostname: string): boolean {
   return (
     hostname === 'localhost' ||
@@ -320,16 +312,18 @@ function readAtMost(file: string, limit: number): Buffer {
 function readYaml(file: string): Record<string, unknown> {
   let text: string;
   try {
-    // Only a regular file (a ConfigMap's symlinks lead to one): reading a
-    // FIFO waits for a writer for ever, a device may never end.
+    // A file, or what a shell hands over as one (a pipe, `/dev/stdin`,
+    // `<(...)`, `/dev/null`): read to the limit and no further, so a
+    // device that never ends (`/dev/zero`) is refused. A directory or a
+    // socket is no configuration.
     const stat = statSync(file);
-    if (!stat.isFile()) {
+    if (stat.isDirectory() || stat.isSocket()) {
       throw new ConfigError([
-        `config file ${file}: is not a regular file (a ${kindOf(stat)})`,
+        `config file ${file}: is not a file (a ${stat.isDirectory() ? 'directory' : 'socket'})`,
       ]);
     }
-    // Read to the limit and no further: a file of procfs says it is
-    // empty and is not (/proc/self/pagemap runs to gigabytes).
+    // The size is not asked: a file of procfs says it is empty and is
+    // not (/proc/self/pagemap runs to gigabytes).
     const bytes = readAtMost(file, MAX_CONFIG_BYTES + 1);
     if (bytes.length > MAX_CONFIG_BYTES) {
       throw new ConfigError([
@@ -467,7 +461,11 @@ function bool(fallback: boolean): Reader<boolean> {
     if (value === undefined || typeof value === 'boolean') {
       return value ?? fallback;
     }
-    c.bad(key, value, 'true or false (or yes/no, on/off, 1/0)');
+    c.bad(
+      key,
+      value,
+      'true or false (in the environment also yes/no, on/off, 1/0)',
+    );
     return fallback;
   };
 }

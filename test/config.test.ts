@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -346,7 +347,7 @@ t.test(
       'pricing.rules[6]: has both price and free, expected exactly one of price, rate and free',
       'pricing.rules[7]: has none, expected exactly one of price, rate and free',
       'grpc.host: "127.0.0.1:9001" is not a host name or IP address without a port (IPv6 without brackets, e.g. ::1)',
-      'devMint (PAYGRESS_DEV_MINT): "maybe" is not true or false (or yes/no, on/off, 1/0)',
+      'devMint (PAYGRESS_DEV_MINT): "maybe" is not true or false (in the environment also yes/no, on/off, 1/0)',
       'grants.key: missing, expected a secret of at least 32 bytes (rate rules issue grants)',
       'grants.cookieName: "bad cookie" is not a cookie name',
     ];
@@ -648,15 +649,12 @@ t.test('YAML syntax errors and unreadable files are reported', async (t) => {
   t.equal(many.length, 11, 'ten YAML errors at most, then a count');
   t.match(many.at(-1), /: \d+ more YAML errors$/);
 
-  // Read only as a regular file: a FIFO would wait for a writer for ever,
-  // and a device may never end.
+  // What a shell hands over as a file is read, to the limit only; a
+  // directory is no configuration.
   const dir = t.testdir({ 'big.yaml': `# ${'x'.repeat(1024 * 1024)}\n` });
-  const fifo = join(dir, 'fifo');
-  execFileSync('mkfifo', [fifo]);
   for (const [path, problem] of [
-    [fifo, /is not a regular file \(a FIFO\)$/],
-    ['/dev/zero', /is not a regular file \(a device\)$/],
-    [dir, /is not a regular file \(a directory\)$/],
+    ['/dev/zero', /is larger than the 1048576 bytes a configuration may be$/],
+    [dir, /is not a file \(a directory\)$/],
     [
       join(dir, 'big.yaml'),
       /larger than the 1048576 bytes a configuration may be$/,
@@ -668,6 +666,20 @@ t.test('YAML syntax errors and unreadable files are reported', async (t) => {
       path,
     );
   }
+  t.same(
+    loadConfig({ file: '/dev/null', env: MINT }).mints.map((m) => m.url),
+    ['https://mint.example.com'],
+    '/dev/null: no file',
+  );
+  const fifo = join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  const writer = spawn('sh', ['-c', `printf 'logLevel: warn\\n' > '${fifo}'`]);
+  t.equal(
+    loadConfig({ file: fifo, env: MINT }).logLevel,
+    'warn',
+    'a pipe, as <(...) gives',
+  );
+  await once(writer, 'exit');
 });
 
 t.test('the example file in the repository is valid', async (t) => {

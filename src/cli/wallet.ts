@@ -11,7 +11,7 @@
  * payment, and a token that could not be printed stays in the store for
  * the next export to print first.
  */
-import { existsSync, fsyncSync } from 'node:fs';
+import { fsyncSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../config.ts';
 import type { ProofState } from '../core/ports.ts';
@@ -40,6 +40,19 @@ export const CHECK_BATCH = 1000;
  */
 export const TOKEN_PROOFS = 100;
 
+/**
+ * Whether `file` is not there at all; a file that cannot be looked at
+ * (permission) is left for opening it to say why.
+ */
+function isMissing(file: string): boolean {
+  try {
+    statSync(file);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+}
+
 /** Runs `paygress wallet balance|export`; resolves with the exit code. */
 export async function wallet(
   command: 'balance' | 'export',
@@ -63,7 +76,7 @@ export async function wallet(
   // Opening a store creates it: a mistyped data directory would read as
   // an empty wallet, the money seemingly gone.
   const storeFile = join(dataDir, WALLET_FILE);
-  if (!existsSync(storeFile)) {
+  if (isMissing(storeFile)) {
     process.stderr.write(
       `paygress wallet: no wallet store at ${storeFile}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with? Nothing was created.\n`,
     );

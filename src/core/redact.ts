@@ -12,9 +12,11 @@ const MIN_LONE = 16;
 
 /**
  * A serialised Cashu token (NUT-00 V3 `cashuA`, V4 `cashuB`), percent-
- * encoded too, whatever the case of its prefix.
+ * encoded too. Paygress reads only the lower-case prefix, and the shortest
+ * real token (one proof) is some 200 characters: a word such as
+ * `cashuAPI` in a path is not one.
  */
-const TOKEN = /cashu[ab][A-Za-z0-9_\-+/=%]{8,}/gi;
+const TOKEN = /cashu[AB][A-Za-z0-9_\-+/=%]{40,}/g;
 /** A grant credential (`pgr1.` payload `.` MAC), a bearer credential too. */
 const GRANT = /pgr1\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/g;
 /** Whatever follows `Bearer`, as an Authorization header's value quoted. */
@@ -28,10 +30,11 @@ const SECRET_FIELD =
 /**
  * A run of 64 hex digits or more, but for exactly 66: a random secret is
  * 32 bytes as hex, and one quoted beside its C makes a longer run; a Y, a
- * C or a V2 keyset id alone is 33 bytes.
+ * C or a V2 keyset id alone is 33 bytes. A digest named as one
+ * (`sha256:…`, an image's) stays.
  */
 const SECRET_HEX =
-  /(?<![0-9a-fA-F])(?:[0-9a-fA-F]{64,65}|[0-9a-fA-F]{67,})(?![0-9a-fA-F])/g;
+  /(?<![0-9a-fA-F]|sha(?:256|384|512)[:-])(?:[0-9a-fA-F]{64,65}|[0-9a-fA-F]{67,})(?![0-9a-fA-F])/g;
 
 /**
  * `text` with every Cashu token, grant credential and bearer credential,

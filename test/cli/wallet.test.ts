@@ -13,6 +13,7 @@ import {
   openSync,
   readdirSync,
   rmSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,11 +73,20 @@ function cliTo(
   out: 'pipe' | number,
   ...args: string[]
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return cliIn(dataDir, out, ...args);
+}
+
+/** {@link cliTo} on another data directory. */
+function cliIn(
+  dir: string,
+  out: 'pipe' | number,
+  ...args: string[]
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', ...args], {
     env: {
       PATH: process.env.PATH ?? '',
       PAYGRESS_MINTS: `${a.url};${b.url}`,
-      PAYGRESS_DATA_DIR: dataDir,
+      PAYGRESS_DATA_DIR: dir,
       PAYGRESS_MINT_TIMEOUT_MS: '2000',
     },
     stdio: ['ignore', out, 'pipe'],
@@ -122,6 +132,15 @@ t.test('no wallet store: neither command makes one', async (t) => {
     );
   }
   t.same(readdirSync(dataDir), [], 'the directory is left empty');
+
+  // A store that cannot be looked at is not called missing: opening it
+  // says why (here a file where a directory of its path should be).
+  const file = join(dataDir, 'a-file');
+  writeFileSync(file, '');
+  const blocked = await cliIn(join(file, 'data'), 'pipe', 'balance');
+  rmSync(file);
+  t.equal(blocked.code, 1);
+  t.match(blocked.stderr, /a part of its path is a file, not a directory/);
 });
 
 t.test('an empty wallet says so', async (t) => {
