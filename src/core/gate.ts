@@ -152,15 +152,20 @@ export class Gate implements Decider {
       ...options,
     };
     const clock = this.#o.clock;
+    // On Paygress's clock, read at every look: lru-cache otherwise keeps
+    // the time it read for a millisecond of real time, so a look just
+    // after the clock moved (a test's, or a system clock stepped) saw
+    // the time before it.
+    const time = { perf: { now: () => clock.now() }, ttlResolution: 0 };
     this.#confirmed = new LRUCache<string, true>({
       max: CONFIRMED_PODS,
       ttl: POD_RECHECK_MS,
-      perf: { now: () => clock.now() },
+      ...time,
     });
     this.#unconfirmed = new LRUCache<string, PaygressError>({
       max: CONFIRMED_PODS,
       ttl: POD_RETRY_MS,
-      perf: { now: () => clock.now() },
+      ...time,
     });
   }
 
