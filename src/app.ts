@@ -52,6 +52,12 @@ export interface App {
   ready(): boolean;
   /** Stops accepting, finishes in-flight requests, closes the store. */
   close(): Promise<void>;
+  /**
+   * What a stop at once leaves behind, written now: the refusal counts the
+   * log's limit held back, and the store, closed (requests in flight are
+   * cut, to be settled at the next start). The process exits after it.
+   */
+  stopNow(): void;
 }
 
 /** Why a listener could not listen, by the system error's code. */
@@ -314,6 +320,10 @@ export async function startApp(options: AppOptions): Promise<App> {
     ...(admin !== undefined && { adminPort: admin.port }),
     store,
     ready,
+    stopNow: () => {
+      decisionLog.flush();
+      store.close();
+    },
     close: () =>
       (closing ??= (async () => {
         clearInterval(settler);

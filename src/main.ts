@@ -130,7 +130,7 @@ function onStopSignals(
       'stopping at once: requests in flight are cut; their payments are settled at the next start or owed to the same token',
     );
     try {
-      app.store.close();
+      app.stopNow();
     } catch (err) {
       logger.error(
         { err },

@@ -218,12 +218,21 @@ t.test(
   async (t) => {
     const underWay = await paymentUnderWay(t, 5000, {
       PAYGRESS_SHUTDOWN_GRACE_MS: '10000',
+      PAYGRESS_LOG_REFUSAL_LIMIT: '1',
     });
     const { paygress, dataDir } = underWay;
     const inFlight = underWay.inFlight.then(
       (r) => r.status,
       () => 'cut',
     );
+    // Refusals over the log's limit, their summary due at the end of the
+    // second: the stop comes first.
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${paygress.base}/auth/forward`, {
+        headers: { 'X-Forwarded-Uri': '/premium', 'X-Cashu': 'cashuBnot' },
+      });
+      await res.text();
+    }
 
     const sent = Date.now();
     await signalRepeatedly(paygress, 'SIGTERM', 3);
@@ -241,6 +250,7 @@ t.test(
       'shutting down',
       /^already shutting down, signal ignored/,
       /^stopping at once/,
+      /^refusals not logged: over logRefusalLimit/,
     ]);
     t.notOk(
       existsSync(join(dataDir, 'wallet.sqlite-wal')),
