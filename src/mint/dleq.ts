@@ -46,10 +46,11 @@ export function verifyProofDleq(proof: DleqProof, mintKey: string): boolean {
 
 /**
  * `r` as 32 bytes if it is hex of a scalar in [1, n), else undefined. It
- * is read as a number, so wallets may drop its leading zeros.
+ * is read as a number, as cashu-ts reads it: wallets may drop its leading
+ * zeros, or write it in 33 bytes (a leading `00`).
  */
 function scalar(hex: unknown): Uint8Array | undefined {
-  if (typeof hex !== 'string' || !/^[0-9a-fA-F]{1,64}$/.test(hex)) {
+  if (typeof hex !== 'string' || !/^[0-9a-fA-F]{1,66}$/.test(hex)) {
     return undefined;
   }
   const value = BigInt(`0x${hex}`);

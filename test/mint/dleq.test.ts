@@ -121,6 +121,23 @@ t.test('agrees with cashu-ts on real and tampered proofs', async (t) => {
       ),
     );
   }
+  // Or written in 33 bytes: the same number.
+  const proof = proofs[0]!;
+  const r33 = `00${proof.dleq!.r!}`;
+  t.ok(
+    verifyProofDleq(
+      { ...proof, dleq: { ...proof.dleq!, r: r33 } },
+      keyOf(proof),
+    ),
+    'r with a leading 00 byte',
+  );
+  t.notOk(
+    verifyProofDleq(
+      { ...proof, dleq: { ...proof.dleq!, r: `01${proof.dleq!.r!}` } },
+      keyOf(proof),
+    ),
+    'but not a larger number',
+  );
 });
 
 const N_HEX =
