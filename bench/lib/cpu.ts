@@ -7,10 +7,20 @@ import { readFileSync } from 'node:fs';
 
 /** User + system CPU of a process so far, in ms (/proc, 100 Hz ticks). */
 export function cpuMs(pid: number): number {
+  const { user, system } = cpuSplitMs(pid);
+  return user + system;
+}
+
+/**
+ * User and system CPU of a process so far, in ms. User time is the
+ * process's own code; system time is mostly the kernel's sending and
+ * waking the client, which moves with the machine more than with it.
+ */
+export function cpuSplitMs(pid: number): { user: number; system: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
     .split(') ')[1]!
     .split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10;
+  return { user: Number(fields[11]) * 10, system: Number(fields[12]) * 10 };
 }
 
 /**
