@@ -163,20 +163,35 @@ export async function startHttpServer(
           ? NGINX
           : undefined;
 
-    const reply =
-      adapter === undefined
-        ? adminReply(route ?? '/', routes).then(render)
-        : authorize(adapter, req, res, deciding);
+    running.begin();
     // Nothing that fails while answering may take the process down: it is
     // our fault, and the proxy is told so (nginx and Traefik fail closed).
-    running.track(
-      reply
-        .catch((err: unknown): Rendered => {
-          logger.error({ err }, 'request failed');
-          return INTERNAL_ERROR;
-        })
-        .then((answer) => write(req, res, answer, closing)),
-    );
+    // Callbacks, not an async function: fewer promises per request.
+    const answer = (reply: Rendered) => {
+      try {
+        write(req, res, reply, closing);
+      } catch (err) {
+        logger.error({ err }, 'answer not written');
+        res.destroy();
+      } finally {
+        running.end();
+      }
+    };
+    const failed = (err: unknown) => {
+      logger.error({ err }, 'request failed');
+      answer(INTERNAL_ERROR);
+    };
+    if (adapter === undefined) {
+      adminReply(route ?? '/', routes)
+        .then(render)
+        .then(answer, failed);
+      return;
+    }
+    try {
+      authorize(adapter, req, res, deciding, answer);
+    } catch (err) {
+      failed(err);
+    }
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -256,30 +271,66 @@ interface Deciding {
   running: InFlight;
 }
 
-async function authorize(
+/**
+ * Reads the request, has it decided and hands the rendering to `answer`,
+ * exactly once. A reading that throws is the caller's to answer.
+ */
+function authorize(
   adapter: Adapter,
   req: IncomingMessage,
   res: ServerResponse,
-  { decider, decisions, logger, observe, running }: Deciding,
-): Promise<Rendered> {
+  deciding: Deciding,
+  answer: (reply: Rendered) => void,
+): void {
   const started = performance.now();
   const request = adapter.read(req);
-
-  let decision: Decision;
-  try {
-    decision = await decider.decide(request);
-  } catch (err) {
+  const { decider, logger } = deciding;
+  const conclude = (decision: Decision) => {
+    let reply: Rendered;
+    try {
+      reply = settle(adapter, request, decision, started, res, deciding);
+    } catch (err) {
+      logger.error({ err, reqId: request.requestId }, 'request failed');
+      reply = INTERNAL_ERROR;
+    }
+    answer(reply);
+  };
+  decideSafely(decider, request).then(conclude, (err: unknown) => {
     // The gate turns every failure into a deny; reaching this is a bug, and
     // it must still fail closed.
     logger.error({ err, reqId: request.requestId }, 'decider threw');
-    decision = {
-      kind: 'deny',
-      reason: 'PAYGRESS_INTERNAL',
-      message: 'internal error',
-      fault: 'ours',
-    };
-  }
+    conclude(DECIDER_THREW);
+  });
+}
 
+const DECIDER_THREW: Decision = Object.freeze({
+  kind: 'deny',
+  reason: 'PAYGRESS_INTERNAL',
+  message: 'internal error',
+  fault: 'ours',
+});
+
+/** The decider's answer, a synchronous throw included, as a promise. */
+function decideSafely(
+  decider: Decider,
+  request: AuthRequest,
+): Promise<Decision> {
+  try {
+    return decider.decide(request);
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/** Logs and counts a decision and renders it. */
+function settle(
+  adapter: Adapter,
+  request: AuthRequest,
+  decision: Decision,
+  started: number,
+  res: ServerResponse,
+  { decider, decisions, logger, observe, running }: Deciding,
+): Rendered {
   const duration = performance.now() - started;
   decisions(request, decision, duration);
   observe?.(request, decision, duration);

@@ -60,6 +60,32 @@ t.test('a failing handler gives 503, and the server stays up', async (t) => {
   await health.text();
 });
 
+t.test('a decider that throws at once gives 503 too, counted', async (t) => {
+  const observed: string[] = [];
+  const server = await listen({
+    observe: (_request, decision) =>
+      observed.push(decision.kind === 'deny' ? decision.reason : 'allow'),
+    decider: {
+      decide: () => {
+        throw new Error('bug before any promise');
+      },
+    },
+  });
+  t.teardown(() => server.close(0));
+  const auth = await fetch(`http://127.0.0.1:${server.port}/auth/nginx`);
+  t.equal(auth.status, 503);
+  t.equal(auth.headers.get('x-paygress-reason'), 'PAYGRESS_INTERNAL');
+  await auth.text();
+  t.ok(
+    await Promise.race([
+      server.idle().then(() => true),
+      new Promise((resolve) => setTimeout(() => resolve(false), 2000)),
+    ]),
+    'nothing is left counted as running',
+  );
+  t.same(observed, ['PAYGRESS_INTERNAL'], 'the metrics count it');
+});
+
 t.test(
   'a constant decision is rendered once, never changed by a request',
   async (t) => {
