@@ -29,6 +29,7 @@ import {
 } from './admin-server.ts';
 import {
   deliversPayment,
+  logError,
   renderOnce,
   reportUndelivered,
   type Reply,
@@ -166,19 +167,23 @@ export async function startHttpServer(
     running.begin();
     // Nothing that fails while answering may take the process down: it is
     // our fault, and the proxy is told so (nginx and Traefik fail closed).
-    // Callbacks, not an async function: fewer promises per request.
+    // Callbacks, not an async function: fewer promises per request, so
+    // none of them may throw, and the first answer is the only one.
+    let answered = false;
     const answer = (reply: Rendered) => {
+      if (answered) return;
+      answered = true;
       try {
         write(req, res, reply, closing);
       } catch (err) {
-        logger.error({ err }, 'answer not written');
+        logError(logger, { err }, 'answer not written');
         res.destroy();
       } finally {
         running.end();
       }
     };
     const failed = (err: unknown) => {
-      logger.error({ err }, 'request failed');
+      logError(logger, { err }, 'request failed');
       answer(INTERNAL_ERROR);
     };
     if (adapter === undefined) {
@@ -290,7 +295,7 @@ function authorize(
     try {
       reply = settle(adapter, request, decision, started, res, deciding);
     } catch (err) {
-      logger.error({ err, reqId: request.requestId }, 'request failed');
+      logError(logger, { err, reqId: request.requestId }, 'request failed');
       reply = INTERNAL_ERROR;
     }
     answer(reply);
@@ -298,7 +303,7 @@ function authorize(
   decideSafely(decider, request).then(conclude, (err: unknown) => {
     // The gate turns every failure into a deny; reaching this is a bug, and
     // it must still fail closed.
-    logger.error({ err, reqId: request.requestId }, 'decider threw');
+    logError(logger, { err, reqId: request.requestId }, 'decider threw');
     conclude(DECIDER_THREW);
   });
 }
@@ -310,13 +315,17 @@ const DECIDER_THREW: Decision = Object.freeze({
   fault: 'ours',
 });
 
-/** The decider's answer, a synchronous throw included, as a promise. */
+/**
+ * The decider's answer as a promise of Node's own, which settles once: a
+ * synchronous throw, a value or another thenable included.
+ */
 function decideSafely(
   decider: Decider,
   request: AuthRequest,
 ): Promise<Decision> {
   try {
-    return decider.decide(request);
+    const decided = decider.decide(request);
+    return decided instanceof Promise ? decided : Promise.resolve(decided);
   } catch (err) {
     return Promise.reject(err);
   }

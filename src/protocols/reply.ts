@@ -62,9 +62,35 @@ export function reportUndelivered(
   try {
     decider.undelivered?.(decision);
   } catch (err) {
-    logger.error(
+    logError(
+      logger,
       { err, reqId },
       'the undelivered answer could not be recorded',
     );
+  }
+}
+
+/**
+ * Logs an error where nothing is left to catch a throw: writing an error
+ * runs its getters and serialisers, and one that throws would otherwise
+ * end the process, or leave a request unanswered. The line is then
+ * written without its `err`.
+ */
+export function logError(
+  logger: Logger,
+  fields: { err: unknown; reqId?: string },
+  message: string,
+): void {
+  try {
+    logger.error(fields, message);
+  } catch {
+    try {
+      logger.error(
+        { reqId: fields.reqId },
+        `${message} (the error itself could not be written)`,
+      );
+    } catch {
+      // The logger itself is broken: nothing left to tell.
+    }
   }
 }

@@ -86,6 +86,88 @@ t.test('a decider that throws at once gives 503 too, counted', async (t) => {
   t.same(observed, ['PAYGRESS_INTERNAL'], 'the metrics count it');
 });
 
+t.test('an error the log cannot write takes nothing down', async (t) => {
+  const lines: string[] = [];
+  const server = await startHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    logger: createLogger('info', { write: (line: string) => lines.push(line) }),
+    decider: {
+      decide: () => {
+        const err = new Error('bug in the decider');
+        Object.defineProperty(err, 'detail', {
+          enumerable: true,
+          get() {
+            throw new Error('unwritable');
+          },
+        });
+        return Promise.reject(err);
+      },
+    },
+  });
+  t.teardown(() => server.close(0));
+  const auth = await fetch(`http://127.0.0.1:${server.port}/auth/forward`);
+  t.equal(auth.status, 503, 'still answered, closed');
+  t.equal(auth.headers.get('x-paygress-reason'), 'PAYGRESS_INTERNAL');
+  await auth.text();
+  const health = await fetch(`http://127.0.0.1:${server.port}/healthz`);
+  t.equal(health.status, 200, 'still serving');
+  await health.text();
+  await server.idle();
+  t.match(
+    lines.join(''),
+    /decider threw \(the error itself could not be written\)/,
+    'the line is written without the error',
+  );
+});
+
+t.test('a decider that answers, then throws, is answered once', async (t) => {
+  let second: ((decision: Decision) => void) | undefined;
+  const server = await listen({
+    decider: {
+      decide: (request) => {
+        if (request.path === '/later') {
+          return new Promise<Decision>((resolve) => (second = resolve));
+        }
+        // A thenable that answers, then throws: not a promise of Node's.
+        return {
+          then(ok: (decision: Decision) => void) {
+            ok(PAY_5_SAT);
+            throw new Error('after answering');
+          },
+        } as unknown as Promise<Decision>;
+      },
+    },
+  });
+  t.teardown(() => server.close(0));
+  const base = `http://127.0.0.1:${server.port}/auth/forward`;
+  const first = await fetch(base);
+  t.equal(first.status, 402);
+  t.match(await first.text(), /pay 5 sat/);
+
+  const later = fetch(base, { headers: { 'X-Forwarded-Uri': '/later' } });
+  while (second === undefined) await new Promise((r) => setTimeout(r, 5));
+  const idle = server.idle().then(() => 'idle');
+  const waited = await Promise.race([
+    idle,
+    new Promise((r) => setTimeout(() => r('waiting'), 200)),
+  ]);
+  t.equal(waited, 'waiting', 'a decision still being made is waited for');
+  second(PAY_5_SAT);
+  t.equal((await later).status, 402);
+  t.equal(await idle, 'idle');
+});
+
+t.test('a decider returning a plain decision is answered', async (t) => {
+  const server = await listen({
+    decider: { decide: () => PAY_5_SAT as unknown as Promise<Decision> },
+  });
+  t.teardown(() => server.close(0));
+  const res = await fetch(`http://127.0.0.1:${server.port}/auth/forward`);
+  t.equal(res.status, 402);
+  await res.text();
+});
+
 t.test(
   'a constant decision is rendered once, never changed by a request',
   async (t) => {
