@@ -29,7 +29,12 @@ import {
   isBadPayment,
 } from './payment-headers.ts';
 import { InFlight } from './in-flight.ts';
-import { deliversPayment, renderOnce, reportUndelivered } from './reply.ts';
+import {
+  deliversPayment,
+  logError,
+  renderOnce,
+  reportUndelivered,
+} from './reply.ts';
 import {
   carriesPaygressCredential,
   hostOnly,
@@ -201,6 +206,7 @@ export function createExtAuthzService(
     const started = performance.now();
     let request: AuthRequest = TCP_REQUEST;
     let decision: Decision;
+    let answered = false;
     try {
       const http = authRequestOf(call.request);
       if (http === undefined) {
@@ -213,25 +219,29 @@ export function createExtAuthzService(
     } catch (err) {
       decision = internal(err);
     }
+    const lost = deliversPayment(decision)
+      ? () =>
+          reportUndelivered(
+            options.decider,
+            decision,
+            options.logger,
+            request.requestId,
+          )
+      : undefined;
+    let owed = false;
     try {
       const duration = performance.now() - started;
       decisions(request, decision, duration);
       options.observe?.(request, decision, duration);
-      const lost = deliversPayment(decision)
-        ? () =>
-            reportUndelivered(
-              options.decider,
-              decision,
-              options.logger,
-              request.requestId,
-            )
-        : undefined;
       // Envoy gave up (its timeout), or shutdown cut the call: the answer
       // to a payment goes nowhere, so the payment stays owed.
-      const owed = lost !== undefined && (call.cancelled || cut);
-      if (owed) {
+      if (lost !== undefined && (call.cancelled || cut)) {
+        owed = true;
         lost();
-        if (cut) return callback(SHUTTING_DOWN);
+        if (cut) {
+          answered = true;
+          return callback(SHUTTING_DOWN);
+        }
       }
       const result = answer(
         decision,
@@ -243,13 +253,23 @@ export function createExtAuthzService(
         // grpc-js emits this when the call ends, answered or not.
         call.once('cancelled', () => unfinished.delete(lost));
       }
+      answered = true;
       if ('error' in result) callback(result.error);
       else callback(null, result.bytes);
     } catch (err) {
-      options.logger.error(
+      logError(
+        options.logger,
         { err, reqId: request.requestId },
         'check answer failed',
       );
+      if (answered) return;
+      // A payment whose answer could not be made is owed, and Envoy is
+      // told at once instead of waiting out its timeout.
+      if (lost !== undefined && !owed) {
+        unfinished.delete(lost);
+        lost();
+      }
+      callback(ANSWER_FAILED);
     }
   };
   const check: grpc.handleUnaryCall<CheckRequestWire, Buffer> = (
@@ -268,6 +288,12 @@ export function createExtAuthzService(
     },
   };
 }
+
+/** The answer to a check whose answer could not be made: our fault. */
+const ANSWER_FAILED: Partial<grpc.StatusObject> = Object.freeze({
+  code: grpc.status.UNAVAILABLE,
+  details: 'internal error while answering; the operator has the details',
+});
 
 /** The answer to a payment decided as shutdown closes the connections. */
 const SHUTTING_DOWN: Partial<grpc.StatusObject> = Object.freeze({

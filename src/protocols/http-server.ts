@@ -296,6 +296,10 @@ function authorize(
       reply = settle(adapter, request, decision, started, res, deciding);
     } catch (err) {
       logError(logger, { err, reqId: request.requestId }, 'request failed');
+      // What was paid for is not in this answer: it stays owed.
+      if (deliversPayment(decision)) {
+        reportUndelivered(decider, decision, logger, request.requestId);
+      }
       reply = INTERNAL_ERROR;
     }
     answer(reply);
@@ -331,7 +335,11 @@ function decideSafely(
   }
 }
 
-/** Logs and counts a decision and renders it. */
+/**
+ * Logs, counts and renders a decision, and watches the delivery of a
+ * paid one once its answer is made: a throw before then leaves the
+ * payment to the caller.
+ */
 function settle(
   adapter: Adapter,
   request: AuthRequest,
@@ -343,6 +351,9 @@ function settle(
   const duration = performance.now() - started;
   decisions(request, decision, duration);
   observe?.(request, decision, duration);
+  const reply = renderOnce(adapter.constant, decision, (d) =>
+    render(adapter.reply(d)),
+  );
   if (deliversPayment(decision)) {
     // Shutdown waits for this too: whether the answer arrived is known
     // only when the connection has taken it or closed, and a loss learnt
@@ -353,9 +364,7 @@ function settle(
       ),
     );
   }
-  return renderOnce(adapter.constant, decision, (d) =>
-    render(adapter.reply(d)),
-  );
+  return reply;
 }
 
 /**

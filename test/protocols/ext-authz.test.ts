@@ -625,3 +625,34 @@ t.test('a paid call Envoy gave up on is owed once', async (t) => {
   await server.idle();
   t.same(lost, ['r-1'], 'owed, and once');
 });
+
+t.test('a paid check whose answer could not be made is owed', async (t) => {
+  const lost: string[] = [];
+  const server = await startGrpcServer({
+    host: '127.0.0.1',
+    port: 0,
+    logger: pino({ level: 'silent' }),
+    decider: {
+      decide: async () => ({ ...ALLOW, redemptionId: 'r-2' }),
+      undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
+    },
+    observe: () => {
+      throw new Error('bug while counting');
+    },
+  });
+  const client = new grpc.Client(
+    `127.0.0.1:${server.port}`,
+    grpc.credentials.createInsecure(),
+  );
+  t.teardown(async () => {
+    client.close();
+    await server.close(0);
+  });
+  const started = performance.now();
+  const result = await callRaw(client, CHECK, encodeCheckRequest({ http: {} }));
+  t.notOk(result.ok, 'no allow');
+  if (!result.ok) t.equal(result.error.code, grpc.status.UNAVAILABLE);
+  t.ok(performance.now() - started < 5000, 'told at once');
+  await server.idle();
+  t.same(lost, ['r-2'], 'the payment is owed, once');
+});

@@ -414,3 +414,30 @@ t.test(
     t.ok(decided <= most, `${decided} decided, at most ${most}`);
   },
 );
+
+t.test('a paid answer that could not be made stays owed', async (t) => {
+  const lost: string[] = [];
+  const paid: Decision = {
+    kind: 'allow',
+    amount: 100,
+    unit: 'sat',
+    upstreamHeaders: {},
+    clientHeaders: {},
+    redemptionId: 'r-2',
+  };
+  const server = await listen({
+    decider: {
+      decide: async () => paid,
+      undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
+    },
+    observe: () => {
+      throw new Error('bug while counting');
+    },
+  });
+  t.teardown(() => server.close(0));
+  const res = await fetch(`http://127.0.0.1:${server.port}/auth/forward`);
+  t.equal(res.status, 503, 'fails closed');
+  await res.text();
+  await server.idle();
+  t.same(lost, ['r-2'], 'the payment is owed, once');
+});
