@@ -7,9 +7,10 @@
  * Traefik sends, in alternation, round by round. User and system time
  * apart: user time is the server's own code, system time mostly the
  * kernel sending and waking wrk, which moves with the machine more than
- * with the server. With `--compare DIR` (another checkout, with its
- * node_modules) that tree's listener and whole Paygress run in each
- * round too.
+ * with the server. wrk's rate is given beside each, for the throughput
+ * ratios the bench's runs report. With `--compare DIR` (another
+ * checkout, with its node_modules) that tree's listener and whole
+ * Paygress run in each round too.
  *
  *   node_modules/.bin/node bench/http-floor.ts [--seconds 4] [--rounds 4]
  *     [--compare DIR]
@@ -90,7 +91,7 @@ try {
         results
           .get(server.name)!
           .push(
-            `${us(after.user - before.user)} + ${us(after.system - before.system)}`,
+            `${us(after.user - before.user)} + ${us(after.system - before.system)} (${Math.round(r.rps)}/s)`,
           );
       } finally {
         await child.stop();
@@ -101,7 +102,9 @@ try {
   await mint.stop();
 }
 
-process.stdout.write('µs CPU per request, user + system, round by round\n');
+process.stdout.write(
+  'µs CPU per request, user + system (requests a second), round by round\n',
+);
 for (const [name, rounds] of results) {
   process.stdout.write(`${name}: ${rounds.join(', ')}\n`);
 }
