@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { guardConnections } from './connection-guard.ts';
-import type { Reply } from './reply.ts';
+import { logError, type Reply } from './reply.ts';
 
 /** What the operator's routes report. */
 export interface AdminRoutes {
@@ -142,7 +142,7 @@ export async function startAdminServer(
     const route = (req.url ?? '/').split('?')[0] ?? '/';
     adminReply(route, routes)
       .catch((err: unknown): Reply => {
-        logger.error({ err, route }, 'admin request failed');
+        logError(logger, { err, route }, 'admin request failed');
         return { status: 503, headers: TEXT, body: 'internal error\n' };
       })
       .then(({ status, headers, body }) => {

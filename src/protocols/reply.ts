@@ -78,17 +78,15 @@ export function reportUndelivered(
  */
 export function logError(
   logger: Logger,
-  fields: { err: unknown; reqId?: string },
+  fields: { readonly err: unknown; readonly [field: string]: unknown },
   message: string,
 ): void {
   try {
     logger.error(fields, message);
   } catch {
+    const { err: _unwritable, ...rest } = fields;
     try {
-      logger.error(
-        { reqId: fields.reqId },
-        `${message} (the error itself could not be written)`,
-      );
+      logger.error(rest, `${message} (the error itself could not be written)`);
     } catch {
       // The logger itself is broken: nothing left to tell.
     }

@@ -132,3 +132,28 @@ t.test('the HTTP listener shares a rendering among scrapes', async (t) => {
   t.equal(renders, 1);
   t.equal(await get(), 'm 2\n', 'the next scrape after it, fresh');
 });
+
+t.test('a failure the log cannot write still gets its 503', async (t) => {
+  const lines: string[] = [];
+  const server = await startAdminServer({
+    host: '127.0.0.1',
+    port: 0,
+    logger: createLogger('info', { write: (line: string) => lines.push(line) }),
+    metrics: () => {
+      const err = new Error('store closed');
+      Object.defineProperty(err, 'detail', {
+        enumerable: true,
+        get() {
+          throw new Error('unwritable');
+        },
+      });
+      return Promise.reject(err);
+    },
+  });
+  t.teardown(() => server.close());
+  const res = await fetch(`http://127.0.0.1:${server.port}/metrics`);
+  t.equal(res.status, 503);
+  await res.text();
+  await sleep(50);
+  t.match(lines.join(''), /"route":"\/metrics".*could not be written/);
+});
