@@ -12,6 +12,7 @@ import {
   type AdminServer,
 } from '../../src/protocols/admin-server.ts';
 import { startHttpServer } from '../../src/protocols/http-server.ts';
+import { unwritableError } from '../support/unwritable-error.ts';
 
 /** An admin listener whose metrics count their renderings. */
 async function counted(
@@ -140,14 +141,7 @@ t.test('a failure the log cannot write still gets its 503', async (t) => {
     port: 0,
     logger: createLogger('info', { write: (line: string) => lines.push(line) }),
     metrics: () => {
-      const err = new Error('store closed');
-      Object.defineProperty(err, 'detail', {
-        enumerable: true,
-        get() {
-          throw new Error('unwritable');
-        },
-      });
-      return Promise.reject(err);
+      return Promise.reject(unwritableError('store closed'));
     },
   });
   t.teardown(() => server.close());

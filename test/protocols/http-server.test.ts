@@ -14,6 +14,7 @@ import {
   type HttpServer,
   type HttpServerOptions,
 } from '../../src/protocols/http-server.ts';
+import { unwritableError } from '../support/unwritable-error.ts';
 
 /** A listener on a free loopback port that logs nothing. */
 function listen(
@@ -25,6 +26,18 @@ function listen(
     logger: createLogger('silent'),
     ...options,
   });
+}
+
+/** An allow that delivers the payment `redemptionId`. */
+function paidAllow(redemptionId: string): Decision {
+  return {
+    kind: 'allow',
+    amount: 100,
+    unit: 'sat',
+    upstreamHeaders: {},
+    clientHeaders: {},
+    redemptionId,
+  };
 }
 
 /** The refusal the fake deciders give, frozen as the gate's are. */
@@ -94,14 +107,7 @@ t.test('an error the log cannot write takes nothing down', async (t) => {
     logger: createLogger('info', { write: (line: string) => lines.push(line) }),
     decider: {
       decide: () => {
-        const err = new Error('bug in the decider');
-        Object.defineProperty(err, 'detail', {
-          enumerable: true,
-          get() {
-            throw new Error('unwritable');
-          },
-        });
-        return Promise.reject(err);
+        return Promise.reject(unwritableError('bug in the decider'));
       },
     },
   });
@@ -331,18 +337,7 @@ t.test('shutdown waits to learn whether a paid answer arrived', async (t) => {
   // The grace period ends (closing every connection) and, in the same
   // turn, the paid decision is made: the answer goes to a closed socket.
   const closed = server.close(0);
-  setTimeout(
-    () =>
-      finish({
-        kind: 'allow',
-        amount: 100,
-        unit: 'sat',
-        upstreamHeaders: {},
-        clientHeaders: {},
-        redemptionId: 'r-1',
-      }),
-    0,
-  );
+  setTimeout(() => finish(paidAllow('r-1')), 0);
   await closed;
   await server.idle();
   t.same(lost, ['r-1'], 'known to be undelivered before idle() resolves');
@@ -417,17 +412,9 @@ t.test(
 
 t.test('a paid answer that could not be made stays owed', async (t) => {
   const lost: string[] = [];
-  const paid: Decision = {
-    kind: 'allow',
-    amount: 100,
-    unit: 'sat',
-    upstreamHeaders: {},
-    clientHeaders: {},
-    redemptionId: 'r-2',
-  };
   const server = await listen({
     decider: {
-      decide: async () => paid,
+      decide: async () => paidAllow('r-2'),
       undelivered: (decision) => lost.push(decision.redemptionId ?? ''),
     },
     observe: () => {
