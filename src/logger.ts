@@ -51,7 +51,22 @@ export function createLogger(
  * they are. Whatever is thrown, not only an Error, goes the same way.
  */
 function redactedError(value: unknown): unknown {
-  return redactedCopy(pino.stdSerializers.err(value as Error), 0);
+  try {
+    return redactedCopy(pino.stdSerializers.err(value as Error), 0);
+  } catch {
+    // Reading it threw (a getter of a library's error, say): a line
+    // without the error beats a lost line, or a throw where the caller
+    // was handling a failure.
+    return { type: typeOf(value), message: '[the error could not be read]' };
+  }
+}
+
+function typeOf(value: unknown): string {
+  try {
+    return value instanceof Error ? value.constructor.name : typeof value;
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** How deep a logged error's fields are followed; deeper is left out. */

@@ -24,6 +24,7 @@ import {
   mintToken,
 } from '../support/wallet.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
+import { unwritableError } from '../support/unwritable-error.ts';
 
 /** A Paygress whose log lines are kept, raw and parsed. */
 async function loggedStack(options: StackOptions = {}) {
@@ -407,6 +408,27 @@ t.test(
     t.equal(request.body.inputs[0]!.secret, secret, 'the error is unchanged');
   },
 );
+
+t.test('an error that cannot be read is logged as such', async (t) => {
+  const raw: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      raw.push(String(chunk));
+      done();
+    },
+  });
+  const logger = createLogger('info', sink);
+  t.doesNotThrow(() =>
+    logger.error({ err: unwritableError('lost'), reqId: 'r-9' }, 'failed'),
+  );
+  logger.flush();
+  await new Promise((r) => setTimeout(r, 50));
+  t.match(JSON.parse(raw[0]!), {
+    msg: 'failed',
+    reqId: 'r-9',
+    err: { type: 'Error', message: '[the error could not be read]' },
+  });
+});
 
 t.test('a data directory others may write is warned about', async (t) => {
   const lines = async (mode: number) => {

@@ -122,9 +122,29 @@ t.test('an error the log cannot write takes nothing down', async (t) => {
   await server.idle();
   t.match(
     lines.join(''),
-    /decider threw \(the error itself could not be written\)/,
-    'the line is written without the error',
+    /"err":\{[^}]*could not be read[^}]*\}[^\n]*"msg":"decider threw"/,
+    'the line is written, the error as unreadable',
   );
+});
+
+t.test('a logger that throws takes nothing down', async (t) => {
+  const server = await startHttpServer({
+    host: '127.0.0.1',
+    port: 0,
+    logger: createLogger('info', {
+      write: () => {
+        throw new Error('the log is gone');
+      },
+    }),
+    decider: { decide: () => Promise.reject(new Error('bug in the decider')) },
+  });
+  t.teardown(() => server.close(0));
+  const auth = await fetch(`http://127.0.0.1:${server.port}/auth/forward`);
+  t.equal(auth.status, 503, 'answered all the same');
+  await auth.text();
+  const health = await fetch(`http://127.0.0.1:${server.port}/healthz`);
+  t.equal(health.status, 200, 'still serving');
+  await health.text();
 });
 
 t.test('a decider that answers, then throws, is answered once', async (t) => {
