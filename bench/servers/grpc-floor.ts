@@ -23,7 +23,7 @@ import {
   bareCheckImplementation,
 } from '../lib/bare-check.ts';
 import { serveGrpc } from '../lib/child.ts';
-import { NO_TOKEN_REFUSAL } from '../lib/fixtures.ts';
+import { NO_TOKEN_REFUSAL, checkRequest } from '../lib/fixtures.ts';
 
 const { values } = parseArgs({ options: { mode: { type: 'string' } } });
 
@@ -56,13 +56,13 @@ serveGrpc(server);
 
 function encodedRefusal(): Promise<Buffer> {
   const check = adapter.implementation['Check'] as grpc.handleUnaryCall<
-    unknown,
+    Buffer,
     Buffer
   >;
   const call = {
-    request: { attributes: { request: { http: { path: '/premium' } } } },
+    request: checkRequest('/premium'),
     cancelled: false,
-  } as unknown as grpc.ServerUnaryCall<unknown, Buffer>;
+  } as unknown as grpc.ServerUnaryCall<Buffer, Buffer>;
   return new Promise((resolve, reject) =>
     check(call, (err, bytes) =>
       err || !bytes ? reject(err ?? new Error('no answer')) : resolve(bytes),

@@ -159,11 +159,24 @@ export function createExtAuthzService(
   // Answers are encoded as they are rendered, so the answer to a constant
   // (frozen) decision of the core is encoded once: protobuf encoding was
   // a large part of a refusal. grpc-js then sends the bytes as they are.
+  //
+  // Requests are decoded by the handler, not by grpc-js as they arrive:
+  // grpc-js holds a unary call's request until the client ends its stream,
+  // and a decoded CheckRequest can be 35 times its bytes (a 255 KiB one of
+  // empty header entries held 8.7 MB), so 100 streams left open on one
+  // connection held a gigabyte. Held as bytes, they hold what was sent.
   const method = loaded['Check']!;
   const definition: grpc.ServiceDefinition = {
     ...loaded,
-    Check: { ...method, responseSerialize: (bytes: Buffer) => bytes },
+    Check: {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => bytes,
+      responseSerialize: (bytes: Buffer) => bytes,
+    },
   };
+  const decode = method.requestDeserialize as (
+    bytes: Buffer,
+  ) => CheckRequestWire;
   // Allows are kept in two variants: one also removes Authorization from
   // the upstream request, when it carried Paygress's credential.
   const constant = new WeakMap<Decision, Encoded>();
@@ -200,15 +213,23 @@ export function createExtAuthzService(
   // allow. One function, not a chain of promise callbacks: fewer promises
   // per call.
   const answerCheck = async (
-    call: grpc.ServerUnaryCall<CheckRequestWire, Buffer>,
+    call: grpc.ServerUnaryCall<Buffer, Buffer>,
     callback: grpc.sendUnaryData<Buffer>,
   ): Promise<void> => {
     const started = performance.now();
     let request: AuthRequest = TCP_REQUEST;
     let decision: Decision;
     let answered = false;
+    let wire: CheckRequestWire;
     try {
-      const http = authRequestOf(call.request);
+      wire = decode(call.request);
+    } catch {
+      // As grpc-js answered a request it could not decode; no decision.
+      callback(UNDECODABLE);
+      return;
+    }
+    try {
+      const http = authRequestOf(wire);
       if (http === undefined) {
         request = { ...TCP_REQUEST, requestId: newRequestId() };
         decision = notHttp();
@@ -272,10 +293,8 @@ export function createExtAuthzService(
       callback(ANSWER_FAILED);
     }
   };
-  const check: grpc.handleUnaryCall<CheckRequestWire, Buffer> = (
-    call,
-    callback,
-  ) => running.track(answerCheck(call, callback));
+  const check: grpc.handleUnaryCall<Buffer, Buffer> = (call, callback) =>
+    running.track(answerCheck(call, callback));
 
   return {
     definition,
@@ -288,6 +307,12 @@ export function createExtAuthzService(
     },
   };
 }
+
+/** The answer to a request that is no CheckRequest. */
+const UNDECODABLE: Partial<grpc.StatusObject> = Object.freeze({
+  code: grpc.status.INVALID_ARGUMENT,
+  details: 'the request is not a CheckRequest (protobuf decoding failed)',
+});
 
 /** The answer to a check whose answer could not be made: our fault. */
 const ANSWER_FAILED: Partial<grpc.StatusObject> = Object.freeze({

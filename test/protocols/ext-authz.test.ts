@@ -1,6 +1,7 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import * as grpc from '@grpc/grpc-js';
+import { connect as connectHttp2 } from 'node:http2';
 import { pino } from 'pino';
 import type {
   Allow,
@@ -655,4 +656,49 @@ t.test('a paid check whose answer could not be made is owed', async (t) => {
   t.ok(performance.now() - started < 5000, 'told at once');
   await server.idle();
   t.same(lost, ['r-2'], 'the payment is owed, once');
+});
+
+t.test('a request that is no CheckRequest is refused as such', async (t) => {
+  const result = await callRaw(client, CHECK, Buffer.from([0x0a, 0xff]));
+  t.notOk(result.ok);
+  if (!result.ok) t.equal(result.error.code, grpc.status.INVALID_ARGUMENT);
+  t.equal(seen.length, 0, 'nothing decided');
+});
+
+t.test('checks left unfinished hold their bytes, not more', async (t) => {
+  // 255 KiB of empty header entries: decoded, 35 times that.
+  const empties = Buffer.alloc(255 * 1024 - 64);
+  for (let i = 0; i < empties.length; i += 2) empties[i] = 0x0a;
+  const message = messageField(
+    1,
+    messageField(4, lenField(2, lenField(13, empties))),
+  );
+  const framed = Buffer.alloc(5 + message.length);
+  framed.writeUInt32BE(message.length, 1);
+  message.copy(framed, 5);
+
+  const before = process.memoryUsage().heapUsed;
+  const session = connectHttp2(`http://127.0.0.1:${server.port}`);
+  t.teardown(() => session.destroy());
+  let sent = 0;
+  for (let i = 0; i < 40; i++) {
+    const stream = session.request(
+      {
+        ':method': 'POST',
+        ':path': CHECK,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      },
+      { endStream: false },
+    );
+    stream.on('error', () => {});
+    // The message whole, the stream never ended.
+    stream.write(framed, () => (sent += 1));
+  }
+  while (sent < 40) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 300));
+  const grown = (process.memoryUsage().heapUsed - before) / 2 ** 20;
+  // Decoded as they arrived, the 40 held some 350 MB of heap.
+  t.ok(grown < 100, `heap grew ${grown.toFixed(0)} MB`);
+  t.equal(seen.length, 0, 'nothing decided before the stream ends');
 });
