@@ -49,6 +49,11 @@ export interface GrpcServerOptions {
   maxConnections?: number;
   /** Called for each connection closed for being over the limit. */
   connectionDropped?: () => void;
+  /**
+   * A connection's age limit and the grace its calls get after it, in ms.
+   * Default LIMITS' (10 minutes and 1 minute); tests shorten them.
+   */
+  connectionAge?: { readonly maxMs: number; readonly graceMs: number };
 }
 
 /**
@@ -101,6 +106,13 @@ export const LIMITS = {
   'grpc-node.max_session_memory': 64,
   // Envoy reconnects on its next check.
   'grpc.max_connection_idle_ms': 5 * 60_000,
+  // A connection is sent GOAWAY after 10 minutes (±10%) and Envoy opens
+  // another; its calls still running get a minute. Without it, a client
+  // that never ends a stream, or never reads its answers, keeps what its
+  // streams hold for as long as it likes: the idle limit counts only
+  // connections without streams.
+  'grpc.max_connection_age_ms': 10 * 60_000,
+  'grpc.max_connection_age_grace_ms': 60_000,
 } as const satisfies grpc.ServerOptions;
 
 /** Starts a grpc-js server with the ext_authz and health services. */
@@ -122,7 +134,13 @@ export async function startGrpcServer(
   // grpc-js 1.14 turning it off ('grpc.enable_channelz': 0) also stops the
   // server tracking its sessions, and forceShutdown then leaves stuck
   // calls running past the grace period. Shutdown wins.
-  const server = new grpc.Server(LIMITS);
+  const server = new grpc.Server({
+    ...LIMITS,
+    ...(options.connectionAge && {
+      'grpc.max_connection_age_ms': options.connectionAge.maxMs,
+      'grpc.max_connection_age_grace_ms': options.connectionAge.graceMs,
+    }),
+  });
   const extAuthz = createExtAuthzService(options);
   const health = new HealthService({ services: [EXT_AUTHZ_SERVICE_NAME] });
   server.addService(extAuthz.definition, extAuthz.implementation);

@@ -702,3 +702,49 @@ t.test('checks left unfinished hold their bytes, not more', async (t) => {
   t.ok(grown < 100, `heap grew ${grown.toFixed(0)} MB`);
   t.equal(seen.length, 0, 'nothing decided before the stream ends');
 });
+
+t.test(
+  'a connection that never ends its stream is closed in time',
+  async (t) => {
+    const aged = await startGrpcServer({
+      host: '127.0.0.1',
+      port: 0,
+      decider,
+      logger: pino({ level: 'silent' }),
+      connectionAge: { maxMs: 300, graceMs: 300 },
+    });
+    t.teardown(() => aged.close(0));
+    const session = connectHttp2(`http://127.0.0.1:${aged.port}`);
+    session.on('error', () => {});
+    const closed = new Promise<number>((resolve) =>
+      session.once('close', () => resolve(performance.now())),
+    );
+    const started = performance.now();
+    const stream = session.request(
+      {
+        ':method': 'POST',
+        ':path': CHECK,
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      },
+      { endStream: false },
+    );
+    stream.on('error', () => {});
+    stream.write(Buffer.from([0, 0, 0, 0, 0]));
+    const after = (await closed) - started;
+    // Age 300 ms ±10%, then 300 ms of grace.
+    t.ok(after >= 500 && after < 3000, `closed after ${after.toFixed(0)} ms`);
+
+    const again = new grpc.Client(
+      `127.0.0.1:${aged.port}`,
+      grpc.credentials.createInsecure(),
+    );
+    t.teardown(() => again.close());
+    const result = await callRaw(
+      again,
+      CHECK,
+      encodeCheckRequest({ http: {} }),
+    );
+    t.ok(result.ok, 'a new connection is served');
+  },
+);
