@@ -357,17 +357,22 @@ t.test("a mint's error quoting the payer's proofs is not logged", async (t) => {
   t.equal(res.status, 200, 'the token was still good, and pays');
 });
 
+/** A logger at `info` whose writes are kept, one string each. */
+function keptLogger() {
+  const raw: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      raw.push(String(chunk));
+      done();
+    },
+  });
+  return { logger: createLogger('info', sink), raw };
+}
+
 t.test(
   'an error logged with a token in its text has it taken out',
   async (t) => {
-    const raw: string[] = [];
-    const sink = new Writable({
-      write(chunk, _encoding, done) {
-        raw.push(String(chunk));
-        done();
-      },
-    });
-    const logger = createLogger('info', sink);
+    const { logger, raw } = keptLogger();
     const mint = await startDevMint();
     t.teardown(() => mint.close());
     const token = await mintToken(mint.url, 8);
@@ -410,14 +415,7 @@ t.test(
 );
 
 t.test('an error that cannot be read is logged as such', async (t) => {
-  const raw: string[] = [];
-  const sink = new Writable({
-    write(chunk, _encoding, done) {
-      raw.push(String(chunk));
-      done();
-    },
-  });
-  const logger = createLogger('info', sink);
+  const { logger, raw } = keptLogger();
   t.doesNotThrow(() =>
     logger.error({ err: unwritableError('lost'), reqId: 'r-9' }, 'failed'),
   );

@@ -1,7 +1,11 @@
 import t from 'tap';
 import type { Test } from 'tap';
 import * as grpc from '@grpc/grpc-js';
-import { connect as connectHttp2 } from 'node:http2';
+import {
+  connect as connectHttp2,
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+} from 'node:http2';
 import { pino } from 'pino';
 import type {
   Allow,
@@ -665,6 +669,21 @@ t.test('a request that is no CheckRequest is refused as such', async (t) => {
   t.equal(seen.length, 0, 'nothing decided');
 });
 
+/** A Check stream on a raw HTTP/2 session, left open for writing. */
+function unendedCheck(session: ClientHttp2Session): ClientHttp2Stream {
+  const stream = session.request(
+    {
+      ':method': 'POST',
+      ':path': CHECK,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    },
+    { endStream: false },
+  );
+  stream.on('error', () => {});
+  return stream;
+}
+
 t.test('checks left unfinished hold their bytes, not more', async (t) => {
   // 255 KiB of empty header entries: decoded, 35 times that.
   const empties = Buffer.alloc(255 * 1024 - 64);
@@ -682,16 +701,7 @@ t.test('checks left unfinished hold their bytes, not more', async (t) => {
   t.teardown(() => session.destroy());
   let sent = 0;
   for (let i = 0; i < 40; i++) {
-    const stream = session.request(
-      {
-        ':method': 'POST',
-        ':path': CHECK,
-        'content-type': 'application/grpc',
-        te: 'trailers',
-      },
-      { endStream: false },
-    );
-    stream.on('error', () => {});
+    const stream = unendedCheck(session);
     // The message whole, the stream never ended.
     stream.write(framed, () => (sent += 1));
   }
@@ -720,16 +730,7 @@ t.test(
       session.once('close', () => resolve(performance.now())),
     );
     const started = performance.now();
-    const stream = session.request(
-      {
-        ':method': 'POST',
-        ':path': CHECK,
-        'content-type': 'application/grpc',
-        te: 'trailers',
-      },
-      { endStream: false },
-    );
-    stream.on('error', () => {});
+    const stream = unendedCheck(session);
     stream.write(Buffer.from([0, 0, 0, 0, 0]));
     const after = (await closed) - started;
     // Age 300 ms ±10%, then 300 ms of grace.
