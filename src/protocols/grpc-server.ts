@@ -91,8 +91,9 @@ export interface GrpcServer {
  * default: a client could open unlimited streams, each announcing a 4 MiB
  * message, and keep idle connections forever. What a connection's calls
  * have sent of their messages is held by grpc-js, which Node's session
- * memory limit does not count: streams × message size (25 MiB) is the
- * bound per connection.
+ * memory limit does not count: 100 streams of 256 KiB held about 120 MB
+ * (as grpc-js buffers them) on one connection, for as long as its age
+ * and grace allow.
  */
 export const LIMITS = {
   // A CheckRequest carries the original request's headers (Envoy allows
