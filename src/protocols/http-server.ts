@@ -168,11 +168,8 @@ export async function startHttpServer(
     // Nothing that fails while answering may take the process down: it is
     // our fault, and the proxy is told so (nginx and Traefik fail closed).
     // Callbacks, not an async function: fewer promises per request, so
-    // none of them may throw, and the first answer is the only one.
-    let answered = false;
+    // none of them may throw, and each is called once (decideSafely).
     const answer = (reply: Rendered) => {
-      if (answered) return;
-      answered = true;
       try {
         write(req, res, reply, closing);
       } catch (err) {
@@ -328,8 +325,7 @@ function decideSafely(
   request: AuthRequest,
 ): Promise<Decision> {
   try {
-    const decided = decider.decide(request);
-    return decided instanceof Promise ? decided : Promise.resolve(decided);
+    return Promise.resolve(decider.decide(request));
   } catch (err) {
     return Promise.reject(err);
   }
