@@ -597,6 +597,31 @@ export class SqliteWalletStore implements WalletStore {
       .run(this.#now(), id);
   }
 
+  /**
+   * Drops the swap records of at most `limit` redemptions completed by a
+   * Paygress that kept them (see `#settle`), and says how many it
+   * dropped. They are found through an index of them alone, built at the
+   * first call by one pass over the table and empty once they are gone,
+   * so a call on a store that holds none costs nothing. The layout's
+   * version stays: an older Paygress still opens the store, and SQLite
+   * keeps the index as it writes.
+   */
+  dropCompletedSwaps(limit: number): number {
+    return this.#transaction(() => {
+      this.#db.exec(
+        `CREATE INDEX IF NOT EXISTS redemptions_swap_kept ON redemptions (id)
+           WHERE state = 'complete' AND swap <> ''`,
+      );
+      const { changes } = this.#db
+        .prepare(
+          `UPDATE redemptions SET swap = '' WHERE id IN (
+             SELECT id FROM redemptions WHERE state = 'complete' AND swap <> '' LIMIT ?)`,
+        )
+        .run(limit);
+      return Number(changes);
+    });
+  }
+
   close(): void {
     if (this.#db.isOpen) this.#db.close();
     this.#lock?.release();
@@ -668,9 +693,19 @@ export class SqliteWalletStore implements WalletStore {
       .run(id);
   }
 
+  /**
+   * A released swap keeps its record: the mint may still run it, and its
+   * outputs are restored from it. A completed one has its proofs stored,
+   * and its record (the payer's spent inputs, the outputs' secrets and
+   * blinding factors: 2 KB or more, a page of its own) is never read
+   * again: it is dropped.
+   */
   #settle(id: string, state: 'complete' | 'released'): void {
+    const swap = state === 'complete' ? ", swap = ''" : '';
     this.#db
-      .prepare('UPDATE redemptions SET state = ?, settled_at = ? WHERE id = ?')
+      .prepare(
+        `UPDATE redemptions SET state = ?, settled_at = ?${swap} WHERE id = ?`,
+      )
       .run(state, this.#now(), id);
   }
 
