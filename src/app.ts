@@ -28,6 +28,7 @@ import {
 } from './protocols/admin-server.ts';
 import { openToOthers } from './store/owner-only.ts';
 import { SqliteWalletStore } from './store/sqlite-wallet-store.ts';
+import { lowSpaceWarning, volumeSpace } from './store/volume.ts';
 import { StartupError, systemCode } from './startup-error.ts';
 import { hostPort } from './host-port.ts';
 
@@ -148,6 +149,7 @@ export async function startApp(options: AppOptions): Promise<App> {
   const metrics = new Metrics({
     balances: () => store.balances(),
     replay: () => guard.stats(),
+    volume: () => volumeSpace(config.dataDir),
     circuits: (): MintCircuit[] => gateway.circuits(),
     mints: config.mints.map((m) => ({
       url: normalizeMintUrl(m.url),
@@ -198,7 +200,10 @@ export async function startApp(options: AppOptions): Promise<App> {
     logger.info(settled, 'settled redemptions left unfinished');
   }
   const swaps = dropCompletedSwaps(store, logger);
+  const checkSpace = lowSpaceWarning(config.dataDir, logger);
+  checkSpace();
   const settler = setInterval(() => {
+    checkSpace();
     void redeemer.settleAll().catch((err) => {
       logger.error({ err }, 'settling unfinished redemptions failed');
     });

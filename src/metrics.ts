@@ -9,11 +9,14 @@ import type { AuthRequest, Decision } from './core/model.ts';
 import type { Balance } from './core/ports.ts';
 import type { ReplayGuardStats, ReplayLayer } from './core/replay-guard.ts';
 import type { MintCircuit, MintRequestEvent } from './mint/cashu-gateway.ts';
+import type { VolumeSpace } from './store/volume.ts';
 
 /** Sources read at scrape time. */
 export interface MetricSources {
   readonly balances: () => Balance[];
   readonly replay: () => ReplayGuardStats;
+  /** Space on the data directory's volume; undefined when unknown. */
+  readonly volume: () => VolumeSpace | undefined;
   /** Circuit breakers of the mint operations called so far. */
   readonly circuits: () => MintCircuit[];
   /**
@@ -121,6 +124,19 @@ export class Metrics {
             c.state === 'closed' ? 0 : 1,
           );
         }
+      },
+    });
+    new client.Gauge({
+      name: 'paygress_data_volume_bytes',
+      help: 'Space on the volume of the data directory by state (available, size): once none is available, every payment is refused.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        const space = sources.volume();
+        if (space === undefined) return;
+        this.set({ state: 'available' }, space.available);
+        this.set({ state: 'size' }, space.size);
       },
     });
     new client.Gauge({
