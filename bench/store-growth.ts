@@ -2,7 +2,8 @@
  * How much the wallet store grows per redemption: a fresh Paygress
  * (bench/servers/paygress.ts) in front of the dev mint redeems
  * `--redemptions` fresh 100 sat tokens (three proofs each: 64, 32 and 4)
- * through forward-auth, one at a time, and the store's pages in use are
+ * through forward-auth, `--concurrency` at a time (default one), and the
+ * store's pages in use are
  * read before and after, in all and table by table (SQLite's `dbstat`,
  * indexes apart), through a read-only connection to the store Paygress
  * has open. Pages in use, not the file's size: a file grows in steps,
@@ -11,7 +12,7 @@
  * same way after this one's.
  *
  *   node_modules/.bin/node bench/store-growth.ts [--redemptions 500]
- *     [--compare DIR]
+ *     [--concurrency 1] [--compare DIR]
  */
 import { readdirSync, readlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -24,6 +25,7 @@ import { PRICED_PATH, forward } from './lib/fixtures.ts';
 const { values } = parseArgs({
   options: {
     redemptions: { type: 'string', default: '500' },
+    concurrency: { type: 'string', default: '1' },
     compare: { type: 'string' },
   },
 });
@@ -83,12 +85,18 @@ try {
       const base = `http://127.0.0.1:${paygress.ports.http}`;
       const file = storeOf(paygress.pid);
       const before = usage(file);
-      for (const token of tokens) {
-        const { status } = await forward(base, PRICED_PATH, [
-          ['X-Cashu', token],
-        ]);
-        if (status !== 200) throw new Error(`redemption answered ${status}`);
-      }
+      const queue = [...tokens];
+      const redeem = async () => {
+        for (let token = queue.pop(); token; token = queue.pop()) {
+          const { status } = await forward(base, PRICED_PATH, [
+            ['X-Cashu', token],
+          ]);
+          if (status !== 200) throw new Error(`redemption answered ${status}`);
+        }
+      };
+      await Promise.all(
+        Array.from({ length: Number(values.concurrency) }, redeem),
+      );
       const after = usage(file);
       const per = (bytes: number) => (bytes / count).toFixed(0);
       process.stdout.write(

@@ -199,7 +199,6 @@ export async function startApp(options: AppOptions): Promise<App> {
   if (Object.values(settled).some((n) => n > 0)) {
     logger.info(settled, 'settled redemptions left unfinished');
   }
-  const swaps = dropCompletedSwaps(store, logger);
   const checkSpace = lowSpaceWarning(config.dataDir, logger);
   checkSpace();
   const settler = setInterval(() => {
@@ -327,13 +326,11 @@ export async function startApp(options: AppOptions): Promise<App> {
     store,
     ready,
     stopNow: () => {
-      swaps.stop();
       decisionLog.flush();
       store.close();
     },
     close: () =>
       (closing ??= (async () => {
-        swaps.stop();
         clearInterval(settler);
         clearInterval(warmer);
         // The listeners close first: a reaper sweep under way (Kubernetes
@@ -363,48 +360,6 @@ export async function startApp(options: AppOptions): Promise<App> {
         store.close();
       })()),
   };
-}
-
-/** Swap records dropped per transaction; see {@link dropCompletedSwaps}. */
-const SWAP_BATCH = 100;
-
-/**
- * Drops the swap records that a store written by an earlier Paygress kept
- * for completed redemptions (`SqliteWalletStore.dropCompletedSwaps`): a
- * first batch now, before the listeners open, which builds the index
- * that finds them (one pass over the table, once), then a batch at a
- * time between requests. A failure, such as a full disk, is a warning:
- * the store works with them, and the next start tries again.
- */
-function dropCompletedSwaps(
-  store: SqliteWalletStore,
-  logger: Logger,
-): { stop(): void } {
-  let stopped = false;
-  let dropped = 0;
-  const batch = () => {
-    if (stopped) return;
-    let n: number;
-    try {
-      n = store.dropCompletedSwaps(SWAP_BATCH);
-    } catch (err) {
-      logger.warn(
-        { err, dropped },
-        'dropping the swap records of completed redemptions failed; the next start tries again',
-      );
-      return;
-    }
-    dropped += n;
-    if (n === SWAP_BATCH) setImmediate(batch);
-    else if (dropped > 0) {
-      logger.info(
-        { dropped },
-        'dropped the swap records an earlier Paygress kept for completed redemptions',
-      );
-    }
-  };
-  batch();
-  return { stop: () => void (stopped = true) };
 }
 
 /**

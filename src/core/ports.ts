@@ -179,11 +179,12 @@ export interface WalletStore {
   undeliver(id: string): void;
   /**
    * The mint did not execute the swap: forget its `Y`s so a retry works.
-   * Unless `refused` (the mint answered refusing it), the swap is kept
-   * aside as released, since a request on its way may still run it;
-   * refused, nothing of it is kept.
+   * Unless `final` (the mint answered refusing it, or some of its inputs
+   * were spent elsewhere: it can never run), the swap is kept aside as
+   * released, since a request on its way may still run it; final, nothing
+   * of it is kept, a swap kept aside before included.
    */
-  release(id: string, refused?: boolean): void;
+  release(id: string, final?: boolean): void;
   /** Redemptions begun and neither completed nor released. */
   unfinished(): RedemptionRecord[];
   /**

@@ -159,9 +159,10 @@ export class Redeemer {
 
     // A swap spends all its inputs at once and the mint signed none of its
     // outputs: it did not run. Inputs the mint holds as spent were spent
-    // by someone else first (the payer, elsewhere), and are remembered so.
-    this.#store.release(record.id);
+    // by someone else first (the payer, elsewhere), and are remembered so;
+    // with any of them spent it can never run, and nothing of it is kept.
     const spent = record.ys.filter((_, i) => states[i] === 'SPENT');
+    this.#store.release(record.id, spent.length > 0);
     this.#guard.settle(spent);
     this.#guard.release(record.ys.filter((_, i) => states[i] !== 'SPENT'));
     return spent.length > 0 ? 'spent' : 'released';
@@ -209,22 +210,25 @@ export class Redeemer {
    * `current`'s inputs after all. Their payment buys the current request
    * only when it is the very token that paid (the same inputs, mint and
    * unit) and worth at least `minimum`; otherwise it stays owed to that
-   * token. With `includeCurrent`, `current` itself is among them.
+   * token. With `includeCurrent`, `current` itself is among them, and
+   * `unrun` says whether the mint holds none of its outputs as signed.
    */
   async #recoverReleased(
     current: RedemptionRecord,
     minimum: number,
     includeCurrent = false,
-  ): Promise<Redemption | undefined> {
+  ): Promise<{ paid: Redemption | undefined; unrun: boolean }> {
     let paid: Redemption | undefined;
+    let unrun = false;
     for (const record of this.#store.released(current.ys)) {
       if (record.id === current.id && !includeCurrent) continue;
       // One that cannot be restored now is left for the periodic late-swap
       // pass; it must not cost the payment already found.
       const proofs = await this.#gateway
         .restoreSwap(record.mint, record.unit, record.swap)
-        .catch(() => []);
-      if (proofs.length === 0) continue;
+        .catch(() => undefined);
+      if (proofs?.length === 0 && record.id === current.id) unrun = true;
+      if (proofs === undefined || proofs.length === 0) continue;
       const amount = proofs.reduce((sum, p) => sum + p.amount, 0);
       const same =
         paid === undefined &&
@@ -242,7 +246,7 @@ export class Redeemer {
         paid = { id: record.id, mint: record.mint, unit: record.unit, amount };
       }
     }
-    return paid;
+    return { paid, unrun };
   }
 
   /** Those of `ys` the mint holds as spent; none when it cannot say. */
@@ -290,14 +294,18 @@ export class Redeemer {
       // ours to recover, and this payer is the one who paid for them.
       // This very swap too: delivered twice (a proxy in front of the mint
       // retrying it), the first may have run and the second been refused.
-      const recovered = await this.#recoverReleased(
+      const { paid: recovered, unrun } = await this.#recoverReleased(
         record,
         minimum,
         true,
-      ).catch(() => undefined);
+      ).catch(() => ({ paid: undefined, unrun: false }));
       // Only the proofs the mint holds as spent are remembered so: the
       // rest of the token may be good money of the payer's.
       const spent = await this.#spentOf(record.mint, record.ys);
+      // Spent elsewhere and none of its outputs signed: this swap can never
+      // run, and nothing of it is kept (tokens spent elsewhere, sent again
+      // and again, would otherwise fill the store with their swaps).
+      if (unrun && spent.length > 0) this.#store.release(record.id, true);
       this.#guard.settle(spent);
       this.#guard.release(record.ys);
       if (recovered !== undefined) return recovered;
@@ -323,7 +331,8 @@ export class Redeemer {
       // Spent without this swap: perhaps by an earlier swap of ours,
       // given up on and released, that ran late (a retry while the mint
       // was slow). Then that payment is this payer's.
-      const recovered = await this.#recoverReleased(record, minimum).catch(
+      const recovered = await this.#recoverReleased(record, minimum).then(
+        (r) => r.paid,
         () => undefined,
       );
       if (recovered !== undefined) return recovered;

@@ -25,7 +25,7 @@ import { StartupError, systemCode } from '../startup-error.ts';
 import { makeOwnerOnly } from './owner-only.ts';
 
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS redemptions (
@@ -35,12 +35,25 @@ CREATE TABLE IF NOT EXISTS redemptions (
   amount INTEGER NOT NULL,
   state TEXT NOT NULL CHECK (state IN ('pending', 'complete', 'released')),
   delivered INTEGER NOT NULL DEFAULT 0,
+  -- Empty since layout 3 (the swaps table): in a store from before, the
+  -- record of redemptions completed then (docs/wallet.md).
   swap TEXT NOT NULL,
   created_at INTEGER NOT NULL,
   settled_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS redemptions_pending
   ON redemptions (state) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS redemptions_owed
+  ON redemptions (id) WHERE state = 'complete' AND delivered = 0;
+-- A swap's record (its inputs, the outputs' secrets and blinding factors)
+-- while it is unfinished or released, which settling restores from. Its
+-- own table, deleted when the swap completes: a record of 2 KB or more
+-- fills a page of its own, and emptied in place within the redemption's
+-- row that page was never used again.
+CREATE TABLE IF NOT EXISTS swaps (
+  redemption_id TEXT PRIMARY KEY REFERENCES redemptions (id),
+  swap TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS redeemed_ys (
   y TEXT PRIMARY KEY,
   redemption_id TEXT NOT NULL REFERENCES redemptions (id)
@@ -75,6 +88,14 @@ CREATE TABLE IF NOT EXISTS exports (
   printed_at INTEGER
 );
 `;
+
+/**
+ * A redemption record's columns, its swap's record joined. Read from the
+ * swaps (CROSS JOIN keeps that order): those unfinished or released, a
+ * few, where `redemptions` holds every payment ever taken.
+ */
+const RECORD = `r.id, r.mint, r.unit, r.amount, s.swap, r.created_at
+  FROM swaps s CROSS JOIN redemptions r ON r.id = s.redemption_id`;
 
 /** Options of {@link SqliteWalletStore}. */
 export interface SqliteWalletStoreOptions {
@@ -194,6 +215,12 @@ export class SqliteWalletStore implements WalletStore {
         );
       }
       this.#db.exec(SCHEMA);
+      // Up to layout 2 a swap's record was in its redemption's row: those
+      // settling may still need are copied; the rest stay (docs/wallet.md).
+      this.#db.exec(
+        `INSERT OR IGNORE INTO swaps (redemption_id, swap)
+         SELECT id, swap FROM redemptions WHERE state <> 'complete'`,
+      );
       this.#db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
       this.#db.exec('COMMIT');
     } catch (err) {
@@ -244,16 +271,18 @@ export class SqliteWalletStore implements WalletStore {
       this.#db
         .prepare(
           `INSERT INTO redemptions (id, mint, unit, amount, state, swap, created_at)
-           VALUES (?, ?, ?, ?, 'pending', ?, ?)`,
+           VALUES (?, ?, ?, ?, 'pending', '', ?)`,
         )
         .run(
           record.id,
           record.mint,
           record.unit,
           record.amount,
-          record.swap.serialized,
           record.createdAt,
         );
+      this.#db
+        .prepare('INSERT INTO swaps (redemption_id, swap) VALUES (?, ?)')
+        .run(record.id, record.swap.serialized);
       const claim = this.#db.prepare(
         'INSERT INTO redeemed_ys (y, redemption_id) VALUES (?, ?)',
       );
@@ -387,19 +416,22 @@ export class SqliteWalletStore implements WalletStore {
     if (changed) this.#owed++;
   }
 
-  release(id: string, refused = false): void {
+  release(id: string, final = false): void {
     this.#transaction(() => {
       const row = this.#redemption(id);
-      if (row.state !== 'pending') return;
-      if (refused) {
-        // Refused by the mint's own answer: the swap cannot run later,
-        // so nothing of it is worth a late check at the mint.
-        this.#db
-          .prepare('DELETE FROM redeemed_ys WHERE redemption_id = ?')
-          .run(id);
+      if (row.state === 'complete') return;
+      if (final) {
+        // The swap cannot run later, so nothing of it is worth a late
+        // check at the mint: pending, or kept aside as released before.
+        for (const table of ['redeemed_ys', 'released_inputs', 'swaps']) {
+          this.#db
+            .prepare(`DELETE FROM ${table} WHERE redemption_id = ?`)
+            .run(id);
+        }
         this.#db.prepare('DELETE FROM redemptions WHERE id = ?').run(id);
         return;
       }
+      if (row.state !== 'pending') return;
       // Kept aside: a swap that was still on its way to the mint may run
       // after all, and its outputs can then be recovered by these inputs.
       this.#db
@@ -416,8 +448,7 @@ export class SqliteWalletStore implements WalletStore {
 
   unfinished(): RedemptionRecord[] {
     return this.#records(
-      `SELECT id, mint, unit, amount, swap, created_at FROM redemptions
-       WHERE state = 'pending' ORDER BY created_at`,
+      `SELECT ${RECORD} WHERE r.state = 'pending' ORDER BY r.created_at`,
       'SELECT y FROM redeemed_ys WHERE redemption_id = ?',
     );
   }
@@ -426,8 +457,8 @@ export class SqliteWalletStore implements WalletStore {
     const inputs = 'SELECT y FROM released_inputs WHERE redemption_id = ?';
     if (ys.length === 0) {
       return this.#records(
-        `SELECT id, mint, unit, amount, swap, created_at FROM redemptions
-         WHERE state = 'released' AND settled_at >= ? ORDER BY created_at`,
+        `SELECT ${RECORD} WHERE r.state = 'released' AND r.settled_at >= ?
+         ORDER BY r.created_at`,
         inputs,
         since,
       );
@@ -443,9 +474,8 @@ export class SqliteWalletStore implements WalletStore {
     }
     if (ids.size === 0) return [];
     return this.#records(
-      `SELECT id, mint, unit, amount, swap, created_at FROM redemptions
-       WHERE state = 'released' AND settled_at >= ?
-         AND id IN (SELECT value FROM json_each(?)) ORDER BY created_at`,
+      `SELECT ${RECORD} WHERE r.state = 'released' AND r.settled_at >= ?
+         AND r.id IN (SELECT value FROM json_each(?)) ORDER BY r.created_at`,
       inputs,
       since,
       JSON.stringify([...ids]),
@@ -597,31 +627,6 @@ export class SqliteWalletStore implements WalletStore {
       .run(this.#now(), id);
   }
 
-  /**
-   * Drops the swap records of at most `limit` redemptions completed by a
-   * Paygress that kept them (see `#settle`), and says how many it
-   * dropped. They are found through an index of them alone, built at the
-   * first call by one pass over the table and empty once they are gone,
-   * so a call on a store that holds none costs nothing. The layout's
-   * version stays: an older Paygress still opens the store, and SQLite
-   * keeps the index as it writes.
-   */
-  dropCompletedSwaps(limit: number): number {
-    return this.#transaction(() => {
-      this.#db.exec(
-        `CREATE INDEX IF NOT EXISTS redemptions_swap_kept ON redemptions (id)
-           WHERE state = 'complete' AND swap <> ''`,
-      );
-      const { changes } = this.#db
-        .prepare(
-          `UPDATE redemptions SET swap = '' WHERE id IN (
-             SELECT id FROM redemptions WHERE state = 'complete' AND swap <> '' LIMIT ?)`,
-        )
-        .run(limit);
-      return Number(changes);
-    });
-  }
-
   close(): void {
     if (this.#db.isOpen) this.#db.close();
     this.#lock?.release();
@@ -693,20 +698,14 @@ export class SqliteWalletStore implements WalletStore {
       .run(id);
   }
 
-  /**
-   * A released swap keeps its record: the mint may still run it, and its
-   * outputs are restored from it. A completed one has its proofs stored,
-   * and its record (the payer's spent inputs, the outputs' secrets and
-   * blinding factors: 2 KB or more, a page of its own) is never read
-   * again: it is dropped.
-   */
   #settle(id: string, state: 'complete' | 'released'): void {
-    const swap = state === 'complete' ? ", swap = ''" : '';
     this.#db
-      .prepare(
-        `UPDATE redemptions SET state = ?, settled_at = ?${swap} WHERE id = ?`,
-      )
+      .prepare('UPDATE redemptions SET state = ?, settled_at = ? WHERE id = ?')
       .run(state, this.#now(), id);
+    // A released swap keeps its record: the mint may still run it.
+    if (state === 'complete') {
+      this.#db.prepare('DELETE FROM swaps WHERE redemption_id = ?').run(id);
+    }
   }
 
   #transaction<T>(work: () => T): T {

@@ -67,6 +67,7 @@ function firstLayoutStore(): string {
     INSERT INTO proofs VALUES ('${PROOF_Y}', 'paid', '${MINT}', 'sat', '00aa', 100, 's', '02${'d'.repeat(64)}', NULL, 'unspent', 2);
     INSERT INTO redemptions VALUES ('open', '${MINT}', 'sat', 50, 'pending', '{"keep":1}', 3, NULL);
     INSERT INTO redeemed_ys VALUES ('${PENDING_Y}', 'open');
+    INSERT INTO redemptions VALUES ('gave-up', '${MINT}', 'sat', 20, 'released', '{"late":1}', 4, 5);
   `);
   db.close();
   return dir;
@@ -95,6 +96,11 @@ t.test('a store of the first layout is upgraded, nothing lost', async (t) => {
     [['open', [PENDING_Y], '{"keep":1}']],
     'the unfinished redemption is still there to settle',
   );
+  t.same(
+    store.released([], 0).map((r) => [r.id, r.swap.serialized]),
+    [['gave-up', '{"late":1}']],
+    'and the released one, for a late run',
+  );
   t.same(store.findRedeemed([PAID_Y]), { y: PAID_Y, pending: false });
   t.equal(
     store.deliver([PAID_Y], { mint: MINT, unit: 'sat', minimum: 0 }),
@@ -106,7 +112,7 @@ t.test('a store of the first layout is upgraded, nothing lost', async (t) => {
     [[PROOF_Y, 100]],
   );
   store.close();
-  t.equal(versionOf(dir), 2, 'the layout version is recorded');
+  t.equal(versionOf(dir), 3, 'the layout version is recorded');
 
   const again = new SqliteWalletStore({ dataDir: dir });
   t.same(again.balances(), [
@@ -118,7 +124,7 @@ t.test('a store of the first layout is upgraded, nothing lost', async (t) => {
 t.test('a new store starts at the current layout', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
   new SqliteWalletStore({ dataDir: dir }).close();
-  t.equal(versionOf(dir), 2);
+  t.equal(versionOf(dir), 3);
 });
 
 t.test('a store from a newer Paygress is refused, untouched', async (t) => {
@@ -130,7 +136,7 @@ t.test('a store from a newer Paygress is refused, untouched', async (t) => {
 
   t.throws(() => new SqliteWalletStore({ dataDir: dir }), {
     message:
-      /wallet\.sqlite was written by a newer Paygress \(store schema 7; this one knows 2\)/,
+      /wallet\.sqlite was written by a newer Paygress \(store schema 7; this one knows 3\)/,
   });
   t.equal(versionOf(dir), 7);
   const check = new DatabaseSync(join(dir, 'wallet.sqlite'));
