@@ -195,6 +195,11 @@ export interface WalletStore {
    */
   released(ys: readonly string[], since?: number): RedemptionRecord[];
   /**
+   * Redemptions released as not executed and settled before `until`, the
+   * oldest first, `limit` at most.
+   */
+  releasedBefore(until: number, limit: number): RedemptionRecord[];
+  /**
    * Takes the proofs a completed redemption produced out of the wallet
    * (marks them refunded) and returns them, to hand back to the payer;
    * none when any of them already left the wallet (an export). A refund

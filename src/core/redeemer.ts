@@ -51,6 +51,9 @@ export interface Redemption {
  */
 const LATE_SWAP_WINDOW_MS = 10 * 60_000;
 
+/** Released swaps past that window looked at by one settling pass, at most. */
+const EXPIRED_BATCH = 100;
+
 /**
  * How an unfinished redemption ended when it was settled: its swap ran and
  * its outputs are stored (`completed`), it did not run (`released`; and
@@ -159,10 +162,11 @@ export class Redeemer {
 
     // A swap spends all its inputs at once and the mint signed none of its
     // outputs: it did not run. Inputs the mint holds as spent were spent
-    // by someone else first (the payer, elsewhere), and are remembered so;
-    // with any of them spent it can never run, and nothing of it is kept.
+    // by someone else first (the payer, elsewhere), and are remembered so.
+    // Kept aside all the same, for the late-swap window: a mint that marks
+    // inputs spent before it stores the signatures would show this too.
+    this.#store.release(record.id);
     const spent = record.ys.filter((_, i) => states[i] === 'SPENT');
-    this.#store.release(record.id, spent.length > 0);
     this.#guard.settle(spent);
     this.#guard.release(record.ys.filter((_, i) => states[i] !== 'SPENT'));
     return spent.length > 0 ? 'spent' : 'released';
@@ -190,7 +194,35 @@ export class Redeemer {
         counts.completed++;
       }
     }
+    // Past the window, one last look, and what did not run never will:
+    // nothing of it is kept (each is a page of the store).
+    for (const record of this.#store.releasedBefore(since, EXPIRED_BATCH)) {
+      await this.#lastLook(record).catch(() => undefined);
+    }
     return counts;
+  }
+
+  /**
+   * Completes a released swap the mint ran after all; forgets one it did
+   * not run, past the late-swap window. Unsure (a proof pending, the mint
+   * unreachable or not restoring), it stays for the next pass.
+   */
+  async #lastLook(record: RedemptionRecord): Promise<void> {
+    const states = await this.#gateway.checkState(record.mint, record.ys);
+    if (states.some((s) => s === 'PENDING')) return;
+    if (states.every((s) => s === 'SPENT')) {
+      const proofs = await this.#gateway.restoreSwap(
+        record.mint,
+        record.unit,
+        record.swap,
+      );
+      if (proofs.length > 0) {
+        this.#store.complete(record.id, proofs, false);
+        this.#guard.settle(record.ys);
+        return;
+      }
+    }
+    this.#store.release(record.id, true);
   }
 
   /** The outputs of a released swap, if the mint ran it after all. */
@@ -312,12 +344,14 @@ export class Redeemer {
       throw err;
     }
     // Refused by the mint's own answer, for what we built (a fault of
-    // ours): nothing ran, and the payer's token is still good.
+    // ours), or never sent: nothing ran, nothing can, and the payer's token
+    // is still good. (Kept aside, a token retried while the mint is down
+    // left a swap behind with every try.)
     if (
       err.refusedByMint ||
       (err instanceof MintUnavailableError && err.notSent)
     ) {
-      this.#store.release(record.id, err.refusedByMint);
+      this.#store.release(record.id, true);
       this.#guard.release(record.ys);
       throw err;
     }

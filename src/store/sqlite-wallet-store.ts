@@ -45,6 +45,8 @@ CREATE INDEX IF NOT EXISTS redemptions_pending
   ON redemptions (state) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS redemptions_owed
   ON redemptions (id) WHERE state = 'complete' AND delivered = 0;
+CREATE INDEX IF NOT EXISTS redemptions_released
+  ON redemptions (settled_at) WHERE state = 'released';
 -- A swap's record (its inputs, the outputs' secrets and blinding factors)
 -- while it is unfinished or released, which settling restores from. Its
 -- own table, deleted when the swap completes: a record of 2 KB or more
@@ -90,12 +92,12 @@ CREATE TABLE IF NOT EXISTS exports (
 `;
 
 /**
- * A redemption record's columns, its swap's record joined. Read from the
- * swaps (CROSS JOIN keeps that order): those unfinished or released, a
- * few, where `redemptions` holds every payment ever taken.
+ * A redemption record's columns, its swap's record joined. Each query
+ * on it finds its redemptions through an index (of those pending, of
+ * those released by when, or by id): `redemptions` holds every payment.
  */
 const RECORD = `r.id, r.mint, r.unit, r.amount, s.swap, r.created_at
-  FROM swaps s CROSS JOIN redemptions r ON r.id = s.redemption_id`;
+  FROM redemptions r JOIN swaps s ON s.redemption_id = r.id`;
 
 /** Options of {@link SqliteWalletStore}. */
 export interface SqliteWalletStoreOptions {
@@ -418,8 +420,11 @@ export class SqliteWalletStore implements WalletStore {
 
   release(id: string, final = false): void {
     this.#transaction(() => {
-      const row = this.#redemption(id);
-      if (row.state === 'complete') return;
+      const row = this.#db
+        .prepare('SELECT state FROM redemptions WHERE id = ?')
+        .get(id) as { state: string } | undefined;
+      // Gone already: settled meanwhile as a swap that never ran.
+      if (row === undefined || row.state === 'complete') return;
       if (final) {
         // The swap cannot run later, so nothing of it is worth a late
         // check at the mint: pending, or kept aside as released before.
@@ -479,6 +484,16 @@ export class SqliteWalletStore implements WalletStore {
       inputs,
       since,
       JSON.stringify([...ids]),
+    );
+  }
+
+  releasedBefore(until: number, limit: number): RedemptionRecord[] {
+    return this.#records(
+      `SELECT ${RECORD} WHERE r.state = 'released' AND r.settled_at < ?
+       ORDER BY r.settled_at LIMIT ?`,
+      'SELECT y FROM released_inputs WHERE redemption_id = ?',
+      until,
+      limit,
     );
   }
 

@@ -133,6 +133,10 @@ t.test('only unfinished and released swaps keep their record', async (t) => {
     released_inputs: 0,
   });
   t.same(store.released([y(3)]), []);
+  t.doesNotThrow(
+    () => store.release('gave-up', true),
+    'released again once gone: nothing to do',
+  );
   t.equal(store.findRedeemed([y(2)]), undefined, 'its proofs are free again');
 });
 

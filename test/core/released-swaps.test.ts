@@ -1,0 +1,174 @@
+/**
+ * What becomes of a swap Paygress gave up on. Kept aside while the mint
+ * may still run it (the late-swap window), looked at once more past it:
+ * completed if it ran, forgotten if it did not, so that neither money nor
+ * a page of the store is left behind. One never sent leaves nothing.
+ * With the real dev mint, gateway and store, on a clock of the test's.
+ */
+import t, { type Test } from 'tap';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { getEncodedToken, type Proof } from '@cashu/cashu-ts';
+import type { ParsedToken } from '../../src/core/token.ts';
+import { computeY } from '../../src/core/token.ts';
+import { Redeemer } from '../../src/core/redeemer.ts';
+import { ReplayGuard } from '../../src/core/replay-guard.ts';
+import { startDevMint, type DevMint } from '../../src/devmint/index.ts';
+import { CashuMintGateway } from '../../src/mint/cashu-gateway.ts';
+import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
+import { mintProofs, testWallet } from '../support/wallet.ts';
+
+/** Past the late-swap window of src/core/redeemer.ts. */
+const PAST_WINDOW = 10 * 60_000 + 1;
+
+interface Rig {
+  mint: DevMint;
+  store: SqliteWalletStore;
+  redeemer: Redeemer;
+  /** Added to the time Paygress reads. */
+  clock: { ahead: number };
+  /** Swap records kept. */
+  swaps(): number;
+}
+
+async function rig(t: Test, mintTimeoutMs = 1000): Promise<Rig> {
+  const mint = await startDevMint();
+  const dataDir = mkdtempSync(join(tmpdir(), 'paygress-released-'));
+  const store = new SqliteWalletStore({ dataDir });
+  const gateway = new CashuMintGateway({
+    mints: [mint.url],
+    timeoutMs: mintTimeoutMs,
+  });
+  t.teardown(async () => {
+    await gateway.close();
+    store.close();
+    await mint.close().catch(() => undefined);
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  const clock = { ahead: 0 };
+  const guard = new ReplayGuard({ cacheSize: 1000, store });
+  const redeemer = new Redeemer({
+    gateway,
+    store,
+    guard,
+    clock: { now: () => Date.now() + clock.ahead },
+  });
+  const swaps = () => store.released([], 0).length + store.unfinished().length;
+  return { mint, store, redeemer, clock, swaps };
+}
+
+async function tokenOf(mintUrl: string, amount: number) {
+  const proofs = await mintProofs(mintUrl, amount);
+  const parsed: ParsedToken = {
+    mint: mintUrl,
+    unit: 'sat',
+    proofs: proofs.map((p) => ({
+      id: p.id,
+      amount: p.amount.toNumber(),
+      secret: p.secret,
+      C: p.C,
+    })),
+    ys: proofs.map((p) => computeY(p.secret)),
+    amount,
+    fingerprint: 'test',
+  };
+  return { proofs, parsed };
+}
+
+function encoded(mintUrl: string, proofs: Proof[]): string {
+  return getEncodedToken({ mint: mintUrl, unit: 'sat', proofs });
+}
+
+const available = (store: SqliteWalletStore) =>
+  store.balances().reduce((n, b) => n + b.available, 0);
+
+t.test(
+  'spent elsewhere while ours was queued: kept a while, then forgotten',
+  async (t) => {
+    const r = await rig(t);
+    const { proofs, parsed } = await tokenOf(r.mint.url, 100);
+    r.mint.setFault('swap', { kind: 'queue', ms: 2500 });
+    const paying = r.redeemer.redeem(parsed, 100);
+    await sleep(300);
+    r.mint.setFault('swap', undefined);
+    await (await testWallet(r.mint.url)).receive(encoded(r.mint.url, proofs));
+    await t.rejects(paying, { code: 'PAYGRESS_TOKEN_REPLAYED' });
+    await sleep(2500); // our queued swap runs, and fails
+
+    t.equal(r.swaps(), 1, 'kept for the window');
+    await r.redeemer.settleAll();
+    t.equal(r.swaps(), 1, 'still, within it');
+    r.clock.ahead += PAST_WINDOW;
+    await r.redeemer.settleAll();
+    t.equal(r.swaps(), 0, 'forgotten past it');
+    t.equal(available(r.store), 0, 'nothing was paid to us');
+  },
+);
+
+t.test(
+  'run late and never looked at in the window: completed past it',
+  async (t) => {
+    const r = await rig(t);
+    const { parsed } = await tokenOf(r.mint.url, 100);
+    r.mint.setFault('swap', { kind: 'queue', ms: 1500 });
+    await t.rejects(r.redeemer.redeem(parsed, 100), {
+      code: 'PAYGRESS_MINT_UNAVAILABLE',
+    });
+    r.mint.setFault('swap', undefined);
+    await sleep(1000); // it runs at the mint, late
+    t.equal(r.swaps(), 1);
+
+    r.clock.ahead += PAST_WINDOW;
+    await r.redeemer.settleAll();
+    t.equal(r.swaps(), 0);
+    t.equal(available(r.store), 100, 'what the mint took is ours, stored');
+  },
+);
+
+t.test(
+  'never run: forgotten past the window, the token still good',
+  async (t) => {
+    const r = await rig(t);
+    const { proofs, parsed } = await tokenOf(r.mint.url, 100);
+    r.mint.setFault('swap', { kind: 'status', status: 500 });
+    await t.rejects(r.redeemer.redeem(parsed, 100), {
+      code: 'PAYGRESS_MINT_ERROR',
+    });
+    r.mint.setFault('swap', undefined);
+    t.equal(r.swaps(), 1, 'kept: a 500 may hide a swap that ran');
+
+    // The mint cannot say now: kept for the next pass.
+    r.clock.ahead += PAST_WINDOW;
+    r.mint.setFault('checkstate', { kind: 'status', status: 500 });
+    await r.redeemer.settleAll();
+    t.equal(r.swaps(), 1, 'unsure: kept');
+    r.mint.setFault('checkstate', undefined);
+    await r.redeemer.settleAll();
+    t.equal(r.swaps(), 0, 'forgotten once the mint says it did not run');
+
+    const back = await (
+      await testWallet(r.mint.url)
+    ).receive(encoded(r.mint.url, proofs));
+    t.equal(
+      back.reduce((n, p) => n + p.amount.toNumber(), 0),
+      100,
+    );
+  },
+);
+
+t.test('never sent (the mint down): nothing kept, however often', async (t) => {
+  const r = await rig(t);
+  const paid = await tokenOf(r.mint.url, 100);
+  await r.redeemer.redeem(paid.parsed, 100); // the mint's keys are known
+  const { parsed } = await tokenOf(r.mint.url, 100);
+  await r.mint.close();
+  await sleep(200); // the kept connection seen closed: each try is refused
+  for (let i = 0; i < 5; i++) {
+    await t.rejects(r.redeemer.redeem(parsed, 100), {
+      code: 'PAYGRESS_MINT_UNAVAILABLE',
+    });
+  }
+  t.equal(r.swaps(), 0);
+});
