@@ -196,9 +196,13 @@ export interface WalletStore {
   released(ys: readonly string[], since?: number): RedemptionRecord[];
   /**
    * Redemptions released as not executed and settled before `until`, the
-   * oldest first, `limit` at most.
+   * oldest first, `limit` at most after passing over `skip` of them.
    */
-  releasedBefore(until: number, limit: number): RedemptionRecord[];
+  releasedBefore(
+    until: number,
+    limit: number,
+    skip?: number,
+  ): RedemptionRecord[];
   /**
    * Takes the proofs a completed redemption produced out of the wallet
    * (marks them refunded) and returns them, to hand back to the payer;

@@ -34,6 +34,11 @@ export interface RedeemerOptions {
   readonly clock: Clock;
   /** Refuse proofs without a DLEQ proof (NUT-12). Default false. */
   readonly requireDleq?: boolean;
+  /**
+   * Released swaps past the late-swap window looked at by one settling
+   * pass, at most. Default 100.
+   */
+  readonly expiredBatch?: number;
 }
 
 /** A finished redemption: the payment is final. */
@@ -51,9 +56,6 @@ export interface Redemption {
  */
 const LATE_SWAP_WINDOW_MS = 10 * 60_000;
 
-/** Released swaps past that window looked at by one settling pass, at most. */
-const EXPIRED_BATCH = 100;
-
 /**
  * How an unfinished redemption ended when it was settled: its swap ran and
  * its outputs are stored (`completed`), it did not run (`released`; and
@@ -68,6 +70,9 @@ export class Redeemer {
   readonly #guard: ReplayGuard;
   readonly #clock: Clock;
   readonly #requireDleq: boolean;
+  readonly #expiredBatch: number;
+  // Released swaps past the window the sweep under way passes over.
+  #expiredSkip = 0;
 
   constructor(options: RedeemerOptions) {
     this.#gateway = options.gateway;
@@ -75,6 +80,7 @@ export class Redeemer {
     this.#guard = options.guard;
     this.#clock = options.clock;
     this.#requireDleq = options.requireDleq ?? false;
+    this.#expiredBatch = options.expiredBatch ?? 100;
   }
 
   /**
@@ -195,21 +201,32 @@ export class Redeemer {
       }
     }
     // Past the window, one last look, and what did not run never will:
-    // nothing of it is kept (each is a page of the store).
-    for (const record of this.#store.releasedBefore(since, EXPIRED_BATCH)) {
-      await this.#lastLook(record).catch(() => undefined);
+    // nothing of it is kept (each is a page of the store). Those the mint
+    // cannot settle yet are passed over by the next passes of the sweep,
+    // so they do not hold up the rest; a sweep done, the next starts over.
+    const expired = this.#store.releasedBefore(
+      since,
+      this.#expiredBatch,
+      this.#expiredSkip,
+    );
+    let unsure = 0;
+    for (const record of expired) {
+      if (!(await this.#lastLook(record).catch(() => false))) unsure++;
     }
+    this.#expiredSkip =
+      expired.length < this.#expiredBatch ? 0 : this.#expiredSkip + unsure;
     return counts;
   }
 
   /**
    * Completes a released swap the mint ran after all; forgets one it did
-   * not run, past the late-swap window. Unsure (a proof pending, the mint
-   * unreachable or not restoring), it stays for the next pass.
+   * not run, past the late-swap window, and says whether it did either.
+   * Unsure (a proof pending, the mint unreachable or not restoring), it
+   * stays for a later pass.
    */
-  async #lastLook(record: RedemptionRecord): Promise<void> {
+  async #lastLook(record: RedemptionRecord): Promise<boolean> {
     const states = await this.#gateway.checkState(record.mint, record.ys);
-    if (states.some((s) => s === 'PENDING')) return;
+    if (states.some((s) => s === 'PENDING')) return false;
     if (states.every((s) => s === 'SPENT')) {
       const proofs = await this.#gateway.restoreSwap(
         record.mint,
@@ -219,10 +236,11 @@ export class Redeemer {
       if (proofs.length > 0) {
         this.#store.complete(record.id, proofs, false);
         this.#guard.settle(record.ys);
-        return;
+        return true;
       }
     }
     this.#store.release(record.id, true);
+    return true;
   }
 
   /** The outputs of a released swap, if the mint ran it after all. */

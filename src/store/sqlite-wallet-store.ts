@@ -487,13 +487,14 @@ export class SqliteWalletStore implements WalletStore {
     );
   }
 
-  releasedBefore(until: number, limit: number): RedemptionRecord[] {
+  releasedBefore(until: number, limit: number, skip = 0): RedemptionRecord[] {
     return this.#records(
       `SELECT ${RECORD} WHERE r.state = 'released' AND r.settled_at < ?
-       ORDER BY r.settled_at LIMIT ?`,
+       ORDER BY r.settled_at, r.id LIMIT ? OFFSET ?`,
       'SELECT y FROM released_inputs WHERE redemption_id = ?',
       until,
       limit,
+      skip,
     );
   }
 

@@ -33,13 +33,13 @@ interface Rig {
   swaps(): number;
 }
 
-async function rig(t: Test, mintTimeoutMs = 1000): Promise<Rig> {
+async function rig(t: Test, expiredBatch?: number): Promise<Rig> {
   const mint = await startDevMint();
   const dataDir = mkdtempSync(join(tmpdir(), 'paygress-released-'));
   const store = new SqliteWalletStore({ dataDir });
   const gateway = new CashuMintGateway({
     mints: [mint.url],
-    timeoutMs: mintTimeoutMs,
+    timeoutMs: 1000,
   });
   t.teardown(async () => {
     await gateway.close();
@@ -54,6 +54,7 @@ async function rig(t: Test, mintTimeoutMs = 1000): Promise<Rig> {
     store,
     guard,
     clock: { now: () => Date.now() + clock.ahead },
+    ...(expiredBatch !== undefined && { expiredBatch }),
   });
   const swaps = () => store.released([], 0).length + store.unfinished().length;
   return { mint, store, redeemer, clock, swaps };
@@ -171,4 +172,34 @@ t.test('never sent (the mint down): nothing kept, however often', async (t) => {
     });
   }
   t.equal(r.swaps(), 0);
+});
+
+t.test('one the mint cannot settle does not hold up the rest', async (t) => {
+  const r = await rig(t, 1);
+  // Released first, of a mint no longer configured: never settled.
+  r.store.begin({
+    id: 'stuck',
+    mint: 'http://127.0.0.1:1',
+    unit: 'sat',
+    amount: 8,
+    ys: [`02${'5'.repeat(64)}`],
+    swap: { serialized: '{}', outputAmount: 8 },
+    createdAt: 1,
+  });
+  r.store.release('stuck');
+  const { parsed } = await tokenOf(r.mint.url, 100);
+  r.mint.setFault('swap', { kind: 'status', status: 500 });
+  await t.rejects(r.redeemer.redeem(parsed, 100));
+  r.mint.setFault('swap', undefined);
+  const ids = () => r.store.released([], 0).map((x) => x.id);
+  t.equal(ids().length, 2);
+
+  r.clock.ahead += PAST_WINDOW;
+  await r.redeemer.settleAll(); // looks at 'stuck' alone: unsure
+  t.equal(ids().length, 2);
+  await r.redeemer.settleAll(); // passes over it
+  t.same(ids(), ['stuck'], 'the other forgotten');
+  await r.redeemer.settleAll();
+  await r.redeemer.settleAll(); // a new sweep: 'stuck' again, still kept
+  t.same(ids(), ['stuck']);
 });
