@@ -39,6 +39,11 @@ export interface RedeemerOptions {
    * pass, at most. Default 100.
    */
   readonly expiredBatch?: number;
+  /**
+   * A clock that never jumps, in ms, for the late-swap window. Default
+   * `performance.now`.
+   */
+  readonly monotonic?: () => number;
 }
 
 /** A finished redemption: the payment is final. */
@@ -73,6 +78,11 @@ export class Redeemer {
   readonly #expiredBatch: number;
   // Released swaps past the window the sweep under way passes over.
   #expiredSkip = 0;
+  readonly #monotonic: () => number;
+  readonly #startedAt: number;
+  // When each swap this process set aside in the last window was, on the
+  // monotonic clock (see #pastWindow).
+  readonly #setAsideAt = new Map<string, number>();
 
   constructor(options: RedeemerOptions) {
     this.#gateway = options.gateway;
@@ -81,6 +91,8 @@ export class Redeemer {
     this.#clock = options.clock;
     this.#requireDleq = options.requireDleq ?? false;
     this.#expiredBatch = options.expiredBatch ?? 100;
+    this.#monotonic = options.monotonic ?? (() => performance.now());
+    this.#startedAt = this.#monotonic();
   }
 
   /**
@@ -171,7 +183,7 @@ export class Redeemer {
     // by someone else first (the payer, elsewhere), and are remembered so.
     // Kept aside all the same, for the late-swap window: a mint that marks
     // inputs spent before it stores the signatures would show this too.
-    this.#store.release(record.id);
+    this.#setAside(record.id);
     const spent = record.ys.filter((_, i) => states[i] === 'SPENT');
     this.#guard.settle(spent);
     this.#guard.release(record.ys.filter((_, i) => states[i] !== 'SPENT'));
@@ -195,9 +207,17 @@ export class Redeemer {
     const since = this.#clock.now() - LATE_SWAP_WINDOW_MS;
     for (const record of this.#store.released([], since)) {
       const late = await this.#lateSwap(record).catch(() => undefined);
-      if (late !== undefined) {
+      if (late === undefined) continue;
+      try {
         this.#store.complete(record.id, late, false);
         counts.completed++;
+      } catch {
+        // Completed meanwhile by a retry of its token: nothing to do.
+      }
+    }
+    for (const [id, at] of this.#setAsideAt) {
+      if (this.#monotonic() - at > LATE_SWAP_WINDOW_MS) {
+        this.#setAsideAt.delete(id);
       }
     }
     // Past the window, one last look, and what did not run never will:
@@ -211,11 +231,33 @@ export class Redeemer {
     );
     let unsure = 0;
     for (const record of expired) {
-      if (!(await this.#lastLook(record).catch(() => false))) unsure++;
+      const settled =
+        this.#pastWindow(record.id) &&
+        (await this.#lastLook(record).catch(() => false));
+      if (!settled) unsure++;
     }
     this.#expiredSkip =
       expired.length < this.#expiredBatch ? 0 : this.#expiredSkip + unsure;
     return counts;
+  }
+
+  /** Releases a swap that may still run, kept aside for the window. */
+  #setAside(id: string): void {
+    this.#store.release(id);
+    this.#setAsideAt.set(id, this.#monotonic());
+  }
+
+  /**
+   * Whether a swap has been set aside for the whole late-swap window on
+   * the monotonic clock. The wall clock its release time is written in can
+   * step forward (NTP, a VM resumed, another node), and a swap still
+   * queued at the mint taken as past the window would be forgotten, then
+   * run: the money lost. One set aside before this process started counts
+   * from the start.
+   */
+  #pastWindow(id: string): boolean {
+    const at = this.#setAsideAt.get(id) ?? this.#startedAt;
+    return this.#monotonic() - at > LATE_SWAP_WINDOW_MS;
   }
 
   /**
@@ -334,7 +376,8 @@ export class Redeemer {
     // for a late run (worthless tokens would fill that list, and each
     // would be checked at the mint for the next ten minutes).
     if (err.fault === 'payer') {
-      this.#store.release(record.id, err.refusedByMint);
+      if (err.refusedByMint) this.#store.release(record.id, true);
+      else this.#setAside(record.id);
       if (!(err instanceof TokenReplayedError)) {
         this.#guard.release(record.ys);
         throw err;

@@ -60,6 +60,8 @@ CREATE TABLE IF NOT EXISTS redeemed_ys (
   y TEXT PRIMARY KEY,
   redemption_id TEXT NOT NULL REFERENCES redemptions (id)
 );
+CREATE INDEX IF NOT EXISTS redeemed_ys_redemption
+  ON redeemed_ys (redemption_id);
 CREATE TABLE IF NOT EXISTS proofs (
   y TEXT PRIMARY KEY,
   redemption_id TEXT NOT NULL REFERENCES redemptions (id),
@@ -74,11 +76,14 @@ CREATE TABLE IF NOT EXISTS proofs (
   changed_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS proofs_unspent ON proofs (mint, unit, state);
+CREATE INDEX IF NOT EXISTS proofs_redemption ON proofs (redemption_id);
 CREATE TABLE IF NOT EXISTS released_inputs (
   y TEXT NOT NULL,
   redemption_id TEXT NOT NULL REFERENCES redemptions (id)
 );
 CREATE INDEX IF NOT EXISTS released_inputs_y ON released_inputs (y);
+CREATE INDEX IF NOT EXISTS released_inputs_redemption
+  ON released_inputs (redemption_id);
 CREATE TABLE IF NOT EXISTS used_grants (
   id TEXT PRIMARY KEY,
   used_at INTEGER NOT NULL

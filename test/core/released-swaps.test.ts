@@ -27,8 +27,12 @@ interface Rig {
   mint: DevMint;
   store: SqliteWalletStore;
   redeemer: Redeemer;
-  /** Added to the time Paygress reads. */
-  clock: { ahead: number };
+  /**
+   * Added to the time Paygress reads: `ahead` to the wall clock and the
+   * monotonic one alike (time passing), `stepped` to the wall clock only
+   * (a clock stepped forward).
+   */
+  clock: { ahead: number; stepped: number };
   /** Swap records kept. */
   swaps(): number;
 }
@@ -47,13 +51,14 @@ async function rig(t: Test, expiredBatch?: number): Promise<Rig> {
     await mint.close().catch(() => undefined);
     rmSync(dataDir, { recursive: true, force: true });
   });
-  const clock = { ahead: 0 };
+  const clock = { ahead: 0, stepped: 0 };
   const guard = new ReplayGuard({ cacheSize: 1000, store });
   const redeemer = new Redeemer({
     gateway,
     store,
     guard,
-    clock: { now: () => Date.now() + clock.ahead },
+    clock: { now: () => Date.now() + clock.ahead + clock.stepped },
+    monotonic: () => performance.now() + clock.ahead,
     ...(expiredBatch !== undefined && { expiredBatch }),
   });
   const swaps = () => store.released([], 0).length + store.unfinished().length;
@@ -202,4 +207,23 @@ t.test('one the mint cannot settle does not hold up the rest', async (t) => {
   await r.redeemer.settleAll();
   await r.redeemer.settleAll(); // a new sweep: 'stuck' again, still kept
   t.same(ids(), ['stuck']);
+});
+
+t.test('a clock stepped forward does not end the window', async (t) => {
+  const r = await rig(t);
+  const { parsed } = await tokenOf(r.mint.url, 100);
+  r.mint.setFault('swap', { kind: 'queue', ms: 4000 });
+  await t.rejects(r.redeemer.redeem(parsed, 100), {
+    code: 'PAYGRESS_MINT_UNAVAILABLE',
+  });
+  r.mint.setFault('swap', undefined);
+  r.clock.stepped += PAST_WINDOW; // NTP, a VM resumed: the swap still queued
+  await r.redeemer.settleAll();
+  t.equal(r.swaps(), 1, 'kept: the window is counted in time that passed');
+
+  await sleep(3500); // the queued swap runs
+  r.clock.ahead += PAST_WINDOW;
+  await r.redeemer.settleAll();
+  t.equal(r.swaps(), 0);
+  t.equal(available(r.store), 100, 'what the mint took is ours, stored');
 });
