@@ -212,7 +212,8 @@ export class Redeemer {
         this.#store.complete(record.id, late, false);
         counts.completed++;
       } catch {
-        // Completed meanwhile by a retry of its token: nothing to do.
+        // Completed meanwhile by a retry of its token, or the store
+        // failed: the next pass, or the last look, sees it again.
       }
     }
     for (const [id, at] of this.#setAsideAt) {
