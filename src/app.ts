@@ -201,18 +201,11 @@ export async function startApp(options: AppOptions): Promise<App> {
   }
   const checkSpace = lowSpaceWarning(config.dataDir, logger);
   checkSpace();
-  // One pass at a time: a slow mint can make one outlast the interval.
-  let settling = false;
   const settler = setInterval(() => {
     checkSpace();
-    if (settling) return;
-    settling = true;
-    void redeemer
-      .settleAll()
-      .catch((err) => {
-        logger.error({ err }, 'settling unfinished redemptions failed');
-      })
-      .finally(() => (settling = false));
+    void redeemer.settleAll().catch((err) => {
+      logger.error({ err }, 'settling unfinished redemptions failed');
+    });
   }, SETTLE_INTERVAL_MS);
   settler.unref();
 

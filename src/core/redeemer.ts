@@ -83,6 +83,7 @@ export class Redeemer {
   // When each swap this process set aside in the last window was, on the
   // monotonic clock (see #pastWindow).
   readonly #setAsideAt = new Map<string, number>();
+  #settling: Promise<Record<SettleOutcome, number>> | undefined;
 
   constructor(options: RedeemerOptions) {
     this.#gateway = options.gateway;
@@ -195,7 +196,17 @@ export class Redeemer {
    * released recently whose swap the mint ran after all (their payers are
    * owed their request); at start-up and periodically.
    */
-  async settleAll(): Promise<Record<SettleOutcome, number>> {
+  settleAll(): Promise<Record<SettleOutcome, number>> {
+    // One pass at a time: a slow mint can make one outlast the interval
+    // between them, and two would repeat each other's mint calls. A call
+    // while one runs gets that one.
+    this.#settling ??= this.#settleAll().finally(() => {
+      this.#settling = undefined;
+    });
+    return this.#settling;
+  }
+
+  async #settleAll(): Promise<Record<SettleOutcome, number>> {
     const counts = { completed: 0, released: 0, spent: 0, unsettled: 0 };
     for (const record of this.#store.unfinished()) {
       const outcome = await this.settle(record).catch(

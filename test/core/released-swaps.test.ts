@@ -227,3 +227,22 @@ t.test('a clock stepped forward does not end the window', async (t) => {
   t.equal(r.swaps(), 0);
   t.equal(available(r.store), 100, 'what the mint took is ours, stored');
 });
+
+t.test('one settling pass at a time', async (t) => {
+  const r = await rig(t);
+  const { parsed } = await tokenOf(r.mint.url, 100);
+  r.mint.setFault('swap', { kind: 'status', status: 500 });
+  await t.rejects(r.redeemer.redeem(parsed, 100));
+  r.mint.setFault('swap', undefined);
+  const before = r.mint.requests('checkstate');
+  r.mint.setFault('checkstate', { kind: 'delay', ms: 300 });
+
+  const first = r.redeemer.settleAll();
+  const second = r.redeemer.settleAll(); // while the first waits on the mint
+  t.equal(second, first, 'the call gets the pass under way');
+  await first;
+  t.equal(r.mint.requests('checkstate') - before, 1, 'the mint asked once');
+  r.mint.setFault('checkstate', undefined);
+  await r.redeemer.settleAll();
+  t.equal(r.mint.requests('checkstate') - before, 2, 'a later call, a pass');
+});
