@@ -279,27 +279,25 @@ export class Redeemer {
    * stays for a later pass.
    */
   async #lastLook(record: RedemptionRecord): Promise<boolean> {
-    const states = await this.#gateway.checkState(record.mint, record.ys);
-    if (states.some((s) => s === 'PENDING')) return false;
-    if (states.every((s) => s === 'SPENT')) {
-      const proofs = await this.#gateway.restoreSwap(
-        record.mint,
-        record.unit,
-        record.swap,
-      );
-      if (proofs.length > 0) {
-        this.#store.complete(record.id, proofs, false);
-        this.#guard.settle(record.ys);
-        return true;
-      }
+    const late = await this.#lateSwap(record);
+    if (late === undefined) {
+      this.#store.release(record.id, true);
+    } else {
+      this.#store.complete(record.id, late, false);
+      this.#guard.settle(record.ys);
     }
-    this.#store.release(record.id, true);
     return true;
   }
 
-  /** The outputs of a released swap, if the mint ran it after all. */
+  /**
+   * The outputs of a released swap, if the mint ran it after all; none
+   * if it did not. Rejects while the mint cannot say: a proof pending.
+   */
   async #lateSwap(record: RedemptionRecord): Promise<WireProof[] | undefined> {
     const states = await this.#gateway.checkState(record.mint, record.ys);
+    if (states.some((s) => s === 'PENDING')) {
+      throw new Error('a proof of the swap is pending at the mint');
+    }
     if (!states.every((s) => s === 'SPENT')) return undefined;
     const proofs = await this.#gateway.restoreSwap(
       record.mint,

@@ -104,6 +104,9 @@ CREATE TABLE IF NOT EXISTS exports (
 const RECORD = `r.id, r.mint, r.unit, r.amount, s.swap, r.created_at
   FROM redemptions r JOIN swaps s ON s.redemption_id = r.id`;
 
+/** A released redemption's inputs, by its id. */
+const RELEASED_INPUTS = 'SELECT y FROM released_inputs WHERE redemption_id = ?';
+
 /** Options of {@link SqliteWalletStore}. */
 export interface SqliteWalletStoreOptions {
   /**
@@ -464,12 +467,11 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   released(ys: readonly string[], since = 0): RedemptionRecord[] {
-    const inputs = 'SELECT y FROM released_inputs WHERE redemption_id = ?';
     if (ys.length === 0) {
       return this.#records(
         `SELECT ${RECORD} WHERE r.state = 'released' AND r.settled_at >= ?
          ORDER BY r.created_at`,
-        inputs,
+        RELEASED_INPUTS,
         since,
       );
     }
@@ -486,7 +488,7 @@ export class SqliteWalletStore implements WalletStore {
     return this.#records(
       `SELECT ${RECORD} WHERE r.state = 'released' AND r.settled_at >= ?
          AND r.id IN (SELECT value FROM json_each(?)) ORDER BY r.created_at`,
-      inputs,
+      RELEASED_INPUTS,
       since,
       JSON.stringify([...ids]),
     );
@@ -496,7 +498,7 @@ export class SqliteWalletStore implements WalletStore {
     return this.#records(
       `SELECT ${RECORD} WHERE r.state = 'released' AND r.settled_at < ?
        ORDER BY r.settled_at, r.id LIMIT ? OFFSET ?`,
-      'SELECT y FROM released_inputs WHERE redemption_id = ?',
+      RELEASED_INPUTS,
       until,
       limit,
       skip,
@@ -710,9 +712,9 @@ export class SqliteWalletStore implements WalletStore {
     const claim = this.#db.prepare(
       'INSERT INTO redeemed_ys (y, redemption_id) VALUES (?, ?)',
     );
-    const ys = this.#db
-      .prepare('SELECT y FROM released_inputs WHERE redemption_id = ?')
-      .all(id) as Array<{ y: string }>;
+    const ys = this.#db.prepare(RELEASED_INPUTS).all(id) as Array<{
+      y: string;
+    }>;
     for (const { y } of ys) claim.run(y, id);
     this.#db
       .prepare('DELETE FROM released_inputs WHERE redemption_id = ?')

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { getEncodedToken, type Proof } from '@cashu/cashu-ts';
 import type { ParsedToken } from '../../src/core/token.ts';
+import type { Fault } from '../../src/devmint/faults.ts';
 import { computeY } from '../../src/core/token.ts';
 import { Redeemer } from '../../src/core/redeemer.ts';
 import { ReplayGuard } from '../../src/core/replay-guard.ts';
@@ -87,6 +88,23 @@ function encoded(mintUrl: string, proofs: Proof[]): string {
   return getEncodedToken({ mint: mintUrl, unit: 'sat', proofs });
 }
 
+/**
+ * Redeems `token` while the mint's swaps meet `fault`: refused (with
+ * `code`, when given), the swap given up on; then the fault is lifted.
+ */
+async function giveUp(
+  t: Test,
+  r: Rig,
+  token: ParsedToken,
+  fault: Fault,
+  code?: string,
+): Promise<void> {
+  r.mint.setFault('swap', fault);
+  const paying = r.redeemer.redeem(token, 100);
+  await (code ? t.rejects(paying, { code }) : t.rejects(paying));
+  r.mint.setFault('swap', undefined);
+}
+
 const available = (store: SqliteWalletStore) =>
   store.balances().reduce((n, b) => n + b.available, 0);
 
@@ -118,11 +136,13 @@ t.test(
   async (t) => {
     const r = await rig(t);
     const { parsed } = await tokenOf(r.mint.url, 100);
-    r.mint.setFault('swap', { kind: 'queue', ms: 1500 });
-    await t.rejects(r.redeemer.redeem(parsed, 100), {
-      code: 'PAYGRESS_MINT_UNAVAILABLE',
-    });
-    r.mint.setFault('swap', undefined);
+    await giveUp(
+      t,
+      r,
+      parsed,
+      { kind: 'queue', ms: 1500 },
+      'PAYGRESS_MINT_UNAVAILABLE',
+    );
     await sleep(1000); // it runs at the mint, late
     t.equal(r.swaps(), 1);
 
@@ -138,11 +158,13 @@ t.test(
   async (t) => {
     const r = await rig(t);
     const { proofs, parsed } = await tokenOf(r.mint.url, 100);
-    r.mint.setFault('swap', { kind: 'status', status: 500 });
-    await t.rejects(r.redeemer.redeem(parsed, 100), {
-      code: 'PAYGRESS_MINT_ERROR',
-    });
-    r.mint.setFault('swap', undefined);
+    await giveUp(
+      t,
+      r,
+      parsed,
+      { kind: 'status', status: 500 },
+      'PAYGRESS_MINT_ERROR',
+    );
     t.equal(r.swaps(), 1, 'kept: a 500 may hide a swap that ran');
 
     // The mint cannot say now: kept for the next pass.
@@ -193,9 +215,7 @@ t.test('one the mint cannot settle does not hold up the rest', async (t) => {
   });
   r.store.release('stuck');
   const { parsed } = await tokenOf(r.mint.url, 100);
-  r.mint.setFault('swap', { kind: 'status', status: 500 });
-  await t.rejects(r.redeemer.redeem(parsed, 100));
-  r.mint.setFault('swap', undefined);
+  await giveUp(t, r, parsed, { kind: 'status', status: 500 });
   const ids = () => r.store.released([], 0).map((x) => x.id);
   t.equal(ids().length, 2);
 
@@ -212,11 +232,13 @@ t.test('one the mint cannot settle does not hold up the rest', async (t) => {
 t.test('a clock stepped forward does not end the window', async (t) => {
   const r = await rig(t);
   const { parsed } = await tokenOf(r.mint.url, 100);
-  r.mint.setFault('swap', { kind: 'queue', ms: 4000 });
-  await t.rejects(r.redeemer.redeem(parsed, 100), {
-    code: 'PAYGRESS_MINT_UNAVAILABLE',
-  });
-  r.mint.setFault('swap', undefined);
+  await giveUp(
+    t,
+    r,
+    parsed,
+    { kind: 'queue', ms: 4000 },
+    'PAYGRESS_MINT_UNAVAILABLE',
+  );
   r.clock.stepped += PAST_WINDOW; // NTP, a VM resumed: the swap still queued
   await r.redeemer.settleAll();
   t.equal(r.swaps(), 1, 'kept: the window is counted in time that passed');
@@ -231,9 +253,7 @@ t.test('a clock stepped forward does not end the window', async (t) => {
 t.test('one settling pass at a time', async (t) => {
   const r = await rig(t);
   const { parsed } = await tokenOf(r.mint.url, 100);
-  r.mint.setFault('swap', { kind: 'status', status: 500 });
-  await t.rejects(r.redeemer.redeem(parsed, 100));
-  r.mint.setFault('swap', undefined);
+  await giveUp(t, r, parsed, { kind: 'status', status: 500 });
   const before = r.mint.requests('checkstate');
   r.mint.setFault('checkstate', { kind: 'delay', ms: 300 });
 
