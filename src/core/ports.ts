@@ -137,12 +137,22 @@ export interface WalletStore {
   ): { readonly y: string; readonly pending: boolean } | undefined;
   /**
    * Write-ahead: records the swap before it leaves. Throws
-   * `TokenReplayedError` when any of its `Y`s is already recorded.
+   * `TokenReplayedError` when any of its `Y`s is already recorded. The
+   * record may not be on disk yet: the swap leaves only once
+   * {@link durable} has resolved.
    */
   begin(record: RedemptionRecord): void;
   /**
+   * Resolves once everything written so far is on disk (a power cut keeps
+   * it), without holding up the process while the disk works; rejects
+   * with `StoreFailedError` when the disk refuses.
+   */
+  durable(): Promise<void>;
+  /**
    * Stores the new proofs and closes the redemption (pending, or released
-   * and found executed after all), atomically. With `inRequest` the
+   * and found executed after all), atomically. Not waited for on disk:
+   * the swap's record, durable since before the swap left, recovers them
+   * from the mint if a power cut loses this. With `inRequest` the
    * paying request is being answered with it now: it is handed over by
    * {@link delivered} or {@link refund}, or given up by {@link abandon},
    * and a crash before either leaves it owed. Otherwise (completed later,

@@ -3,7 +3,7 @@
  * owns, with the swap written ahead to the store so that no crash, timeout
  * or dropped connection can lose what the mint signed.
  *
- *   claim Ys → prepare swap → store.begin → swap at mint → store.complete
+ *   claim Ys → prepare swap → store.begin → on disk → swap at mint → store.complete
  *
  * When the mint's answer is lost, the outcome is settled by asking the mint
  * (NUT-07): inputs unspent means nothing happened and the payer may retry;
@@ -152,6 +152,20 @@ export class Redeemer {
       };
       this.#store.begin(record);
     } catch (err) {
+      this.#guard.release(token.ys);
+      throw toPaygressError(err);
+    }
+    try {
+      // On disk before the swap leaves: if the mint signs and a power cut
+      // follows, the outputs' secrets are what recovers the payment.
+      await this.#store.durable();
+    } catch (err) {
+      // Never sent, and the token is still good.
+      try {
+        this.#store.release(record.id, true);
+      } catch {
+        // Left pending: the next settling finds its inputs unspent.
+      }
       this.#guard.release(token.ys);
       throw toPaygressError(err);
     }

@@ -4,7 +4,8 @@
  * that returned survives a kill -9 or a power cut; every multi-row change
  * is one transaction.
  */
-import { join } from 'node:path';
+import { open } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { StoreFailedError, TokenReplayedError } from '../core/errors.ts';
 import type {
@@ -150,6 +151,10 @@ export class SqliteWalletStore implements WalletStore {
   // Every statement, compiled once: the store's SQL is a fixed set, and
   // compiling it again took a quarter of a millisecond per redemption.
   readonly #statements = new Map<string, StatementSync>();
+  // The write-ahead log {@link durable} syncs; undefined when SQLite could
+  // not use one on this file system, and every commit is synced instead.
+  readonly #wal: string | undefined;
+  #walNamed = false;
 
   constructor(options: SqliteWalletStoreOptions) {
     makeDataDir(options.dataDir);
@@ -166,6 +171,10 @@ export class SqliteWalletStore implements WalletStore {
         'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
       );
       this.#migrate();
+      const { journal_mode: mode } = this.#prepare(
+        'PRAGMA journal_mode',
+      ).get() as { journal_mode: string };
+      this.#wal = mode === 'wal' ? `${file}-wal` : undefined;
     } catch (err) {
       db?.close();
       this.#lock?.release();
@@ -287,7 +296,9 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   begin(record: RedemptionRecord): void {
-    this.#transaction(() => {
+    // On disk once durable() resolves, before the swap leaves: the event
+    // loop does not wait for the disk meanwhile.
+    this.#unsynced(() => {
       this.#prepare(
         `INSERT INTO redemptions (id, mint, unit, amount, state, swap, created_at)
            VALUES (?, ?, ?, ?, 'pending', '', ?)`,
@@ -318,7 +329,10 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   complete(id: string, proofs: readonly WireProof[], inRequest: boolean): void {
-    this.#transaction(() => {
+    // Not waited for on disk: if a power cut loses this, the swap's record,
+    // durable since before the swap left, is still pending at the next
+    // start, and settling restores these proofs from the mint.
+    this.#unsynced(() => {
       const row = this.#redemption(id);
       if (row.state === 'released') this.#reclaim(id);
       else if (row.state !== 'pending') {
@@ -397,16 +411,31 @@ export class SqliteWalletStore implements WalletStore {
   delivered(id: string): void {
     if (!this.#delivering.delete(id)) return;
     // Not waited for on disk: if a crash loses this mark, the payer's
-    // token buys its request once more, and nothing is lost. The next
-    // synced commit makes it durable.
-    this.#db.exec('PRAGMA synchronous = NORMAL');
+    // token buys its request once more, and nothing is lost.
     try {
-      this.#transaction(() => this.#markDelivered(id));
+      this.#unsynced(() => this.#markDelivered(id));
     } catch (err) {
       this.#delivering.add(id);
       throw err;
-    } finally {
-      this.#db.exec('PRAGMA synchronous = FULL');
+    }
+  }
+
+  async durable(): Promise<void> {
+    // Without a write-ahead log every commit was synced as it was made.
+    if (this.#wal === undefined) return;
+    try {
+      await syncFile(this.#wal);
+      // The first time, the directory too: the log's name must survive a
+      // power cut as well as its content.
+      if (!this.#walNamed) {
+        await syncFile(dirname(this.#wal));
+        this.#walNamed = true;
+      }
+    } catch (err) {
+      throw new StoreFailedError(
+        'the wallet store could not put its records on disk',
+        { cause: err },
+      );
     }
   }
 
@@ -431,7 +460,9 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   release(id: string, final = false): void {
-    this.#transaction(() => {
+    // Not waited for on disk: if a power cut loses this, the redemption is
+    // pending again at the next start, and settling asks the mint.
+    this.#unsynced(() => {
       const row = this.#prepare(
         'SELECT state FROM redemptions WHERE id = ?',
       ).get(id) as { state: string } | undefined;
@@ -722,6 +753,22 @@ export class SqliteWalletStore implements WalletStore {
     }
   }
 
+  /**
+   * A transaction whose commit does not wait for the disk (WAL with
+   * `synchronous = NORMAL`): a power cut may lose it whole, never tear it,
+   * and the next synced commit or {@link durable} puts it on disk with
+   * everything before it.
+   */
+  #unsynced<T>(work: () => T): T {
+    if (this.#wal === undefined) return this.#transaction(work);
+    this.#db.exec('PRAGMA synchronous = NORMAL');
+    try {
+      return this.#transaction(work);
+    } finally {
+      this.#db.exec('PRAGMA synchronous = FULL');
+    }
+  }
+
   #transaction<T>(work: () => T): T {
     this.#db.exec('BEGIN IMMEDIATE');
     try {
@@ -743,6 +790,20 @@ export class SqliteWalletStore implements WalletStore {
         },
       );
     }
+  }
+}
+
+/**
+ * fsync of a file or directory by its name, in the thread pool (as SQLite
+ * syncs its log: fsync): every write to it before the call is on disk
+ * once this resolves, whichever descriptor wrote it.
+ */
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
   }
 }
 
