@@ -155,6 +155,7 @@ export class SqliteWalletStore implements WalletStore {
   // not use one on this file system, and every commit is synced instead.
   readonly #wal: string | undefined;
   #walNamed = false;
+  #syncFailed = false;
 
   constructor(options: SqliteWalletStoreOptions) {
     makeDataDir(options.dataDir);
@@ -174,7 +175,13 @@ export class SqliteWalletStore implements WalletStore {
       const { journal_mode: mode } = this.#prepare(
         'PRAGMA journal_mode',
       ).get() as { journal_mode: string };
-      this.#wal = mode === 'wal' ? `${file}-wal` : undefined;
+      // The log beside the file SQLite opened, symbolic links followed.
+      const main = this.#prepare('PRAGMA database_list').all() as {
+        name: string;
+        file: string;
+      }[];
+      const opened = main.find((d) => d.name === 'main')?.file;
+      this.#wal = mode === 'wal' && opened ? `${opened}-wal` : undefined;
     } catch (err) {
       db?.close();
       this.#lock?.release();
@@ -423,19 +430,28 @@ export class SqliteWalletStore implements WalletStore {
   async durable(): Promise<void> {
     // Without a write-ahead log every commit was synced as it was made.
     if (this.#wal === undefined) return;
+    if (this.#syncFailed) {
+      throw new StoreFailedError(
+        'a sync of the wallet store failed earlier: payments are refused until Paygress restarts',
+      );
+    }
     try {
       await syncFile(this.#wal);
-      // The first time, the directory too: the log's name must survive a
-      // power cut as well as its content.
-      if (!this.#walNamed) {
-        await syncFile(dirname(this.#wal));
-        this.#walNamed = true;
-      }
     } catch (err) {
+      // Linux drops the writes it could not make and says so once: a later
+      // sync would succeed without them. Nothing written since is trusted
+      // to be on disk until a restart reopens the store from what is.
+      this.#syncFailed = true;
       throw new StoreFailedError(
         'the wallet store could not put its records on disk',
         { cause: err },
       );
+    }
+    if (!this.#walNamed) {
+      // The log's name in its directory, once; as SQLite does, a file
+      // system that cannot sync a directory is not held against it.
+      await syncFile(dirname(this.#wal)).catch(() => undefined);
+      this.#walNamed = true;
     }
   }
 

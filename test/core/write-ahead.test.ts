@@ -143,7 +143,8 @@ t.test(
     const r = await rig(t);
     const token = await tokenOf(r.mint.url, 100);
     // The disk as a power cut right after the record was synced leaves it:
-    // what was written up to then, and nothing after.
+    // what was written up to then, and nothing after. (That durable() did
+    // put it on disk is test/store/syncs.test.ts's to show.)
     const cut = mkdtempSync(join(tmpdir(), 'paygress-write-ahead-cut-'));
     t.teardown(() => rmSync(cut, { recursive: true, force: true }));
     r.disk.synced = () => {

@@ -6,11 +6,21 @@
  * `durable()` resolves, and its commit did not stop the process for the
  * disk; what a power cut may lose without losing money (a completion, the
  * delivery mark, a release) is not synced; marking proofs exported still
- * is. Skipped where there is no C compiler to build the shim.
+ * is. The log synced is the one SQLite writes, a symbolic link to the
+ * wallet file followed; a sync that failed once is not trusted again.
+ * Skipped where there is no C compiler to build the shim.
  */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WALLET_FILE } from '../../src/store/sqlite-wallet-store.ts';
@@ -37,25 +47,37 @@ const proof = (amount) => ({
 
 const store = new SqliteWalletStore({ dataDir: process.argv[2] });
 mark('opened');
-const paid = record([y(), y()]);
-store.begin(paid);
-mark('begun');
-await store.durable();
-mark('durable');
-const refused = record([y()]);
-store.begin(refused);
-mark('begun again');
-await store.durable();
-mark('durable again');
-store.complete(paid.id, [proof(1), proof(2)], true);
-mark('completed');
-store.delivered(paid.id);
-mark('delivered');
-store.release(refused.id, true);
-mark('released');
-const ys = store.unspent(paid.mint, 'sat').map((p) => p.y);
-store.markProofs(ys, 'exported', () => undefined);
-mark('exported');
+if (process.argv[3] === 'fails') {
+  // From now on the first sync of the log fails (test/support/sync-shim.c).
+  process.env.FAIL_SYNC = '-wal';
+  for (const name of ['first', 'second']) {
+    store.begin(record([y()]));
+    await store.durable().then(
+      () => mark(name + ' durable'),
+      (err) => mark(name + ' refused: ' + err.code + ': ' + err.message),
+    );
+  }
+} else {
+  const paid = record([y(), y()]);
+  store.begin(paid);
+  mark('begun');
+  await store.durable();
+  mark('durable');
+  const refused = record([y()]);
+  store.begin(refused);
+  mark('begun again');
+  await store.durable();
+  mark('durable again');
+  store.complete(paid.id, [proof(1), proof(2)], true);
+  mark('completed');
+  store.delivered(paid.id);
+  mark('delivered');
+  store.release(refused.id, true);
+  mark('released');
+  const ys = store.unspent(paid.mint, 'sat').map((p) => p.y);
+  store.markProofs(ys, 'exported', () => undefined);
+  mark('exported');
+}
 store.close();
 `;
 
@@ -63,45 +85,91 @@ const work = mkdtempSync(join(tmpdir(), 'paygress-syncs-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 const shim = buildSyncShim(work);
 
+/** Runs the child on `dataDir`; the syncs before each of its marks. */
+function run(
+  dataDir: string,
+  scenario = 'all',
+): { marks: string[]; syncs: Map<string, string[]> } {
+  const log = join(work, `syncs-${scenario}.log`);
+  const child = join(work, 'child.ts');
+  writeFileSync(child, CHILD);
+  execFileSync(process.execPath, [child, dataDir, scenario], {
+    env: { ...process.env, LD_PRELOAD: shim!, SYNC_LOG: log },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  const marks: string[] = [];
+  const syncs = new Map<string, string[]>();
+  let synced: string[] = [];
+  for (const line of readFileSync(log, 'utf8').trim().split('\n')) {
+    if (line.startsWith('mark ')) {
+      marks.push(line.slice(5));
+      syncs.set(line.slice(5), synced);
+      synced = [];
+    } else {
+      synced.push(line.replace(/^\w+ /, ''));
+    }
+  }
+  return { marks, syncs };
+}
+
+const skip = shim ? false : 'no C compiler (cc) to build the sync shim';
+
 t.test(
   'the store syncs what money depends on, off the event loop',
-  { skip: shim ? false : 'no C compiler (cc) to build the sync shim' },
+  { skip },
   async (t) => {
     const dataDir = join(work, 'data');
-    const log = join(work, 'syncs.log');
-    const child = join(work, 'child.ts');
-    writeFileSync(child, CHILD);
-    execFileSync(process.execPath, [child, dataDir], {
-      env: { ...process.env, LD_PRELOAD: shim!, SYNC_LOG: log },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
-
-    // The syncs between each mark and the one before it.
-    const after = new Map<string, string[]>();
-    let synced: string[] = [];
-    for (const line of readFileSync(log, 'utf8').trim().split('\n')) {
-      if (line.startsWith('mark ')) {
-        after.set(line.slice(5), synced);
-        synced = [];
-      } else {
-        synced.push(line.replace(/^\w+ /, '').replace(dataDir, 'DIR'));
-      }
-    }
+    const { syncs } = run(dataDir);
+    const after = (mark: string) =>
+      syncs.get(mark)?.map((path) => path.replace(dataDir, 'DIR'));
     const wal = `DIR/${WALLET_FILE}-wal`;
-    t.same(after.get('begun'), [], 'begin: the commit did not wait');
+    t.same(after('begun'), [], 'begin: the commit did not wait');
     t.same(
-      after.get('durable'),
+      after('durable'),
       [wal, 'DIR'],
       'durable: the log, and the first time the directory holding its name',
     );
-    t.same(after.get('begun again'), [], 'a second begin: no wait either');
-    t.same(after.get('durable again'), [wal], 'durable again: the log alone');
-    t.same(after.get('completed'), [], 'a completion is not waited for');
-    t.same(after.get('delivered'), [], 'nor the delivery mark');
-    t.same(after.get('released'), [], 'nor a release');
+    t.same(after('begun again'), [], 'a second begin: no wait either');
+    t.same(after('durable again'), [wal], 'durable again: the log alone');
+    t.same(after('completed'), [], 'a completion is not waited for');
+    t.same(after('delivered'), [], 'nor the delivery mark');
+    t.same(after('released'), [], 'nor a release');
     t.ok(
-      after.get('exported')?.includes(wal),
+      after('exported')?.includes(wal),
       'proofs marked exported are on disk before the export is printed',
     );
+  },
+);
+
+t.test(
+  'a wallet file behind a symbolic link: the log SQLite writes is synced',
+  { skip },
+  async (t) => {
+    const real = join(work, 'real');
+    const dataDir = join(work, 'linked');
+    mkdirSync(real);
+    mkdirSync(dataDir);
+    symlinkSync(join(real, WALLET_FILE), join(dataDir, WALLET_FILE));
+    // A log left beside the link, which SQLite does not use.
+    writeFileSync(join(dataDir, `${WALLET_FILE}-wal`), '');
+    const { syncs } = run(dataDir);
+    const realWal = join(realpathSync(real), `${WALLET_FILE}-wal`);
+    t.ok(syncs.get('durable')?.includes(realWal), 'the log beside the file');
+    t.notOk(
+      syncs.get('durable')?.includes(join(dataDir, `${WALLET_FILE}-wal`)),
+      'not the one beside the link',
+    );
+  },
+);
+
+t.test(
+  'a sync that failed refuses every payment after it',
+  { skip },
+  async (t) => {
+    const { marks } = run(join(work, 'fails'), 'fails');
+    t.same(marks.slice(1), [
+      'first refused: PAYGRESS_STORE_FAILED: the wallet store could not put its records on disk',
+      'second refused: PAYGRESS_STORE_FAILED: a sync of the wallet store failed earlier: payments are refused until Paygress restarts',
+    ]);
   },
 );

@@ -6,12 +6,15 @@
  *   can tell which writes were put on disk, and when;
  * - SLOW_SYNC_US=N makes each one take N microseconds longer, as a flush
  *   to a network block volume does, so a bench on a local disk can see
- *   what the disk's latency does to the process.
+ *   what the disk's latency does to the process;
+ * - FAIL_SYNC=TEXT makes the first one of a path containing TEXT fail
+ *   with EIO, as a disk that could not write does (it is not made).
  *
  *   cc -shared -fPIC -O2 -o sync-shim.so sync-shim.c -ldl
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -20,13 +23,20 @@
 #include <time.h>
 #include <unistd.h>
 
-static void watch(const char *call, int fd) {
+/* Logs and slows one sync; nonzero when it is to fail. */
+static int watch(const char *call, int fd) {
+  static int failed;
   const char *log = getenv("SYNC_LOG");
-  if (log) {
-    char link[64], target[PATH_MAX], line[PATH_MAX + 32];
+  const char *fail = getenv("FAIL_SYNC");
+  char target[PATH_MAX] = "";
+  if (log || fail) {
+    char link[64];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, target, sizeof target - 1);
     target[n < 0 ? 0 : n] = '\0';
+  }
+  if (log) {
+    char line[PATH_MAX + 32];
     int len = snprintf(line, sizeof line, "%s %s\n", call, target);
     int out = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (out >= 0) {
@@ -37,22 +47,34 @@ static void watch(const char *call, int fd) {
   }
   const char *slow = getenv("SLOW_SYNC_US");
   long us = slow ? atol(slow) : 0;
-  if (us <= 0) return;
-  struct timespec left = {us / 1000000, (us % 1000000) * 1000};
-  while (nanosleep(&left, &left) != 0) {
+  if (us > 0) {
+    struct timespec left = {us / 1000000, (us % 1000000) * 1000};
+    while (nanosleep(&left, &left) != 0) {
+    }
   }
+  if (fail && !failed && strstr(target, fail)) {
+    failed = 1;
+    return 1;
+  }
+  return 0;
 }
 
 int fsync(int fd) {
   static int (*real)(int);
   if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-  watch("fsync", fd);
+  if (watch("fsync", fd)) {
+    errno = EIO;
+    return -1;
+  }
   return real(fd);
 }
 
 int fdatasync(int fd) {
   static int (*real)(int);
   if (!real) real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-  watch("fdatasync", fd);
+  if (watch("fdatasync", fd)) {
+    errno = EIO;
+    return -1;
+  }
   return real(fd);
 }
