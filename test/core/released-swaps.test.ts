@@ -13,13 +13,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { getEncodedToken, type Proof } from '@cashu/cashu-ts';
 import type { ParsedToken } from '../../src/core/token.ts';
 import type { Fault } from '../../src/devmint/faults.ts';
-import { computeY } from '../../src/core/token.ts';
 import { Redeemer } from '../../src/core/redeemer.ts';
 import { ReplayGuard } from '../../src/core/replay-guard.ts';
 import { startDevMint, type DevMint } from '../../src/devmint/index.ts';
 import { CashuMintGateway } from '../../src/mint/cashu-gateway.ts';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
-import { mintProofs, testWallet } from '../support/wallet.ts';
+import { mintParsedToken, testWallet } from '../support/wallet.ts';
 
 /** Past the late-swap window of src/core/redeemer.ts. */
 const PAST_WINDOW = 10 * 60_000 + 1;
@@ -66,23 +65,7 @@ async function rig(t: Test, expiredBatch?: number): Promise<Rig> {
   return { mint, store, redeemer, clock, swaps };
 }
 
-async function tokenOf(mintUrl: string, amount: number) {
-  const proofs = await mintProofs(mintUrl, amount);
-  const parsed: ParsedToken = {
-    mint: mintUrl,
-    unit: 'sat',
-    proofs: proofs.map((p) => ({
-      id: p.id,
-      amount: p.amount.toNumber(),
-      secret: p.secret,
-      C: p.C,
-    })),
-    ys: proofs.map((p) => computeY(p.secret)),
-    amount,
-    fingerprint: 'test',
-  };
-  return { proofs, parsed };
-}
+const tokenOf = mintParsedToken;
 
 function encoded(mintUrl: string, proofs: Proof[]): string {
   return getEncodedToken({ mint: mintUrl, unit: 'sat', proofs });

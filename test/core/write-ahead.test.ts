@@ -11,9 +11,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ParsedToken } from '../../src/core/token.ts';
 import { StoreFailedError } from '../../src/core/errors.ts';
-import { computeY } from '../../src/core/token.ts';
 import { Redeemer } from '../../src/core/redeemer.ts';
 import { ReplayGuard } from '../../src/core/replay-guard.ts';
 import { startDevMint, type DevMint } from '../../src/devmint/index.ts';
@@ -22,7 +20,7 @@ import {
   SqliteWalletStore,
   WALLET_FILE,
 } from '../../src/store/sqlite-wallet-store.ts';
-import { mintProofs } from '../support/wallet.ts';
+import { mintParsedToken } from '../support/wallet.ts';
 
 interface Rig {
   mint: DevMint;
@@ -78,22 +76,8 @@ async function rig(t: Test): Promise<Rig> {
   return { mint, store, redeemer, sent: () => sent, disk, dataDir };
 }
 
-async function tokenOf(mintUrl: string, amount: number): Promise<ParsedToken> {
-  const proofs = await mintProofs(mintUrl, amount);
-  return {
-    mint: mintUrl,
-    unit: 'sat',
-    proofs: proofs.map((p) => ({
-      id: p.id,
-      amount: p.amount.toNumber(),
-      secret: p.secret,
-      C: p.C,
-    })),
-    ys: proofs.map((p) => computeY(p.secret)),
-    amount,
-    fingerprint: 'test',
-  };
-}
+const tokenOf = async (mintUrl: string, amount: number) =>
+  (await mintParsedToken(mintUrl, amount)).parsed;
 
 const available = (store: SqliteWalletStore) =>
   store.balances().reduce((n, b) => n + b.available, 0);

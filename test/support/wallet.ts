@@ -13,6 +13,7 @@ import {
   getEncodedToken,
 } from '@cashu/cashu-ts';
 import type { Proof, Token } from '@cashu/cashu-ts';
+import { computeY, type ParsedToken } from '../../src/core/token.ts';
 
 /** Options shared by the minting helpers. */
 export interface MintProofsOptions {
@@ -61,6 +62,31 @@ export async function mintProofs(
   const wallet = opts.wallet ?? (await testWallet(mintUrl, opts.unit ?? 'sat'));
   const quote = await wallet.createMintQuoteBolt11(amount);
   return wallet.mintProofsBolt11(amount, quote);
+}
+
+/**
+ * Fresh proofs of `amount` sat, and the token of them as Paygress's core
+ * takes it once parsed (for tests that drive the Redeemer directly).
+ */
+export async function mintParsedToken(
+  mintUrl: string,
+  amount: number,
+): Promise<{ proofs: Proof[]; parsed: ParsedToken }> {
+  const proofs = await mintProofs(mintUrl, amount);
+  const parsed: ParsedToken = {
+    mint: mintUrl,
+    unit: 'sat',
+    proofs: proofs.map((p) => ({
+      id: p.id,
+      amount: p.amount.toNumber(),
+      secret: p.secret,
+      C: p.C,
+    })),
+    ys: proofs.map((p) => computeY(p.secret)),
+    amount,
+    fingerprint: 'test',
+  };
+  return { proofs, parsed };
 }
 
 /**
