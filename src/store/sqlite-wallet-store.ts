@@ -1,8 +1,12 @@
 /**
  * The wallet store on SQLite (`node:sqlite`, built into Node 24): where the
- * operator's money lives. Write-ahead logging with full sync, so a write
- * that returned survives a kill -9 or a power cut; every multi-row change
- * is one transaction.
+ * operator's money lives. Write-ahead logging; every multi-row change is
+ * one transaction, and a power cut loses whole transactions at the log's
+ * end, never part of one. A write survives a kill -9 once it returned,
+ * and a power cut once it is synced: a swap's record by {@link
+ * SqliteWalletStore.durable} before the swap leaves, exports and refunds
+ * as they commit; what a power cut may lose without losing money is not
+ * waited for (docs/wallet.md).
  */
 import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
