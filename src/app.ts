@@ -230,6 +230,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   // Ready once every mint's keysets are loaded, and no longer once
   // shutting down, so probes take Paygress out of rotation first.
   const ready = () => closing === undefined && loaded.size === mints.length;
+  // A store that failed a sync takes no more payments until a restart.
+  const alive = () => !store.failed;
   const publishReadiness = () =>
     grpc?.health.setStatus(ready() ? 'SERVING' : 'NOT_SERVING');
 
@@ -255,6 +257,7 @@ export async function startApp(options: AppOptions): Promise<App> {
           decider: gate,
           logger,
           ready,
+          alive,
           observe: metrics.observeDecision,
           decisionLog,
           maxConnections: config.http.maxConnections,
@@ -290,6 +293,7 @@ export async function startApp(options: AppOptions): Promise<App> {
             ...at,
             logger,
             ready,
+            alive,
             metrics: scrape,
             connectionDropped: () => metrics.connectionDropped('admin'),
           }),

@@ -14,6 +14,11 @@ import { logError, type Reply } from './reply.ts';
 export interface AdminRoutes {
   /** True when the process can serve: config, store and mint keysets ready. */
   readonly ready?: () => boolean;
+  /**
+   * False when only a restart can mend the process (`/healthz` answers
+   * 503, and the kubelet's liveness probe restarts the container).
+   */
+  readonly alive?: () => boolean;
   /** Prometheus text for `/metrics`; absent disables the route. */
   readonly metrics?: () => Promise<{ contentType: string; body: string }>;
 }
@@ -53,11 +58,12 @@ function sharedRendering<T>(
 
 /** The routes, their metrics rendering shared (see sharedRendering). */
 export function sharingMetrics(
-  { ready, metrics }: AdminRoutes,
+  { ready, alive, metrics }: AdminRoutes,
   maxAgeMs: number,
 ): AdminRoutes {
   return {
     ...(ready && { ready }),
+    ...(alive && { alive }),
     ...(metrics && { metrics: sharedRendering(metrics, maxAgeMs) }),
   };
 }
@@ -67,7 +73,11 @@ export async function adminReply(
   route: string,
   routes: AdminRoutes,
 ): Promise<Reply> {
-  if (route === '/healthz') return { status: 200, headers: TEXT, body: 'ok\n' };
+  if (route === '/healthz') {
+    return (routes.alive?.() ?? true)
+      ? { status: 200, headers: TEXT, body: 'ok\n' }
+      : { status: 503, headers: TEXT, body: 'restart needed\n' };
+  }
   if (route === '/readyz') {
     return (routes.ready?.() ?? true)
       ? { status: 200, headers: TEXT, body: 'ready\n' }

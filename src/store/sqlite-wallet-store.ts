@@ -8,6 +8,7 @@
  * as they commit; what a power cut may lose without losing money is not
  * waited for (docs/wallet.md).
  */
+import { closeSync, fsync, openSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
@@ -155,11 +156,16 @@ export class SqliteWalletStore implements WalletStore {
   // Every statement, compiled once: the store's SQL is a fixed set, and
   // compiling it again took a quarter of a millisecond per redemption.
   readonly #statements = new Map<string, StatementSync>();
-  // The write-ahead log {@link durable} syncs; undefined when SQLite could
-  // not use one on this file system, and every commit is synced instead.
-  readonly #wal: string | undefined;
+  // The write-ahead log {@link durable} syncs, held open: the file SQLite
+  // writes, whatever becomes of its name. Undefined when SQLite could not
+  // use one on this file system, and every commit is synced instead.
+  readonly #wal: { readonly path: string; readonly fd: number } | undefined;
   #walNamed = false;
-  #syncFailed = false;
+  // One sync at a time, each begun after its caller's writes.
+  #syncing: Promise<unknown> = Promise.resolve();
+  // A sync failed, ours or SQLite's: see #refuseAfterFailure.
+  #failed = false;
+  #closed = false;
 
   constructor(options: SqliteWalletStoreOptions) {
     makeDataDir(options.dataDir);
@@ -185,7 +191,8 @@ export class SqliteWalletStore implements WalletStore {
         file: string;
       }[];
       const opened = main.find((d) => d.name === 'main')?.file;
-      this.#wal = mode === 'wal' && opened ? `${opened}-wal` : undefined;
+      this.#wal =
+        mode === 'wal' && opened ? openLog(`${opened}-wal`) : undefined;
     } catch (err) {
       db?.close();
       this.#lock?.release();
@@ -431,21 +438,21 @@ export class SqliteWalletStore implements WalletStore {
     }
   }
 
-  async durable(): Promise<void> {
+  durable(): Promise<void> {
+    const run = this.#syncing.then(() => this.#sync());
+    this.#syncing = run.catch(() => undefined);
+    return run;
+  }
+
+  async #sync(): Promise<void> {
+    if (this.#closed) throw new StoreFailedError('the wallet store is closed');
+    this.#refuseAfterFailure();
     // Without a write-ahead log every commit was synced as it was made.
     if (this.#wal === undefined) return;
-    if (this.#syncFailed) {
-      throw new StoreFailedError(
-        'a sync of the wallet store failed earlier: payments are refused until Paygress restarts',
-      );
-    }
     try {
-      await syncFile(this.#wal);
+      await syncDescriptor(this.#wal.fd);
     } catch (err) {
-      // Linux drops the writes it could not make and says so once: a later
-      // sync would succeed without them. Nothing written since is trusted
-      // to be on disk until a restart reopens the store from what is.
-      this.#syncFailed = true;
+      this.#failed = true;
       throw new StoreFailedError(
         'the wallet store could not put its records on disk',
         { cause: err },
@@ -454,8 +461,28 @@ export class SqliteWalletStore implements WalletStore {
     if (!this.#walNamed) {
       // The log's name in its directory, once; as SQLite does, a file
       // system that cannot sync a directory is not held against it.
-      await syncFile(dirname(this.#wal)).catch(() => undefined);
+      await syncDirectory(dirname(this.#wal.path));
       this.#walNamed = true;
+    }
+  }
+
+  /** True once a sync failed: the store takes no more writes. */
+  get failed(): boolean {
+    return this.#failed;
+  }
+
+  /**
+   * After a failed sync, Linux has dropped the writes it could not make
+   * and says so once: a later sync succeeds without them, and SQLite,
+   * reopening the log, stops at the gap they leave and drops every commit
+   * after it. Nothing written from then on is kept, so nothing is written
+   * until a restart reopens the store from what is on disk.
+   */
+  #refuseAfterFailure(): void {
+    if (this.#failed) {
+      throw new StoreFailedError(
+        'a sync of the wallet store failed: it takes no more writes until Paygress restarts',
+      );
     }
   }
 
@@ -594,6 +621,7 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   useGrant(id: string): boolean {
+    this.#refuseAfterFailure();
     const result = this.#prepare(
       'INSERT OR IGNORE INTO used_grants (id, used_at) VALUES (?, ?)',
     ).run(id, this.#now());
@@ -601,6 +629,7 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   unuseGrant(id: string): void {
+    this.#refuseAfterFailure();
     this.#prepare('DELETE FROM used_grants WHERE id = ?').run(id);
   }
 
@@ -690,6 +719,7 @@ export class SqliteWalletStore implements WalletStore {
 
   /** Records that an exported token was written out in full. */
   printedExport(id: number): void {
+    this.#refuseAfterFailure();
     this.#prepare('UPDATE exports SET printed_at = ? WHERE id = ?').run(
       this.#now(),
       id,
@@ -699,6 +729,13 @@ export class SqliteWalletStore implements WalletStore {
   close(): void {
     if (this.#db.isOpen) this.#db.close();
     this.#lock?.release();
+    if (!this.#closed && this.#wal !== undefined) {
+      // After the sync running now, if any: its descriptor's number must
+      // not be given to another file while it is in use.
+      const { fd } = this.#wal;
+      this.#syncing = this.#syncing.then(() => closeSync(fd));
+    }
+    this.#closed = true;
   }
 
   #markDelivered(id: string): void {
@@ -790,6 +827,7 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   #transaction<T>(work: () => T): T {
+    this.#refuseAfterFailure();
     this.#db.exec('BEGIN IMMEDIATE');
     try {
       const result = work();
@@ -797,6 +835,7 @@ export class SqliteWalletStore implements WalletStore {
       return result;
     } catch (err) {
       this.#rollback();
+      if (isIoError(err)) this.#failed = true;
       if (
         err instanceof TokenReplayedError ||
         err instanceof StoreFailedError
@@ -813,18 +852,33 @@ export class SqliteWalletStore implements WalletStore {
   }
 }
 
-/**
- * fsync of a file or directory by its name, in the thread pool (as SQLite
- * syncs its log: fsync): every write to it before the call is on disk
- * once this resolves, whichever descriptor wrote it.
- */
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r');
+/** The log, opened to be synced; undefined where it cannot be opened. */
+function openLog(path: string): { path: string; fd: number } | undefined {
   try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+    return { path, fd: openSync(path, 'r') };
+  } catch {
+    return undefined;
   }
+}
+
+/** fsync, as SQLite syncs its log, in the thread pool. */
+function syncDescriptor(fd: number): Promise<void> {
+  return new Promise((resolve, reject) =>
+    fsync(fd, (err) => (err ? reject(err) : resolve())),
+  );
+}
+
+/** fsync of a directory; failures ignored, as SQLite ignores them. */
+async function syncDirectory(path: string): Promise<void> {
+  const handle = await open(path, 'r').catch(() => undefined);
+  await handle?.sync().catch(() => undefined);
+  await handle?.close().catch(() => undefined);
+}
+
+/** An SQLite I/O error (`SQLITE_IOERR`, any extended code). */
+function isIoError(err: unknown): boolean {
+  const code = (err as { errcode?: unknown } | null)?.errcode;
+  return typeof code === 'number' && (code & 0xff) === 10;
 }
 
 /** A start-up failure of the store, with the file it concerns named. */

@@ -174,7 +174,8 @@ t.test(
     store.close();
     await t.rejects(store.durable(), {
       code: 'PAYGRESS_STORE_FAILED',
-      message: 'the wallet store could not put its records on disk',
+      message: 'the wallet store is closed',
     });
+    t.notOk(store.failed, 'a closed store is not a failed one');
   },
 );

@@ -7,7 +7,9 @@
  * disk; what a power cut may lose without losing money (a completion, the
  * delivery mark, a release) is not synced; marking proofs exported still
  * is. The log synced is the one SQLite writes, a symbolic link to the
- * wallet file followed; a sync that failed once is not trusted again.
+ * wallet file followed, even moved aside; after a sync that failed,
+ * nothing is written again, a payment that was waiting for a sync
+ * included.
  * Skipped where there is no C compiler to build the shim.
  */
 import t from 'tap';
@@ -30,7 +32,7 @@ const STORE = new URL('../../src/store/sqlite-wallet-store.ts', import.meta.url)
   .pathname;
 
 const CHILD = `
-import { appendFileSync } from 'node:fs';
+import { appendFileSync, renameSync, writeFileSync } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { SqliteWalletStore } from ${JSON.stringify(STORE)};
 
@@ -47,16 +49,59 @@ const proof = (amount) => ({
 
 const store = new SqliteWalletStore({ dataDir: process.argv[2] });
 mark('opened');
+const outcome = (name) => [
+  () => mark(name + ' durable'),
+  (err) => mark(name + ' refused: ' + err.code + ': ' + err.message),
+];
 if (process.argv[3] === 'fails') {
-  // From now on the first sync of the log fails (test/support/sync-shim.c).
+  // From now on the first sync of the log fails (test/support/sync-shim.c),
+  // and each takes 200 ms: the second payment asks while it runs.
   process.env.FAIL_SYNC = '-wal';
-  for (const name of ['first', 'second']) {
-    store.begin(record([y()]));
-    await store.durable().then(
-      () => mark(name + ' durable'),
-      (err) => mark(name + ' refused: ' + err.code + ': ' + err.message),
-    );
+  process.env.SLOW_SYNC_US = '200000';
+  store.begin(record([y()]));
+  const first = store.durable().then(...outcome('first'));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  store.begin(record([y()]));
+  const second = store.durable().then(...outcome('second'));
+  await Promise.all([first, second]);
+  process.env.SLOW_SYNC_US = '0';
+  await store.durable().then(...outcome('third'));
+  try {
+    store.useGrant('a grant');
+    mark('grant used');
+  } catch (err) {
+    mark('grant refused: ' + err.code);
   }
+  mark('failed ' + store.failed);
+} else if (process.argv[3] === 'sqlite fails') {
+  const paid = record([y()]);
+  store.begin(paid);
+  await store.durable();
+  store.complete(paid.id, [proof(1)], false);
+  // A sync of SQLite's own (an export's commit) is the one that fails.
+  process.env.FAIL_SYNC = '-wal';
+  const ys = store.unspent(paid.mint, 'sat').map((p) => p.y);
+  try {
+    store.markProofs(ys, 'exported', () => undefined);
+    mark('exported');
+  } catch (err) {
+    mark('export refused: ' + err.code);
+  }
+  mark('failed ' + store.failed);
+  try {
+    store.begin(record([y()]));
+    mark('next begun');
+  } catch (err) {
+    mark('next refused: ' + err.code + ': ' + err.message);
+  }
+} else if (process.argv[3] === 'renamed') {
+  // Someone moves the log aside and leaves an empty file in its name.
+  const log = process.argv[2] + '/wallet.sqlite-wal';
+  renameSync(log, log + '.aside');
+  writeFileSync(log, '');
+  store.begin(record([y()]));
+  await store.durable();
+  mark('durable');
 } else {
   const paid = record([y(), y()]);
   store.begin(paid);
@@ -163,13 +208,46 @@ t.test(
 );
 
 t.test(
-  'a sync that failed refuses every payment after it',
+  'a sync that failed refuses every write after it, a sync waited for too',
   { skip },
   async (t) => {
     const { marks } = run(join(work, 'fails'), 'fails');
+    const later =
+      'PAYGRESS_STORE_FAILED: a sync of the wallet store failed: it takes no more writes until Paygress restarts';
     t.same(marks.slice(1), [
       'first refused: PAYGRESS_STORE_FAILED: the wallet store could not put its records on disk',
-      'second refused: PAYGRESS_STORE_FAILED: a sync of the wallet store failed earlier: payments are refused until Paygress restarts',
+      `second refused: ${later}`,
+      `third refused: ${later}`,
+      'grant refused: PAYGRESS_STORE_FAILED',
+      'failed true',
     ]);
+  },
+);
+
+t.test(
+  "a sync of SQLite's own that failed stops the store too",
+  { skip },
+  async (t) => {
+    const { marks } = run(join(work, 'sqlite-fails'), 'sqlite fails');
+    t.same(marks.slice(1), [
+      'export refused: PAYGRESS_STORE_FAILED',
+      'failed true',
+      'next refused: PAYGRESS_STORE_FAILED: a sync of the wallet store failed: it takes no more writes until Paygress restarts',
+    ]);
+  },
+);
+
+t.test(
+  'a log moved aside while serving: the file SQLite writes is synced',
+  { skip },
+  async (t) => {
+    const dataDir = join(work, 'renamed');
+    const { syncs } = run(dataDir, 'renamed');
+    const real = realpathSync(dataDir);
+    t.same(
+      syncs.get('durable'),
+      [join(real, `${WALLET_FILE}-wal.aside`), real],
+      'the log under its new name, not the empty file under the old one',
+    );
   },
 );

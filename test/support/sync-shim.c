@@ -8,7 +8,8 @@
  *   to a network block volume does, so a bench on a local disk can see
  *   what the disk's latency does to the process;
  * - FAIL_SYNC=TEXT makes the first one of a path containing TEXT fail
- *   with EIO, as a disk that could not write does (it is not made).
+ *   with EIO, as a disk that could not write does (it is not made); with
+ *   FAIL_SYNC_WHEN=FILE, only while FILE exists.
  *
  *   cc -shared -fPIC -O2 -o sync-shim.so sync-shim.c -ldl
  */
@@ -52,7 +53,9 @@ static int watch(const char *call, int fd) {
     while (nanosleep(&left, &left) != 0) {
     }
   }
-  if (fail && !failed && strstr(target, fail)) {
+  const char *when = getenv("FAIL_SYNC_WHEN");
+  if (fail && !failed && strstr(target, fail) &&
+      (!when || access(when, F_OK) == 0)) {
     failed = 1;
     return 1;
   }

@@ -1,0 +1,83 @@
+/**
+ * A disk that fails to sync: Paygress as a process, with a preloaded shim
+ * (test/support/sync-shim.c) failing one sync of its write-ahead log on
+ * demand. The payment being made is refused as Paygress's fault with its
+ * token left good; every payment after it is refused too, since the
+ * writes the disk dropped cannot be known; `/healthz` answers 503 so the
+ * liveness probe restarts the container; after a restart both tokens pay.
+ * Skipped where there is no C compiler to build the shim.
+ */
+import t from 'tap';
+import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startDevMint } from '../../src/devmint/index.ts';
+import { startPaygressProcess } from '../support/paygress-process.ts';
+import { buildSyncShim } from '../support/sync-shim.ts';
+import { mintToken } from '../support/wallet.ts';
+
+const work = mkdtempSync(join(tmpdir(), 'paygress-failed-sync-'));
+t.teardown(() => rmSync(work, { recursive: true, force: true }));
+const shim = buildSyncShim(work);
+
+async function pay(base: string, token: string) {
+  const res = await fetch(`${base}/auth/forward`, {
+    headers: {
+      'X-Cashu': token,
+      'X-Forwarded-Method': 'GET',
+      'X-Forwarded-Proto': 'https',
+      'X-Forwarded-Host': 'app.example',
+      'X-Forwarded-Uri': '/premium',
+    },
+  });
+  await res.text();
+  return { status: res.status, reason: res.headers.get('x-paygress-reason') };
+}
+
+t.test(
+  'a failed sync refuses payments until a restart, and loses none',
+  { skip: shim ? false : 'no C compiler (cc) to build the sync shim' },
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const failNow = join(work, 'fail-now');
+    const env: Record<string, string> = {
+      LD_PRELOAD: shim!,
+      FAIL_SYNC: '-wal',
+      FAIL_SYNC_WHEN: failNow,
+    };
+    const paygress = await startPaygressProcess({
+      mintUrl: mint.url,
+      dataDir: join(work, 'data'),
+      env,
+    });
+    t.teardown(() => paygress.kill());
+    const first = await mintToken(mint.url, 100);
+    const second = await mintToken(mint.url, 100);
+    const health = async () => (await fetch(`${paygress.base}/healthz`)).status;
+    t.equal(await health(), 200, 'alive before');
+
+    writeFileSync(failNow, '');
+    t.same(
+      await pay(paygress.base, first),
+      { status: 503, reason: 'PAYGRESS_STORE_FAILED' },
+      'the payment whose record did not reach the disk is refused',
+    );
+    unlinkSync(failNow);
+    t.same(
+      await pay(paygress.base, second),
+      { status: 503, reason: 'PAYGRESS_STORE_FAILED' },
+      'and the next one, though the disk syncs again',
+    );
+    t.equal(await health(), 503, '/healthz asks for a restart');
+
+    await paygress.stop();
+    delete env.LD_PRELOAD;
+    await paygress.start();
+    t.equal(await health(), 200, 'alive after the restart');
+    // Neither swap had left: both tokens are still good.
+    for (const token of [first, second]) {
+      t.equal((await pay(paygress.base, token)).status, 200, 'token paid');
+    }
+  },
+);
