@@ -191,6 +191,12 @@ export class SqliteWalletStore implements WalletStore {
         file: string;
       }[];
       const opened = main.find((d) => d.name === 'main')?.file;
+      this.#owed = (
+        this.#prepare(
+          "SELECT COUNT(*) AS n FROM redemptions WHERE state = 'complete' AND delivered = 0",
+        ).get() as { n: number }
+      ).n;
+      // Last: nothing after it can fail and leave the descriptor open.
       this.#wal =
         mode === 'wal' && opened ? openLog(`${opened}-wal`) : undefined;
     } catch (err) {
@@ -199,11 +205,6 @@ export class SqliteWalletStore implements WalletStore {
       throw namingFile(file, err);
     }
     this.#now = options.now ?? Date.now;
-    this.#owed = (
-      this.#prepare(
-        "SELECT COUNT(*) AS n FROM redemptions WHERE state = 'complete' AND delivered = 0",
-      ).get() as { n: number }
-    ).n;
   }
 
   /**
@@ -621,16 +622,18 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   useGrant(id: string): boolean {
-    this.#refuseAfterFailure();
-    const result = this.#prepare(
-      'INSERT OR IGNORE INTO used_grants (id, used_at) VALUES (?, ?)',
-    ).run(id, this.#now());
+    const result = this.#write(() =>
+      this.#prepare(
+        'INSERT OR IGNORE INTO used_grants (id, used_at) VALUES (?, ?)',
+      ).run(id, this.#now()),
+    );
     return result.changes === 1;
   }
 
   unuseGrant(id: string): void {
-    this.#refuseAfterFailure();
-    this.#prepare('DELETE FROM used_grants WHERE id = ?').run(id);
+    this.#write(() =>
+      this.#prepare('DELETE FROM used_grants WHERE id = ?').run(id),
+    );
   }
 
   balances(): Balance[] {
@@ -719,10 +722,11 @@ export class SqliteWalletStore implements WalletStore {
 
   /** Records that an exported token was written out in full. */
   printedExport(id: number): void {
-    this.#refuseAfterFailure();
-    this.#prepare('UPDATE exports SET printed_at = ? WHERE id = ?').run(
-      this.#now(),
-      id,
+    this.#write(() =>
+      this.#prepare('UPDATE exports SET printed_at = ? WHERE id = ?').run(
+        this.#now(),
+        id,
+      ),
     );
   }
 
@@ -733,7 +737,13 @@ export class SqliteWalletStore implements WalletStore {
       // After the sync running now, if any: its descriptor's number must
       // not be given to another file while it is in use.
       const { fd } = this.#wal;
-      this.#syncing = this.#syncing.then(() => closeSync(fd));
+      this.#syncing = this.#syncing.then(() => {
+        try {
+          closeSync(fd);
+        } catch {
+          // Nothing is written through it: a failed close loses nothing.
+        }
+      });
     }
     this.#closed = true;
   }
@@ -826,6 +836,17 @@ export class SqliteWalletStore implements WalletStore {
     }
   }
 
+  /** One statement committed on its own: refused, or latching, as below. */
+  #write<T>(statement: () => T): T {
+    this.#refuseAfterFailure();
+    try {
+      return statement();
+    } catch (err) {
+      if (isFailedSync(err)) this.#failed = true;
+      throw err;
+    }
+  }
+
   #transaction<T>(work: () => T): T {
     this.#refuseAfterFailure();
     this.#db.exec('BEGIN IMMEDIATE');
@@ -835,7 +856,7 @@ export class SqliteWalletStore implements WalletStore {
       return result;
     } catch (err) {
       this.#rollback();
-      if (isIoError(err)) this.#failed = true;
+      if (isFailedSync(err)) this.#failed = true;
       if (
         err instanceof TokenReplayedError ||
         err instanceof StoreFailedError
@@ -875,10 +896,15 @@ async function syncDirectory(path: string): Promise<void> {
   await handle?.close().catch(() => undefined);
 }
 
-/** An SQLite I/O error (`SQLITE_IOERR`, any extended code). */
-function isIoError(err: unknown): boolean {
+/**
+ * SQLite's own fsync of a file (`SQLITE_IOERR_FSYNC`) or of a directory
+ * (`SQLITE_IOERR_DIR_FSYNC`) failed. Other I/O errors (a write refused
+ * over quota, shared memory that cannot grow) leave the page cache as it
+ * was, and pass like a full disk.
+ */
+function isFailedSync(err: unknown): boolean {
   const code = (err as { errcode?: unknown } | null)?.errcode;
-  return typeof code === 'number' && (code & 0xff) === 10;
+  return code === 1034 || code === 1290;
 }
 
 /** A start-up failure of the store, with the file it concerns named. */

@@ -94,6 +94,18 @@ if (process.argv[3] === 'fails') {
   } catch (err) {
     mark('next refused: ' + err.code + ': ' + err.message);
   }
+} else if (process.argv[3] === 'grant fails') {
+  // A statement committed on its own: SQLite syncs it, and that fails.
+  process.env.FAIL_SYNC = '-wal';
+  for (const grant of ['first grant', 'second grant']) {
+    try {
+      store.useGrant(grant);
+      mark(grant + ' used');
+    } catch (err) {
+      mark(grant + ' refused: ' + err.code);
+    }
+  }
+  mark('failed ' + store.failed);
 } else if (process.argv[3] === 'renamed') {
   // Someone moves the log aside and leaves an empty file in its name.
   const log = process.argv[2] + '/wallet.sqlite-wal';
@@ -233,6 +245,19 @@ t.test(
       'export refused: PAYGRESS_STORE_FAILED',
       'failed true',
       'next refused: PAYGRESS_STORE_FAILED: a sync of the wallet store failed: it takes no more writes until Paygress restarts',
+    ]);
+  },
+);
+
+t.test(
+  "a grant's own commit whose sync failed stops the store too",
+  { skip },
+  async (t) => {
+    const { marks } = run(join(work, 'grant-fails'), 'grant fails');
+    t.same(marks.slice(1), [
+      'first grant refused: ERR_SQLITE_ERROR',
+      'second grant refused: PAYGRESS_STORE_FAILED',
+      'failed true',
     ]);
   },
 );
