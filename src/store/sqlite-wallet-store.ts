@@ -855,8 +855,8 @@ export class SqliteWalletStore implements WalletStore {
       this.#db.exec('COMMIT');
       return result;
     } catch (err) {
-      this.#rollback();
       if (isFailedSync(err)) this.#failed = true;
+      this.#rollback();
       if (
         err instanceof TokenReplayedError ||
         err instanceof StoreFailedError
