@@ -117,6 +117,11 @@ export async function startApp(options: AppOptions): Promise<App> {
     dataDir: config.dataDir,
     now: () => clock.now(),
     serving: true,
+    onFailedSync: (err) =>
+      logger.error(
+        { err },
+        'a sync of the wallet store failed: payments are refused until Paygress restarts (/healthz answers 503)',
+      ),
   });
   // Not refused: a Kubernetes volume's root is group-owned through the
   // pod's fsGroup, on purpose, and not Paygress's to change. Only a

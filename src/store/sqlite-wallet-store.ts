@@ -129,6 +129,11 @@ export interface SqliteWalletStoreOptions {
    * commands that only read or export.
    */
   readonly serving?: boolean;
+  /**
+   * Called once, with the error, when a sync fails and the store stops
+   * taking writes (see {@link SqliteWalletStore.failed}).
+   */
+  readonly onFailedSync?: (err: unknown) => void;
 }
 
 /** A stored proof with its bookkeeping. */
@@ -166,6 +171,7 @@ export class SqliteWalletStore implements WalletStore {
   // A sync failed, ours or SQLite's: see #refuseAfterFailure.
   #failed = false;
   #closed = false;
+  readonly #onFailedSync: ((err: unknown) => void) | undefined;
 
   constructor(options: SqliteWalletStoreOptions) {
     makeDataDir(options.dataDir);
@@ -205,6 +211,7 @@ export class SqliteWalletStore implements WalletStore {
       throw namingFile(file, err);
     }
     this.#now = options.now ?? Date.now;
+    this.#onFailedSync = options.onFailedSync;
   }
 
   /**
@@ -453,7 +460,7 @@ export class SqliteWalletStore implements WalletStore {
     try {
       await syncDescriptor(this.#wal.fd);
     } catch (err) {
-      this.#failed = true;
+      this.#latch(err);
       throw new StoreFailedError(
         'the wallet store could not put its records on disk',
         { cause: err },
@@ -479,6 +486,16 @@ export class SqliteWalletStore implements WalletStore {
    * after it. Nothing written from then on is kept, so nothing is written
    * until a restart reopens the store from what is on disk.
    */
+  #latch(err: unknown): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    try {
+      this.#onFailedSync?.(err);
+    } catch {
+      // Telling of it must not keep the store from refusing writes.
+    }
+  }
+
   #refuseAfterFailure(): void {
     if (this.#failed) {
       throw new StoreFailedError(
@@ -842,7 +859,7 @@ export class SqliteWalletStore implements WalletStore {
     try {
       return statement();
     } catch (err) {
-      if (isFailedSync(err)) this.#failed = true;
+      if (isFailedSync(err)) this.#latch(err);
       throw err;
     }
   }
@@ -855,7 +872,7 @@ export class SqliteWalletStore implements WalletStore {
       this.#db.exec('COMMIT');
       return result;
     } catch (err) {
-      if (isFailedSync(err)) this.#failed = true;
+      if (isFailedSync(err)) this.#latch(err);
       this.#rollback();
       if (
         err instanceof TokenReplayedError ||

@@ -70,6 +70,11 @@ t.test(
       'and the next one, though the disk syncs again',
     );
     t.equal(await health(), 503, '/healthz asks for a restart');
+    t.match(
+      paygress.output(),
+      /"level":50.*a sync of the wallet store failed: payments are refused until Paygress restarts/,
+      'and the log says so, at error',
+    );
 
     await paygress.stop();
     delete env.LD_PRELOAD;
