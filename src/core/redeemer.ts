@@ -259,7 +259,10 @@ export class Redeemer {
     for (const record of expired) {
       const settled =
         this.#pastWindow(record.id) &&
-        (await this.#lastLook(record).catch(() => false));
+        (await this.#lastLook(record).then(
+          () => true,
+          () => false,
+        ));
       if (!settled) unsure++;
     }
     this.#expiredSkip =
@@ -288,11 +291,11 @@ export class Redeemer {
 
   /**
    * Completes a released swap the mint ran after all; forgets one it did
-   * not run, past the late-swap window, and says whether it did either.
-   * Unsure (a proof pending, the mint unreachable or not restoring), it
-   * stays for a later pass.
+   * not run, past the late-swap window. Rejects while unsure (a proof
+   * pending, the mint unreachable or not restoring): it stays for a later
+   * pass.
    */
-  async #lastLook(record: RedemptionRecord): Promise<boolean> {
+  async #lastLook(record: RedemptionRecord): Promise<void> {
     const late = await this.#lateSwap(record);
     if (late === undefined) {
       this.#store.release(record.id, true);
@@ -300,7 +303,6 @@ export class Redeemer {
       this.#store.complete(record.id, late, false);
       this.#guard.settle(record.ys);
     }
-    return true;
   }
 
   /**
