@@ -166,8 +166,11 @@ export class SqliteWalletStore implements WalletStore {
   // use one on this file system, and every commit is synced instead.
   readonly #wal: { readonly path: string; readonly fd: number } | undefined;
   #walNamed = false;
-  // One sync at a time, each begun after its caller's writes.
+  // One sync at a time, each begun after its callers' writes.
   #syncing: Promise<unknown> = Promise.resolve();
+  // The sync queued behind the running one and not begun yet: a caller
+  // arriving now shares it, since it begins after that caller's writes.
+  #next: Promise<void> | undefined;
   // A sync failed, ours or SQLite's: see #refuseAfterFailure.
   #failed = false;
   #closed = false;
@@ -447,7 +450,14 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   durable(): Promise<void> {
-    const run = this.#syncing.then(() => this.#sync());
+    // Payments whose records were written while a sync ran share the next
+    // one (group commit): one sync each would queue them one sync apart.
+    if (this.#next !== undefined) return this.#next;
+    const run = this.#syncing.then(() => {
+      this.#next = undefined;
+      return this.#sync();
+    });
+    this.#next = run;
     this.#syncing = run.catch(() => undefined);
     return run;
   }

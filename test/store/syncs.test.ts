@@ -6,7 +6,8 @@
  * `durable()` resolves, and its commit did not stop the process for the
  * disk; what a power cut may lose without losing money (a completion, the
  * delivery mark, a release) is not synced; marking proofs exported still
- * is. The log synced is the one SQLite writes, a symbolic link to the
+ * is. Payments whose records were written while a sync ran share the next
+one. The log synced is the one SQLite writes, a symbolic link to the
  * wallet file followed, even moved aside; after a sync that failed,
  * nothing is written again, a payment that was waiting for a sync
  * included.
@@ -106,6 +107,25 @@ if (process.argv[3] === 'fails') {
     }
   }
   mark('failed ' + store.failed);
+} else if (process.argv[3] === 'together') {
+  // Each sync takes 200 ms: three payments write their records while the
+  // first one's runs, and a fifth while theirs does.
+  process.env.SLOW_SYNC_US = '200000';
+  store.begin(record([y()]));
+  const first = store.durable().then(() => mark('first durable'));
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  const others = [1, 2, 3].map(() => {
+    store.begin(record([y()]));
+    return store.durable();
+  });
+  await first;
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  store.begin(record([y()]));
+  const last = store.durable();
+  await Promise.all(others);
+  mark('others durable');
+  await last;
+  mark('last durable');
 } else if (process.argv[3] === 'renamed') {
   // Someone moves the log aside and leaves an empty file in its name.
   const log = process.argv[2] + '/wallet.sqlite-wal';
@@ -194,6 +214,27 @@ t.test(
     t.ok(
       after('exported')?.includes(wal),
       'proofs marked exported are on disk before the export is printed',
+    );
+  },
+);
+
+t.test(
+  'payments whose records were written while a sync ran share the next',
+  { skip },
+  async (t) => {
+    const dataDir = join(work, 'together');
+    const { syncs } = run(dataDir, 'together');
+    const wal = join(realpathSync(dataDir), `${WALLET_FILE}-wal`);
+    syncs.delete('opened');
+    const logSyncs = [...syncs.values()]
+      .flat()
+      .filter((path) => path === wal).length;
+    // The shim logs a sync as it begins: the fifth's began before the
+    // three waiting for the second were told.
+    t.equal(
+      logSyncs,
+      3,
+      "the first payment's sync, one for the three after it, and one for a record written once that one had begun",
     );
   },
 );
