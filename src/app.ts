@@ -51,6 +51,11 @@ export interface App {
   readonly store: SqliteWalletStore;
   /** True once every mint's keysets have been loaded at least once. */
   ready(): boolean;
+  /**
+   * Resolves, with its cause, once a sync of the wallet store failed: no
+   * payment is taken from then on, until a restart reopens the store.
+   */
+  readonly storeFailed: Promise<unknown>;
   /** Stops accepting, finishes in-flight requests, closes the store. */
   close(): Promise<void>;
   /**
@@ -113,15 +118,19 @@ export async function startApp(options: AppOptions): Promise<App> {
     );
   }
 
+  let storeFailed: (err: unknown) => void = () => {};
+  const failed = new Promise<unknown>((resolve) => (storeFailed = resolve));
   const store = new SqliteWalletStore({
     dataDir: config.dataDir,
     now: () => clock.now(),
     serving: true,
-    onFailedSync: (err) =>
+    onFailedSync: (err) => {
       logger.error(
         { err },
         'a sync of the wallet store failed: payments are refused until Paygress restarts (/healthz answers 503)',
-      ),
+      );
+      storeFailed(err);
+    },
   });
   // Not refused: a Kubernetes volume's root is group-owned through the
   // pod's fsGroup, on purpose, and not Paygress's to change. Only a
@@ -334,6 +343,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     ...(admin !== undefined && { adminPort: admin.port }),
     store,
     ready,
+    storeFailed: failed,
     stopNow: () => {
       decisionLog.flush();
       store.close();

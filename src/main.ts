@@ -63,18 +63,40 @@ export async function serve(configFile?: string): Promise<number> {
     return cannotStart(logger, err);
   }
   let stopped = (): void => {};
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+  const why = await new Promise<NodeJS.Signals | 'store failed'>((resolve) => {
     stopped = onStopSignals(logger, app, resolve);
+    // As a database does after a failed fsync: the writes the disk dropped
+    // cannot be known, and only reopening the store from what is on disk
+    // takes payments again. Stopping now lets a supervisor restart it at
+    // once, instead of refusing payments until a probe gives up.
+    void app.storeFailed.then(() => resolve('store failed'));
   });
 
-  logger.info({ signal, graceMs: config.shutdownGraceMs }, 'shutting down');
+  if (why === 'store failed') {
+    logger.error(
+      { graceMs: config.shutdownGraceMs, exitStatus: STORE_FAILED_EXIT },
+      'shutting down: the wallet store takes payments again only once Paygress restarts',
+    );
+  } else {
+    logger.info(
+      { signal: why, graceMs: config.shutdownGraceMs },
+      'shutting down',
+    );
+  }
   await app.close();
   await devMint?.stop();
   logger.info('stopped');
   stopped();
   logger.flush();
-  return 0;
+  return why === 'store failed' ? STORE_FAILED_EXIT : 0;
 }
+
+/**
+ * Exit status after a failed sync of the wallet store: EX_TEMPFAIL
+ * (sysexits.h), a temporary failure a restart mends, told apart from a
+ * start that failed (1) or a configuration refused (2).
+ */
+export const STORE_FAILED_EXIT = 75;
 
 /**
  * SIGTERM or SIGINT received, the first included, at which Paygress stops
@@ -96,8 +118,9 @@ const FORCE_AFTER_SIGNALS = 3;
  *
  * The {@link FORCE_AFTER_SIGNALS}th stops at once, for an operator who
  * chose not to wait out the grace periods (up to twice shutdownGraceMs).
- * That costs no money: every change the store made was committed and
- * synced when it returned, the store is still closed (synchronously,
+ * That costs no money: every change the store made was committed when it
+ * returned (an exit, unlike a power cut, loses none of what the
+ * operating system holds), the store is still closed (synchronously,
  * between two of its transactions, as none spans an await), and what the
  * cut requests left undone is what a crash leaves: a swap written ahead is
  * settled with the mint at the next start, an answer not delivered is owed

@@ -154,3 +154,33 @@ t.test('a failure the log cannot write still gets its 503', async (t) => {
     /could not be read.*"route":"\/metrics"|"route":"\/metrics".*could not be read/,
   );
 });
+
+t.test(
+  'a process that needs a restart: /healthz 503 on both listeners, /readyz as it was',
+  async (t) => {
+    const routes = { ready: () => true, alive: () => false };
+    const admin = await startAdminServer({
+      host: '127.0.0.1',
+      port: 0,
+      logger: createLogger('silent'),
+      ...routes,
+    });
+    t.teardown(() => admin.close());
+    const http = await startHttpServer({
+      host: '127.0.0.1',
+      port: 0,
+      logger: createLogger('silent'),
+      decider: { decide: () => Promise.reject(new Error('not asked')) },
+      ...routes,
+    });
+    t.teardown(() => http.close(0));
+    for (const port of [admin.port, http.port]) {
+      const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+      t.equal(health.status, 503, `/healthz on ${port}`);
+      t.match(await health.text(), /restart needed/);
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      t.equal(ready.status, 200, `/readyz on ${port}`);
+      await ready.text();
+    }
+  },
+);

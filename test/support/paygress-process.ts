@@ -46,6 +46,11 @@ export interface PaygressProcess {
   kill(): Promise<void>;
   /** Sends SIGTERM (graceful shutdown) and resolves once it exited. */
   stop(): Promise<void>;
+  /**
+   * Resolves with the exit status once the process exits by itself;
+   * rejects after `timeoutMs` (the process is then still running).
+   */
+  exited(timeoutMs: number): Promise<number | null>;
   /** The last lines Paygress wrote to stderr and stdout, for failures. */
   output(): string;
 }
@@ -129,6 +134,19 @@ export async function startPaygressProcess(
         await exited(c);
         throw new Error(`Paygress did not stop on SIGTERM\n${tail}`);
       }
+    },
+    async exited(timeoutMs) {
+      const c = child;
+      if (!c) throw new Error('Paygress is not running');
+      const done = await Promise.race([
+        exited(c).then(() => true),
+        sleep(timeoutMs).then(() => false),
+      ]);
+      if (!done) {
+        throw new Error(`Paygress still runs after ${timeoutMs} ms\n${tail}`);
+      }
+      child = undefined;
+      return c.exitCode;
     },
     output: () => tail,
   };
