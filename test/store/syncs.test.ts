@@ -162,11 +162,18 @@ const work = mkdtempSync(join(tmpdir(), 'paygress-syncs-'));
 t.teardown(() => rmSync(work, { recursive: true, force: true }));
 const shim = buildSyncShim(work);
 
-/** Runs the child on `dataDir`; the syncs before each of its marks. */
+/**
+ * Runs the child on `dataDir`; the paths synced before each of its marks,
+ * and those of them the event loop (the main thread) waited for.
+ */
 function run(
   dataDir: string,
   scenario = 'all',
-): { marks: string[]; syncs: Map<string, string[]> } {
+): {
+  marks: string[];
+  syncs: Map<string, string[]>;
+  onLoop: Map<string, string[]>;
+} {
   const log = join(work, `syncs-${scenario}.log`);
   const child = join(work, 'child.ts');
   writeFileSync(child, CHILD);
@@ -176,17 +183,24 @@ function run(
   });
   const marks: string[] = [];
   const syncs = new Map<string, string[]>();
+  const onLoop = new Map<string, string[]>();
   let synced: string[] = [];
+  let waited: string[] = [];
   for (const line of readFileSync(log, 'utf8').trim().split('\n')) {
     if (line.startsWith('mark ')) {
       marks.push(line.slice(5));
       syncs.set(line.slice(5), synced);
+      onLoop.set(line.slice(5), waited);
       synced = [];
+      waited = [];
     } else {
-      synced.push(line.replace(/^\w+ /, ''));
+      // The call, the thread that made it, the path.
+      const [, thread, ...path] = line.split(' ');
+      synced.push(path.join(' '));
+      if (thread === 'main') waited.push(path.join(' '));
     }
   }
-  return { marks, syncs };
+  return { marks, syncs, onLoop };
 }
 
 const skip = shim ? false : 'no C compiler (cc) to build the sync shim';
@@ -196,7 +210,7 @@ t.test(
   { skip },
   async (t) => {
     const dataDir = join(work, 'data');
-    const { syncs } = run(dataDir);
+    const { syncs, onLoop } = run(dataDir);
     const after = (mark: string) =>
       syncs.get(mark)?.map((path) => path.replace(dataDir, 'DIR'));
     const wal = `DIR/${WALLET_FILE}-wal`;
@@ -208,6 +222,13 @@ t.test(
     );
     t.same(after('begun again'), [], 'a second begin: no wait either');
     t.same(after('durable again'), [wal], 'durable again: the log alone');
+    t.same(
+      [...onLoop.entries()]
+        .filter(([, paths]) => paths.length > 0)
+        .map(([mark]) => mark),
+      ['opened', 'exported'],
+      'the event loop waited for syncs at the open and the export (synchronous = FULL), none in between',
+    );
     t.same(after('completed'), [], 'a completion is not waited for');
     t.same(after('delivered'), [], 'nor the delivery mark');
     t.same(after('released'), [], 'nor a release');

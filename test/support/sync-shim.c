@@ -2,8 +2,10 @@
  * Preloaded into a process (LD_PRELOAD), watches and slows its syncs:
  *
  * - SYNC_LOG=FILE appends a line per fsync or fdatasync to FILE: the
- *   call's name and the path of the file or directory synced, so a test
- *   can tell which writes were put on disk, and when;
+ *   call's name, `main` or `thread` (whether the process's main thread,
+ *   Node's event loop, made it) and the path of the file or directory
+ *   synced, so a test can tell which writes were put on disk, when, and
+ *   whether the event loop waited for them;
  * - SLOW_SYNC_US=N makes each one take N microseconds longer, as a flush
  *   to a network block volume does, so a bench on a local disk can see
  *   what the disk's latency does to the process;
@@ -21,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,7 +41,8 @@ static int watch(const char *call, int fd) {
   }
   if (log) {
     char line[PATH_MAX + 32];
-    int len = snprintf(line, sizeof line, "%s %s\n", call, target);
+    const char *where = syscall(SYS_gettid) == getpid() ? "main" : "thread";
+    int len = snprintf(line, sizeof line, "%s %s %s\n", call, where, target);
     int out = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (out >= 0) {
       if (write(out, line, (size_t)len) < 0) {
