@@ -25,6 +25,7 @@ import {
 } from '../support/wallet.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { unwritableError } from '../support/unwritable-error.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 /** A Paygress whose log lines are kept, raw and parsed. */
 async function loggedStack(options: StackOptions = {}) {
@@ -430,7 +431,7 @@ t.test('an error that cannot be read is logged as such', async (t) => {
 
 t.test('a data directory others may write is warned about', async (t) => {
   const lines = async (mode: number) => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-dirmode-'));
+    const dataDir = tempDir('paygress-dirmode-');
     chmodSync(dataDir, mode);
     const { stack, raw } = await loggedStack({ dataDir });
     await stack.close();

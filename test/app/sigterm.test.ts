@@ -24,11 +24,12 @@ import {
 } from '../support/paygress-process.ts';
 import { startStack } from '../support/stack.ts';
 import { mintToken } from '../support/wallet.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 t.test('a request in flight at SIGTERM still gets its answer', async (t) => {
   const mint = await startDevMint();
   t.teardown(() => mint.close());
-  const dataDir = mkdtempSync(join(tmpdir(), 'paygress-sigterm-'));
+  const dataDir = tempDir('paygress-sigterm-');
   const paygress = await startPaygressProcess({ mintUrl: mint.url, dataDir });
   t.teardown(() => paygress.kill());
 
@@ -167,7 +168,7 @@ async function paymentUnderWay(
 ) {
   const mint = await startDevMint();
   t.teardown(() => mint.close());
-  const dataDir = mkdtempSync(join(tmpdir(), 'paygress-sigint-'));
+  const dataDir = tempDir('paygress-sigint-');
   const paygress = await serveOnLoopback(t, {
     PAYGRESS_MINTS: mint.url,
     PAYGRESS_DATA_DIR: dataDir,
@@ -340,7 +341,7 @@ t.test(
     const { code, fatal } = await failedStart(t, {
       PAYGRESS_MINTS: mint.url,
       PAYGRESS_GRPC_PORT: String(port),
-      PAYGRESS_DATA_DIR: mkdtempSync(join(tmpdir(), 'paygress-port-')),
+      PAYGRESS_DATA_DIR: tempDir('paygress-port-'),
     });
     t.equal(code, 1, 'exits on its own, with status 1');
     t.equal(fatal.length, 1);
@@ -352,7 +353,7 @@ t.test(
     const http = await failedStart(t, {
       PAYGRESS_MINTS: mint.url,
       PAYGRESS_HTTP_PORT: String(port),
-      PAYGRESS_DATA_DIR: mkdtempSync(join(tmpdir(), 'paygress-port-')),
+      PAYGRESS_DATA_DIR: tempDir('paygress-port-'),
     });
     t.equal(http.code, 1);
     t.match(http.fatalLines, [
@@ -402,7 +403,7 @@ t.test(
   async (t) => {
     const mint = await startDevMint();
     t.teardown(() => mint.close());
-    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-twice-'));
+    const dataDir = tempDir('paygress-twice-');
     const first = await startStack({ mint, dataDir });
     t.teardown(() => first.close());
 
@@ -504,7 +505,7 @@ t.test(
 
     const { code, fatal } = await failedStart(t, {
       PAYGRESS_DEV_MINT: 'true',
-      PAYGRESS_DATA_DIR: mkdtempSync(join(tmpdir(), 'paygress-devmint-')),
+      PAYGRESS_DATA_DIR: tempDir('paygress-devmint-'),
     });
     t.equal(code, 1);
     t.match(fatal, [
@@ -521,7 +522,7 @@ t.test(
     if (!(await onDevMintPort(t, probe))) return;
     await new Promise((resolve) => probe.close(resolve));
 
-    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-devmint-'));
+    const dataDir = tempDir('paygress-devmint-');
     writeFileSync(join(dataDir, 'devmint.json'), '{not json');
     const { code, fatal } = await failedStart(t, {
       PAYGRESS_DEV_MINT: 'true',

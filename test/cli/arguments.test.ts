@@ -6,13 +6,13 @@
  */
 import t from 'tap';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'paygress-args-'));
+const dir = tempDir('paygress-args-');
 const good = join(dir, 'good.yaml');
 writeFileSync(
   good,

@@ -4,22 +4,20 @@
  * and says so.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
 import { send, startStack } from '../support/stack.ts';
 import { mintToken } from '../support/wallet.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const run = promisify(execFile);
 
 t.test(
   'proofs of keysets the mint does not list stay in the store',
   async (t) => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-foreign-'));
+    const dataDir = tempDir('paygress-foreign-');
     const before = await startDevMint();
     const port = Number(new URL(before.url).port);
     const stack = await startStack({ mint: before, dataDir });

@@ -4,8 +4,7 @@
  * `add_header` (deploy/nginx/nginx.conf), the `Set-Cookie` that Traefik's
  * `addAuthCookiesToResponse` copies, and Envoy's `response_headers_to_add`.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -21,11 +20,9 @@ import {
 } from '../support/recording-upstream.ts';
 import { startStack } from '../support/stack.ts';
 import { mintToken } from '../support/wallet.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
-const configFile = join(
-  mkdtempSync(join(tmpdir(), 'paygress-grant-')),
-  'p.yaml',
-);
+const configFile = join(tempDir('paygress-grant-'), 'p.yaml');
 writeFileSync(
   configFile,
   `pricing:

@@ -2,18 +2,15 @@
  * A dev mint restarted on the same state file keeps its keys and ledger:
  * ecash from its earlier run stays spendable, and spent ecash stays spent.
  */
-import { mkdtempSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { mintToken, testWallet } from '../support/wallet.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 t.test('keys and ledger survive a restart', async (t) => {
-  const stateFile = join(
-    mkdtempSync(join(tmpdir(), 'devmint-state-')),
-    's.json',
-  );
+  const stateFile = join(tempDir('devmint-state-'), 's.json');
 
   const first = await startDevMint({ stateFile });
   const keep = await mintToken(first.url, 64);
@@ -47,7 +44,7 @@ t.test('keys and ledger survive a restart', async (t) => {
 });
 
 t.test('the state file, which holds the seed, is owner-only', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'devmint-state-'));
+  const dir = tempDir('devmint-state-');
   const stateFile = join(dir, 's.json');
   const previous = process.umask(0o022);
   t.teardown(() => process.umask(previous));

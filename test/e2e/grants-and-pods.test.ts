@@ -4,8 +4,7 @@
  * untrusted ingress prices, and a pod per grant — with the money handed
  * back when the pod cannot be made.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { Wallet, decodePaymentRequest } from '@cashu/cashu-ts';
@@ -16,8 +15,9 @@ import {
 } from '../support/fake-kube-apiserver.ts';
 import { mintToken } from '../support/wallet.ts';
 import { keptLog, send, startStack, type Stack } from '../support/stack.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'paygress-grants-'));
+const dir = tempDir('paygress-grants-');
 const configFile = join(dir, 'paygress.yaml');
 writeFileSync(
   configFile,

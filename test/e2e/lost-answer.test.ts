@@ -4,13 +4,11 @@
  * recovers the outputs (NUT-09) or releases the proofs, so no paid value
  * is lost and no unpaid request is allowed.
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import t from 'tap';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { mintToken } from '../support/wallet.ts';
 import { send, startStack } from '../support/stack.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const stack = await startStack({ price: 100 });
 t.teardown(() => stack.close());
@@ -147,7 +145,7 @@ t.test(
   'a lost answer is still recovered after the mint rotated its keyset',
   async (t) => {
     const mint = await startDevMint();
-    const dataDir = mkdtempSync(join(tmpdir(), 'paygress-rotated-'));
+    const dataDir = tempDir('paygress-rotated-');
     const first = await startStack({ price: 100, mint, dataDir });
     t.teardown(() => mint.close());
     const token = await mintToken(mint.url, 100);

@@ -4,8 +4,7 @@
  * thief could spend, and a payment that cannot be delivered stays on the
  * payer's grant instead of being handed back.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import {
@@ -21,6 +20,7 @@ import {
 } from '../support/fake-kube-apiserver.ts';
 import { mintToken } from '../support/wallet.ts';
 import { send, startStack } from '../support/stack.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 const operatorKey = createRandomSecretKey();
@@ -30,7 +30,7 @@ const mint = await startDevMint();
 t.teardown(() => mint.close());
 const kube = await FakeKubeApiServer.start();
 t.teardown(() => kube.close());
-const dir = mkdtempSync(join(tmpdir(), 'paygress-lock-'));
+const dir = tempDir('paygress-lock-');
 process.env.KUBECONFIG = writeKubeConfig(kube, join(dir, 'kubeconfig'));
 const configFile = join(dir, 'paygress.yaml');
 writeFileSync(

@@ -7,8 +7,7 @@
  * costs no more than it paid.
  */
 import t from 'tap';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Amount, getEncodedToken } from '@cashu/cashu-ts';
@@ -26,6 +25,7 @@ import {
   type Stack,
 } from '../support/stack.ts';
 import { decodeToken, mintToken } from '../support/wallet.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const stack = await startStack({ price: 100 });
 t.teardown(() => stack.close());
@@ -146,7 +146,7 @@ for (const [graceMs, provisionMs, when] of [
     t.test(
       `${protocol}: shutdown cuts a paid request, its answer ready ${when}; owed after the restart`,
       async (t) => {
-        const dataDir = mkdtempSync(join(tmpdir(), 'paygress-undelivered-'));
+        const dataDir = tempDir('paygress-undelivered-');
         const first = await startStack({
           mint: stack.mint,
           dataDir,
@@ -225,7 +225,7 @@ async function inflate(token: string, factor: number): Promise<string> {
 }
 
 t.test('killed while the pod was made: owed after the restart', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'paygress-undelivered-kill-'));
+  const dir = tempDir('paygress-undelivered-kill-');
   const kube = await FakeKubeApiServer.start();
   t.teardown(() => kube.close());
   const config = join(dir, 'paygress.yaml');

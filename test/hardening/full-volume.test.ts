@@ -9,7 +9,6 @@
 import { spawnSync } from 'node:child_process';
 import {
   mkdirSync,
-  mkdtempSync,
   openSync,
   closeSync,
   rmSync,
@@ -17,16 +16,16 @@ import {
   statfsSync,
   writeSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { keptLog, send, startStack } from '../support/stack.ts';
 import { mintToken } from '../support/wallet.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const SIZE = 8 * 1024 * 1024;
 
-const mountPoint = mkdtempSync(join(tmpdir(), 'paygress-volume-'));
+const mountPoint = tempDir('paygress-volume-');
 const mounted = spawnSync('mount', [
   '-t',
   'tmpfs',

@@ -8,12 +8,11 @@
  */
 import t from 'tap';
 import type { Test } from 'tap';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import type { OwedTerms, WireProof } from '../../src/core/ports.ts';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const MINT = 'http://127.0.0.1:3338';
 const ys = [`02${'1'.repeat(64)}`, `02${'2'.repeat(64)}`];
@@ -24,7 +23,10 @@ const proofs: WireProof[] = [
 const TERMS: OwedTerms = { mint: MINT, unit: 'sat', minimum: 100 };
 
 /** A store holding one redemption of `ys`, begun and not completed. */
-function begunStore(t: Test, dataDir = tempDir()): SqliteWalletStore {
+function begunStore(
+  t: Test,
+  dataDir = tempDir('paygress-delivery-'),
+): SqliteWalletStore {
   const store = open(t, dataDir);
   store.begin({
     id: 'r1',
@@ -50,10 +52,6 @@ function open(t: Test, dataDir: string): SqliteWalletStore {
   const store = new SqliteWalletStore({ dataDir });
   t.teardown(() => store.close());
   return store;
-}
-
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'paygress-delivery-'));
 }
 
 const available = (store: SqliteWalletStore) =>
@@ -101,7 +99,7 @@ t.test('being delivered: not handed to a second request', async (t) => {
 });
 
 t.test('a crash before the answer was ready leaves it owed', async (t) => {
-  const dataDir = tempDir();
+  const dataDir = tempDir('paygress-delivery-');
   const before = begunStore(t, dataDir);
   before.complete('r1', proofs, true);
   before.close();
@@ -140,7 +138,7 @@ t.test('an owed payment buys only what it paid for', async (t) => {
 t.test(
   'a write SQLite rolled back itself (disk full) is reported as itself',
   async (t) => {
-    const dataDir = tempDir();
+    const dataDir = tempDir('paygress-delivery-');
     const store = begunStore(t, dataDir);
     // On a full disk SQLite rolls the whole transaction back before the
     // store's own ROLLBACK, which then failed and hid why.

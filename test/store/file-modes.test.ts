@@ -5,10 +5,10 @@
  * next open. The directory's own mode is left as it is.
  */
 import t from 'tap';
-import { chmodSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const FILES = [
   'paygress.lock',
@@ -27,7 +27,7 @@ const modes = (dir: string) =>
 
 /** An existing data directory anyone may read, as `mkdir -m 755` makes. */
 function openDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'paygress-modes-'));
+  const dir = tempDir('paygress-modes-');
   chmodSync(dir, 0o755);
   return dir;
 }

@@ -4,13 +4,13 @@
  * layout newer than it knows.
  */
 import t from 'tap';
-import { chmodSync, chownSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, chownSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { DatabaseSync } from 'node:sqlite';
 import { SqliteWalletStore } from '../../src/store/sqlite-wallet-store.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const STORE_URL = new URL(
   '../../src/store/sqlite-wallet-store.ts',
@@ -58,7 +58,7 @@ const PENDING_Y = `02${'b'.repeat(64)}`;
 const PROOF_Y = `02${'c'.repeat(64)}`;
 
 function firstLayoutStore(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  const dir = tempDir('paygress-schema-');
   const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
   db.exec(FIRST_SCHEMA);
   db.exec(`
@@ -122,13 +122,13 @@ t.test('a store of the first layout is upgraded, nothing lost', async (t) => {
 });
 
 t.test('a new store starts at the current layout', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  const dir = tempDir('paygress-schema-');
   new SqliteWalletStore({ dataDir: dir }).close();
   t.equal(versionOf(dir), 3);
 });
 
 t.test('a store from a newer Paygress is refused, untouched', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  const dir = tempDir('paygress-schema-');
   new SqliteWalletStore({ dataDir: dir }).close();
   const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
   db.exec('PRAGMA journal_mode = DELETE; PRAGMA user_version = 7');
@@ -165,7 +165,7 @@ t.test('a store from a newer Paygress is refused, untouched', async (t) => {
 });
 
 t.test('a store whose version no Paygress writes is refused', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  const dir = tempDir('paygress-schema-');
   const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
   db.exec('PRAGMA user_version = -1');
   db.close();
@@ -181,7 +181,7 @@ t.test('a file that is not a Paygress wallet store is refused', async (t) => {
     ['an empty one at schema 1', (db) => db.exec('PRAGMA user_version = 1')],
   ];
   for (const [what, make] of cases) {
-    const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+    const dir = tempDir('paygress-schema-');
     const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
     make(db);
     db.close();
@@ -192,7 +192,7 @@ t.test('a file that is not a Paygress wallet store is refused', async (t) => {
     );
   }
 
-  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  const dir = tempDir('paygress-schema-');
   writeFileSync(
     join(dir, 'wallet.sqlite'),
     'not a database at all, '.repeat(50),
@@ -205,7 +205,7 @@ t.test('a file that is not a Paygress wallet store is refused', async (t) => {
 });
 
 t.test('one serving process per data directory', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  const dir = tempDir('paygress-schema-');
   const serving = new SqliteWalletStore({ dataDir: dir, serving: true });
   t.throws(() => new SqliteWalletStore({ dataDir: dir, serving: true }), {
     message: `${dir} is in use by another Paygress process (it holds ${join(dir, 'paygress.lock')}): run one Paygress per data directory`,
@@ -239,7 +239,7 @@ t.test('a lock file it cannot write is refused, not ignored', async (t) => {
   // taken: as root the store is opened by another user, who may read the
   // lock file (made readable to others, as Paygress no longer makes it),
   // else the file is made read-only.
-  const dir = mkdtempSync(join(tmpdir(), 'paygress-schema-'));
+  const dir = tempDir('paygress-schema-');
   new SqliteWalletStore({ dataDir: dir, serving: true }).close();
   const lockFile = join(dir, 'paygress.lock');
   const root = process.getuid?.() === 0;

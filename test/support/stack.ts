@@ -4,8 +4,7 @@
  * protocol that sends what the real proxy sends and reads the answer back
  * into one shape, so a scenario can be asserted for every protocol alike.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
@@ -20,6 +19,7 @@ import {
   decodeCheckResponse,
   encodeCheckRequest,
 } from './envoy-wire.ts';
+import { tempDir } from './temp-dir.ts';
 
 /** A logger at `level` whose JSON lines are kept, parsed, in `lines`. */
 export function keptLog(level: 'info' | 'warn' | 'error' = 'info'): {
@@ -75,8 +75,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const mint =
     options.mint ??
     (await startDevMint({ inputFeePpk: options.inputFeePpk ?? 0 }));
-  const dataDir =
-    options.dataDir ?? mkdtempSync(join(tmpdir(), 'paygress-test-'));
+  const dataDir = options.dataDir ?? tempDir('paygress-test-');
   const config = loadConfig({
     ...(options.configFile ? { file: options.configFile } : {}),
     env: {
@@ -259,7 +258,7 @@ async function sendEnvoy(
  * the default price: for tests of a payment offered for a dearer request.
  */
 export function dearRouteConfig(): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'paygress-dear-')), 'p.yaml');
+  const file = join(tempDir('paygress-dear-'), 'p.yaml');
   writeFileSync(
     file,
     `pricing:
