@@ -62,14 +62,17 @@ export async function serve(configFile?: string): Promise<number> {
     await devMint?.stop();
     return cannotStart(logger, err);
   }
-  let stopped = (): void => {};
+  let signals: StopSignals | undefined;
   const why = await new Promise<NodeJS.Signals | 'store failed'>((resolve) => {
-    stopped = onStopSignals(logger, app, resolve);
+    signals = onStopSignals(logger, app, resolve);
     // As a database does after a failed fsync: the writes the disk dropped
     // cannot be known, and only reopening the store from what is on disk
     // takes payments again. Stopping now lets a supervisor restart it at
     // once, instead of refusing payments until a probe gives up.
-    void app.storeFailed.then(() => resolve('store failed'));
+    void app.storeFailed.then(() => {
+      signals?.begun();
+      resolve('store failed');
+    });
   });
 
   if (why === 'store failed') {
@@ -86,9 +89,17 @@ export async function serve(configFile?: string): Promise<number> {
   await app.close();
   await devMint?.stop();
   logger.info('stopped');
-  stopped();
+  signals?.done();
   logger.flush();
-  return why === 'store failed' ? STORE_FAILED_EXIT : 0;
+  if (app.store.failed) {
+    // Now, not once the event loop drains: Node would then close the
+    // store's connection, and SQLite, closing it, would copy into the
+    // database the log the failed sync may have lost pages of. Left as it
+    // is, the next start reads the log up to the first page it cannot
+    // trust, and keeps every transaction before it.
+    process.exit(STORE_FAILED_EXIT);
+  }
+  return 0;
 }
 
 /**
@@ -104,10 +115,17 @@ export const STORE_FAILED_EXIT = 75;
  */
 const FORCE_AFTER_SIGNALS = 3;
 
+/** The shutdown as the signal handlers know it. */
+interface StopSignals {
+  /** A shutdown began without a signal: the next one is the second. */
+  begun(): void;
+  /** The shutdown is over: signals are ignored while the process exits. */
+  done(): void;
+}
+
 /**
- * Calls `first` on the first SIGTERM or SIGINT, which starts the shutdown;
- * the function it returns says the shutdown is over, after which signals
- * are ignored while the process exits.
+ * Calls `first` on the first SIGTERM or SIGINT, which starts the shutdown
+ * (unless one began already, {@link StopSignals.begun}).
  * The handlers stay installed (not `once`), so the signals that follow do
  * not end the process with the default action (exit 130 or 143 at once,
  * requests cut, the store left open): one Ctrl-C under `npm run dev`
@@ -130,7 +148,7 @@ function onStopSignals(
   logger: Logger,
   app: App,
   first: (signal: NodeJS.Signals) => void,
-): () => void {
+): StopSignals {
   let received = 0;
   let done = false;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -161,12 +179,21 @@ function onStopSignals(
       );
     }
     logger.flush();
-    process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    process.exit(
+      app.store.failed
+        ? STORE_FAILED_EXIT
+        : 128 + (signal === 'SIGINT' ? 2 : 15),
+    );
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
-  return () => {
-    done = true;
+  return {
+    begun: () => {
+      received = Math.max(received, 1);
+    },
+    done: () => {
+      done = true;
+    },
   };
 }
 

@@ -30,6 +30,12 @@ import {
 import { StartupError, systemCode } from '../startup-error.ts';
 import { makeOwnerOnly } from './owner-only.ts';
 
+/**
+ * Connections of stores whose sync failed, kept from the garbage
+ * collector, which would close them (see {@link SqliteWalletStore.close}).
+ */
+const LEFT_OPEN: DatabaseSync[] = [];
+
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
 const SCHEMA_VERSION = 3;
 
@@ -758,7 +764,16 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   close(): void {
-    if (this.#db.isOpen) this.#db.close();
+    if (this.#failed) {
+      // Closing the last connection, SQLite would copy the log into the
+      // database, pages the failed sync lost included, and delete it.
+      // Left open, it is dropped with the process (process.exit, which
+      // closes no connection), and the next start recovers the log up to
+      // the first page it cannot trust.
+      LEFT_OPEN.push(this.#db);
+    } else if (this.#db.isOpen) {
+      this.#db.close();
+    }
     this.#lock?.release();
     if (!this.#closed && this.#wal !== undefined) {
       // After the sync running now, if any: its descriptor's number must

@@ -5,10 +5,13 @@
  * token left good; since the writes the disk dropped cannot be known, no
  * payment is taken after it: Paygress shuts down, exit status 75, for its
  * supervisor to restart it (`/healthz` answering 503 meanwhile is
- * admin-server.test.ts's); after a restart both tokens pay.
+ * admin-server.test.ts's), a payment in flight answered, a signal then
+ * taken as the second. After a restart both tokens pay, the one whose
+ * swap went through as owed.
  * Skipped where there is no C compiler to build the shim.
  */
 import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,35 +62,55 @@ t.test(
     const health = async () => (await fetch(`${paygress.base}/healthz`)).status;
     t.equal(await health(), 200, 'alive before');
 
+    // The first payment's record is on disk and its swap at the mint,
+    // slowly, when the second one's sync fails.
+    mint.setFault('swap', { kind: 'delay', ms: 1500 });
+    const inFlight = pay(paygress.base, first);
+    await sleep(300);
     writeFileSync(failNow, '');
     t.same(
-      await pay(paygress.base, first),
+      await pay(paygress.base, second),
       { status: 503, reason: 'PAYGRESS_STORE_FAILED' },
       'the payment whose record did not reach the disk is refused',
     );
     unlinkSync(failNow);
+    // The shutdown is under way: a signal now is the second, not a start.
+    await sleep(100);
+    paygress.signal('SIGTERM');
+    t.same(
+      await inFlight,
+      { status: 503, reason: 'PAYGRESS_STORE_FAILED' },
+      'the payment in flight is answered within the grace period',
+    );
     t.equal(
       await paygress.exited(10_000),
       STORE_FAILED_EXIT,
       'Paygress stops by itself, with exit status 75',
     );
+    const log = paygress.output();
     t.match(
-      paygress.output(),
+      log,
       /"level":50.*a sync of the wallet store failed: payments are refused until Paygress restarts/,
       'the log says why, at error',
     );
     t.match(
-      paygress.output(),
+      log,
       /"level":50.*shutting down: the wallet store takes payments again only once Paygress restarts/,
       'and that it stops',
     );
+    t.match(
+      log,
+      /already shutting down, signal ignored/,
+      'a signal during that shutdown is the second one',
+    );
+    mint.setFault('swap', undefined);
 
     delete env.LD_PRELOAD;
     await paygress.start();
     t.equal(await health(), 200, 'alive after the restart');
-    // Neither swap had left: both tokens are still good.
-    for (const token of [first, second]) {
-      t.equal((await pay(paygress.base, token)).status, 200, 'token paid');
-    }
+    // The first swap went through, and settling at start stored it: the
+    // refused payer's token buys its request once. The second never left.
+    t.equal((await pay(paygress.base, first)).status, 200, 'the first, owed');
+    t.equal((await pay(paygress.base, second)).status, 200, 'the second paid');
   },
 );

@@ -44,6 +44,8 @@ export interface PaygressProcess {
   start(): Promise<void>;
   /** Sends SIGKILL and resolves once the process is gone. */
   kill(): Promise<void>;
+  /** Sends `signal` to the running process, and returns. */
+  signal(signal: NodeJS.Signals): void;
   /** Sends SIGTERM (graceful shutdown) and resolves once it exited. */
   stop(): Promise<void>;
   /**
@@ -134,6 +136,10 @@ export async function startPaygressProcess(
         await exited(c);
         throw new Error(`Paygress did not stop on SIGTERM\n${tail}`);
       }
+    },
+    signal(signal) {
+      if (!child) throw new Error('Paygress is not running');
+      child.kill(signal);
     },
     async exited(timeoutMs) {
       const c = child;
