@@ -50,6 +50,7 @@ t.test(
       LD_PRELOAD: shim!,
       FAIL_SYNC: '-wal',
       FAIL_SYNC_WHEN: failNow,
+      PAYGRESS_LOG_LEVEL: 'info',
     };
     const paygress = await startPaygressProcess({
       mintUrl: mint.url,
@@ -103,6 +104,7 @@ t.test(
       /already shutting down, signal ignored/,
       'a signal during that shutdown is the second one',
     );
+    t.match(log, /"msg":"stopped"/, 'the last line, written before the exit');
     mint.setFault('swap', undefined);
 
     delete env.LD_PRELOAD;
