@@ -14,6 +14,7 @@
 import { fsyncSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../config.ts';
+import { StoreFailedError } from '../core/errors.ts';
 import type { ProofState } from '../core/ports.ts';
 import { encodeToken } from '../core/token.ts';
 import { CashuMintGateway } from '../mint/cashu-gateway.ts';
@@ -89,22 +90,47 @@ export async function wallet(
     process.stderr.write(`paygress wallet: ${(err as Error).message}\n`);
     return 1;
   }
+  let code: number;
   try {
-    if (command === 'balance') return balance(store);
-    let lock: DataDirLock;
-    try {
-      lock = lockExport(dataDir);
-    } catch (err) {
-      process.stderr.write(`paygress wallet: ${(err as Error).message}\n`);
-      return 1;
-    }
-    try {
-      return await exportAll(store, mints, timeoutMs);
-    } finally {
-      lock.release();
-    }
+    code = await run(command, store, dataDir, mints, timeoutMs);
+  } catch (err) {
+    if (!(err instanceof StoreFailedError)) throw err;
+    const cause = (err.cause as Error | undefined)?.message;
+    process.stderr.write(
+      `paygress wallet: ${err.message}${cause ? ` (${cause})` : ''}; what was printed is recorded, nothing else is marked exported: run the export again once the disk is sound\n`,
+    );
+    code = 1;
   } finally {
     store.close();
+  }
+  if (store.failed) {
+    // Now, not once the event loop drains: Node would then close the
+    // store's connection, and SQLite, closing it, would copy into the
+    // database the log the failed sync may have lost pages of.
+    process.exit(code);
+  }
+  return code;
+}
+
+async function run(
+  command: 'balance' | 'export',
+  store: SqliteWalletStore,
+  dataDir: string,
+  mints: string[],
+  timeoutMs: number,
+): Promise<number> {
+  if (command === 'balance') return balance(store);
+  let lock: DataDirLock;
+  try {
+    lock = lockExport(dataDir);
+  } catch (err) {
+    process.stderr.write(`paygress wallet: ${(err as Error).message}\n`);
+    return 1;
+  }
+  try {
+    return await exportAll(store, mints, timeoutMs);
+  } finally {
+    lock.release();
   }
 }
 
