@@ -376,6 +376,9 @@ export async function startApp(options: AppOptions): Promise<App> {
         decisionLog.flush();
         // Probes reach the admin listener until the end: alive, not ready.
         await admin?.close();
+        // A sync still running may yet fail: the store closes as a failed
+        // one then, and Paygress exits 75.
+        await store.settled();
         store.close();
       })()),
   };

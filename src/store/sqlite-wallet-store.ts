@@ -29,12 +29,14 @@ import {
 } from './data-dir-lock.ts';
 import { StartupError, systemCode } from '../startup-error.ts';
 import { makeOwnerOnly } from './owner-only.ts';
+import { dropUncommitted } from './wal-index.ts';
 
 /**
- * Connections of stores whose sync failed, kept from the garbage
- * collector, which would close them (see {@link SqliteWalletStore.close}).
+ * Connections and data directory locks of stores whose sync failed, kept
+ * from the garbage collector, which would close them (see {@link
+ * SqliteWalletStore.close}).
  */
-const LEFT_OPEN: DatabaseSync[] = [];
+const LEFT_OPEN: unknown[] = [];
 
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
 const SCHEMA_VERSION = 3;
@@ -468,6 +470,14 @@ export class SqliteWalletStore implements WalletStore {
     return run;
   }
 
+  /**
+   * Resolves once every sync asked for so far has ended, however: for a
+   * close that must know whether one failed before it closes.
+   */
+  settled(): Promise<void> {
+    return this.#syncing.then(() => undefined);
+  }
+
   async #sync(): Promise<void> {
     if (this.#closed) throw new StoreFailedError('the wallet store is closed');
     this.#refuseAfterFailure();
@@ -764,18 +774,25 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   close(): void {
+    if (this.#closed) return;
     if (this.#failed) {
       // Closing the last connection, SQLite would copy the log into the
       // database, pages the failed sync lost included, and delete it.
       // Left open, it is dropped with the process (process.exit, which
       // closes no connection), and the next start recovers the log up to
-      // the first page it cannot trust.
-      LEFT_OPEN.push(this.#db);
-    } else if (this.#db.isOpen) {
-      this.#db.close();
+      // the first page it cannot trust, after a commit whose own sync
+      // failed is cut off it (wal-index.ts). The data directory stays
+      // locked until then: another Paygress opening the store meanwhile
+      // would trust this one's index instead of recovering the log.
+      if (this.#wal !== undefined) {
+        dropUncommitted(this.#wal.path, `${this.#wal.path.slice(0, -4)}-shm`);
+      }
+      LEFT_OPEN.push(this.#db, this.#lock);
+    } else {
+      if (this.#db.isOpen) this.#db.close();
+      this.#lock?.release();
     }
-    this.#lock?.release();
-    if (!this.#closed && this.#wal !== undefined) {
+    if (this.#wal !== undefined) {
       // After the sync running now, if any: its descriptor's number must
       // not be given to another file while it is in use.
       const { fd } = this.#wal;

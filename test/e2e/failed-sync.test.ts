@@ -12,7 +12,13 @@
  */
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startDevMint } from '../../src/devmint/index.ts';
@@ -114,5 +120,56 @@ t.test(
     // refused payer's token buys its request once. The second never left.
     t.equal((await pay(paygress.base, first)).status, 200, 'the first, owed');
     t.equal((await pay(paygress.base, second)).status, 200, 'the second paid');
+  },
+);
+
+t.test(
+  'a sync that fails while a signal shuts Paygress down: exit status 75 all the same',
+  { skip: shim ? false : 'no C compiler (cc) to build the sync shim' },
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const failNow = join(work, 'fail-during-shutdown');
+    const syncLog = join(work, 'syncs-during-shutdown.log');
+    const env: Record<string, string> = {
+      LD_PRELOAD: shim!,
+      FAIL_SYNC: '-wal',
+      FAIL_SYNC_WHEN: failNow,
+      // Long enough a sync for the signal to arrive while it runs.
+      SLOW_SYNC_US: '400000',
+      SYNC_LOG: syncLog,
+      PAYGRESS_SHUTDOWN_GRACE_MS: '50',
+    };
+    const paygress = await startPaygressProcess({
+      mintUrl: mint.url,
+      dataDir: join(work, 'data-during-shutdown'),
+      env,
+    });
+    t.teardown(() => paygress.kill());
+    const token = await mintToken(mint.url, 100);
+    const before = readFileSync(syncLog, 'utf8').length;
+    writeFileSync(failNow, '');
+    const payment = pay(paygress.base, token).catch(() => 'cut');
+    // The payment's record is being synced, off the event loop.
+    const deadline = Date.now() + 10_000;
+    while (!/thread .*-wal/.test(readFileSync(syncLog, 'utf8').slice(before))) {
+      if (Date.now() > deadline) throw new Error('no sync of the log seen');
+      await sleep(10);
+    }
+    paygress.signal('SIGTERM');
+    t.equal(
+      await paygress.exited(15_000),
+      STORE_FAILED_EXIT,
+      'the failure is known before the store closes: exit status 75',
+    );
+    await payment;
+    unlinkSync(failNow);
+    delete env.LD_PRELOAD;
+    await paygress.start();
+    t.equal(
+      (await pay(paygress.base, token)).status,
+      200,
+      'the swap never left: the token pays after the restart',
+    );
   },
 );

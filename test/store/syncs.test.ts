@@ -53,7 +53,11 @@ const proof = (amount) => ({
   secret: randomBytes(32).toString('hex'), C: y(),
 });
 
-const store = new SqliteWalletStore({ dataDir: process.argv[2] });
+const store = new SqliteWalletStore({
+  dataDir: process.argv[2],
+  // Holding the data directory's lock, as Paygress serving from it does.
+  serving: process.argv[3] === 'failed commit',
+});
 mark('opened');
 const outcome = (name) => [
   () => mark(name + ' durable'),
@@ -150,6 +154,34 @@ if (process.argv[3] === 'fails') {
   closeSync(fd);
   store.close();
   mark('closed');
+  process.exit(75);
+} else if (process.argv[3] === 'failed commit') {
+  // A payment stored, then a refund and a grant's use whose commits
+  // SQLite syncs itself, and the first of those syncs fails.
+  const paid = record([y()]);
+  store.begin(paid);
+  await store.durable();
+  store.complete(paid.id, [proof(1), proof(2)], false);
+  process.env.FAIL_SYNC = '-wal';
+  for (const [name, write] of [
+    ['refund', () => store.refund(paid.id)],
+    ['grant', () => store.useGrant('a grant')],
+  ]) {
+    try {
+      write();
+      mark(name + ' done');
+    } catch (err) {
+      mark(name + ' refused: ' + err.code);
+    }
+  }
+  store.close();
+  // Another Paygress on the same directory, before this one has exited.
+  try {
+    new SqliteWalletStore({ dataDir: process.argv[2], serving: true }).close();
+    mark('another opened it');
+  } catch (err) {
+    mark('another refused: ' + err.message.split(':')[0]);
+  }
   process.exit(75);
 } else if (process.argv[3] === 'renamed') {
   // Someone moves the log aside and leaves an empty file in its name.
@@ -372,6 +404,43 @@ t.test(
       db.prepare('SELECT COUNT(*) AS n FROM redemptions').get(),
       { n: 5 },
       'with the five payments whose sync succeeded',
+    );
+  },
+);
+
+t.test(
+  'a change whose commit failed to sync is not there at the next start',
+  { skip },
+  async (t) => {
+    const dataDir = join(work, 'failed-commit');
+    const { marks } = run(dataDir, 'failed commit', 75);
+    t.match(marks, [
+      'opened',
+      'refund refused: PAYGRESS_STORE_FAILED',
+      'grant refused: PAYGRESS_STORE_FAILED',
+      /^another refused: .* is in use by another Paygress process/,
+    ]);
+    const db = new DatabaseSync(join(dataDir, WALLET_FILE));
+    t.teardown(() => db.close());
+    t.same(
+      db.prepare('PRAGMA integrity_check').all(),
+      [{ integrity_check: 'ok' }],
+      'the database is whole',
+    );
+    t.same(
+      db.prepare('SELECT state, delivered FROM redemptions').all(),
+      [{ state: 'complete', delivered: 0 }],
+      'the payment is stored, owed to its payer: the refund did not happen',
+    );
+    t.same(
+      db.prepare('SELECT state FROM proofs').all(),
+      [{ state: 'unspent' }, { state: 'unspent' }],
+      "its proofs are the operator's",
+    );
+    t.same(
+      db.prepare('SELECT COUNT(*) AS n FROM used_grants').get(),
+      { n: 0 },
+      'and the grant was not used',
     );
   },
 );
