@@ -14,7 +14,7 @@
  * database.
  * Skipped where there is no C compiler to build the shim.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { spawnSync } from 'node:child_process';
 import {
   mkdirSync,
@@ -266,6 +266,18 @@ function run(
 
 const skip = shim ? false : 'no C compiler (cc) to build the sync shim';
 
+/** The store opened again, as the next start opens it, and found whole. */
+function reopened(t: Test, dataDir: string): DatabaseSync {
+  const db = new DatabaseSync(join(dataDir, WALLET_FILE));
+  t.teardown(() => db.close());
+  t.same(
+    db.prepare('PRAGMA integrity_check').all(),
+    [{ integrity_check: 'ok' }],
+    'the database is whole',
+  );
+  return db;
+}
+
 t.test(
   'the store syncs what money depends on, off the event loop',
   { skip },
@@ -393,13 +405,7 @@ t.test(
     const { marks } = run(dataDir, 'lost pages', 75);
     t.match(marks, ['opened', /^sixth refused/, 'closed']);
     // The next start: SQLite recovers the log up to the torn page.
-    const db = new DatabaseSync(join(dataDir, WALLET_FILE));
-    t.teardown(() => db.close());
-    t.same(
-      db.prepare('PRAGMA integrity_check').all(),
-      [{ integrity_check: 'ok' }],
-      'the database is whole',
-    );
+    const db = reopened(t, dataDir);
     t.same(
       db.prepare('SELECT COUNT(*) AS n FROM redemptions').get(),
       { n: 5 },
@@ -420,13 +426,7 @@ t.test(
       'grant refused: PAYGRESS_STORE_FAILED',
       /^another refused: .* is in use by another Paygress process/,
     ]);
-    const db = new DatabaseSync(join(dataDir, WALLET_FILE));
-    t.teardown(() => db.close());
-    t.same(
-      db.prepare('PRAGMA integrity_check').all(),
-      [{ integrity_check: 'ok' }],
-      'the database is whole',
-    );
+    const db = reopened(t, dataDir);
     t.same(
       db.prepare('SELECT state, delivered FROM redemptions').all(),
       [{ state: 'complete', delivered: 0 }],
