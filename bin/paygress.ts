@@ -105,7 +105,9 @@ async function main(args: string[]): Promise<number> {
     }
     default: {
       const { wallet } = await import('../src/cli/wallet.ts');
-      return wallet(command.run, command.config, process.env);
+      // Not through the event loop draining, which would close the
+      // wallet store's connection (see wallet()); its output is written.
+      process.exit(await wallet(command.run, command.config, process.env));
     }
   }
 }

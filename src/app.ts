@@ -100,6 +100,12 @@ async function listening<T>(
   }
 }
 
+/**
+ * How long a shutdown waits for the wallet store's syncs under way: one
+ * that has not ended by then is a disk that does not answer.
+ */
+const SYNC_WAIT_MS = 10_000;
+
 /** Interval between attempts to settle unfinished redemptions, in ms. */
 const SETTLE_INTERVAL_MS = 30_000;
 
@@ -377,8 +383,12 @@ export async function startApp(options: AppOptions): Promise<App> {
         // Probes reach the admin listener until the end: alive, not ready.
         await admin?.close();
         // A sync still running may yet fail: the store closes as a failed
-        // one then, and Paygress exits 75.
-        await store.settled();
+        // one then, and Paygress exits 75. A disk that does not answer
+        // does not hold the shutdown for good.
+        await Promise.race([
+          store.settled(),
+          new Promise((resolve) => setTimeout(resolve, SYNC_WAIT_MS).unref()),
+        ]);
         store.close();
       })()),
   };

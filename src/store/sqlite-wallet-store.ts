@@ -784,9 +784,7 @@ export class SqliteWalletStore implements WalletStore {
       // failed is cut off it (wal-index.ts). The data directory stays
       // locked until then: another Paygress opening the store meanwhile
       // would trust this one's index instead of recovering the log.
-      if (this.#wal !== undefined) {
-        dropUncommitted(this.#wal.path, `${this.#wal.path.slice(0, -4)}-shm`);
-      }
+      if (this.#wal !== undefined) this.#cutFailedCommit(this.#wal.path);
       LEFT_OPEN.push(this.#db, this.#lock);
     } else {
       if (this.#db.isOpen) this.#db.close();
@@ -805,6 +803,22 @@ export class SqliteWalletStore implements WalletStore {
       });
     }
     this.#closed = true;
+  }
+
+  /**
+   * Cuts a commit whose sync failed off the log (wal-index.ts), under
+   * SQLite's write lock, which is never released: a commit of another
+   * connection (a `paygress wallet` command) under way finishes and is
+   * indexed before the cut, and none can follow it. Without the lock
+   * (another connection kept it past the busy timeout) nothing is cut.
+   */
+  #cutFailedCommit(walPath: string): void {
+    try {
+      this.#db.exec('BEGIN IMMEDIATE');
+    } catch {
+      return;
+    }
+    dropUncommitted(walPath, `${walPath.slice(0, -'-wal'.length)}-shm`);
   }
 
   #markDelivered(id: string): void {

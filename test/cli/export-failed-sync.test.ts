@@ -6,9 +6,10 @@
  * on the way out, since the failed sync may have lost pages of it. Skipped where there is no C compiler to build
  * the shim.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
 import { startDevMint } from '../../src/devmint/index.ts';
 import {
@@ -71,5 +72,46 @@ t.test(
     const after = new SqliteWalletStore({ dataDir });
     t.teardown(() => after.close());
     t.equal(after.unspent(mint.url, 'sat').length, 4, 'four proofs to export');
+  },
+);
+
+t.test(
+  'a command leaves the log it found: it never copies it into the database',
+  async (t) => {
+    // A Paygress that left its log without closing (killed, or stopped
+    // after a failed sync), with one payment in it.
+    const dataDir = join(work, 'left-log');
+    const store = pathToFileURL(
+      new URL('../../src/store/sqlite-wallet-store.ts', import.meta.url)
+        .pathname,
+    ).href;
+    const left = spawnSync(
+      NODE,
+      [
+        '--input-type=module',
+        '-e',
+        `const { SqliteWalletStore } = await import(${JSON.stringify(store)});
+         const s = new SqliteWalletStore({ dataDir: ${JSON.stringify(dataDir)} });
+         s.begin({ id: 'r1', mint: 'http://127.0.0.1:1', unit: 'sat', amount: 3,
+           ys: ['02' + '11'.repeat(32)], swap: { serialized: '{}', outputAmount: 3 },
+           createdAt: Date.now() });
+         process.exit(0);`,
+      ],
+      { encoding: 'utf8' },
+    );
+    t.equal(left.status, 0, left.stderr);
+    const log = join(dataDir, `${WALLET_FILE}-wal`);
+    t.ok(existsSync(log), 'a log left behind');
+    const balance = spawnSync(NODE, [PAYGRESS_BIN, 'wallet', 'balance'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        PAYGRESS_MINTS: 'http://127.0.0.1:1',
+        PAYGRESS_DATA_DIR: dataDir,
+      },
+      encoding: 'utf8',
+    });
+    t.equal(balance.status, 0, balance.stderr);
+    t.match(balance.stdout, /pending/, 'the payment in the log is read');
+    t.ok(existsSync(log), 'and the log is still there, for the next start');
   },
 );

@@ -40,6 +40,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { DatabaseSync } from 'node:sqlite';
 import { SqliteWalletStore } from ${JSON.stringify(STORE)};
 
 const mark = (name) => appendFileSync(process.env.SYNC_LOG, 'mark ' + name + '\\n');
@@ -181,6 +182,17 @@ if (process.argv[3] === 'fails') {
     mark('another opened it');
   } catch (err) {
     mark('another refused: ' + err.message.split(':')[0]);
+  }
+  // A \`paygress wallet\` command, which takes no lock, writing meanwhile:
+  // the cut was made under SQLite's write lock, still held.
+  const other = new DatabaseSync(process.argv[2] + '/wallet.sqlite', {
+    timeout: 0,
+  });
+  try {
+    other.exec('BEGIN IMMEDIATE');
+    mark('a command could write');
+  } catch (err) {
+    mark('a command cannot write: ' + err.message);
   }
   process.exit(75);
 } else if (process.argv[3] === 'renamed') {
@@ -425,6 +437,7 @@ t.test(
       'refund refused: PAYGRESS_STORE_FAILED',
       'grant refused: PAYGRESS_STORE_FAILED',
       /^another refused: .* is in use by another Paygress process/,
+      'a command cannot write: database is locked',
     ]);
     const db = reopened(t, dataDir);
     t.same(
