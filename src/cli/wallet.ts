@@ -73,7 +73,7 @@ export async function wallet(
     timeoutMs = config.mint.timeoutMs;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`${err.message}\n`);
+    say(`${err.message}\n`);
     return 2;
   }
 
@@ -81,7 +81,7 @@ export async function wallet(
   // an empty wallet, the money seemingly gone.
   const storeFile = join(dataDir, WALLET_FILE);
   if (isMissing(storeFile)) {
-    process.stderr.write(
+    say(
       `paygress wallet: no wallet store at ${storeFile}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with? Nothing was created.\n`,
     );
     return 1;
@@ -90,20 +90,31 @@ export async function wallet(
   try {
     store = new SqliteWalletStore({ dataDir });
   } catch (err) {
-    process.stderr.write(`paygress wallet: ${(err as Error).message}\n`);
+    say(`paygress wallet: ${(err as Error).message}\n`);
     return 1;
   }
   let code: number;
   try {
     code = await run(command, store, dataDir, mints, timeoutMs);
   } catch (err) {
-    if (!(err instanceof StoreFailedError)) throw err;
-    const cause = (err.cause as Error | undefined)?.message;
-    process.stderr.write(
-      `paygress wallet: ${err.message}${cause ? ` (${cause})` : ''}; what was printed is recorded, nothing else is marked exported: run the export again once the disk is sound\n`,
-    );
+    if (err instanceof StoreFailedError) {
+      const cause = (err.cause as Error | undefined)?.message;
+      say(
+        `paygress wallet: ${err.message}${cause ? ` (${cause})` : ''}; what was printed is recorded, nothing else is marked exported: run the export again once the disk is sound\n`,
+      );
+    } else if ((err as { code?: unknown })?.code === 'ERR_SQLITE_ERROR') {
+      // A damaged store: a file to restore, not a bug to trace.
+      say(
+        `paygress wallet: ${storeFile}: ${(err as Error).message}: restore it from a backup (docs/wallet.md)\n`,
+      );
+    } else {
+      throw err;
+    }
     code = 1;
   }
+  // A failed sync: the store cuts the commit that failed off its log,
+  // still without closing the connection.
+  if (store.failed) store.close();
   // The store is not closed, and the caller leaves with process.exit,
   // which closes no connection: SQLite, closing the last connection,
   // copies the log into the database, and the log may be one a Paygress
@@ -125,7 +136,7 @@ async function run(
   try {
     lock = lockExport(dataDir);
   } catch (err) {
-    process.stderr.write(`paygress wallet: ${(err as Error).message}\n`);
+    say(`paygress wallet: ${(err as Error).message}\n`);
     return 1;
   }
   try {
@@ -135,14 +146,36 @@ async function run(
   }
 }
 
+/**
+ * A line for the operator, written before the exit: the process leaves
+ * with process.exit, which would drop what a non-blocking pipe had not
+ * taken yet.
+ */
+function say(text: string): void {
+  try {
+    writeFully(2, text);
+  } catch {
+    // Standard error gone: nothing else to tell it with.
+  }
+}
+
+/** The command's output, written before the exit like {@link say}. */
+function show(text: string): void {
+  try {
+    writeFully(1, text);
+  } catch {
+    // A reader that went away (\`balance | head -0\`) wanted no more.
+  }
+}
+
 function balance(store: SqliteWalletStore): number {
   const rows = store.balances();
   if (rows.length === 0) {
-    process.stdout.write('the wallet is empty\n');
+    show('the wallet is empty\n');
     return 0;
   }
   for (const row of rows) {
-    process.stdout.write(
+    show(
       `${row.mint}\t${row.available} ${row.unit} available\t${row.pending} ${row.unit} pending\n`,
     );
   }
@@ -169,9 +202,7 @@ async function exportAll(
     for (const earlier of store.unprintedExports()) {
       if (!print(store, earlier)) return 1;
       exported++;
-      process.stderr.write(
-        'a token an earlier export could not print, printed now\n',
-      );
+      say('a token an earlier export could not print, printed now\n');
     }
     for (const { mint, unit } of store.balances()) {
       const proofs = store.unspent(mint, unit);
@@ -181,7 +212,7 @@ async function exportAll(
       try {
         known = new Set((await gateway.keysets(mint)).map((k) => k.id));
       } catch (err) {
-        process.stderr.write(
+        say(
           `${mint}: not exported, the mint could not be asked for its keysets (${(err as Error).message})\n`,
         );
         failed = true;
@@ -196,7 +227,7 @@ async function exportAll(
         );
       } catch (err) {
         // Nothing of this mint is marked: a later export asks again.
-        process.stderr.write(
+        say(
           `${mint}: not exported, the mint could not be asked which of ${proofs.length} ${unit} proofs are unspent (${(err as Error).message})\n`,
         );
         failed = true;
@@ -210,7 +241,7 @@ async function exportAll(
       );
       const foreign = proofs.filter((p) => !known.has(p.id));
       if (foreign.length > 0) {
-        process.stderr.write(
+        say(
           `${mint}: ${foreign.length} proofs of keysets the mint does not list were not exported\n`,
         );
       }
@@ -247,7 +278,7 @@ async function exportAll(
       }
       if (tokens > 0) {
         exported += tokens;
-        process.stderr.write(
+        say(
           `${mint}: exported ${total} ${unit} in ${count} proofs, ${tokens === 1 ? 'one token' : `${tokens} tokens`}\n`,
         );
       }
@@ -258,7 +289,7 @@ async function exportAll(
   } finally {
     await gateway.close();
   }
-  if (exported === 0 && !failed) process.stderr.write('nothing to export\n');
+  if (exported === 0 && !failed) say('nothing to export\n');
   return failed ? 1 : 0;
 }
 
@@ -279,7 +310,7 @@ function print(
     // was printed, which it syncs: a power cut in between would lose it.
     syncOutput();
   } catch (err) {
-    process.stderr.write(
+    say(
       `could not write a token to standard output (${(err as Error).message}); it stays in the store, and the next export prints it first\n`,
     );
     return false;
@@ -287,7 +318,7 @@ function print(
   try {
     store.printedExport(exported.id);
   } catch (err) {
-    process.stderr.write(
+    say(
       `a token was printed but could not be recorded as printed (${(err as Error).message}); the next export prints it again: receive it once\n`,
     );
     return false;

@@ -181,6 +181,8 @@ export class SqliteWalletStore implements WalletStore {
   #next: Promise<void> | undefined;
   // A sync failed, ours or SQLite's: see #refuseAfterFailure.
   #failed = false;
+  // After a failed sync: SQLite's write lock is held (#holdWriteLock).
+  #writeLocked = false;
   #closed = false;
   readonly #onFailedSync: ((err: unknown) => void) | undefined;
 
@@ -515,6 +517,8 @@ export class SqliteWalletStore implements WalletStore {
   #latch(err: unknown): void {
     if (this.#failed) return;
     this.#failed = true;
+    // Once the failed transaction, if any, has been rolled back.
+    queueMicrotask(() => this.#holdWriteLock());
     try {
       this.#onFailedSync?.(err);
     } catch {
@@ -806,18 +810,32 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   /**
-   * Cuts a commit whose sync failed off the log (wal-index.ts), under
-   * SQLite's write lock, which is never released: a commit of another
-   * connection (a `paygress wallet` command) under way finishes and is
-   * indexed before the cut, and none can follow it. Without the lock
-   * (another connection kept it past the busy timeout) nothing is cut.
+   * After a failed sync, SQLite's write lock, never released: no other
+   * connection (a `paygress wallet` command, which takes no data
+   * directory lock) commits, or checkpoints the log into the database as
+   * a commit past 1,000 pages does, while this process shuts down; a
+   * commit of theirs under way finishes first. False when it cannot be
+   * had (another connection kept it past the busy timeout).
    */
-  #cutFailedCommit(walPath: string): void {
+  #holdWriteLock(): boolean {
+    if (this.#writeLocked) return true;
+    if (!this.#db.isOpen || this.#db.isTransaction) return false;
     try {
       this.#db.exec('BEGIN IMMEDIATE');
+      this.#writeLocked = true;
     } catch {
-      return;
+      // Tried again at close.
     }
+    return this.#writeLocked;
+  }
+
+  /**
+   * Cuts a commit whose sync failed off the log (wal-index.ts), holding
+   * the write lock, so that no commit of another connection is cut or
+   * follows the cut. Without the lock nothing is cut.
+   */
+  #cutFailedCommit(walPath: string): void {
+    if (!this.#holdWriteLock()) return;
     dropUncommitted(walPath, `${walPath.slice(0, -'-wal'.length)}-shm`);
   }
 
@@ -900,6 +918,9 @@ export class SqliteWalletStore implements WalletStore {
    * everything before it.
    */
   #unsynced<T>(work: () => T): T {
+    // Not even the pragma: after a failure the write lock's transaction is
+    // open, in which the safety level cannot change.
+    this.#refuseAfterFailure();
     if (this.#wal === undefined) return this.#transaction(work);
     this.#db.exec('PRAGMA synchronous = NORMAL');
     try {

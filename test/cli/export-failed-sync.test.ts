@@ -6,7 +6,7 @@
  * on the way out, since the failed sync may have lost pages of it. Skipped where there is no C compiler to build
  * the shim.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -16,12 +16,21 @@ import {
   SqliteWalletStore,
   WALLET_FILE,
 } from '../../src/store/sqlite-wallet-store.ts';
-import { oneSatProofs, recordProofs } from '../support/many-proofs.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
 import { buildSyncShim } from '../support/sync-shim.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
 const work = tempDir('paygress-export-failed-sync-');
+
+/** A module of this repository, as a URL a child can import. */
+const moduleUrl = (path: string) =>
+  pathToFileURL(new URL(path, import.meta.url).pathname).href;
+
+/** The exit status of `child`, once it is gone. */
+const exitOf = (child: ChildProcess) =>
+  new Promise<number | null>((resolve) =>
+    child.once('close', (code) => resolve(code)),
+  );
 const shim = buildSyncShim(work);
 
 t.test(
@@ -31,12 +40,24 @@ t.test(
     const mint = await startDevMint({ dleq: false });
     t.teardown(() => mint.close());
     const dataDir = join(work, 'data');
-    const store = new SqliteWalletStore({ dataDir });
-    try {
-      recordProofs(store, mint.url, await oneSatProofs(mint.url, 4), 4);
-    } finally {
-      store.close();
-    }
+    // Four proofs stored by a process that left its log unmerged, as a
+    // Paygress stopped by a kill does: the failed commit lands after them.
+    const stored = spawn(
+      NODE,
+      [
+        '--input-type=module',
+        '-e',
+        `const { SqliteWalletStore } = await import(${JSON.stringify(moduleUrl('../../src/store/sqlite-wallet-store.ts'))});
+         const { oneSatProofs, recordProofs } = await import(${JSON.stringify(moduleUrl('../support/many-proofs.ts'))});
+         const store = new SqliteWalletStore({ dataDir: ${JSON.stringify(dataDir)} });
+         const mint = ${JSON.stringify(mint.url)};
+         recordProofs(store, mint, await oneSatProofs(mint, 4), 4);
+         process.exit(0);`,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    t.equal(await exitOf(stored), 0, 'four proofs stored');
+    t.ok(existsSync(join(dataDir, `${WALLET_FILE}-wal`)), 'in the log');
     // Not spawnSync: the mint answering the export runs in this process.
     const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', 'export'], {
       env: {
@@ -52,10 +73,7 @@ t.test(
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    const status = await new Promise<number | null>((resolve) =>
-      child.once('close', (code) => resolve(code)),
-    );
-    const run = { status, stdout, stderr };
+    const run = { status: await exitOf(child), stdout, stderr };
     t.equal(run.status, 1, 'the export fails');
     t.equal(run.stdout, '', 'and prints no token');
     t.match(
@@ -68,10 +86,11 @@ t.test(
       existsSync(join(dataDir, `${WALLET_FILE}-wal`)),
       'the log is left for the next open to recover',
     );
-    // The next open recovers it: the proofs are all still unspent.
+    // The next open recovers it, without the export's commit that failed.
     const after = new SqliteWalletStore({ dataDir });
     t.teardown(() => after.close());
     t.equal(after.unspent(mint.url, 'sat').length, 4, 'four proofs to export');
+    t.same(after.unprintedExports(), [], 'and no export recorded');
   },
 );
 
@@ -81,10 +100,7 @@ t.test(
     // A Paygress that left its log without closing (killed, or stopped
     // after a failed sync), with one payment in it.
     const dataDir = join(work, 'left-log');
-    const store = pathToFileURL(
-      new URL('../../src/store/sqlite-wallet-store.ts', import.meta.url)
-        .pathname,
-    ).href;
+    const store = moduleUrl('../../src/store/sqlite-wallet-store.ts');
     const left = spawnSync(
       NODE,
       [

@@ -175,16 +175,11 @@ if (process.argv[3] === 'fails') {
       mark(name + ' refused: ' + err.code);
     }
   }
-  store.close();
-  // Another Paygress on the same directory, before this one has exited.
-  try {
-    new SqliteWalletStore({ dataDir: process.argv[2], serving: true }).close();
-    mark('another opened it');
-  } catch (err) {
-    mark('another refused: ' + err.message.split(':')[0]);
-  }
-  // A \`paygress wallet\` command, which takes no lock, writing meanwhile:
-  // the cut was made under SQLite's write lock, still held.
+  // A \`paygress wallet\` command, which takes no data directory lock,
+  // writing while this process shuts down: SQLite's write lock is held
+  // from the failure on (a commit of the command's could otherwise be
+  // cut off the log, or checkpoint it into the database).
+  await null;
   const other = new DatabaseSync(process.argv[2] + '/wallet.sqlite', {
     timeout: 0,
   });
@@ -193,6 +188,14 @@ if (process.argv[3] === 'fails') {
     mark('a command could write');
   } catch (err) {
     mark('a command cannot write: ' + err.message);
+  }
+  store.close();
+  // Another Paygress on the same directory, before this one has exited.
+  try {
+    new SqliteWalletStore({ dataDir: process.argv[2], serving: true }).close();
+    mark('another opened it');
+  } catch (err) {
+    mark('another refused: ' + err.message.split(':')[0]);
   }
   process.exit(75);
 } else if (process.argv[3] === 'renamed') {
@@ -436,8 +439,8 @@ t.test(
       'opened',
       'refund refused: PAYGRESS_STORE_FAILED',
       'grant refused: PAYGRESS_STORE_FAILED',
-      /^another refused: .* is in use by another Paygress process/,
       'a command cannot write: database is locked',
+      /^another refused: .* is in use by another Paygress process/,
     ]);
     const db = reopened(t, dataDir);
     t.same(
