@@ -97,12 +97,19 @@ export async function wallet(
   try {
     code = await run(command, store, dataDir, mints, timeoutMs);
   } catch (err) {
-    if (err instanceof StoreFailedError) {
+    const sqlite = sqliteCode(
+      err instanceof StoreFailedError ? err.cause : err,
+    );
+    if (sqlite === SQLITE_BUSY) {
+      say(
+        `paygress wallet: ${storeFile} is locked by another process (a Paygress whose sync failed holds it until it has stopped): nothing else is marked exported; run the command again once it has\n`,
+      );
+    } else if (err instanceof StoreFailedError) {
       const cause = (err.cause as Error | undefined)?.message;
       say(
         `paygress wallet: ${err.message}${cause ? ` (${cause})` : ''}; what was printed is recorded, nothing else is marked exported: run the export again once the disk is sound\n`,
       );
-    } else if ((err as { code?: unknown })?.code === 'ERR_SQLITE_ERROR') {
+    } else if (sqlite === SQLITE_CORRUPT || sqlite === SQLITE_NOTADB) {
       // A damaged store: a file to restore, not a bug to trace.
       say(
         `paygress wallet: ${storeFile}: ${(err as Error).message}: restore it from a backup (docs/wallet.md)\n`,
@@ -146,6 +153,22 @@ async function run(
   }
 }
 
+const SQLITE_BUSY = 5;
+const SQLITE_CORRUPT = 11;
+const SQLITE_NOTADB = 26;
+
+/** SQLite's primary result code of `err`, when it is SQLite's error. */
+function sqliteCode(err: unknown): number | undefined {
+  const { code, errcode } = (err ?? {}) as {
+    code?: unknown;
+    errcode?: unknown;
+  };
+  if (code !== 'ERR_SQLITE_ERROR' || typeof errcode !== 'number') {
+    return undefined;
+  }
+  return errcode & 0xff;
+}
+
 /**
  * A line for the operator, written before the exit: the process leaves
  * with process.exit, which would drop what a non-blocking pipe had not
@@ -159,27 +182,37 @@ function say(text: string): void {
   }
 }
 
-/** The command's output, written before the exit like {@link say}. */
-function show(text: string): void {
+/**
+ * The command's output, written before the exit like {@link say}; false,
+ * said on standard error, when it could not be (a full disk), not when
+ * the reader went away (`balance | head -0`) wanting no more.
+ */
+function show(text: string): boolean {
   try {
     writeFully(1, text);
-  } catch {
-    // A reader that went away (\`balance | head -0\`) wanted no more.
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EPIPE') return true;
+    say(
+      `paygress wallet: the output could not be written (${code ?? String(err)})\n`,
+    );
+    return false;
   }
 }
 
 function balance(store: SqliteWalletStore): number {
   const rows = store.balances();
-  if (rows.length === 0) {
-    show('the wallet is empty\n');
-    return 0;
-  }
-  for (const row of rows) {
-    show(
-      `${row.mint}\t${row.available} ${row.unit} available\t${row.pending} ${row.unit} pending\n`,
-    );
-  }
-  return 0;
+  const text =
+    rows.length === 0
+      ? 'the wallet is empty\n'
+      : rows
+          .map(
+            (row) =>
+              `${row.mint}\t${row.available} ${row.unit} available\t${row.pending} ${row.unit} pending\n`,
+          )
+          .join('');
+  return show(text) ? 0 : 1;
 }
 
 async function exportAll(

@@ -38,6 +38,9 @@ import { dropUncommitted } from './wal-index.ts';
  */
 const LEFT_OPEN: unknown[] = [];
 
+/** How long a write waits for another connection's, in ms. */
+const BUSY_TIMEOUT_MS = 5000;
+
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
 const SCHEMA_VERSION = 3;
 
@@ -198,7 +201,7 @@ export class SqliteWalletStore implements WalletStore {
       // Before anything is written, journal mode included.
       this.#refuseUnknownLayout(file);
       db.exec(
-        'PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;',
+        `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS};`,
       );
       this.#migrate();
       const { journal_mode: mode } = this.#prepare(
@@ -518,7 +521,7 @@ export class SqliteWalletStore implements WalletStore {
     if (this.#failed) return;
     this.#failed = true;
     // Once the failed transaction, if any, has been rolled back.
-    queueMicrotask(() => this.#holdWriteLock());
+    queueMicrotask(() => this.#tryWriteLock());
     try {
       this.#onFailedSync?.(err);
     } catch {
@@ -830,6 +833,22 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   /**
+   * As #holdWriteLock, without waiting on the event loop for another
+   * connection's commit: tried again every 20 ms until it is held or the
+   * store closes (which waits for it).
+   */
+  #tryWriteLock(): void {
+    if (this.#writeLocked || this.#closed || !this.#db.isOpen) return;
+    this.#db.exec('PRAGMA busy_timeout = 0');
+    try {
+      if (this.#holdWriteLock()) return;
+    } finally {
+      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
+    setTimeout(() => this.#tryWriteLock(), 20).unref();
+  }
+
+  /**
    * Cuts a commit whose sync failed off the log (wal-index.ts), holding
    * the write lock, so that no commit of another connection is cut or
    * follows the cut. Without the lock nothing is cut.
@@ -943,8 +962,10 @@ export class SqliteWalletStore implements WalletStore {
 
   #transaction<T>(work: () => T): T {
     this.#refuseAfterFailure();
-    this.#db.exec('BEGIN IMMEDIATE');
     try {
+      // In the try: another connection keeping the write lock past the
+      // busy timeout is a store that cannot record, not a bug.
+      this.#db.exec('BEGIN IMMEDIATE');
       const result = work();
       this.#db.exec('COMMIT');
       return result;

@@ -7,7 +7,7 @@
  * the shim.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
@@ -16,6 +16,7 @@ import {
   SqliteWalletStore,
   WALLET_FILE,
 } from '../../src/store/sqlite-wallet-store.ts';
+import { oneSatProofs, recordProofs } from '../support/many-proofs.ts';
 import { NODE, PAYGRESS_BIN } from '../support/paygress-process.ts';
 import { buildSyncShim } from '../support/sync-shim.ts';
 import { tempDir } from '../support/temp-dir.ts';
@@ -131,3 +132,67 @@ t.test(
     t.ok(existsSync(log), 'and the log is still there, for the next start');
   },
 );
+
+t.test(
+  'a store another process holds locked: one line that says so, not a restore',
+  async (t) => {
+    const mint = await startDevMint({ dleq: false });
+    t.teardown(() => mint.close());
+    const dataDir = join(work, 'locked');
+    const store = new SqliteWalletStore({ dataDir });
+    recordProofs(store, mint.url, await oneSatProofs(mint.url, 4), 4);
+    store.close();
+    // As a Paygress whose sync failed holds it while it shuts down.
+    const holder = spawn(
+      NODE,
+      [
+        '--input-type=module',
+        '-e',
+        `const { DatabaseSync } = await import('node:sqlite');
+         const db = new DatabaseSync(${JSON.stringify(join(dataDir, WALLET_FILE))});
+         db.exec('BEGIN IMMEDIATE');
+         process.stdout.write('held\\n');
+         setTimeout(() => process.exit(0), 60_000);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    t.teardown(() => holder.kill('SIGKILL'));
+    await new Promise((resolve) => holder.stdout!.once('data', resolve));
+    const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', 'export'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        PAYGRESS_MINTS: mint.url,
+        PAYGRESS_DATA_DIR: dataDir,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    child.stdout!.resume();
+    t.equal(await exitOf(child), 1, 'the export fails');
+    t.match(
+      stderr,
+      /^paygress wallet: .*wallet\.sqlite is locked by another process \(a Paygress whose sync failed holds it until it has stopped\)/m,
+      'saying who holds it',
+    );
+    t.notMatch(stderr, /restore it from a backup/, 'and not to restore');
+  },
+);
+
+t.test('balance whose output cannot be written fails, saying so', async (t) => {
+  const dataDir = join(work, 'full');
+  new SqliteWalletStore({ dataDir }).close();
+  const out = openSync('/dev/full', 'w');
+  t.teardown(() => closeSync(out));
+  const run = spawnSync(NODE, [PAYGRESS_BIN, 'wallet', 'balance'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PAYGRESS_MINTS: 'http://127.0.0.1:1',
+      PAYGRESS_DATA_DIR: dataDir,
+    },
+    stdio: ['ignore', out, 'pipe'],
+    encoding: 'utf8',
+  });
+  t.equal(run.status, 1, 'exit status 1');
+  t.match(run.stderr, /the output could not be written \(ENOSPC\)/);
+});
