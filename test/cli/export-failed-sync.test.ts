@@ -27,6 +27,31 @@ const work = tempDir('paygress-export-failed-sync-');
 const moduleUrl = (path: string) =>
   pathToFileURL(new URL(path, import.meta.url).pathname).href;
 
+/**
+ * Runs `paygress wallet export` on `dataDir`; not with spawnSync, since
+ * the mint that answers it runs in this process.
+ */
+async function exportFrom(
+  dataDir: string,
+  mintUrl: string,
+  env: Record<string, string> = {},
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', 'export'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PAYGRESS_MINTS: mintUrl,
+      PAYGRESS_DATA_DIR: dataDir,
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  return { status: await exitOf(child), stdout, stderr };
+}
+
 /** The exit status of `child`, once it is gone. */
 const exitOf = (child: ChildProcess) =>
   new Promise<number | null>((resolve) =>
@@ -59,22 +84,10 @@ t.test(
     );
     t.equal(await exitOf(stored), 0, 'four proofs stored');
     t.ok(existsSync(join(dataDir, `${WALLET_FILE}-wal`)), 'in the log');
-    // Not spawnSync: the mint answering the export runs in this process.
-    const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', 'export'], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        PAYGRESS_MINTS: mint.url,
-        PAYGRESS_DATA_DIR: dataDir,
-        LD_PRELOAD: shim!,
-        FAIL_SYNC: '-wal',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const run = await exportFrom(dataDir, mint.url, {
+      LD_PRELOAD: shim!,
+      FAIL_SYNC: '-wal',
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const run = { status: await exitOf(child), stdout, stderr };
     t.equal(run.status, 1, 'the export fails');
     t.equal(run.stdout, '', 'and prints no token');
     t.match(
@@ -158,18 +171,8 @@ t.test(
     );
     t.teardown(() => holder.kill('SIGKILL'));
     await new Promise((resolve) => holder.stdout!.once('data', resolve));
-    const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', 'export'], {
-      env: {
-        PATH: process.env.PATH ?? '',
-        PAYGRESS_MINTS: mint.url,
-        PAYGRESS_DATA_DIR: dataDir,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr!.on('data', (d) => (stderr += d));
-    child.stdout!.resume();
-    t.equal(await exitOf(child), 1, 'the export fails');
+    const { status, stderr } = await exportFrom(dataDir, mint.url);
+    t.equal(status, 1, 'the export fails');
     t.match(
       stderr,
       /^paygress wallet: .*wallet\.sqlite is locked by another process \(a Paygress whose sync failed holds it until it has stopped\)/m,
