@@ -18,7 +18,11 @@ import { StoreFailedError } from '../core/errors.ts';
 import type { ProofState } from '../core/ports.ts';
 import { encodeToken } from '../core/token.ts';
 import { CashuMintGateway } from '../mint/cashu-gateway.ts';
-import { lockExport, type DataDirLock } from '../store/data-dir-lock.ts';
+import {
+  isNotADatabase,
+  lockExport,
+  type DataDirLock,
+} from '../store/data-dir-lock.ts';
 import {
   SqliteWalletStore,
   WALLET_FILE,
@@ -109,7 +113,7 @@ export async function wallet(
       say(
         `paygress wallet: ${err.message}${cause ? ` (${cause})` : ''}; what was printed is recorded, nothing else is marked exported: run the export again once the disk is sound\n`,
       );
-    } else if (sqlite === SQLITE_CORRUPT || sqlite === SQLITE_NOTADB) {
+    } else if (sqlite === SQLITE_CORRUPT || isNotADatabase(err)) {
       // A damaged store: a file to restore, not a bug to trace.
       say(
         `paygress wallet: ${storeFile}: ${(err as Error).message}: restore it from a backup (docs/wallet.md)\n`,
@@ -155,7 +159,6 @@ async function run(
 
 const SQLITE_BUSY = 5;
 const SQLITE_CORRUPT = 11;
-const SQLITE_NOTADB = 26;
 
 /** SQLite's primary result code of `err`, when it is SQLite's error. */
 function sqliteCode(err: unknown): number | undefined {

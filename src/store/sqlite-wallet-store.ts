@@ -791,7 +791,7 @@ export class SqliteWalletStore implements WalletStore {
       // failed is cut off it (wal-index.ts). The data directory stays
       // locked until then: another Paygress opening the store meanwhile
       // would trust this one's index instead of recovering the log.
-      if (this.#wal !== undefined) this.#cutFailedCommit(this.#wal.path);
+      this.#cutFailedCommit();
       LEFT_OPEN.push(this.#db, this.#lock);
     } else {
       if (this.#db.isOpen) this.#db.close();
@@ -853,9 +853,10 @@ export class SqliteWalletStore implements WalletStore {
    * the write lock, so that no commit of another connection is cut or
    * follows the cut. Without the lock nothing is cut.
    */
-  #cutFailedCommit(walPath: string): void {
-    if (!this.#holdWriteLock()) return;
-    dropUncommitted(walPath, `${walPath.slice(0, -'-wal'.length)}-shm`);
+  #cutFailedCommit(): void {
+    if (this.#wal === undefined || !this.#holdWriteLock()) return;
+    const { path } = this.#wal;
+    dropUncommitted(path, `${path.slice(0, -'-wal'.length)}-shm`);
   }
 
   #markDelivered(id: string): void {

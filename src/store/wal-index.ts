@@ -31,7 +31,7 @@ const FRAME_HEADER = 24;
  * The length of the log SQLite's index says is committed, or undefined
  * when the index cannot be read or its two copies disagree.
  */
-export function committedLogLength(shmPath: string): number | undefined {
+function committedLogLength(shmPath: string): number | undefined {
   const header = Buffer.alloc(2 * HEADER);
   let fd: number | undefined;
   try {
