@@ -6,10 +6,12 @@
  * (NUT-07, in batches a mint accepts), marks the spent ones, then writes
  * the rest as `cashuB` tokens of at most TOKEN_PROOFS proofs, one per
  * line. Each token is recorded in the store with the marking of its
- * proofs, in one transaction, and printed after it: a repeated export
- * never hands out a proof twice, a reader that stops reading holds up no
- * payment, and a token that could not be printed stays in the store for
- * the next export to print first.
+ * proofs, in one transaction, and printed once that is on disk: a
+ * repeated export never hands out a proof twice, neither a reader that
+ * stops reading nor a slow disk holds up a payment of a serving Paygress
+ * (the sync runs after the commit, out of SQLite's write lock), and a
+ * token that could not be printed stays in the store for the next export
+ * to print first.
  */
 import { fsyncSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -111,7 +113,7 @@ export async function wallet(
     } else if (err instanceof StoreFailedError) {
       const cause = (err.cause as Error | undefined)?.message;
       say(
-        `paygress wallet: ${err.message}${cause ? ` (${cause})` : ''}; what was printed is recorded, nothing else is marked exported: run the export again once the disk is sound\n`,
+        `paygress wallet: ${err.message}${cause ? ` (${cause})` : ''}; every token printed is recorded, and one recorded but not printed is printed first by the next export: run it again once the disk is sound\n`,
       );
     } else if (sqlite === SQLITE_CORRUPT || isNotADatabase(err)) {
       // A damaged store: a file to restore, not a bug to trace.
@@ -131,7 +133,7 @@ export async function wallet(
   // copies the log into the database, and the log may be one a Paygress
   // whose sync failed left for the next start to recover, or this
   // command's own after a failed sync (docs/wallet.md). Every change
-  // made here was committed and synced; the log keeps it.
+  // made here was committed, every export synced; the log keeps them.
   return code;
 }
 
@@ -236,7 +238,7 @@ async function exportAll(
   try {
     // Tokens an earlier export recorded but could not print come first.
     for (const earlier of store.unprintedExports()) {
-      if (!print(store, earlier)) return 1;
+      if (!(await print(store, earlier))) return 1;
       exported++;
       say('a token an earlier export could not print, printed now\n');
     }
@@ -281,11 +283,7 @@ async function exportAll(
           `${mint}: ${foreign.length} proofs of keysets the mint does not list were not exported\n`,
         );
       }
-      store.markProofs(
-        spent.map((p) => p.y),
-        'spent',
-        () => undefined,
-      );
+      store.markSpent(spent.map((p) => p.y));
 
       let tokens = 0;
       let count = 0;
@@ -295,7 +293,7 @@ async function exportAll(
         // Only what the transaction took: Paygress may have refunded, or
         // another export taken, some of them since they were read.
         let taken: typeof chunk = [];
-        const recorded = store.exportProofs(
+        const recorded = await store.exportProofs(
           chunk.map((p) => p.y),
           (marked) => {
             taken = chunk.filter((p) => marked.has(p.y));
@@ -303,7 +301,7 @@ async function exportAll(
           },
         );
         if (recorded === undefined) continue;
-        if (!print(store, recorded)) {
+        if (!(await print(store, recorded))) {
           failed = true;
           stdoutBroken = true;
           break;
@@ -336,10 +334,10 @@ async function exportAll(
  * False when it could not be written, or written but not recorded; the
  * token then stays in the store and the next export prints it first.
  */
-function print(
+async function print(
   store: SqliteWalletStore,
   exported: { id: number; token: string },
-): boolean {
+): Promise<boolean> {
   try {
     writeFully(1, `${exported.token}\n`);
     // Into a file, the token must be on disk before the store says it
@@ -352,7 +350,7 @@ function print(
     return false;
   }
   try {
-    store.printedExport(exported.id);
+    await store.printedExport(exported.id);
   } catch (err) {
     say(
       `a token was printed but could not be recorded as printed (${(err as Error).message}); the next export prints it again: receive it once\n`,

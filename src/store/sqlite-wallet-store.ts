@@ -4,9 +4,9 @@
  * one transaction, and a power cut loses whole transactions at the log's
  * end, never part of one. A write survives a kill -9 once it returned,
  * and a power cut once it is synced: a swap's record by {@link
- * SqliteWalletStore.durable} before the swap leaves, exports and refunds
- * as they commit; what a power cut may lose without losing money is not
- * waited for (docs/wallet.md).
+ * SqliteWalletStore.durable} before the swap leaves, an export before its
+ * token is printed, a refund as it commits; what a power cut may lose
+ * without losing money is not waited for (docs/wallet.md).
  */
 import { closeSync, fsync, openSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -715,43 +715,34 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   /**
-   * Marks proofs as spent (found spent at the mint) or exported (handed to
-   * the operator), those of `ys` still unspent: `effect` gets the `Y`s
-   * actually marked (another process may have refunded or exported some
-   * meanwhile) and runs in the same transaction, so an export that fails
-   * to print leaves nothing marked.
+   * Marks those of `ys` still unspent as spent (found spent at the mint).
+   * Not waited for on disk: a power cut that loses the mark leaves them
+   * unspent in the store, and the next export asks the mint again.
    */
-  markProofs<T>(
-    ys: readonly string[],
-    state: 'spent' | 'exported',
-    effect: (marked: ReadonlySet<string>) => T,
-  ): T {
-    return this.#transaction(() => {
-      const update = this.#prepare(
-        "UPDATE proofs SET state = ?, changed_at = ? WHERE y = ? AND state = 'unspent'",
-      );
-      const marked = new Set<string>();
-      for (const y of ys) {
-        if (update.run(state, this.#now(), y).changes === 1) marked.add(y);
-      }
-      return effect(marked);
-    });
+  markSpent(ys: readonly string[]): void {
+    this.#unsynced(() => this.#markUnspent(ys, 'spent'));
   }
 
   /**
    * Marks those of `ys` still unspent as exported and records the token
    * `encode` makes of them, in one transaction; undefined when none was
-   * left (another export or a refund took them meanwhile). The token is
-   * printed after the transaction, so no write lock is held while the
-   * output waits for its reader, and stays in the store until
-   * {@link printedExport} says it was written: an export that could not
-   * print it, or died first, leaves it for {@link unprintedExports}.
+   * left (another export or a refund took them meanwhile). Resolves once
+   * that is on disk, for the token to be printed after it; the token
+   * stays in the store until {@link printedExport} says it was written:
+   * an export that could not print it, or died first, leaves it for
+   * {@link unprintedExports}.
+   *
+   * The commit does not wait for the disk, the sync comes after it: a
+   * commit holds SQLite's write lock, and a serving Paygress's payments
+   * wait for that lock on its event loop, every request with them (a
+   * second per commit on a disk whose syncs take a second).
    */
-  exportProofs(
+  async exportProofs(
     ys: readonly string[],
     encode: (taken: ReadonlySet<string>) => string,
-  ): { id: number; token: string } | undefined {
-    return this.markProofs(ys, 'exported', (marked) => {
+  ): Promise<{ id: number; token: string } | undefined> {
+    const recorded = this.#unsynced(() => {
+      const marked = this.#markUnspent(ys, 'exported');
       if (marked.size === 0) return undefined;
       const token = encode(marked);
       const { lastInsertRowid } = this.#prepare(
@@ -759,6 +750,20 @@ export class SqliteWalletStore implements WalletStore {
       ).run(token, this.#now());
       return { id: Number(lastInsertRowid), token };
     });
+    if (recorded !== undefined) await this.durable();
+    return recorded;
+  }
+
+  /** Those of `ys` still unspent, marked `state`: the `Y`s marked. */
+  #markUnspent(ys: readonly string[], state: 'spent' | 'exported') {
+    const update = this.#prepare(
+      "UPDATE proofs SET state = ?, changed_at = ? WHERE y = ? AND state = 'unspent'",
+    );
+    const marked = new Set<string>();
+    for (const y of ys) {
+      if (update.run(state, this.#now(), y).changes === 1) marked.add(y);
+    }
+    return marked;
   }
 
   /** Exported tokens not yet known to be printed, oldest first. */
@@ -770,14 +775,19 @@ export class SqliteWalletStore implements WalletStore {
     ).map((r) => ({ id: r.id, token: r.token }));
   }
 
-  /** Records that an exported token was written out in full. */
-  printedExport(id: number): void {
-    this.#write(() =>
+  /**
+   * Records that an exported token was written out in full; resolves once
+   * that is on disk. Committed without waiting for the disk, as {@link
+   * exportProofs} is.
+   */
+  async printedExport(id: number): Promise<void> {
+    this.#unsynced(() =>
       this.#prepare('UPDATE exports SET printed_at = ? WHERE id = ?').run(
         this.#now(),
         id,
       ),
     );
+    await this.durable();
   }
 
   close(): void {

@@ -5,8 +5,8 @@
  * the child writes to the same log. A swap's record is on disk once
  * `durable()` resolves, and its commit did not stop the process for the
  * disk; what a power cut may lose without losing money (a completion, the
- * delivery mark, a release) is not synced; marking proofs exported still
- * is. Payments whose records were written while a sync ran share the next
+ * delivery mark, a release, proofs marked spent) is not synced; an export
+ * is, off the event loop too, and a refund as it commits. Payments whose records were written while a sync ran share the next
  * one. The log synced is the one SQLite writes, a symbolic link to the
  * wallet file followed, even moved aside; after a sync that failed,
  * nothing is written again, a payment that was waiting for a sync
@@ -89,14 +89,13 @@ if (process.argv[3] === 'fails') {
   store.begin(paid);
   await store.durable();
   store.complete(paid.id, [proof(1)], false);
-  // A sync of SQLite's own (an export's commit) is the one that fails.
+  // A sync of SQLite's own (a refund's commit) is the one that fails.
   process.env.FAIL_SYNC = '-wal';
-  const ys = store.unspent(paid.mint, 'sat').map((p) => p.y);
   try {
-    store.markProofs(ys, 'exported', () => undefined);
-    mark('exported');
+    store.refund(paid.id);
+    mark('refunded');
   } catch (err) {
-    mark('export refused: ' + err.code);
+    mark('refund refused: ' + err.code);
   }
   mark('failed ' + store.failed);
   try {
@@ -224,8 +223,17 @@ if (process.argv[3] === 'fails') {
   store.release(refused.id, true);
   mark('released');
   const ys = store.unspent(paid.mint, 'sat').map((p) => p.y);
-  store.markProofs(ys, 'exported', () => undefined);
+  const refunded = record([y()]);
+  store.begin(refunded);
+  await store.durable();
+  store.complete(refunded.id, [proof(3)], false);
+  mark('owed');
+  store.markSpent(ys.slice(0, 1));
+  mark('marked spent');
+  await store.exportProofs(ys, () => 'a token');
   mark('exported');
+  store.refund(refunded.id);
+  mark('refunded');
 }
 store.close();
 `;
@@ -314,16 +322,19 @@ t.test(
       [...onLoop.entries()]
         .filter(([, paths]) => paths.length > 0)
         .map(([mark]) => mark),
-      ['opened', 'exported'],
-      'the event loop waited for syncs at the open and the export (synchronous = FULL), none in between',
+      ['opened', 'refunded'],
+      'the event loop waited for syncs at the open and the refund (synchronous = FULL), none in between',
     );
     t.same(after('completed'), [], 'a completion is not waited for');
     t.same(after('delivered'), [], 'nor the delivery mark');
     t.same(after('released'), [], 'nor a release');
-    t.ok(
-      after('exported')?.includes(wal),
+    t.same(after('marked spent'), [], 'nor proofs marked spent');
+    t.same(
+      after('exported'),
+      [wal],
       'proofs marked exported are on disk before the export is printed',
     );
+    t.ok(after('refunded')?.includes(wal), 'a refund is on disk as it commits');
   },
 );
 
@@ -392,7 +403,7 @@ t.test(
   async (t) => {
     const { marks } = run(join(work, 'sqlite-fails'), 'sqlite fails');
     t.same(marks.slice(1), [
-      'export refused: PAYGRESS_STORE_FAILED',
+      'refund refused: PAYGRESS_STORE_FAILED',
       'failed true',
       'next refused: PAYGRESS_STORE_FAILED: a sync of the wallet store failed: it takes no more writes until Paygress restarts',
     ]);
