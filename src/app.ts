@@ -137,6 +137,12 @@ export async function startApp(options: AppOptions): Promise<App> {
       );
       storeFailed(err);
     },
+    onFailedCut: (reason) => {
+      logger.error(
+        { reason },
+        `the wallet store's log could not be cut back to its last commit (${reason}): the next start may keep the change whose sync failed, which Paygress answered as failed (a refund, or a single-request credit's use)`,
+      );
+    },
   });
   // Not refused: a Kubernetes volume's root is group-owned through the
   // pod's fsGroup, on purpose, and not Paygress's to change. Only a

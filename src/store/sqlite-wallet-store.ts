@@ -145,6 +145,12 @@ export interface SqliteWalletStoreOptions {
    * taking writes (see {@link SqliteWalletStore.failed}).
    */
   readonly onFailedSync?: (err: unknown) => void;
+  /**
+   * Called when a store whose sync failed closes and cannot cut the
+   * commit that failed off its log, with the reason: the next open may
+   * then keep that commit, whose caller was told it failed.
+   */
+  readonly onFailedCut?: (reason: string) => void;
 }
 
 /** A stored proof with its bookkeeping. */
@@ -188,6 +194,7 @@ export class SqliteWalletStore implements WalletStore {
   #writeLocked = false;
   #closed = false;
   readonly #onFailedSync: ((err: unknown) => void) | undefined;
+  readonly #onFailedCut: ((reason: string) => void) | undefined;
 
   constructor(options: SqliteWalletStoreOptions) {
     makeDataDir(options.dataDir);
@@ -228,6 +235,7 @@ export class SqliteWalletStore implements WalletStore {
     }
     this.#now = options.now ?? Date.now;
     this.#onFailedSync = options.onFailedSync;
+    this.#onFailedCut = options.onFailedCut;
   }
 
   /**
@@ -801,8 +809,15 @@ export class SqliteWalletStore implements WalletStore {
       // failed is cut off it (wal-index.ts). The data directory stays
       // locked until then: another Paygress opening the store meanwhile
       // would trust this one's index instead of recovering the log.
-      this.#cutFailedCommit();
+      const left = this.#cutFailedCommit();
       LEFT_OPEN.push(this.#db, this.#lock);
+      if (left !== undefined) {
+        try {
+          this.#onFailedCut?.(left);
+        } catch {
+          // Telling of it must not keep the store from closing.
+        }
+      }
     } else {
       if (this.#db.isOpen) this.#db.close();
       this.#lock?.release();
@@ -861,12 +876,16 @@ export class SqliteWalletStore implements WalletStore {
   /**
    * Cuts a commit whose sync failed off the log (wal-index.ts), holding
    * the write lock, so that no commit of another connection is cut or
-   * follows the cut. Without the lock nothing is cut.
+   * follows the cut. Without the lock nothing is cut. Undefined once the
+   * log ends at its last commit; otherwise why it was left as it is.
    */
-  #cutFailedCommit(): void {
-    if (this.#wal === undefined || !this.#holdWriteLock()) return;
+  #cutFailedCommit(): string | undefined {
+    if (this.#wal === undefined) return undefined;
     const { path } = this.#wal;
-    dropUncommitted(path, `${path.slice(0, -'-wal'.length)}-shm`);
+    if (!this.#holdWriteLock()) {
+      return `another connection kept SQLite's write lock past ${BUSY_TIMEOUT_MS / 1000} s`;
+    }
+    return dropUncommitted(path, `${path.slice(0, -'-wal'.length)}-shm`);
   }
 
   #markDelivered(id: string): void {

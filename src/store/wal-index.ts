@@ -60,16 +60,21 @@ function committedLogLength(shmPath: string): number | undefined {
 
 /**
  * Cuts the log at `walPath` back to what the index beside it says is
- * committed; false when the index could not be read (the log is then
- * left as it is). For a store that takes no more writes.
+ * committed, for a store that takes no more writes. Undefined once the
+ * log ends at its last commit; otherwise why it was left as it is.
  */
-export function dropUncommitted(walPath: string, shmPath: string): boolean {
+export function dropUncommitted(
+  walPath: string,
+  shmPath: string,
+): string | undefined {
   const length = committedLogLength(shmPath);
-  if (length === undefined) return false;
+  if (length === undefined) {
+    return `its index (${shmPath}) could not be read, or its two headers disagree`;
+  }
   try {
     if (statSync(walPath).size > length) truncateSync(walPath, length);
-  } catch {
-    return false;
+  } catch (err) {
+    return `it could not be truncated (${(err as NodeJS.ErrnoException).code ?? String(err)})`;
   }
   try {
     const fd = openSync(walPath, 'r+');
@@ -82,5 +87,5 @@ export function dropUncommitted(walPath: string, shmPath: string): boolean {
     // The disk failed a sync already: the cut is in the page cache, which
     // the next start reads unless the machine goes down first.
   }
-  return true;
+  return undefined;
 }

@@ -58,6 +58,7 @@ const store = new SqliteWalletStore({
   dataDir: process.argv[2],
   // Holding the data directory's lock, as Paygress serving from it does.
   serving: process.argv[3] === 'failed commit',
+  onFailedCut: (reason) => mark('not cut: ' + reason),
 });
 mark('opened');
 const outcome = (name) => [
@@ -196,6 +197,57 @@ if (process.argv[3] === 'fails') {
   } catch (err) {
     mark('another refused: ' + err.message.split(':')[0]);
   }
+  process.exit(75);
+} else if (process.argv[3] === 'lock kept') {
+  // A \`paygress wallet\` command holds SQLite's write lock as a sync
+  // fails, for 300 ms: the failed store takes the lock once it is free,
+  // without stopping the event loop meanwhile.
+  store.begin(record([y()]));
+  const command = new DatabaseSync(process.argv[2] + '/wallet.sqlite', {
+    timeout: 0,
+  });
+  command.exec('BEGIN IMMEDIATE');
+  process.env.FAIL_SYNC = '-wal';
+  const started = Date.now();
+  await store.durable().catch(() => mark('sync failed'));
+  let ticks = 0;
+  const ticking = setInterval(() => ticks++, 10);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  clearInterval(ticking);
+  mark(Date.now() - started < 600 && ticks >= 10 ? 'the loop ran on' : 'the loop stopped');
+  command.exec('ROLLBACK');
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  try {
+    command.exec('BEGIN IMMEDIATE');
+    mark('the command could write again');
+  } catch (err) {
+    mark('the command cannot write: ' + err.message);
+  }
+  store.close();
+  mark('closed');
+  process.exit(75);
+} else if (process.argv[3] === 'cut refused') {
+  // A refund whose commit fails to sync, and an index whose two headers
+  // disagree at the close (made so once the failed store holds the write
+  // lock: before, SQLite would rebuild the index from the log, the
+  // failed commit with it): the log is not cut, and the store says so.
+  const paid = record([y()]);
+  store.begin(paid);
+  await store.durable();
+  store.complete(paid.id, [proof(1)], false);
+  process.env.FAIL_SYNC = '-wal';
+  try {
+    store.refund(paid.id);
+    mark('refunded');
+  } catch (err) {
+    mark('refund refused: ' + err.code);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  const shm = openSync(process.argv[2] + '/wallet.sqlite-shm', 'r+');
+  writeSync(shm, Buffer.from([0xff]), 0, 1, 48 + 16);
+  closeSync(shm);
+  store.close();
+  mark('closed');
   process.exit(75);
 } else if (process.argv[3] === 'renamed') {
   // Someone moves the log aside and leaves an empty file in its name.
@@ -468,6 +520,45 @@ t.test(
       db.prepare('SELECT COUNT(*) AS n FROM used_grants').get(),
       { n: 0 },
       'and the grant was not used',
+    );
+  },
+);
+
+t.test(
+  'a lock another connection holds as a sync fails is taken once free, the event loop running on',
+  { skip },
+  async (t) => {
+    const dataDir = join(work, 'lock-kept');
+    const { marks } = run(dataDir, 'lock kept', 75);
+    t.same(marks, [
+      'opened',
+      'sync failed',
+      'the loop ran on',
+      'the command cannot write: database is locked',
+      'closed',
+    ]);
+  },
+);
+
+t.test(
+  'a log that cannot be cut at the close is said to be',
+  { skip },
+  async (t) => {
+    const dataDir = join(work, 'cut-refused');
+    const { marks } = run(dataDir, 'cut refused', 75);
+    t.same(marks, [
+      'opened',
+      'refund refused: PAYGRESS_STORE_FAILED',
+      `not cut: its index (${join(realpathSync(dataDir), WALLET_FILE)}-shm) could not be read, or its two headers disagree`,
+      'closed',
+    ]);
+    // What the line warns of: the next start keeps the refund its payer
+    // was told had failed.
+    const db = reopened(t, dataDir);
+    t.same(
+      db.prepare('SELECT state, delivered FROM redemptions').all(),
+      [{ state: 'complete', delivered: 1 }],
+      'the refund came back with the uncut log',
     );
   },
 );
