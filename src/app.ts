@@ -109,6 +109,13 @@ const SYNC_WAIT_MS = 10_000;
 /** Interval between attempts to settle unfinished redemptions, in ms. */
 const SETTLE_INTERVAL_MS = 30_000;
 
+/**
+ * A sync of the wallet store running this long is logged, and its end:
+ * payments have waited that long for the disk. Shorter ones show in
+ * `paygress_store_sync_duration_seconds` only.
+ */
+const SLOW_SYNC_MS = 5000;
+
 export async function startApp(options: AppOptions): Promise<App> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
@@ -124,6 +131,8 @@ export async function startApp(options: AppOptions): Promise<App> {
     );
   }
 
+  // Set once the metrics exist; the first sync comes with a payment.
+  let synced: (ms: number) => void = () => {};
   let storeFailed: (err: unknown) => void = () => {};
   const failed = new Promise<unknown>((resolve) => (storeFailed = resolve));
   const store = new SqliteWalletStore({
@@ -137,6 +146,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       );
       storeFailed(err);
     },
+    onSynced: (ms) => synced(ms),
     onFailedCut: (reason) => {
       logger.error(
         { reason },
@@ -183,7 +193,13 @@ export async function startApp(options: AppOptions): Promise<App> {
     })),
     listeners:
       config.admin === undefined ? ['http', 'grpc'] : ['http', 'grpc', 'admin'],
+    storeSyncRunning: () => store.syncRunningMs() / 1000,
   });
+  const syncWatch = watchSyncs(store, logger);
+  synced = (ms) => {
+    metrics.observeStoreSync(ms);
+    syncWatch.ended(ms);
+  };
   const gateway = new CashuMintGateway({
     mints,
     timeoutMs: config.mint.timeoutMs,
@@ -329,6 +345,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     // Nothing started may outlive a failed start: the caller exits.
     clearInterval(settler);
     clearInterval(warmer);
+    syncWatch.stop();
     await http?.close(0);
     await grpc?.close(0);
     await provisioner?.stop?.();
@@ -364,6 +381,7 @@ export async function startApp(options: AppOptions): Promise<App> {
       (closing ??= (async () => {
         clearInterval(settler);
         clearInterval(warmer);
+        syncWatch.stop();
         // The listeners close first: a reaper sweep under way (Kubernetes
         // calls) must not hold them open and add its time to the grace.
         await Promise.all([
@@ -397,6 +415,39 @@ export async function startApp(options: AppOptions): Promise<App> {
         ]);
         store.close();
       })()),
+  };
+}
+
+/**
+ * Logs a sync of the wallet store that has run {@link SLOW_SYNC_MS}, once,
+ * and its end: a disk that stops answering holds every payment, while
+ * the process looks healthy otherwise.
+ */
+function watchSyncs(
+  store: SqliteWalletStore,
+  logger: Logger,
+): { ended(ms: number): void; stop(): void } {
+  let told = false;
+  const timer = setInterval(() => {
+    const running = store.syncRunningMs();
+    if (told || running < SLOW_SYNC_MS) return;
+    told = true;
+    logger.warn(
+      { runningSeconds: Math.round(running / 1000) },
+      `a sync of the wallet store has run over ${SLOW_SYNC_MS / 1000} s and not ended: payments wait for it; is the data volume failing?`,
+    );
+  }, 1000);
+  timer.unref();
+  return {
+    ended(ms) {
+      if (!told) return;
+      told = false;
+      logger.warn(
+        { seconds: Math.round(ms / 100) / 10 },
+        `the slow sync of the wallet store ended after ${(ms / 1000).toFixed(1)} s`,
+      );
+    },
+    stop: () => clearInterval(timer),
   };
 }
 

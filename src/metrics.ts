@@ -29,6 +29,8 @@ export interface MetricSources {
   }[];
   /** Listeners that limit their connections, each counted from 0. */
   readonly listeners: readonly ConnectionListener[];
+  /** How long the wallet store's sync under way has run, in s; 0 if none. */
+  readonly storeSyncRunning: () => number;
 }
 
 /** Listeners with a limit on their connections. */
@@ -41,6 +43,9 @@ const BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 ];
 
+/** Buckets of the store's syncs: a failing volume takes tens of seconds. */
+const SYNC_BUCKETS = [...BUCKETS, 10, 30, 60];
+
 export class Metrics {
   readonly registry = new client.Registry();
   readonly #decisions = new DecisionTally();
@@ -48,6 +53,7 @@ export class Metrics {
   readonly #mintLatency: client.Histogram<'mint' | 'operation'>;
   readonly #provisioning: client.Counter<'outcome'>;
   readonly #droppedConnections: client.Counter<'listener'>;
+  readonly #storeSyncs: client.Histogram;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
@@ -84,6 +90,20 @@ export class Metrics {
     for (const listener of sources.listeners) {
       this.#droppedConnections.inc({ listener }, 0);
     }
+    this.#storeSyncs = new client.Histogram({
+      name: 'paygress_store_sync_duration_seconds',
+      help: "Syncs of the wallet store's log that payments wait for (a swap's record before the swap leaves, an export before its token is printed).",
+      buckets: SYNC_BUCKETS,
+      registers,
+    });
+    new client.Gauge({
+      name: 'paygress_store_sync_running_seconds',
+      help: "How long the wallet store's sync under way has run, 0 when none runs: a disk that stops answering keeps it rising, and payments wait.",
+      registers,
+      collect() {
+        this.set(sources.storeSyncRunning());
+      },
+    });
     new client.Gauge({
       name: 'paygress_replay_cache_entries',
       help: 'Redeemed proof Ys held in the in-memory replay cache.',
@@ -200,6 +220,11 @@ export class Metrics {
       { mint: event.mint, operation: event.operation },
       event.durationMs / 1000,
     );
+  };
+
+  /** Records one sync of the wallet store; pass as its `onSynced`. */
+  readonly observeStoreSync = (ms: number): void => {
+    this.#storeSyncs.observe(ms / 1000);
   };
 
   /** Counts a connection a listener closed for being over its limit. */

@@ -151,6 +151,12 @@ export interface SqliteWalletStoreOptions {
    * then keep that commit, whose caller was told it failed.
    */
   readonly onFailedCut?: (reason: string) => void;
+  /**
+   * Called as each sync of {@link SqliteWalletStore.durable} ends, with
+   * its duration in ms, failed or not: how long payments waited for the
+   * disk.
+   */
+  readonly onSynced?: (ms: number) => void;
 }
 
 /** A stored proof with its bookkeeping. */
@@ -195,6 +201,9 @@ export class SqliteWalletStore implements WalletStore {
   #closed = false;
   readonly #onFailedSync: ((err: unknown) => void) | undefined;
   readonly #onFailedCut: ((reason: string) => void) | undefined;
+  readonly #onSynced: ((ms: number) => void) | undefined;
+  // When the sync of the log under way began (performance.now()).
+  #syncStarted: number | undefined;
 
   constructor(options: SqliteWalletStoreOptions) {
     makeDataDir(options.dataDir);
@@ -236,6 +245,7 @@ export class SqliteWalletStore implements WalletStore {
     this.#now = options.now ?? Date.now;
     this.#onFailedSync = options.onFailedSync;
     this.#onFailedCut = options.onFailedCut;
+    this.#onSynced = options.onSynced;
   }
 
   /**
@@ -496,6 +506,7 @@ export class SqliteWalletStore implements WalletStore {
     this.#refuseAfterFailure();
     // Without a write-ahead log every commit was synced as it was made.
     if (this.#wal === undefined) return;
+    const started = (this.#syncStarted = performance.now());
     try {
       await syncDescriptor(this.#wal.fd);
     } catch (err) {
@@ -504,6 +515,13 @@ export class SqliteWalletStore implements WalletStore {
         'the wallet store could not put its records on disk',
         { cause: err },
       );
+    } finally {
+      this.#syncStarted = undefined;
+      try {
+        this.#onSynced?.(performance.now() - started);
+      } catch {
+        // Counting it must not change what the sync's callers are told.
+      }
     }
     if (!this.#walNamed) {
       // The log's name in its directory, once; as SQLite does, a file
@@ -511,6 +529,14 @@ export class SqliteWalletStore implements WalletStore {
       await syncDirectory(dirname(this.#wal.path));
       this.#walNamed = true;
     }
+  }
+
+  /**
+   * How long the sync of the log under way has run, in ms; 0 when none
+   * runs. A disk that stops answering shows here: payments wait for it.
+   */
+  syncRunningMs(now = performance.now()): number {
+    return this.#syncStarted === undefined ? 0 : now - this.#syncStarted;
   }
 
   /** True once a sync failed: the store takes no more writes. */

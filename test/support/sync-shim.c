@@ -8,7 +8,8 @@
  *   whether the event loop waited for them;
  * - SLOW_SYNC_US=N makes each one take N microseconds longer, as a flush
  *   to a network block volume does, so a bench on a local disk can see
- *   what the disk's latency does to the process;
+ *   what the disk's latency does to the process; with SLOW_SYNC_WHEN=FILE,
+ *   only while FILE exists;
  * - FAIL_SYNC=TEXT makes the first one of a path containing TEXT fail
  *   with EIO, as a disk that could not write does (it is not made); with
  *   FAIL_SYNC_WHEN=FILE, only while FILE exists.
@@ -51,7 +52,8 @@ static int watch(const char *call, int fd) {
     }
   }
   const char *slow = getenv("SLOW_SYNC_US");
-  long us = slow ? atol(slow) : 0;
+  const char *slow_when = getenv("SLOW_SYNC_WHEN");
+  long us = slow && (!slow_when || access(slow_when, F_OK) == 0) ? atol(slow) : 0;
   if (us > 0) {
     struct timespec left = {us / 1000000, (us % 1000000) * 1000};
     while (nanosleep(&left, &left) != 0) {
