@@ -15,10 +15,11 @@
  */
 import { fsyncSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ConfigError, loadConfig } from '../config.ts';
 import { StoreFailedError } from '../core/errors.ts';
 import type { ProofState } from '../core/ports.ts';
-import { encodeToken } from '../core/token.ts';
+import { encodeToken, readTokenHeader } from '../core/token.ts';
 import { CashuMintGateway } from '../mint/cashu-gateway.ts';
 import {
   isNotADatabase,
@@ -37,6 +38,14 @@ import { writeFully } from './write-fully.ts';
  * of more proofs than that is asked about in several requests.
  */
 export const CHECK_BATCH = 1000;
+
+/**
+ * Pause between two batches of proofs marked spent, in ms: long enough
+ * for a payment of a serving Paygress waiting for SQLite's write lock to
+ * take it (its waits grow to 25 ms and more), where a batch of
+ * CHECK_BATCH holds the lock about 10 ms.
+ */
+const SPENT_BATCH_PAUSE_MS = 30;
 
 /**
  * Proofs per printed token. 100, well under the 1000 inputs a mint takes
@@ -125,8 +134,8 @@ export async function wallet(
     }
     code = 1;
   }
-  // A failed sync: the store cuts the commit that failed off its log,
-  // still without closing the connection.
+  // A failed sync: the store takes its last steps (wal-index.ts), still
+  // without closing the connection.
   if (store.failed) store.close();
   // The store is not closed, and the caller leaves with process.exit,
   // which closes no connection: SQLite, closing the last connection,
@@ -234,13 +243,20 @@ async function exportAll(
   });
   let failed = false;
   let exported = 0;
-  let stdoutBroken = false;
+  // Standard output or the store failed: nothing more can be exported.
+  let stopped = false;
   try {
-    // Tokens an earlier export recorded but could not print come first.
-    for (const earlier of store.unprintedExports()) {
-      if (!(await print(store, earlier))) return 1;
+    // Tokens an earlier export recorded but could not print come first,
+    // once on disk: that export may have died before its sync.
+    const earlier = store.unprintedExports();
+    if (earlier.length > 0) await store.durable();
+    for (const recorded of earlier) {
+      if (!(await print(store, recorded))) return 1;
       exported++;
-      say('a token an earlier export could not print, printed now\n');
+      const { mint, amount, unit } = readTokenHeader(recorded.token, Infinity);
+      say(
+        `${mint}: a token of ${amount} ${unit} an earlier export could not print, printed now\n`,
+      );
     }
     for (const { mint, unit } of store.balances()) {
       const proofs = store.unspent(mint, unit);
@@ -283,12 +299,23 @@ async function exportAll(
           `${mint}: ${foreign.length} proofs of keysets the mint does not list were not exported\n`,
         );
       }
-      store.markSpent(spent.map((p) => p.y));
+      if (spent.length > 0) {
+        // A batch at a time, with a pause between: each holds SQLite's
+        // write lock, which a serving Paygress's payments wait for.
+        for (let i = 0; i < spent.length; i += CHECK_BATCH) {
+          if (i > 0) await sleep(SPENT_BATCH_PAUSE_MS);
+          store.markSpent(spent.slice(i, i + CHECK_BATCH).map((p) => p.y));
+        }
+        const value = spent.reduce((sum, p) => sum + p.amount, 0);
+        say(
+          `${mint}: ${spent.length} proofs (${value} ${unit}) were already spent at the mint: marked spent, not exported\n`,
+        );
+      }
 
       let tokens = 0;
       let count = 0;
       let total = 0;
-      for (let i = 0; i < unspent.length && !stdoutBroken; i += TOKEN_PROOFS) {
+      for (let i = 0; i < unspent.length && !stopped; i += TOKEN_PROOFS) {
         const chunk = unspent.slice(i, i + TOKEN_PROOFS);
         // Only what the transaction took: Paygress may have refunded, or
         // another export taken, some of them since they were read.
@@ -303,7 +330,7 @@ async function exportAll(
         if (recorded === undefined) continue;
         if (!(await print(store, recorded))) {
           failed = true;
-          stdoutBroken = true;
+          stopped = true;
           break;
         }
         tokens++;
@@ -316,9 +343,8 @@ async function exportAll(
           `${mint}: exported ${total} ${unit} in ${count} proofs, ${tokens === 1 ? 'one token' : `${tokens} tokens`}\n`,
         );
       }
-      // Standard output is broken: the other mints' tokens cannot be
-      // written either.
-      if (stdoutBroken) break;
+      // The other mints' tokens cannot be written or recorded either.
+      if (stopped) break;
     }
   } finally {
     await gateway.close();
@@ -331,8 +357,9 @@ async function exportAll(
  * Writes an exported token in full and records it printed. The write is
  * outside any transaction: a reader that stops reading (a pager left
  * open) holds up this export, never the payments of a serving Paygress.
- * False when it could not be written, or written but not recorded; the
- * token then stays in the store and the next export prints it first.
+ * False when it could not be written (the token then stays in the store
+ * and the next export prints it first), or written but not recorded as
+ * printed on disk (the next export may print it again).
  */
 async function print(
   store: SqliteWalletStore,
@@ -345,7 +372,7 @@ async function print(
     syncOutput();
   } catch (err) {
     say(
-      `could not write a token to standard output (${(err as Error).message}); it stays in the store, and the next export prints it first\n`,
+      `paygress wallet: could not write a token to standard output (${(err as Error).message}); it stays in the store, and the next export prints it first\n`,
     );
     return false;
   }
@@ -353,7 +380,7 @@ async function print(
     await store.printedExport(exported.id);
   } catch (err) {
     say(
-      `a token was printed but could not be recorded as printed (${(err as Error).message}); the next export prints it again: receive it once\n`,
+      `paygress wallet: a token was printed, but the store could not record that (${(err as Error).message}); the next export may print it again: receive it once\n`,
     );
     return false;
   }

@@ -41,6 +41,17 @@ const LEFT_OPEN: unknown[] = [];
 /** How long a write waits for another connection's, in ms. */
 const BUSY_TIMEOUT_MS = 5000;
 
+/**
+ * The same for a serving Paygress, which waits on its event loop, every
+ * request with it. A `paygress wallet` command holds the lock for a few
+ * milliseconds per commit (it syncs after the commit, not within it),
+ * longer only when its commit begins a new log, whose header SQLite
+ * syncs within the commit: on a failing disk, a payment then is refused
+ * (503 PAYGRESS_STORE_FAILED, its token left good) rather than every
+ * request held.
+ */
+const SERVING_BUSY_TIMEOUT_MS = 250;
+
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
 const SCHEMA_VERSION = 3;
 
@@ -202,12 +213,16 @@ export class SqliteWalletStore implements WalletStore {
   readonly #onFailedSync: ((err: unknown) => void) | undefined;
   readonly #onFailedCut: ((reason: string) => void) | undefined;
   readonly #onSynced: ((ms: number) => void) | undefined;
+  readonly #busyTimeoutMs: number;
   // When the sync of the log under way began (performance.now()).
   #syncStarted: number | undefined;
 
   constructor(options: SqliteWalletStoreOptions) {
     makeDataDir(options.dataDir);
     this.#lock = options.serving ? lockDataDir(options.dataDir) : undefined;
+    this.#busyTimeoutMs = options.serving
+      ? SERVING_BUSY_TIMEOUT_MS
+      : BUSY_TIMEOUT_MS;
     const file = join(options.dataDir, WALLET_FILE);
     let db: DatabaseSync | undefined;
     try {
@@ -217,7 +232,7 @@ export class SqliteWalletStore implements WalletStore {
       // Before anything is written, journal mode included.
       this.#refuseUnknownLayout(file);
       db.exec(
-        `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS};`,
+        `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = ${this.#busyTimeoutMs};`,
       );
       this.#migrate();
       const { journal_mode: mode } = this.#prepare(
@@ -831,8 +846,10 @@ export class SqliteWalletStore implements WalletStore {
       // database, pages the failed sync lost included, and delete it.
       // Left open, it is dropped with the process (process.exit, which
       // closes no connection), and the next start recovers the log up to
-      // the first page it cannot trust, after a commit whose own sync
-      // failed is cut off it (wal-index.ts). The data directory stays
+      // the first page it cannot trust, after a commit SQLite failed to
+      // sync within it (synchronous = FULL: a refund, a grant's use) is
+      // cut off it (wal-index.ts); one committed unsynced stays, as its
+      // callers, refused by durable(), were told. The data directory stays
       // locked until then: another Paygress opening the store meanwhile
       // would trust this one's index instead of recovering the log.
       const left = this.#cutFailedCommit();
@@ -894,7 +911,7 @@ export class SqliteWalletStore implements WalletStore {
     try {
       if (this.#holdWriteLock()) return;
     } finally {
-      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
     }
     setTimeout(() => this.#tryWriteLock(), 20).unref();
   }
@@ -908,6 +925,11 @@ export class SqliteWalletStore implements WalletStore {
   #cutFailedCommit(): string | undefined {
     if (this.#wal === undefined) return undefined;
     const { path } = this.#wal;
+    // Waiting longer than a payment would: the event loop has nothing
+    // left to answer.
+    if (!this.#writeLocked && this.#db.isOpen && !this.#db.isTransaction) {
+      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    }
     if (!this.#holdWriteLock()) {
       return `another connection kept SQLite's write lock past ${BUSY_TIMEOUT_MS / 1000} s`;
     }

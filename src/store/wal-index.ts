@@ -2,9 +2,12 @@
  * What SQLite's write-ahead log holds past its last commit, and cutting
  * it off. SQLite writes a transaction's frames into the log, then syncs
  * the log, and only once the sync succeeded adds the frames to its index
- * (the `-shm` file). A commit whose sync failed leaves whole, valid frames
- * past the index's end: the caller was told the change failed, and the
- * next start, rebuilding the index from the log, would keep it.
+ * (the `-shm` file), with `synchronous = FULL`. A commit whose sync
+ * failed leaves whole, valid frames past the index's end: the caller was
+ * told the change failed, and the next start, rebuilding the index from
+ * the log, would keep it. (A commit with `synchronous = NORMAL` is
+ * indexed at once, its sync left to the store's `durable()`: a failure
+ * there leaves it in the index, and nothing here removes it.)
  *
  * The index's header is SQLite's documented file format
  * (https://sqlite.org/walformat.html): two copies of 48 bytes in the

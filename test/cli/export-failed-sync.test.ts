@@ -8,7 +8,8 @@
  * Skipped where there is no C compiler to build the shim.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import t from 'tap';
@@ -109,7 +110,7 @@ t.test(
     t.equal(again.status, 0, `the next export succeeds: ${again.stderr}`);
     t.match(
       again.stderr,
-      /a token an earlier export could not print, printed now/,
+      /: a token of 4 sat an earlier export could not print, printed now/,
       'printing the token the failed one recorded',
     );
     const printed = again.stdout.split('\n').filter(Boolean);
@@ -123,6 +124,64 @@ t.test(
     t.teardown(() => after.close());
     t.same(after.unspent(mint.url, 'sat'), [], 'none left unspent');
     t.same(after.unprintedExports(), [], 'none left unprinted');
+  },
+);
+
+t.test(
+  'a token an export recorded and died before syncing is on disk before the next prints it',
+  { skip: shim ? false : 'no C compiler (cc) to build the sync shim' },
+  async (t) => {
+    const mint = await startDevMint({ dleq: false });
+    t.teardown(() => mint.close());
+    const dataDir = join(work, 'died-before-sync');
+    // Left open: its log then goes on, and the export's commit does not
+    // begin a new one (whose header SQLite syncs within the commit).
+    const store = new SqliteWalletStore({ dataDir });
+    t.teardown(() => store.close());
+    recordProofs(store, mint.url, await oneSatProofs(mint.url, 4), 4);
+    // The first export commits its token's record, then is killed while
+    // the record's sync runs (made to take 20 s).
+    const firstLog = join(work, 'died-before-sync-1.log');
+    const first = spawn(NODE, [PAYGRESS_BIN, 'wallet', 'export'], {
+      env: {
+        PATH: process.env.PATH ?? '',
+        PAYGRESS_MINTS: mint.url,
+        PAYGRESS_DATA_DIR: dataDir,
+        LD_PRELOAD: shim!,
+        SLOW_SYNC_US: '20000000',
+        SLOW_SYNC_PATH: '-wal',
+        SYNC_LOG: firstLog,
+      },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let printed = '';
+    first.stdout.on('data', (d) => (printed += d));
+    const deadline = Date.now() + 20_000;
+    while (!(
+      existsSync(firstLog) &&
+      /thread \S*-wal\n/.test(readFileSync(firstLog, 'utf8'))
+    )) {
+      if (Date.now() > deadline) throw new Error('no sync of the log seen');
+      await sleep(20);
+    }
+    first.kill('SIGKILL');
+    await exitOf(first);
+    t.equal(printed, '', 'the first export printed nothing');
+
+    const nextLog = join(work, 'died-before-sync-2.log');
+    const next = await exportFrom(dataDir, mint.url, {
+      LD_PRELOAD: shim!,
+      SYNC_LOG: nextLog,
+    });
+    t.equal(next.status, 0, next.stderr);
+    t.match(next.stderr, /a token of 4 sat an earlier export could not print/);
+    const syncs = readFileSync(nextLog, 'utf8').split('\n');
+    const log = syncs.findIndex((line) => line.endsWith('-wal'));
+    const output = syncs.findIndex((line) => / (pipe|socket):/.test(line));
+    t.ok(
+      log >= 0 && output >= 0 && log < output,
+      `the store's log is synced before the token goes out: ${syncs.join(' | ')}`,
+    );
   },
 );
 

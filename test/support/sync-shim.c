@@ -9,7 +9,8 @@
  * - SLOW_SYNC_US=N makes each one take N microseconds longer, as a flush
  *   to a network block volume does, so a bench on a local disk can see
  *   what the disk's latency does to the process; with SLOW_SYNC_WHEN=FILE,
- *   only while FILE exists;
+ *   only while FILE exists, with SLOW_SYNC_PATH=TEXT, only those of a
+ *   path containing TEXT;
  * - FAIL_SYNC=TEXT makes the first one of a path containing TEXT fail
  *   with EIO, as a disk that could not write does (it is not made); with
  *   FAIL_SYNC_WHEN=FILE, only while FILE exists.
@@ -33,8 +34,9 @@ static int watch(const char *call, int fd) {
   static int failed;
   const char *log = getenv("SYNC_LOG");
   const char *fail = getenv("FAIL_SYNC");
+  const char *slow_path = getenv("SLOW_SYNC_PATH");
   char target[PATH_MAX] = "";
-  if (log || fail) {
+  if (log || fail || slow_path) {
     char link[64];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, target, sizeof target - 1);
@@ -53,7 +55,10 @@ static int watch(const char *call, int fd) {
   }
   const char *slow = getenv("SLOW_SYNC_US");
   const char *slow_when = getenv("SLOW_SYNC_WHEN");
-  long us = slow && (!slow_when || access(slow_when, F_OK) == 0) ? atol(slow) : 0;
+  long us = slow && (!slow_when || access(slow_when, F_OK) == 0) &&
+                    (!slow_path || strstr(target, slow_path))
+                ? atol(slow)
+                : 0;
   if (us > 0) {
     struct timespec left = {us / 1000000, (us % 1000000) * 1000};
     while (nanosleep(&left, &left) != 0) {
