@@ -6,6 +6,8 @@
  *   paygress check-config FILE                  validate a configuration
  *   paygress wallet balance|export [--config FILE]
  *                                               look at or take out the money
+ *   paygress wallet backup|restore FILE [--config FILE]
+ *                                               copy the store, or put one back
  *
  * `--config FILE` (or `--config=FILE`) may stand anywhere; anything else
  * not listed here is a usage error (exit 2), never silently ignored.
@@ -21,12 +23,17 @@ const USAGE = `usage:
                                      stored value per mint and unit
   paygress wallet export [--config FILE]
                                      take the stored proofs out as tokens
+  paygress wallet backup FILE [--config FILE]
+                                     copy the wallet store, while serving
+  paygress wallet restore FILE [--config FILE]
+                                     put a backup back, Paygress stopped
 `;
 
 /** What the arguments ask for, or why they cannot be read. */
 type Command =
   | { run: 'serve' | 'balance' | 'export'; config: string | undefined }
   | { run: 'check-config'; file: string }
+  | { run: 'backup' | 'restore'; file: string; config: string | undefined }
   | { run: 'help' }
   | { problem: string };
 
@@ -63,11 +70,18 @@ function read(args: string[]): Command {
       if ((sub === 'balance' || sub === 'export') && more.length === 0) {
         return { run: sub, config };
       }
+      if (sub === 'backup' || sub === 'restore') {
+        return more.length === 1 && more[0] !== ''
+          ? { run: sub, file: more[0]!, config }
+          : {
+              problem: `wallet ${sub} needs one file: the ${sub === 'backup' ? 'copy to make' : 'backup to put back'}`,
+            };
+      }
       return {
         problem:
           sub === undefined
-            ? 'wallet needs balance or export'
-            : `wallet ${rest.join(' ')}: expected balance or export, alone`,
+            ? 'wallet needs balance, export, backup or restore'
+            : `wallet ${rest.join(' ')}: expected balance or export alone, or backup or restore and a file`,
       };
     }
     case 'check-config':
@@ -102,6 +116,19 @@ async function main(args: string[]): Promise<number> {
       for (const line of result.out) process.stdout.write(`${line}\n`);
       for (const line of result.err) process.stderr.write(`${line}\n`);
       return result.code;
+    }
+    case 'backup':
+    case 'restore': {
+      const { walletFile } = await import('../src/cli/wallet-files.ts');
+      // Leaves as the other wallet commands do (below).
+      process.exit(
+        await walletFile(
+          command.run,
+          command.file,
+          command.config,
+          process.env,
+        ),
+      );
     }
     default: {
       const { wallet } = await import('../src/cli/wallet.ts');

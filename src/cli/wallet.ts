@@ -30,7 +30,7 @@ import {
   SqliteWalletStore,
   WALLET_FILE,
 } from '../store/sqlite-wallet-store.ts';
-import { writeFully } from './write-fully.ts';
+import { say, show, writeFully } from './write-fully.ts';
 
 /**
  * Ys per checkstate request. Mints cap the items of one request and refuse
@@ -183,50 +183,29 @@ function sqliteCode(err: unknown): number | undefined {
   return errcode & 0xff;
 }
 
-/**
- * A line for the operator, written before the exit: the process leaves
- * with process.exit, which would drop what a non-blocking pipe had not
- * taken yet.
- */
-function say(text: string): void {
-  try {
-    writeFully(2, text);
-  } catch {
-    // Standard error gone: nothing else to tell it with.
-  }
-}
-
-/**
- * The command's output, written before the exit like {@link say}; false,
- * said on standard error, when it could not be (a full disk), not when
- * the reader went away (`balance | head -0`) wanting no more.
- */
-function show(text: string): boolean {
-  try {
-    writeFully(1, text);
-    return true;
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EPIPE') return true;
-    say(
-      `paygress wallet: the output could not be written (${code ?? String(err)})\n`,
-    );
-    return false;
-  }
-}
-
 function balance(store: SqliteWalletStore): number {
   const rows = store.balances();
-  const text =
-    rows.length === 0
-      ? 'the wallet is empty\n'
-      : rows
-          .map(
-            (row) =>
-              `${row.mint}\t${row.available} ${row.unit} available\t${row.pending} ${row.unit} pending\n`,
-          )
-          .join('');
-  return show(text) ? 0 : 1;
+  // Out of the balance, yet not in anyone's hands: an export recorded
+  // them, and could not print them.
+  const unprinted = new Map<string, number>();
+  for (const { token } of store.unprintedExports()) {
+    const { mint, unit, amount } = readTokenHeader(token, Infinity);
+    const key = `${mint}\t${unit}`;
+    unprinted.set(key, (unprinted.get(key) ?? 0) + amount);
+  }
+  const lines = rows.map(
+    (row) =>
+      `${row.mint}\t${row.available} ${row.unit} available\t${row.pending} ${row.unit} pending\n`,
+  );
+  for (const [key, amount] of unprinted) {
+    const [mint, unit] = key.split('\t');
+    lines.push(
+      `${mint}\t${amount} ${unit} in tokens an export recorded and could not print: the next export prints them\n`,
+    );
+  }
+  return show(lines.length === 0 ? 'the wallet is empty\n' : lines.join(''))
+    ? 0
+    : 1;
 }
 
 async function exportAll(

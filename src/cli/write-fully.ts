@@ -50,3 +50,35 @@ export function writeFully(fd: number, text: string, stallMs = STALL_MS): void {
     Atomics.wait(pause, 0, 0, RETRY_MS);
   }
 }
+
+/**
+ * A line for the operator, written before the exit: the process leaves
+ * with process.exit, which would drop what a non-blocking pipe had not
+ * taken yet.
+ */
+export function say(text: string): void {
+  try {
+    writeFully(2, text);
+  } catch {
+    // Standard error gone: nothing else to tell it with.
+  }
+}
+
+/**
+ * The command's output, written before the exit like {@link say}; false,
+ * said on standard error, when it could not be (a full disk), not when
+ * the reader went away (`balance | head -0`) wanting no more.
+ */
+export function show(text: string): boolean {
+  try {
+    writeFully(1, text);
+    return true;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EPIPE') return true;
+    say(
+      `paygress wallet: the output could not be written (${code ?? String(err)})\n`,
+    );
+    return false;
+  }
+}

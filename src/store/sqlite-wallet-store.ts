@@ -53,7 +53,7 @@ const BUSY_TIMEOUT_MS = 5000;
 const SERVING_BUSY_TIMEOUT_MS = 250;
 
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
-const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 3;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS redemptions (

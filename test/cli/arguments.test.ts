@@ -105,7 +105,16 @@ t.test('anything else is refused with the usage', async (t) => {
 t.test('the usage error says what is wrong', async (t) => {
   const cases: [string[], string][] = [
     [['launch'], 'unknown command: launch'],
-    [['wallet'], 'wallet needs balance or export'],
+    [['wallet'], 'wallet needs balance, export, backup or restore'],
+    [['wallet', 'backup'], 'wallet backup needs one file: the copy to make'],
+    [
+      ['wallet', 'restore', 'a', 'b'],
+      'wallet restore needs one file: the backup to put back',
+    ],
+    [
+      ['wallet', 'export', 'x'],
+      'wallet export x: expected balance or export alone, or backup or restore and a file',
+    ],
     [['check-config'], 'check-config needs the file to check'],
     [['serve', 'extra'], 'serve takes no arguments: extra'],
     [['--config=', 'serve'], '--config needs a file'],

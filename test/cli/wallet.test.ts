@@ -289,9 +289,13 @@ t.test(
     t.notMatch(out.stderr, 'exported', 'claims nothing was exported');
     const kept = inStore((s) => s.unprintedExports());
     t.equal(kept.length, 1, 'the token is kept, unprinted');
-    t.equal(
-      value(kept[0]!.token),
-      before.reduce((n, p) => n + p.amount, 0),
+    const worth = before.reduce((n, p) => n + p.amount, 0);
+    t.equal(value(kept[0]!.token), worth);
+    const shown = await cli('balance');
+    t.match(
+      shown.stdout,
+      `${a.url}\t${worth} sat in tokens an export recorded and could not print: the next export prints them\n`,
+      'the balance shows it, out of the value available',
     );
 
     const again = await cli('export');

@@ -1,0 +1,258 @@
+/**
+ * `paygress wallet backup FILE` and `paygress wallet restore FILE`: a copy
+ * of the wallet store taken while Paygress serves, and putting one back.
+ *
+ * A backup is SQLite's online backup (a consistent snapshot, the log
+ * included), made owner-only, checked, turned into one self-contained
+ * file and synced before it takes its name, which it never takes from an
+ * existing file. A restore runs only while no Paygress serves from the
+ * data directory and no export runs (it takes both locks). It checks a
+ * copy of the backup, then moves the store it replaces, with its log and
+ * the log's index, into a directory of its own beside it: that store may
+ * hold payments taken since the backup, and a log left beside a restored
+ * file would be applied to it by SQLite, a database damaged beyond use.
+ */
+import { once } from 'node:events';
+import {
+  closeSync,
+  constants,
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  rmSync,
+} from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { dirname, join } from 'node:path';
+import { backup, DatabaseSync } from 'node:sqlite';
+import { ConfigError, loadConfig } from '../config.ts';
+import { makeDataDir } from '../store/data-dir.ts';
+import { lockDataDir, lockExport } from '../store/data-dir-lock.ts';
+import { OWNER_ONLY } from '../store/owner-only.ts';
+import { SCHEMA_VERSION, WALLET_FILE } from '../store/sqlite-wallet-store.ts';
+import { say, show } from './write-fully.ts';
+
+/**
+ * Connections to a serving store's file, never closed: closing the last
+ * one would copy its log into the database, and that log may be one a
+ * Paygress whose sync failed left for the next start to recover.
+ */
+const LEFT_OPEN: DatabaseSync[] = [];
+
+/**
+ * Runs `paygress wallet backup|restore FILE`; resolves with the exit
+ * code, to leave with through `process.exit`.
+ */
+export async function walletFile(
+  command: 'backup' | 'restore',
+  file: string,
+  configFile: string | undefined,
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<number> {
+  let dataDir: string;
+  try {
+    dataDir = loadConfig({
+      ...(configFile ? { file: configFile } : {}),
+      env,
+    }).dataDir;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    say(`${err.message}\n`);
+    return 2;
+  }
+  try {
+    return command === 'backup'
+      ? await backupTo(dataDir, file)
+      : await restoreFrom(dataDir, file);
+  } catch (err) {
+    say(`paygress wallet ${command}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+async function backupTo(dataDir: string, target: string): Promise<number> {
+  const store = join(dataDir, WALLET_FILE);
+  if (!existsSync(store)) {
+    throw new Error(
+      `no wallet store at ${store}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with?`,
+    );
+  }
+  if (existsSync(target)) {
+    throw new Error(
+      `${target} exists: name a new file (a backup never replaces one)`,
+    );
+  }
+  const partial = `${target}.partial`;
+  createOwnerOnly(partial, `remove ${partial}, left by a backup cut short`);
+  try {
+    const source = new DatabaseSync(store);
+    LEFT_OPEN.push(source);
+    await backup(source, partial);
+    const held = check(partial);
+    syncFile(partial);
+    // A link fails on an existing name, which a rename would replace.
+    linkSync(partial, target);
+    rmSync(partial);
+    syncFile(dirname(target));
+    return show(`${target}: the wallet store as it was now; ${held}\n`) ? 0 : 1;
+  } catch (err) {
+    removeStore(partial);
+    throw err;
+  }
+}
+
+async function restoreFrom(dataDir: string, source: string): Promise<number> {
+  if (!existsSync(source)) throw new Error(`${source} does not exist`);
+  makeDataDir(dataDir);
+  // Nothing may open the store while it is replaced.
+  const serving = lockDataDir(dataDir);
+  try {
+    const exporting = lockExport(dataDir);
+    try {
+      return await replaceStore(dataDir, source);
+    } finally {
+      exporting.release();
+    }
+  } finally {
+    serving.release();
+  }
+}
+
+async function replaceStore(dataDir: string, source: string): Promise<number> {
+  const store = join(dataDir, WALLET_FILE);
+  // Checked and made self-contained as a copy: the backup stays as it is.
+  const incoming = join(dataDir, `${WALLET_FILE}.restoring`);
+  removeStore(incoming);
+  await copyOwnerOnly(source, incoming);
+  // The log of a store copied while stopped, to be applied to it.
+  if (existsSync(`${source}-wal`)) {
+    await copyOwnerOnly(`${source}-wal`, `${incoming}-wal`);
+  }
+  let held: string;
+  try {
+    held = check(incoming);
+    syncFile(incoming);
+  } catch (err) {
+    removeStore(incoming);
+    throw new Error(
+      `${source}: ${(err as Error).message}; nothing was changed`,
+    );
+  }
+
+  let aside: string | undefined;
+  const present = ['', '-wal', '-shm'].filter((s) => existsSync(store + s));
+  if (present.length > 0) {
+    aside = join(
+      dataDir,
+      `replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`,
+    );
+    mkdirSync(aside, { mode: 0o700 });
+    for (const suffix of present) {
+      renameSync(store + suffix, join(aside, WALLET_FILE + suffix));
+    }
+    syncFile(aside);
+  }
+  renameSync(incoming, store);
+  syncFile(dataDir);
+  const replaced =
+    aside === undefined
+      ? ''
+      : `the store it replaced, with its log, is in ${aside}; it may hold payments taken since the backup:
+  PAYGRESS_DATA_DIR=${aside} paygress wallet balance
+  PAYGRESS_DATA_DIR=${aside} paygress wallet export
+(the mint refuses, the second time, proofs both stores hold)
+`;
+  return show(`${store}: restored from ${source}; ${held}\n${replaced}`)
+    ? 0
+    : 1;
+}
+
+/**
+ * Checks that `file` is a whole Paygress wallet store this version can
+ * open, and makes it self-contained (a rollback journal, the log applied
+ * and gone); what it holds, in words.
+ */
+function check(file: string): string {
+  const db = new DatabaseSync(file);
+  try {
+    const verdict = db.prepare('PRAGMA quick_check(1)').get() as {
+      quick_check: string;
+    };
+    if (verdict.quick_check !== 'ok') {
+      throw new Error(`it is damaged (${verdict.quick_check})`);
+    }
+    const { user_version: version } = db
+      .prepare('PRAGMA user_version')
+      .get() as { user_version: number };
+    const tables = db
+      .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+      .all() as { name: string }[];
+    const names = new Set(tables.map((t) => t.name));
+    if (!names.has('redemptions') || !names.has('proofs')) {
+      throw new Error('it is not a Paygress wallet store');
+    }
+    if (version > SCHEMA_VERSION) {
+      throw new Error(
+        `it was written by a newer Paygress (store schema ${version}; this one knows ${SCHEMA_VERSION})`,
+      );
+    }
+    db.exec('PRAGMA journal_mode = DELETE');
+    const rows = db
+      .prepare(
+        `SELECT mint, unit, SUM(amount) AS amount FROM proofs
+         WHERE state = 'unspent' GROUP BY mint, unit ORDER BY mint, unit`,
+      )
+      .all() as { mint: string; unit: string; amount: number }[];
+    return rows.length === 0
+      ? 'it holds no unspent proofs'
+      : `it holds ${rows.map((r) => `${r.amount} ${r.unit} of ${r.mint}`).join(', ')} in unspent proofs`;
+  } finally {
+    db.close();
+  }
+}
+
+/** Creates `file` empty and owner-only; `advice` when it exists. */
+function createOwnerOnly(file: string, advice: string): void {
+  let fd: number;
+  try {
+    fd = openSync(
+      file,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
+      OWNER_ONLY,
+    );
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new Error(`${file} exists: ${advice}`);
+    }
+    throw err;
+  }
+  closeSync(fd);
+}
+
+/** Copies `from` into a new owner-only file `to`. */
+async function copyOwnerOnly(from: string, to: string): Promise<void> {
+  const out = createWriteStream(to, { flags: 'wx', mode: OWNER_ONLY });
+  await once(out, 'open');
+  await pipeline(createReadStream(from), out);
+}
+
+/** A store file and the files SQLite keeps beside it, gone. */
+function removeStore(file: string): void {
+  for (const suffix of ['', '-journal', '-wal', '-shm']) {
+    rmSync(file + suffix, { force: true });
+  }
+}
+
+/** fsync of a file or directory, by path. */
+function syncFile(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
