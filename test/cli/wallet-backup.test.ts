@@ -8,7 +8,8 @@
  * restored file, SQLite would apply that log to it, a store damaged
  * beyond use, and it may hold payments taken since the backup.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 import {
   copyFileSync,
   existsSync,
@@ -51,6 +52,27 @@ wallet.in = (dir: string, ...args: string[]) => {
   });
   return { code: run.status, out: run.stdout, err: run.stderr };
 };
+
+/** {@link wallet.in}, not stopping this process's event loop meanwhile. */
+async function walletAsync(dir: string, ...args: string[]) {
+  const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', ...args], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PAYGRESS_MINTS: mint.url,
+      PAYGRESS_DATA_DIR: dir,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  // A backup that never ends fails the test, not the run.
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const [code] = (await once(child, 'close')) as [number | null];
+  clearTimeout(timer);
+  return { code, out, err };
+}
 
 async function pay(base: string): Promise<number> {
   const res = await fetch(`${base}/auth/forward`, {
@@ -212,6 +234,48 @@ t.test('a damaged or foreign file is refused, nothing changed', async (t) => {
     'a missing file',
   );
 });
+
+t.test(
+  'a backup of a large store while another process commits all the time',
+  async (t) => {
+    const busy = join(work, 'busy');
+    t.equal(wallet.in(busy, 'restore', backupFile).code, 0);
+    // About 40 MB of proofs, spent long ago.
+    const db = new DatabaseSync(join(busy, WALLET_FILE));
+    db.exec('BEGIN');
+    db.prepare(
+      `INSERT INTO proofs (y, redemption_id, mint, unit, keyset_id, amount, secret, c, state, changed_at)
+       WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
+       SELECT 'y' || i, (SELECT id FROM redemptions LIMIT 1), 'http://127.0.0.1:1', 'sat',
+         '00aa', 1, hex(randomblob(400)), hex(randomblob(33)), 'spent', 0
+       FROM n`,
+    ).run();
+    db.exec('COMMIT');
+    db.close();
+    // A commit every 10 ms, as a Paygress taking payments makes them.
+    const writer = spawn(
+      NODE,
+      [
+        '--input-type=module',
+        '-e',
+        `const { DatabaseSync } = await import('node:sqlite');
+         const db = new DatabaseSync(${JSON.stringify(join(busy, WALLET_FILE))}, { timeout: 5000 });
+         let n = 0;
+         setInterval(() => db.prepare("UPDATE proofs SET changed_at = ? WHERE y = 'y1'").run(++n), 10);
+         process.stdout.write('writing\\n');`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    t.teardown(() => writer.kill('SIGKILL'));
+    await once(writer.stdout, 'data');
+    const target = join(work, 'busy-backup.sqlite');
+    const started = Date.now();
+    const run = await walletAsync(busy, 'backup', target);
+    t.equal(run.code, 0, run.err);
+    t.ok(Date.now() - started < 20_000, 'it ends');
+    t.ok(statSync(target).size > 20e6, 'with the whole store');
+  },
+);
 
 t.test('a restore onto a new volume', async (t) => {
   const fresh = join(work, 'fresh', 'data');
