@@ -27,6 +27,7 @@ import {
   rmSync,
 } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { dirname, join } from 'node:path';
 import { backup, DatabaseSync } from 'node:sqlite';
 import { ConfigError, loadConfig } from '../config.ts';
@@ -96,7 +97,7 @@ async function backupTo(dataDir: string, target: string): Promise<number> {
     // beside a Paygress taking payments it never ends (a store of 10,000
     // pages, a commit every 10 ms: 46,000 steps in 20 s, none the last).
     // A reader holds up no writer in WAL mode.
-    await backup(source, partial, { rate: 0x7fffffff });
+    await backupRetried(source, partial);
     const held = check(partial);
     syncFile(partial);
     // A link fails on an existing name, which a rename would replace.
@@ -109,6 +110,25 @@ async function backupTo(dataDir: string, target: string): Promise<number> {
     throw err;
   }
 }
+
+/**
+ * SQLite's backup of `source` into `target`, tried again a few times when
+ * it fails: a writer that holds the file locked (a store not yet in WAL
+ * mode, or a checkpoint starting the log over) makes it fail at once.
+ */
+async function backupRetried(source: DatabaseSync, target: string) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await backup(source, target, { rate: 0x7fffffff });
+    } catch (err) {
+      if (attempt === BACKUP_ATTEMPTS) throw err;
+      await sleep(200);
+    }
+  }
+}
+
+/** Tries of {@link backupRetried}, 200 ms apart. */
+const BACKUP_ATTEMPTS = 10;
 
 async function restoreFrom(dataDir: string, source: string): Promise<number> {
   if (!existsSync(source)) throw new Error(`${source} does not exist`);

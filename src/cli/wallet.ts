@@ -110,7 +110,17 @@ export async function wallet(
   }
   let code: number;
   try {
-    code = await run(command, store, dataDir, mints, timeoutMs);
+    // A damaged store may still open, and read numbers off pages that
+    // are no longer its own.
+    const damage = store.damage();
+    if (damage === undefined) {
+      code = await run(command, store, dataDir, mints, timeoutMs);
+    } else {
+      say(
+        `paygress wallet: ${storeFile} is damaged (${damage}): restore it from a backup (paygress wallet restore; docs/wallet.md)\n`,
+      );
+      code = 1;
+    }
   } catch (err) {
     const sqlite = sqliteCode(
       err instanceof StoreFailedError ? err.cause : err,
@@ -127,7 +137,7 @@ export async function wallet(
     } else if (sqlite === SQLITE_CORRUPT || isNotADatabase(err)) {
       // A damaged store: a file to restore, not a bug to trace.
       say(
-        `paygress wallet: ${storeFile}: ${(err as Error).message}: restore it from a backup (docs/wallet.md)\n`,
+        `paygress wallet: ${storeFile}: ${(err as Error).message}: restore it from a backup (paygress wallet restore; docs/wallet.md)\n`,
       );
     } else {
       throw err;

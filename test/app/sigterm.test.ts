@@ -469,7 +469,7 @@ t.test(
     for (const [name, problem] of [
       [
         'wallet.sqlite',
-        /wallet\.sqlite: is not a Paygress wallet store, or is damaged \(file is not a database\): restore it from a backup \(docs\/wallet\.md\); never delete it, it may hold money$/,
+        /wallet\.sqlite: is not a Paygress wallet store, or is damaged \(file is not a database\): restore it from a backup \(paygress wallet restore; docs\/wallet\.md\); never delete it, it may hold money$/,
       ],
       [
         'paygress.lock',

@@ -8,11 +8,12 @@
  * restored file, SQLite would apply that log to it, a store damaged
  * beyond use, and it may hold payments taken since the backup.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import {
   copyFileSync,
   existsSync,
+  mkdirSync,
   openSync,
   readdirSync,
   statSync,
@@ -24,7 +25,10 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import t from 'tap';
 import { startDevMint } from '../../src/devmint/index.ts';
-import { WALLET_FILE } from '../../src/store/sqlite-wallet-store.ts';
+import {
+  SqliteWalletStore,
+  WALLET_FILE,
+} from '../../src/store/sqlite-wallet-store.ts';
 import {
   NODE,
   PAYGRESS_BIN,
@@ -38,23 +42,17 @@ const mint = await startDevMint({ dleq: false });
 t.teardown(() => mint.close());
 const dataDir = join(work, 'data');
 
+/**
+ * Runs `paygress wallet ...args` on the test's data directory. Not with
+ * spawnSync: the dev mint runs in this process, and an event loop stopped
+ * meanwhile lets its idle connections close under their clients.
+ */
 function wallet(...args: string[]) {
-  return wallet.in(dataDir, ...args);
+  return walletIn(dataDir, ...args);
 }
-wallet.in = (dir: string, ...args: string[]) => {
-  const run = spawnSync(NODE, [PAYGRESS_BIN, 'wallet', ...args], {
-    env: {
-      PATH: process.env.PATH ?? '',
-      PAYGRESS_MINTS: mint.url,
-      PAYGRESS_DATA_DIR: dir,
-    },
-    encoding: 'utf8',
-  });
-  return { code: run.status, out: run.stdout, err: run.stderr };
-};
 
-/** {@link wallet.in}, not stopping this process's event loop meanwhile. */
-async function walletAsync(dir: string, ...args: string[]) {
+/** {@link wallet} on another data directory. */
+async function walletIn(dir: string, ...args: string[]) {
   const child = spawn(NODE, [PAYGRESS_BIN, 'wallet', ...args], {
     env: {
       PATH: process.env.PATH ?? '',
@@ -110,7 +108,7 @@ const backupFile = join(work, 'wallet-backup.sqlite');
 
 t.test('a backup while Paygress serves', async (t) => {
   for (let i = 0; i < 3; i++) t.equal(await pay(paygress.base), 200);
-  const run = wallet('backup', backupFile);
+  const run = await wallet('backup', backupFile);
   t.equal(run.code, 0, run.err);
   t.equal(
     run.out,
@@ -130,14 +128,14 @@ t.test('a backup while Paygress serves', async (t) => {
   });
   t.equal(unspentIn(backupFile), 300, 'every payment made before it');
 
-  const again = wallet('backup', backupFile);
+  const again = await wallet('backup', backupFile);
   t.equal(again.code, 1, 'a second backup to the same name is refused');
   t.match(again.err, `${backupFile} exists: name a new file`);
   t.equal(unspentIn(backupFile), 300, 'and the first is untouched');
 });
 
 t.test('a restore is refused while Paygress serves', async (t) => {
-  const run = wallet('restore', backupFile);
+  const run = await wallet('restore', backupFile);
   t.equal(run.code, 1);
   t.match(run.err, /is in use by another Paygress process/);
   t.same(
@@ -156,7 +154,7 @@ t.test(
     await paygress.kill();
     t.ok(existsSync(join(dataDir, `${WALLET_FILE}-wal`)), 'a log is left');
 
-    const run = wallet('restore', backupFile);
+    const run = await wallet('restore', backupFile);
     t.equal(run.code, 0, run.err);
     const aside = /the store it replaced, with its log, is in (\S+);/.exec(
       run.out,
@@ -178,10 +176,10 @@ t.test(
       'owner-only',
     );
 
-    const restored = wallet('balance');
+    const restored = await wallet('balance');
     t.equal(restored.code, 0, restored.err);
     t.match(restored.out, /\t300 sat available/, 'the backup is the store');
-    const replaced = wallet.in(aside!, 'balance');
+    const replaced = await walletIn(aside!, 'balance');
     t.match(
       replaced.out,
       /\t500 sat available/,
@@ -222,24 +220,42 @@ t.test('a damaged or foreign file is refused, nothing changed', async (t) => {
     [foreign, /it is not a Paygress wallet store/],
     [text, /not a database/],
   ] as const) {
-    const run = wallet('restore', file);
+    const run = await wallet('restore', file);
     t.equal(run.code, 1, file);
     t.match(run.err, why, `${file}: ${run.err}`);
     t.match(run.err, /nothing was changed/);
     t.same(readdirSync(dataDir).sort(), before, 'the data directory as it was');
   }
   t.equal(
-    wallet('restore', join(work, 'missing.sqlite')).code,
+    (await wallet('restore', join(work, 'missing.sqlite'))).code,
     1,
     'a missing file',
   );
+
+  // The same damage in a data directory: the commands say so, and how to
+  // restore, rather than read numbers off it.
+  const broken = join(work, 'broken');
+  mkdirSync(broken, { mode: 0o700 });
+  copyFileSync(damaged, join(broken, WALLET_FILE));
+  for (const command of ['balance', 'export']) {
+    const run = await walletIn(broken, command);
+    t.equal(run.code, 1, command);
+    t.match(
+      run.err,
+      /^paygress wallet: .*wallet\.sqlite(:? is not a Paygress wallet store, or)? is damaged \(.*\): restore it from a backup \(paygress wallet restore; docs\/wallet\.md\)/,
+      `${command}: ${run.err}`,
+    );
+    t.equal(run.out, '', 'and prints nothing');
+  }
 });
 
 t.test(
   'a backup of a large store while another process commits all the time',
   async (t) => {
     const busy = join(work, 'busy');
-    t.equal(wallet.in(busy, 'restore', backupFile).code, 0);
+    t.equal((await walletIn(busy, 'restore', backupFile)).code, 0);
+    // In WAL mode, as Paygress opens it (a restored file is not).
+    new SqliteWalletStore({ dataDir: busy }).close();
     // About 40 MB of proofs, spent long ago.
     const db = new DatabaseSync(join(busy, WALLET_FILE));
     db.exec('BEGIN');
@@ -270,7 +286,7 @@ t.test(
     await once(writer.stdout, 'data');
     const target = join(work, 'busy-backup.sqlite');
     const started = Date.now();
-    const run = await walletAsync(busy, 'backup', target);
+    const run = await walletIn(busy, 'backup', target);
     t.equal(run.code, 0, run.err);
     t.ok(Date.now() - started < 20_000, 'it ends');
     t.ok(statSync(target).size > 20e6, 'with the whole store');
@@ -279,9 +295,9 @@ t.test(
 
 t.test('a restore onto a new volume', async (t) => {
   const fresh = join(work, 'fresh', 'data');
-  const run = wallet.in(fresh, 'restore', backupFile);
+  const run = await walletIn(fresh, 'restore', backupFile);
   t.equal(run.code, 0, run.err);
   t.notMatch(run.out, /replaced/, 'nothing to set aside');
   t.equal(statSync(fresh).mode & 0o777, 0o700, 'the directory made 0700');
-  t.match(wallet.in(fresh, 'balance').out, /\t300 sat available/);
+  t.match((await walletIn(fresh, 'balance')).out, /\t300 sat available/);
 });
