@@ -30,6 +30,7 @@ import {
   SqliteWalletStore,
   WALLET_FILE,
 } from '../store/sqlite-wallet-store.ts';
+import { unsafeToOpen } from '../store/restore-marker.ts';
 import { say, show, writeFully } from './write-fully.ts';
 
 /**
@@ -95,6 +96,11 @@ export async function wallet(
   // Opening a store creates it: a mistyped data directory would read as
   // an empty wallet, the money seemingly gone.
   const storeFile = join(dataDir, WALLET_FILE);
+  const unsafe = unsafeToOpen(dataDir, storeFile);
+  if (unsafe !== undefined) {
+    say(`paygress wallet: ${unsafe}\n`);
+    return 1;
+  }
   if (isMissing(storeFile)) {
     say(
       `paygress wallet: no wallet store at ${storeFile}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with? Nothing was created.\n`,

@@ -29,6 +29,7 @@ import {
 } from './data-dir-lock.ts';
 import { StartupError, systemCode } from '../startup-error.ts';
 import { makeOwnerOnly } from './owner-only.ts';
+import { unsafeToOpen } from './restore-marker.ts';
 import { dropUncommitted } from './wal-index.ts';
 
 /**
@@ -219,11 +220,14 @@ export class SqliteWalletStore implements WalletStore {
 
   constructor(options: SqliteWalletStoreOptions) {
     makeDataDir(options.dataDir);
+    const file = join(options.dataDir, WALLET_FILE);
+    // Before anything creates the file: an empty store would be made.
+    const unsafe = unsafeToOpen(options.dataDir, file);
+    if (unsafe !== undefined) throw new StartupError(unsafe);
     this.#lock = options.serving ? lockDataDir(options.dataDir) : undefined;
     this.#busyTimeoutMs = options.serving
       ? SERVING_BUSY_TIMEOUT_MS
       : BUSY_TIMEOUT_MS;
-    const file = join(options.dataDir, WALLET_FILE);
     let db: DatabaseSync | undefined;
     try {
       // 0600 whatever the directory's mode or the umask: it is bearer money.

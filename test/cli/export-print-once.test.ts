@@ -123,7 +123,10 @@ t.test(
     // The operator runs export again in another terminal meanwhile.
     const second = await startExport(t, dataDir).read();
     t.equal(second.code, 1, 'the second export is refused');
-    t.match(second.stderr, 'another paygress wallet export is running');
+    t.match(
+      second.stderr,
+      'another paygress wallet export, backup or restore is running',
+    );
 
     // The first one's reader takes its output after all.
     const firstOut = await first.read();
