@@ -22,6 +22,7 @@ import {
   startPaygressProcess,
 } from '../support/paygress-process.ts';
 import { buildSyncShim } from '../support/sync-shim.ts';
+import { forwardAuth } from '../support/forward-auth.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { decodeToken, mintToken } from '../support/wallet.ts';
 
@@ -35,25 +36,6 @@ const SLOW_SYNC_MS = 2000;
  * half a sync, room for a loaded machine (under 250 ms here).
  */
 const ANSWER_WITHIN_MS = SLOW_SYNC_MS / 2;
-
-const FORWARDED = {
-  'X-Forwarded-Method': 'GET',
-  'X-Forwarded-Proto': 'https',
-  'X-Forwarded-Host': 'app.example',
-  'X-Forwarded-Uri': '/premium',
-};
-
-async function ask(
-  base: string,
-  token?: string,
-): Promise<{ status: number; ms: number }> {
-  const started = performance.now();
-  const res = await fetch(`${base}/auth/forward`, {
-    headers: { ...FORWARDED, ...(token ? { 'X-Cashu': token } : {}) },
-  });
-  await res.text();
-  return { status: res.status, ms: performance.now() - started };
-}
 
 t.test(
   'a wallet export syncing slowly does not hold up a serving Paygress',
@@ -71,7 +53,8 @@ t.test(
     // Money in the store to export, and tokens to pay with meanwhile.
     for (let i = 0; i < 3; i++) {
       t.equal(
-        (await ask(paygress.base, await mintToken(mint.url, 100))).status,
+        (await forwardAuth(paygress.base, await mintToken(mint.url, 100)))
+          .status,
         200,
         'paid before the export',
       );
@@ -113,13 +96,13 @@ t.test(
     const payments: { status: number; ms: number }[] = [];
     const probing = (async () => {
       while (!done) {
-        probes.push((await ask(paygress.base)).ms);
+        probes.push((await forwardAuth(paygress.base)).ms);
         await sleep(20);
       }
     })();
     const paying = (async () => {
       while (!done && tokens.length > 0) {
-        payments.push(await ask(paygress.base, tokens.pop()));
+        payments.push(await forwardAuth(paygress.base, tokens.pop()));
         await sleep(250);
       }
     })();

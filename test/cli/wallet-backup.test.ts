@@ -38,6 +38,7 @@ import {
   PAYGRESS_BIN,
   startPaygressProcess,
 } from '../support/paygress-process.ts';
+import { forwardAuth } from '../support/forward-auth.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { mintToken } from '../support/wallet.ts';
 
@@ -79,19 +80,8 @@ async function walletIn(dir: string, ...args: string[]) {
   return { code, out, err };
 }
 
-async function pay(base: string): Promise<number> {
-  const res = await fetch(`${base}/auth/forward`, {
-    headers: {
-      'X-Cashu': await mintToken(mint.url, 100),
-      'X-Forwarded-Method': 'GET',
-      'X-Forwarded-Proto': 'https',
-      'X-Forwarded-Host': 'app.example',
-      'X-Forwarded-Uri': '/premium',
-    },
-  });
-  await res.text();
-  return res.status;
-}
+const pay = async (base: string) =>
+  (await forwardAuth(base, await mintToken(mint.url, 100))).status;
 
 /** Unspent value in the store file, opened as a copy sees it. */
 function unspentIn(file: string): number {

@@ -15,25 +15,15 @@ import t from 'tap';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { startPaygressProcess } from '../support/paygress-process.ts';
 import { buildSyncShim } from '../support/sync-shim.ts';
+import { forwardAuth } from '../support/forward-auth.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { mintToken } from '../support/wallet.ts';
 
 const work = tempDir('paygress-slow-sync-');
 const shim = buildSyncShim(work);
 
-async function pay(base: string, token: string): Promise<number> {
-  const res = await fetch(`${base}/auth/forward`, {
-    headers: {
-      'X-Cashu': token,
-      'X-Forwarded-Method': 'GET',
-      'X-Forwarded-Proto': 'https',
-      'X-Forwarded-Host': 'app.example',
-      'X-Forwarded-Uri': '/premium',
-    },
-  });
-  await res.text();
-  return res.status;
-}
+const pay = async (base: string, token: string) =>
+  (await forwardAuth(base, token)).status;
 
 /** The value of one series in Paygress's `/metrics`. */
 async function metric(base: string, series: string): Promise<number> {

@@ -14,33 +14,12 @@ import t from 'tap';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { WALLET_FILE } from '../../src/store/sqlite-wallet-store.ts';
 import { NODE, startPaygressProcess } from '../support/paygress-process.ts';
+import { forwardAuth } from '../support/forward-auth.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { mintToken } from '../support/wallet.ts';
 
 const work = tempDir('paygress-store-locked-');
 const HOLD_MS = 3000;
-
-async function ask(
-  base: string,
-  token?: string,
-): Promise<{ status: number; reason: string | null; ms: number }> {
-  const started = performance.now();
-  const res = await fetch(`${base}/auth/forward`, {
-    headers: {
-      ...(token ? { 'X-Cashu': token } : {}),
-      'X-Forwarded-Method': 'GET',
-      'X-Forwarded-Proto': 'https',
-      'X-Forwarded-Host': 'app.example',
-      'X-Forwarded-Uri': '/premium',
-    },
-  });
-  await res.text();
-  return {
-    status: res.status,
-    reason: res.headers.get('x-paygress-reason'),
-    ms: performance.now() - started,
-  };
-}
 
 t.test(
   'a write lock another process holds refuses a payment at once, and holds up nothing else',
@@ -54,7 +33,7 @@ t.test(
     });
     t.teardown(() => paygress.kill());
     t.equal(
-      (await ask(paygress.base, await mintToken(mint.url, 100))).status,
+      (await forwardAuth(paygress.base, await mintToken(mint.url, 100))).status,
       200,
       'a payment before',
     );
@@ -81,12 +60,12 @@ t.test(
     const probes: number[] = [];
     const probe = (async () => {
       while (probing) {
-        probes.push((await ask(paygress.base)).ms);
+        probes.push((await forwardAuth(paygress.base)).ms);
         await sleep(20);
       }
     })();
     await sleep(200);
-    const refused = await ask(paygress.base, token);
+    const refused = await forwardAuth(paygress.base, token);
     await sleep(200);
     probing = false;
     await probe;
@@ -107,7 +86,7 @@ t.test(
 
     await released;
     t.equal(
-      (await ask(paygress.base, token)).status,
+      (await forwardAuth(paygress.base, token)).status,
       200,
       'the token pays once the lock is free',
     );
