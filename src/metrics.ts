@@ -92,7 +92,7 @@ export class Metrics {
     }
     this.#storeSyncs = new client.Histogram({
       name: 'paygress_store_sync_duration_seconds',
-      help: "Syncs of the wallet store's log that payments wait for (a swap's record before the swap leaves, an export before its token is printed).",
+      help: "Syncs of the wallet store's log that payments wait for (a swap's record before the swap leaves).",
       buckets: SYNC_BUCKETS,
       registers,
     });

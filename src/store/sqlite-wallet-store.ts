@@ -42,17 +42,6 @@ const LEFT_OPEN: unknown[] = [];
 /** How long a write waits for another connection's, in ms. */
 const BUSY_TIMEOUT_MS = 5000;
 
-/**
- * The same for a serving Paygress, which waits on its event loop, every
- * request with it. A `paygress wallet` command holds the lock for a few
- * milliseconds per commit (it syncs after the commit, not within it),
- * longer only when its commit begins a new log, whose header SQLite
- * syncs within the commit: on a failing disk, a payment then is refused
- * (503 PAYGRESS_STORE_FAILED, its token left good) rather than every
- * request held.
- */
-const SERVING_BUSY_TIMEOUT_MS = 250;
-
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
 export const SCHEMA_VERSION = 3;
 
@@ -214,7 +203,6 @@ export class SqliteWalletStore implements WalletStore {
   readonly #onFailedSync: ((err: unknown) => void) | undefined;
   readonly #onFailedCut: ((reason: string) => void) | undefined;
   readonly #onSynced: ((ms: number) => void) | undefined;
-  readonly #busyTimeoutMs: number;
   // When the sync of the log under way began (performance.now()).
   #syncStarted: number | undefined;
 
@@ -225,9 +213,6 @@ export class SqliteWalletStore implements WalletStore {
     const unsafe = unsafeToOpen(options.dataDir, file);
     if (unsafe !== undefined) throw new StartupError(unsafe);
     this.#lock = options.serving ? lockDataDir(options.dataDir) : undefined;
-    this.#busyTimeoutMs = options.serving
-      ? SERVING_BUSY_TIMEOUT_MS
-      : BUSY_TIMEOUT_MS;
     let db: DatabaseSync | undefined;
     try {
       // 0600 whatever the directory's mode or the umask: it is bearer money.
@@ -236,7 +221,7 @@ export class SqliteWalletStore implements WalletStore {
       // Before anything is written, journal mode included.
       this.#refuseUnknownLayout(file);
       db.exec(
-        `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = ${this.#busyTimeoutMs};`,
+        `PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS};`,
       );
       this.#migrate();
       const { journal_mode: mode } = this.#prepare(
@@ -927,7 +912,7 @@ export class SqliteWalletStore implements WalletStore {
     try {
       if (this.#holdWriteLock()) return;
     } finally {
-      this.#db.exec(`PRAGMA busy_timeout = ${this.#busyTimeoutMs}`);
+      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     }
     setTimeout(() => this.#tryWriteLock(), 20).unref();
   }
@@ -941,12 +926,9 @@ export class SqliteWalletStore implements WalletStore {
   #cutFailedCommit(): string | undefined {
     if (this.#wal === undefined) return undefined;
     const { path } = this.#wal;
-    // Waiting longer than a payment would: the event loop has nothing
-    // left to answer.
-    if (!this.#writeLocked && this.#db.isOpen && !this.#db.isTransaction) {
-      this.#db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    }
     if (!this.#holdWriteLock()) {
+      if (!this.#db.isOpen) return 'its connection was closed';
+      if (this.#db.isTransaction) return 'a transaction was still open';
       return `another connection kept SQLite's write lock past ${BUSY_TIMEOUT_MS / 1000} s`;
     }
     return dropUncommitted(path, `${path.slice(0, -'-wal'.length)}-shm`);
@@ -1050,7 +1032,12 @@ export class SqliteWalletStore implements WalletStore {
       return statement();
     } catch (err) {
       if (isFailedSync(err)) this.#latch(err);
-      throw err;
+      // Another connection's lock past the busy timeout, a full disk: a
+      // store that cannot record, as in #transaction.
+      throw new StoreFailedError(
+        'the wallet store could not record the change',
+        { cause: err },
+      );
     }
   }
 

@@ -3,10 +3,9 @@
  * syncs are slow (test/support/sync-shim.c, preloaded into the export
  * only, each of its syncs two seconds long, as on a sick network volume).
  * The export's commits share SQLite's write lock with the payments: one
- * that held it while its sync ran would stop Paygress's event loop for a
- * quarter of a second and refuse the payment waiting for it (for as long
- * as the sync, every request with it, before the serving busy timeout
- * was shortened). Paygress keeps answering within a fraction of that,
+ * that held it while its sync ran would stop Paygress's event loop for as
+ * long as the sync (a payment's commit waits for the lock there), every
+ * request with it. Paygress keeps answering within a fraction of that,
  * every payment taken, and the export prints every token it recorded.
  * Skipped where there is no C compiler to build the shim.
  */
@@ -33,9 +32,10 @@ const shim = buildSyncShim(work);
 const SLOW_SYNC_MS = 2000;
 /**
  * The longest Paygress may take to answer while the export runs, in ms:
- * half a sync, room for a loaded machine (under 250 ms here).
+ * three quarters of a sync, room for a loaded machine (under 250 ms here
+ * alone, 1.1 s once with another copy of this test beside it).
  */
-const ANSWER_WITHIN_MS = SLOW_SYNC_MS / 2;
+const ANSWER_WITHIN_MS = (SLOW_SYNC_MS * 3) / 4;
 
 t.test(
   'a wallet export syncing slowly does not hold up a serving Paygress',
@@ -63,7 +63,7 @@ t.test(
     // Few enough that Paygress's log does not reach SQLite's checkpoint
     // (1,000 pages, about 35 payments) and start over: the export's
     // commit would then begin a new log, whose header SQLite syncs within
-    // the commit (the case store-locked.test.ts covers).
+    // the commit, and Paygress's payments would wait for that sync.
     for (let i = 0; i < 25; i++) tokens.push(await mintToken(mint.url, 100));
 
     const syncLog = join(work, 'export-syncs.log');

@@ -468,7 +468,7 @@ t.test(
   async (t) => {
     const { marks } = run(join(work, 'grant-fails'), 'grant fails');
     t.same(marks.slice(1), [
-      'first grant refused: ERR_SQLITE_ERROR',
+      'first grant refused: PAYGRESS_STORE_FAILED',
       'second grant refused: PAYGRESS_STORE_FAILED',
       'failed true',
     ]);
