@@ -34,7 +34,12 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { backup, DatabaseSync } from 'node:sqlite';
 import { ConfigError, loadConfig } from '../config.ts';
 import { makeDataDir } from '../store/data-dir.ts';
-import { lockDataDir, lockExport } from '../store/data-dir-lock.ts';
+import {
+  EXPORT_LOCK_FILE,
+  LOCK_FILE,
+  lockDataDir,
+  lockExport,
+} from '../store/data-dir-lock.ts';
 import { OWNER_ONLY } from '../store/owner-only.ts';
 import {
   readRestoreMarker,
@@ -86,7 +91,10 @@ export async function walletFile(
 
 async function backupTo(dataDir: string, target: string): Promise<number> {
   const store = join(dataDir, WALLET_FILE);
-  if (resolve(target).startsWith(resolve(store))) {
+  if (
+    ownName(dataDir, resolve(target)) ||
+    ownName(dataDir, `${target}.partial`)
+  ) {
     throw new Error(
       `${target} is a name the store itself uses: name a file elsewhere`,
     );
@@ -184,9 +192,12 @@ async function restoreFrom(dataDir: string, source: string): Promise<number> {
   try {
     const serving = lockDataDir(dataDir);
     try {
+      // The backup is copied and checked before anything else: a bad one
+      // changes nothing, a restore cut short before it included.
+      const copy = await checkedCopy(dataDir, source);
       const finished = finishCutShort(dataDir);
       if (finished !== undefined) say(`${finished}\n`);
-      return await replaceStore(dataDir, source);
+      return replaceStore(dataDir, source, copy);
     } finally {
       serving.release();
     }
@@ -196,89 +207,113 @@ async function restoreFrom(dataDir: string, source: string): Promise<number> {
 }
 
 /**
- * Finishes a restore cut short: the store it was replacing goes whole
- * into the directory its marker names, and the copy it was putting in
- * place is dropped (this restore makes its own). What it did, in words.
+ * Copies `source` (with the log beside the file it names, links
+ * followed) into the data directory, owner-only, checked and made
+ * self-contained; the copy and what it holds, in words. The backup stays
+ * as it is. Nothing else is changed, whatever fails.
  */
-function finishCutShort(dataDir: string): string | undefined {
-  const marker = readRestoreMarker(dataDir);
-  if (marker === undefined) return undefined;
-  const store = join(dataDir, WALLET_FILE);
-  const incoming = join(dataDir, INCOMING);
-  let said = `a restore cut short was finished first`;
-  // The copy still there: it was not put in place, so what is left of
-  // the store beside it is the old one's.
-  if (existsSync(incoming)) {
-    const left = STORE_FILES.filter((s) => existsSync(store + s));
-    if (left.length > 0) {
-      mkdirSync(marker.aside, { recursive: true, mode: 0o700 });
-      for (const suffix of left) {
-        renameSync(store + suffix, join(marker.aside, WALLET_FILE + suffix));
-      }
-      syncFile(marker.aside);
-      said += `: the store it was replacing is whole in ${marker.aside}`;
-    }
-    removeStore(incoming);
-  }
-  rmSync(join(dataDir, RESTORE_MARKER));
-  syncFile(dataDir);
-  return said;
-}
-
-async function replaceStore(dataDir: string, source: string): Promise<number> {
-  const store = join(dataDir, WALLET_FILE);
-  const incoming = join(dataDir, INCOMING);
-  // A backup's own log sits beside the file it belongs to, links followed.
+async function checkedCopy(
+  dataDir: string,
+  source: string,
+): Promise<{ file: string; held: string }> {
   const real = realpathSync(source);
-  if (
-    dirname(real) === realpathSync(dataDir) &&
-    basename(real).startsWith(INCOMING)
-  ) {
+  if (ownName(dataDir, real)) {
     throw new Error(
-      `${source} is the copy a restore makes: restore from the backup itself; nothing was changed`,
+      `${source} is one of the store's own files: restore from a backup kept elsewhere; nothing was changed`,
     );
   }
-  // Checked and made self-contained as a copy: the backup stays as it is.
-  removeStore(incoming);
-  let held: string;
+  const copy = join(dataDir, CHECKING);
+  removeStore(copy);
   try {
-    await copyOwnerOnly(real, incoming);
+    await copyOwnerOnly(real, copy);
     // The log of a store copied while stopped, to be applied to it.
     if (existsSync(`${real}-wal`)) {
-      await copyOwnerOnly(`${real}-wal`, `${incoming}-wal`);
+      await copyOwnerOnly(`${real}-wal`, `${copy}-wal`);
     }
-    held = check(incoming);
-    syncFile(incoming);
+    const held = check(copy);
+    syncFile(copy);
+    return { file: copy, held };
   } catch (err) {
-    removeStore(incoming);
+    removeStore(copy);
     throw new Error(
       `${source}: ${(err as Error).message}; nothing was changed`,
       { cause: err },
     );
   }
+}
 
+/**
+ * Finishes a restore cut short: what is left of the store it was
+ * replacing joins the rest in the directory its marker names, and the
+ * copy it was putting in place is dropped. What it did, in words.
+ */
+function finishCutShort(dataDir: string): string | undefined {
+  const marker = readRestoreMarker(dataDir);
+  if (marker === undefined) return undefined;
+  const store = join(dataDir, WALLET_FILE);
+  const placing = join(dataDir, INCOMING);
+  // Its copy still there: the copy was not put in place, so the store's
+  // files here are the old one's. Gone: the copy is the store.
+  if (existsSync(placing) && marker.aside !== undefined) {
+    const left = STORE_FILES.filter((s) => existsSync(store + s));
+    mkdirSync(marker.aside, { recursive: true, mode: 0o700 });
+    for (const suffix of left) {
+      moveNew(store + suffix, join(marker.aside, WALLET_FILE + suffix));
+    }
+    syncFile(marker.aside);
+    rmSync(join(marker.aside, RESTORE_MARKER), { force: true });
+    syncFile(marker.aside);
+  }
+  removeStore(placing);
+  rmSync(join(dataDir, RESTORE_MARKER));
+  syncFile(dataDir);
+  if (marker.aside === undefined) {
+    return 'a restore cut short before it moved anything was dropped';
+  }
+  return `a restore cut short was finished first: the store it was replacing is in ${marker.aside}, whole; it may hold payments taken since its backup (PAYGRESS_DATA_DIR=${marker.aside} paygress wallet balance)`;
+}
+
+function replaceStore(
+  dataDir: string,
+  source: string,
+  copy: { file: string; held: string },
+): number {
+  const store = join(dataDir, WALLET_FILE);
+  const placing = join(dataDir, INCOMING);
+  renameSync(copy.file, placing);
   const present = STORE_FILES.filter((s) => existsSync(store + s));
   const aside =
     present.length === 0
       ? undefined
       : join(
-          dataDir,
+          realpathSync(dataDir),
           `replaced-${new Date().toISOString().replace(/[:.]/g, '-')}`,
         );
   // From here until the copy is in place, no store opens beside the
-  // marker (restore-marker.ts), and a restore run again finishes this.
-  writeMarker(dataDir, { aside: aside ?? '(nothing to set aside)' });
-  if (aside !== undefined) {
-    mkdirSync(aside, { mode: 0o700 });
-    for (const suffix of present) {
-      renameSync(store + suffix, join(aside, WALLET_FILE + suffix));
+  // marker (restore-marker.ts), nor in the directory the old one goes
+  // to, and a restore run again finishes this one.
+  writeMarker(dataDir, aside === undefined ? {} : { aside });
+  try {
+    if (aside !== undefined) {
+      mkdirSync(aside, { mode: 0o700 });
+      writeMarker(aside, { moving: true });
+      for (const suffix of present) {
+        moveNew(store + suffix, join(aside, WALLET_FILE + suffix));
+      }
+      syncFile(aside);
+      rmSync(join(aside, RESTORE_MARKER));
+      syncFile(aside);
     }
-    syncFile(aside);
+    renameSync(placing, store);
+    syncFile(dataDir);
+    rmSync(join(dataDir, RESTORE_MARKER));
+    syncFile(dataDir);
+  } catch (err) {
+    throw new Error(
+      `the restore stopped half done (${(err as Error).message}): nothing opens the store until paygress wallet restore is run again, which finishes it`,
+      { cause: err },
+    );
   }
-  renameSync(incoming, store);
-  syncFile(dataDir);
-  rmSync(join(dataDir, RESTORE_MARKER));
-  syncFile(dataDir);
 
   let replaced = '';
   if (aside !== undefined && present.includes('')) {
@@ -290,14 +325,23 @@ async function replaceStore(dataDir: string, source: string): Promise<number> {
   } else if (aside !== undefined) {
     replaced = `what was left of a store (${present.map((s) => WALLET_FILE + s).join(', ')}, no database) is in ${aside}\n`;
   }
-  return show(`${store}: restored from ${source}; ${held}\n${replaced}`)
+  return show(`${store}: restored from ${source}; ${copy.held}\n${replaced}`)
     ? 0
     : 1;
 }
 
+/**
+ * Moves `from` to `to`, never over an existing file: a hard link fails on
+ * one, where a rename would replace it (and what it held).
+ */
+function moveNew(from: string, to: string): void {
+  linkSync(from, to);
+  rmSync(from);
+}
+
 /** The marker of a restore under way, written and synced. */
-function writeMarker(dataDir: string, marker: RestoreMarker): void {
-  const file = join(dataDir, RESTORE_MARKER);
+function writeMarker(dir: string, marker: RestoreMarker): void {
+  const file = join(dir, RESTORE_MARKER);
   const fd = openSync(file, 'w', OWNER_ONLY);
   try {
     writeSync(fd, JSON.stringify(marker));
@@ -305,14 +349,43 @@ function writeMarker(dataDir: string, marker: RestoreMarker): void {
   } finally {
     closeSync(fd);
   }
-  syncFile(dataDir);
+  syncFile(dir);
 }
 
-/** The copy of a backup a restore checks, then puts in place. */
+/** Whether `path` (links resolved) is one of the data directory's own. */
+function ownName(dataDir: string, path: string): boolean {
+  let dir: string;
+  try {
+    dir = realpathSync(dirname(path));
+  } catch {
+    return false;
+  }
+  let home: string;
+  try {
+    home = realpathSync(dataDir);
+  } catch {
+    return false;
+  }
+  return dir === home && OWN_NAMES.has(basename(path));
+}
+
+/** The copy of a backup being checked. */
+const CHECKING = `${WALLET_FILE}.checking`;
+
+/** The checked copy a restore puts in place. */
 const INCOMING = `${WALLET_FILE}.restoring`;
 
-/** The store's database, its log and the log's index, by suffix. */
-const STORE_FILES = ['', '-wal', '-shm'];
+/** The store's database and the files SQLite keeps beside it, by suffix. */
+const STORE_FILES = ['', '-wal', '-shm', '-journal'];
+
+/** Names in the data directory a backup must not take. */
+const OWN_NAMES = new Set([
+  ...STORE_FILES.map((s) => WALLET_FILE + s),
+  ...[CHECKING, INCOMING].flatMap((f) => STORE_FILES.map((s) => f + s)),
+  RESTORE_MARKER,
+  LOCK_FILE,
+  EXPORT_LOCK_FILE,
+]);
 
 /**
  * Checks that `file` is a whole Paygress wallet store this version can

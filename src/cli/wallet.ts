@@ -30,7 +30,8 @@ import {
   SqliteWalletStore,
   WALLET_FILE,
 } from '../store/sqlite-wallet-store.ts';
-import { unsafeToOpen } from '../store/restore-marker.ts';
+import { RESTORE_MARKER, unsafeToOpen } from '../store/restore-marker.ts';
+import { makeDataDir } from '../store/data-dir.ts';
 import { say, show, writeFully } from './write-fully.ts';
 
 /**
@@ -96,15 +97,75 @@ export async function wallet(
   // Opening a store creates it: a mistyped data directory would read as
   // an empty wallet, the money seemingly gone.
   const storeFile = join(dataDir, WALLET_FILE);
+  // Nothing there at all: said without making the commands' lock file.
+  if (
+    isMissing(dataDir) ||
+    (isMissing(storeFile) &&
+      isMissing(`${storeFile}-wal`) &&
+      isMissing(join(dataDir, RESTORE_MARKER)))
+  ) {
+    say(noStore(storeFile));
+    return 1;
+  }
+  try {
+    // Makes nothing where the directory is; says what is wrong where it
+    // cannot be one (a part of its path a file).
+    makeDataDir(dataDir);
+  } catch (err) {
+    say(`paygress wallet: ${(err as Error).message}\n`);
+    return 1;
+  }
+  // One wallet command at a time: a restore moves the store's files, and
+  // a store opened between two of its moves would be made empty. A
+  // balance waits a while for another command; an export does not.
+  let commands: DataDirLock;
+  try {
+    commands = await lockCommands(dataDir, command === 'balance' ? 10_000 : 0);
+  } catch (err) {
+    say(`paygress wallet: ${(err as Error).message}\n`);
+    return 1;
+  }
+  try {
+    return await openAndRun(command, storeFile, dataDir, mints, timeoutMs);
+  } finally {
+    commands.release();
+  }
+}
+
+const noStore = (storeFile: string) =>
+  `paygress wallet: no wallet store at ${storeFile}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with? Nothing was created.\n`;
+
+/** Takes the commands' lock, trying every 100 ms for `waitMs`. */
+async function lockCommands(
+  dataDir: string,
+  waitMs: number,
+): Promise<DataDirLock> {
+  const until = Date.now() + waitMs;
+  for (;;) {
+    try {
+      return lockExport(dataDir);
+    } catch (err) {
+      const held = /another paygress wallet command/.test(String(err));
+      if (!held || Date.now() >= until) throw err;
+      await sleep(100);
+    }
+  }
+}
+
+async function openAndRun(
+  command: 'balance' | 'export',
+  storeFile: string,
+  dataDir: string,
+  mints: string[],
+  timeoutMs: number,
+): Promise<number> {
   const unsafe = unsafeToOpen(dataDir, storeFile);
   if (unsafe !== undefined) {
     say(`paygress wallet: ${unsafe}\n`);
     return 1;
   }
   if (isMissing(storeFile)) {
-    say(
-      `paygress wallet: no wallet store at ${storeFile}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with? Nothing was created.\n`,
-    );
+    say(noStore(storeFile));
     return 1;
   }
   let store: SqliteWalletStore;
@@ -120,7 +181,7 @@ export async function wallet(
     // are no longer its own.
     const damage = store.damage();
     if (damage === undefined) {
-      code = await run(command, store, dataDir, mints, timeoutMs);
+      code = await run(command, store, mints, timeoutMs);
     } else {
       say(
         `paygress wallet: ${storeFile} is damaged (${damage}): restore it from a backup (paygress wallet restore; docs/wallet.md)\n`,
@@ -165,23 +226,11 @@ export async function wallet(
 async function run(
   command: 'balance' | 'export',
   store: SqliteWalletStore,
-  dataDir: string,
   mints: string[],
   timeoutMs: number,
 ): Promise<number> {
   if (command === 'balance') return balance(store);
-  let lock: DataDirLock;
-  try {
-    lock = lockExport(dataDir);
-  } catch (err) {
-    say(`paygress wallet: ${(err as Error).message}\n`);
-    return 1;
-  }
-  try {
-    return await exportAll(store, mints, timeoutMs);
-  } finally {
-    lock.release();
-  }
+  return exportAll(store, mints, timeoutMs);
 }
 
 const SQLITE_BUSY = 5;

@@ -38,8 +38,8 @@ export function lockDataDir(dataDir: string): DataDirLock {
 }
 
 /**
- * Takes the lock of `wallet export`, `backup` and `restore`, or throws at
- * once when another of them holds it: a token one export has recorded
+ * Takes the lock of the `wallet` commands, or throws at once when another
+ * of them holds it: a token one export has recorded
  * and is still printing must not look, to a second, like one left
  * unprinted by an earlier export, and a backup must not read the store's
  * files while a restore moves them.
@@ -48,7 +48,7 @@ export function lockExport(dataDir: string): DataDirLock {
   const file = join(dataDir, EXPORT_LOCK_FILE);
   return holdLock(
     file,
-    `another paygress wallet export, backup or restore is running on ${dataDir} (it holds ${file}): let it finish first`,
+    `another paygress wallet command (an export, a backup, a restore) is running on ${dataDir} (it holds ${file}): let it finish first`,
   );
 }
 

@@ -209,10 +209,16 @@ export class SqliteWalletStore implements WalletStore {
   constructor(options: SqliteWalletStoreOptions) {
     makeDataDir(options.dataDir);
     const file = join(options.dataDir, WALLET_FILE);
-    // Before anything creates the file: an empty store would be made.
-    const unsafe = unsafeToOpen(options.dataDir, file);
-    if (unsafe !== undefined) throw new StartupError(unsafe);
+    // A restore holds the data directory's lock while it moves the store:
+    // looked at once the lock is held (and by the commands, under theirs),
+    // and before anything creates the file, which would make an empty
+    // store.
     this.#lock = options.serving ? lockDataDir(options.dataDir) : undefined;
+    const unsafe = unsafeToOpen(options.dataDir, file);
+    if (unsafe !== undefined) {
+      this.#lock?.release();
+      throw new StartupError(unsafe);
+    }
     let db: DatabaseSync | undefined;
     try {
       // 0600 whatever the directory's mode or the umask: it is bearer money.

@@ -125,7 +125,7 @@ t.test(
     t.equal(second.code, 1, 'the second export is refused');
     t.match(
       second.stderr,
-      'another paygress wallet export, backup or restore is running',
+      'another paygress wallet command (an export, a backup, a restore) is running',
     );
 
     // The first one's reader takes its output after all.

@@ -148,11 +148,11 @@ t.test(
     t.equal(balance.code, 1);
     t.match(
       balance.err,
-      `a restore of the wallet store was cut short (${join(dir, 'restore.json')} is there): run paygress wallet restore again, which finishes it first; the store it was replacing is in ${aside}`,
+      `a restore of the wallet store is under way or was cut short (${join(dir, 'restore.json')} is there; the store it was replacing is moving into ${aside}, part of it may still be here): run paygress wallet restore again, which finishes it first`,
     );
     t.throws(
       () => new SqliteWalletStore({ dataDir: dir, serving: true }),
-      /a restore of the wallet store was cut short/,
+      /a restore of the wallet store is under way or was cut short/,
       'Paygress does not start on it',
     );
     t.equal(statSync(log).size, logSize, 'and the log is left as it is');
@@ -161,7 +161,7 @@ t.test(
     t.equal(again.code, 0, again.err);
     t.match(
       again.err,
-      `a restore cut short was finished first: the store it was replacing is whole in ${aside}`,
+      `a restore cut short was finished first: the store it was replacing is in ${aside}, whole`,
     );
     t.ok(existsSync(join(aside, `${WALLET_FILE}-wal`)), 'with its log');
     t.match(
@@ -213,7 +213,7 @@ t.test('what restore and backup refuse', async (t) => {
   t.equal(own.code, 1);
   t.match(
     own.err,
-    /is the copy a restore makes: restore from the backup itself; nothing was changed/,
+    /is one of the store's own files: restore from a backup kept elsewhere; nothing was changed/,
   );
   t.ok(
     existsSync(join(dir, `${WALLET_FILE}.restoring`)),
@@ -227,6 +227,19 @@ t.test('what restore and backup refuse', async (t) => {
   );
   t.equal(inside.code, 1);
   t.match(inside.err, /is a name the store itself uses/);
+  // Through a link to the data directory, and the marker's name.
+  symlinkSync(dir, join(work, 'refusals-link'));
+  for (const name of [`${WALLET_FILE}.restoring`, 'restore.json']) {
+    const linked = await walletIn(
+      dir,
+      'backup',
+      join(work, 'refusals-link', name),
+    );
+    t.equal(linked.code, 1, name);
+    t.match(linked.err, /is a name the store itself uses/);
+  }
+  const beside = await walletIn(dir, 'backup', join(dir, `${WALLET_FILE}.bak`));
+  t.equal(beside.code, 0, 'a name of its own beside the store is fine');
 
   // Another wallet command running (as an export holds its lock).
   const held = lockExport(dir);
@@ -235,7 +248,84 @@ t.test('what restore and backup refuse', async (t) => {
   t.equal(busy.code, 1);
   t.match(
     busy.err,
-    /another paygress wallet export, backup or restore is running/,
+    /another paygress wallet command \(an export, a backup, a restore\) is running/,
   );
   t.notOk(existsSync(join(work, 'while-held.sqlite')));
 });
+
+t.test(
+  'a restore cut short, then one of a bad file: nothing changes, the store stays closed',
+  async (t) => {
+    const dir = join(work, 'cut-short-bad');
+    await storeWithLog(dir);
+    // Cut short right after its marker: nothing moved yet.
+    const aside = join(dir, 'replaced-later');
+    writeFileSync(join(dir, 'restore.json'), JSON.stringify({ aside }));
+    copyFileSync(backupFile, join(dir, `${WALLET_FILE}.restoring`));
+    const bad = join(work, 'not-a-store.txt');
+    writeFileSync(bad, 'some words, not a database\n');
+
+    const run = await walletIn(dir, 'restore', bad);
+    t.equal(run.code, 1);
+    t.match(run.err, /not a database; nothing was changed/);
+    t.ok(existsSync(join(dir, 'restore.json')), 'the marker stays');
+    t.ok(existsSync(join(dir, WALLET_FILE)), 'the store stays where it is');
+    t.notOk(existsSync(aside), 'nothing moved');
+    t.equal((await walletIn(dir, 'balance')).code, 1, 'and closed');
+
+    const good = await walletIn(dir, 'restore', backupFile);
+    t.equal(good.code, 0, good.err);
+    t.match(
+      (await walletIn(aside, 'balance')).out,
+      /\t307 sat available/,
+      'the good one then finishes the first, the old store whole',
+    );
+  },
+);
+
+t.test('a marker cut short as it was written moves nothing', async (t) => {
+  const dir = join(work, 'empty-marker');
+  await storeWithLog(dir);
+  writeFileSync(join(dir, 'restore.json'), '');
+  const run = await walletIn(dir, 'restore', backupFile);
+  t.equal(run.code, 0, run.err);
+  t.match(run.err, 'a restore cut short before it moved anything was dropped');
+  const aside = /is in (\S+); it may hold payments/.exec(run.out)?.[1];
+  t.ok(aside?.startsWith(join(dir, 'replaced-')), run.out);
+  t.match((await walletIn(aside!, 'balance')).out, /\t307 sat available/);
+});
+
+t.test('a marker naming a directory no restore makes', async (t) => {
+  const dir = join(work, 'planted-marker');
+  await storeWithLog(dir);
+  const elsewhere = join(work, 'elsewhere');
+  writeFileSync(
+    join(dir, 'restore.json'),
+    JSON.stringify({ aside: elsewhere }),
+  );
+  for (const args of [['balance'], ['restore', backupFile]]) {
+    const run = await walletIn(dir, ...args);
+    t.equal(run.code, 1, args.join(' '));
+    t.match(
+      run.err,
+      `names ${elsewhere}, which is not a directory a restore makes`,
+    );
+  }
+  t.notOk(existsSync(elsewhere), 'nothing moved there');
+  t.ok(existsSync(join(dir, WALLET_FILE)), 'the store where it was');
+});
+
+t.test(
+  'the directory a store is moving into is not opened meanwhile',
+  async (t) => {
+    const dir = join(work, 'moving-into');
+    await storeWithLog(dir);
+    writeFileSync(join(dir, 'restore.json'), JSON.stringify({ moving: true }));
+    const run = await walletIn(dir, 'balance');
+    t.equal(run.code, 1);
+    t.match(
+      run.err,
+      /a restore is moving a store into .*, or was cut short doing so/,
+    );
+  },
+);

@@ -343,7 +343,7 @@ t.test('two exports at once never print a proof twice', async (t) => {
   );
   t.match(
     both.find((out) => out.code === 1)!.stderr,
-    'another paygress wallet export, backup or restore is running',
+    'another paygress wallet command (an export, a backup, a restore) is running',
   );
   t.equal(await receive(printed[0]!), held, 'and it is good money');
 });
