@@ -99,6 +99,11 @@ async function backupTo(dataDir: string, target: string): Promise<number> {
       `${target} is a name the store itself uses: name a file elsewhere`,
     );
   }
+  if (!existsSync(dataDir)) {
+    throw new Error(
+      `no wallet store at ${store}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with?`,
+    );
+  }
   // Not beside a restore, which moves the store's files while it reads.
   const commands = lockExport(dataDir);
   try {
