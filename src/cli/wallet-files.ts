@@ -21,8 +21,10 @@ import {
   existsSync,
   fsyncSync,
   linkSync,
+  lstatSync,
   mkdirSync,
   openSync,
+  readdirSync,
   realpathSync,
   renameSync,
   rmSync,
@@ -255,12 +257,29 @@ async function checkedCopy(
 function finishCutShort(dataDir: string): string | undefined {
   const marker = readRestoreMarker(dataDir);
   if (marker === undefined) return undefined;
+  if (marker.moving) {
+    throw new Error(
+      `${dataDir} is a directory a restore is moving a store into: run paygress wallet restore on ${dirname(dataDir)}, which finishes it; nothing was changed`,
+    );
+  }
   const store = join(dataDir, WALLET_FILE);
   const placing = join(dataDir, INCOMING);
   // Its copy still there: the copy was not put in place, so the store's
   // files here are the old one's. Gone: the copy is the store.
   if (existsSync(placing) && marker.aside !== undefined) {
     const left = STORE_FILES.filter((s) => existsSync(store + s));
+    // The directory this restore made, still filling, or not made yet:
+    // never one holding something else, beside which the files would
+    // join another store.
+    if (
+      existsSync(marker.aside) &&
+      readdirSync(marker.aside).length > 0 &&
+      !readRestoreMarker(marker.aside)?.moving
+    ) {
+      throw new Error(
+        `${marker.aside} is named by ${join(dataDir, RESTORE_MARKER)} but is not the one that restore was filling: start nothing on ${dataDir}, put the store's files back together by hand, then move ${RESTORE_MARKER} away`,
+      );
+    }
     mkdirSync(marker.aside, { recursive: true, mode: 0o700 });
     for (const suffix of left) {
       moveNew(store + suffix, join(marker.aside, WALLET_FILE + suffix));
@@ -285,7 +304,14 @@ function replaceStore(
 ): number {
   const store = join(dataDir, WALLET_FILE);
   const placing = join(dataDir, INCOMING);
-  renameSync(copy.file, placing);
+  try {
+    renameSync(copy.file, placing);
+  } catch (err) {
+    removeStore(copy.file);
+    throw new Error(`${(err as Error).message}; nothing was changed`, {
+      cause: err,
+    });
+  }
   const present = STORE_FILES.filter((s) => existsSync(store + s));
   const aside =
     present.length === 0
@@ -297,7 +323,7 @@ function replaceStore(
   // From here until the copy is in place, no store opens beside the
   // marker (restore-marker.ts), nor in the directory the old one goes
   // to, and a restore run again finishes this one.
-  writeMarker(dataDir, aside === undefined ? {} : { aside });
+  writeMarker(dataDir, aside === undefined ? {} : { aside: basename(aside) });
   try {
     if (aside !== undefined) {
       mkdirSync(aside, { mode: 0o700 });
@@ -340,8 +366,23 @@ function replaceStore(
  * one, where a rename would replace it (and what it held).
  */
 function moveNew(from: string, to: string): void {
-  linkSync(from, to);
+  try {
+    linkSync(from, to);
+  } catch (err) {
+    // Linked already by a move cut short before its unlink.
+    if (
+      (err as NodeJS.ErrnoException).code !== 'EEXIST' ||
+      !sameFile(from, to)
+    ) {
+      throw err;
+    }
+  }
   rmSync(from);
+}
+
+function sameFile(a: string, b: string): boolean {
+  const [x, y] = [lstatSync(a), lstatSync(b)];
+  return x.dev === y.dev && x.ino === y.ino;
 }
 
 /** The marker of a restore under way, written and synced. */

@@ -11,8 +11,8 @@
  * opens, in the data directory or in the directory the store is moving
  * into (which holds a marker of its own meanwhile).
  */
-import { existsSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute, join } from 'node:path';
+import { existsSync, lstatSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
 /** The marker in the data directory, while a restore replaces the store. */
 export const RESTORE_MARKER = 'restore.json';
@@ -21,8 +21,10 @@ export const RESTORE_MARKER = 'restore.json';
 export interface RestoreMarker {
   /**
    * Where the store being replaced goes: a `replaced-*` directory in the
-   * data directory. Absent when there was nothing to set aside, or when
-   * the marker was cut short as it was written (nothing moved yet).
+   * data directory, by its name (the directory may be mounted elsewhere
+   * by the time it is read), as a path once read. Absent when there was
+   * nothing to set aside, or when the marker was cut short as it was
+   * written (nothing moved yet).
    */
   readonly aside?: string;
   /** In the directory a store is moving into: the move is under way. */
@@ -47,17 +49,25 @@ export function readRestoreMarker(dir: string): RestoreMarker | undefined {
   if (parsed.moving === true) return { moving: true };
   const { aside } = parsed;
   if (aside === undefined) return {};
-  if (
-    typeof aside !== 'string' ||
-    !isAbsolute(aside) ||
-    dirname(aside) !== realpathSync(dir) ||
-    !basename(aside).startsWith('replaced-')
-  ) {
+  const path =
+    typeof aside === 'string' && /^replaced-[^/\\]+$/.test(aside)
+      ? join(dir, aside)
+      : undefined;
+  // A directory of its own, or none yet: never a link leading elsewhere.
+  if (path === undefined || !isDirectoryOrNothing(path)) {
     throw new Error(
-      `${file} names ${String(aside)}, which is not a directory a restore makes: check that the store in ${dir} is whole, then move ${RESTORE_MARKER} away`,
+      `${file} names ${String(aside)}, which is not a directory a restore makes: the store may be partly in ${dir} and partly in a replaced-* directory there; start nothing on ${dir}, put the store's files back together, then move ${RESTORE_MARKER} away`,
     );
   }
-  return { aside };
+  return { aside: path };
+}
+
+function isDirectoryOrNothing(path: string): boolean {
+  try {
+    return lstatSync(path).isDirectory();
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT';
+  }
 }
 
 /**

@@ -13,13 +13,15 @@ import { once } from 'node:events';
 import {
   copyFileSync,
   existsSync,
+  linkSync,
   mkdirSync,
+  readdirSync,
   renameSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -140,7 +142,14 @@ t.test(
     // its copy, and the log without its database.
     const aside = join(dir, 'replaced-cut-short');
     mkdirSync(aside, { mode: 0o700 });
-    writeFileSync(join(dir, 'restore.json'), JSON.stringify({ aside }));
+    writeFileSync(
+      join(aside, 'restore.json'),
+      JSON.stringify({ moving: true }),
+    );
+    writeFileSync(
+      join(dir, 'restore.json'),
+      JSON.stringify({ aside: basename(aside) }),
+    );
     renameSync(join(dir, WALLET_FILE), join(aside, WALLET_FILE));
     copyFileSync(backupFile, join(dir, `${WALLET_FILE}.restoring`));
 
@@ -260,7 +269,10 @@ t.test(
     await storeWithLog(dir);
     // Cut short right after its marker: nothing moved yet.
     const aside = join(dir, 'replaced-later');
-    writeFileSync(join(dir, 'restore.json'), JSON.stringify({ aside }));
+    writeFileSync(
+      join(dir, 'restore.json'),
+      JSON.stringify({ aside: basename(aside) }),
+    );
     copyFileSync(backupFile, join(dir, `${WALLET_FILE}.restoring`));
     const bad = join(work, 'not-a-store.txt');
     writeFileSync(bad, 'some words, not a database\n');
@@ -327,5 +339,76 @@ t.test(
       run.err,
       /a restore is moving a store into .*, or was cut short doing so/,
     );
+    const restore = await walletIn(dir, 'restore', backupFile);
+    t.equal(restore.code, 1, 'nor restored into');
+    t.match(
+      restore.err,
+      /is a directory a restore is moving a store into: run paygress wallet restore on .*; nothing was changed/,
+    );
+    t.ok(existsSync(join(dir, 'restore.json')), 'its marker stays');
   },
 );
+
+/**
+ * A restore cut short after linking the database into its directory and
+ * before unlinking it here (the same file in both), the log not moved:
+ * what a restore run again must finish.
+ */
+function cutShortInMove(dir: string): string {
+  const aside = join(dir, 'replaced-linked');
+  mkdirSync(aside, { mode: 0o700 });
+  writeFileSync(join(aside, 'restore.json'), JSON.stringify({ moving: true }));
+  writeFileSync(
+    join(dir, 'restore.json'),
+    JSON.stringify({ aside: basename(aside) }),
+  );
+  linkSync(join(dir, WALLET_FILE), join(aside, WALLET_FILE));
+  copyFileSync(backupFile, join(dir, `${WALLET_FILE}.restoring`));
+  return aside;
+}
+
+t.test('a move cut short between its link and its unlink', async (t) => {
+  const dir = join(work, 'link-unlink');
+  await storeWithLog(dir);
+  const aside = cutShortInMove(dir);
+  const run = await walletIn(dir, 'restore', backupFile);
+  t.equal(run.code, 0, run.err);
+  t.match((await walletIn(aside, 'balance')).out, /\t307 sat available/);
+  t.match((await walletIn(dir, 'balance')).out, /\t300 sat available/);
+});
+
+t.test('a restore cut short, the data directory then moved', async (t) => {
+  const before = join(work, 'mounted-here');
+  await storeWithLog(before);
+  cutShortInMove(before);
+  const dir = join(work, 'mounted-there');
+  renameSync(before, dir);
+  const run = await walletIn(dir, 'restore', backupFile);
+  t.equal(run.code, 0, run.err);
+  t.match(
+    (await walletIn(join(dir, 'replaced-linked'), 'balance')).out,
+    /\t307 sat available/,
+    'finished in the directory where it now is',
+  );
+});
+
+t.test('a marker naming a link is not followed', async (t) => {
+  const dir = join(work, 'linked-aside');
+  await storeWithLog(dir);
+  const outside = join(work, 'outside');
+  mkdirSync(outside);
+  symlinkSync(outside, join(dir, 'replaced-x'));
+  writeFileSync(
+    join(dir, 'restore.json'),
+    JSON.stringify({ aside: 'replaced-x' }),
+  );
+  copyFileSync(backupFile, join(dir, `${WALLET_FILE}.restoring`));
+  const run = await walletIn(dir, 'restore', backupFile);
+  t.equal(run.code, 1);
+  t.match(
+    run.err,
+    /names replaced-x, which is not a directory a restore makes/,
+  );
+  t.same(readdirSync(outside), [], 'nothing moved through it');
+  t.ok(existsSync(join(dir, WALLET_FILE)));
+});
