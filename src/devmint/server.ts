@@ -110,6 +110,11 @@ export class DevMintServer {
     if (this.#server) return;
 
     const server = createServer((req, res) => void this.#handle(req, res));
+    // Idle connections are the clients' to close (fetch closes its own
+    // after about 4 s): a server that closes one at the instant a client
+    // sends on it resets that request (ECONNRESET), which a process busy
+    // signing, as a dev mint in a test's own process is, makes likely.
+    server.keepAliveTimeout = 60_000;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.#port, this.#host, () => {
