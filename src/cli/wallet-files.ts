@@ -6,11 +6,14 @@
  * included), made owner-only, checked, turned into one self-contained
  * file and synced before it takes its name, which it never takes from an
  * existing file. A restore runs only while no Paygress serves from the
- * data directory and no export runs (it takes both locks). It checks a
- * copy of the backup, then moves the store it replaces, with its log and
- * the log's index, into a directory of its own beside it: that store may
- * hold payments taken since the backup, and a log left beside a restored
- * file would be applied to it by SQLite, a database damaged beyond use.
+ * data directory and no other wallet command runs (it takes both locks).
+ * It checks a copy of the backup, then moves the store it replaces, with
+ * its log and the log's index, into a directory of its own beside it:
+ * that store may hold payments taken since the backup, and a log left
+ * beside a restored file would be applied to it by SQLite, a database
+ * damaged beyond use. A marker keeps every store closed while files
+ * move, and a restore cut short is finished by the next one
+ * (restore-marker.ts).
  */
 import { once } from 'node:events';
 import {
