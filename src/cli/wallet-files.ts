@@ -18,7 +18,6 @@
 import { once } from 'node:events';
 import {
   closeSync,
-  constants,
   createReadStream,
   createWriteStream,
   existsSync,
@@ -45,7 +44,7 @@ import {
   lockDataDir,
   lockExport,
 } from '../store/data-dir-lock.ts';
-import { OWNER_ONLY } from '../store/owner-only.ts';
+import { createNew, OWNER_ONLY } from '../store/owner-only.ts';
 import {
   readRestoreMarker,
   RESTORE_MARKER,
@@ -104,21 +103,16 @@ async function backupTo(dataDir: string, target: string): Promise<number> {
       `${target} is a name the store itself uses: name a file elsewhere`,
     );
   }
-  if (!existsSync(dataDir)) {
-    throw new Error(
-      `no wallet store at ${store}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with?`,
-    );
-  }
+  const noStore = new Error(
+    `no wallet store at ${store}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with?`,
+  );
+  if (!existsSync(dataDir)) throw noStore;
   // Not beside a restore, which moves the store's files while it reads.
   const commands = lockExport(dataDir);
   try {
     const unsafe = unsafeToOpen(dataDir, store);
     if (unsafe !== undefined) throw new Error(unsafe);
-    if (!existsSync(store)) {
-      throw new Error(
-        `no wallet store at ${store}; is dataDir (PAYGRESS_DATA_DIR) the one Paygress serves with?`,
-      );
-    }
+    if (!existsSync(store)) throw noStore;
     if (existsSync(target)) {
       throw new Error(
         `${target} exists: name a new file (a backup never replaces one)`,
@@ -284,12 +278,7 @@ function finishCutShort(dataDir: string): string | undefined {
       );
     }
     mkdirSync(marker.aside, { recursive: true, mode: 0o700 });
-    for (const suffix of left) {
-      moveNew(store + suffix, join(marker.aside, WALLET_FILE + suffix));
-    }
-    syncFile(marker.aside);
-    rmSync(join(marker.aside, RESTORE_MARKER), { force: true });
-    syncFile(marker.aside);
+    moveStore(store, left, marker.aside);
   }
   removeStore(placing);
   rmSync(join(dataDir, RESTORE_MARKER));
@@ -331,12 +320,7 @@ function replaceStore(
     if (aside !== undefined) {
       mkdirSync(aside, { mode: 0o700 });
       writeMarker(aside, { moving: true });
-      for (const suffix of present) {
-        moveNew(store + suffix, join(aside, WALLET_FILE + suffix));
-      }
-      syncFile(aside);
-      rmSync(join(aside, RESTORE_MARKER));
-      syncFile(aside);
+      moveStore(store, present, aside);
     }
     renameSync(placing, store);
     syncFile(dataDir);
@@ -362,6 +346,19 @@ function replaceStore(
   return show(`${store}: restored from ${source}; ${copy.held}\n${replaced}`)
     ? 0
     : 1;
+}
+
+/**
+ * Moves the store's files of `suffixes` into `aside`, synced, then drops
+ * the marker that kept `aside` closed while they moved (if it has one).
+ */
+function moveStore(store: string, suffixes: string[], aside: string): void {
+  for (const suffix of suffixes) {
+    moveNew(store + suffix, join(aside, WALLET_FILE + suffix));
+  }
+  syncFile(aside);
+  rmSync(join(aside, RESTORE_MARKER), { force: true });
+  syncFile(aside);
 }
 
 /**
@@ -494,20 +491,14 @@ function check(file: string): string {
 
 /** Creates `file` empty and owner-only; `advice` when it exists. */
 function createOwnerOnly(file: string, advice: string): void {
-  let fd: number;
   try {
-    fd = openSync(
-      file,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-      OWNER_ONLY,
-    );
+    createNew(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       throw new Error(`${file} exists: ${advice}`);
     }
     throw err;
   }
-  closeSync(fd);
 }
 
 /** Copies `from` into a new owner-only file `to`. */

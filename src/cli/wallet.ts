@@ -22,7 +22,7 @@ import type { ProofState } from '../core/ports.ts';
 import { encodeToken, readTokenHeader } from '../core/token.ts';
 import { CashuMintGateway } from '../mint/cashu-gateway.ts';
 import {
-  isNotADatabase,
+  LockHeldError,
   lockExport,
   type DataDirLock,
 } from '../store/data-dir-lock.ts';
@@ -32,6 +32,7 @@ import {
 } from '../store/sqlite-wallet-store.ts';
 import { RESTORE_MARKER, unsafeToOpen } from '../store/restore-marker.ts';
 import { makeDataDir } from '../store/data-dir.ts';
+import { isBusy, isDamaged, RESTORE_ADVICE } from '../store/sqlite-errors.ts';
 import { say, show, writeFully } from './write-fully.ts';
 
 /**
@@ -145,8 +146,7 @@ async function lockCommands(
     try {
       return lockExport(dataDir);
     } catch (err) {
-      const held = /another paygress wallet command/.test(String(err));
-      if (!held || Date.now() >= until) throw err;
+      if (!(err instanceof LockHeldError) || Date.now() >= until) throw err;
       await sleep(100);
     }
   }
@@ -184,15 +184,12 @@ async function openAndRun(
       code = await run(command, store, mints, timeoutMs);
     } else {
       say(
-        `paygress wallet: ${storeFile} is damaged (${damage}): restore it from a backup (paygress wallet restore; docs/wallet.md)\n`,
+        `paygress wallet: ${storeFile} is damaged (${damage}): ${RESTORE_ADVICE}\n`,
       );
       code = 1;
     }
   } catch (err) {
-    const sqlite = sqliteCode(
-      err instanceof StoreFailedError ? err.cause : err,
-    );
-    if (sqlite === SQLITE_BUSY) {
+    if (isBusy(err instanceof StoreFailedError ? err.cause : err)) {
       say(
         `paygress wallet: ${storeFile} is locked by another process (a Paygress whose sync failed holds it until it has stopped): nothing else is marked exported; run the command again once it has\n`,
       );
@@ -201,10 +198,10 @@ async function openAndRun(
       say(
         `paygress wallet: ${err.message}${cause ? ` (${cause})` : ''}; every token printed is recorded, and one recorded but not printed is printed first by the next export: run it again once the disk is sound\n`,
       );
-    } else if (sqlite === SQLITE_CORRUPT || isNotADatabase(err)) {
+    } else if (isDamaged(err)) {
       // A damaged store: a file to restore, not a bug to trace.
       say(
-        `paygress wallet: ${storeFile}: ${(err as Error).message}: restore it from a backup (paygress wallet restore; docs/wallet.md)\n`,
+        `paygress wallet: ${storeFile}: ${(err as Error).message}: ${RESTORE_ADVICE}\n`,
       );
     } else {
       throw err;
@@ -231,21 +228,6 @@ async function run(
 ): Promise<number> {
   if (command === 'balance') return balance(store);
   return exportAll(store, mints, timeoutMs);
-}
-
-const SQLITE_BUSY = 5;
-const SQLITE_CORRUPT = 11;
-
-/** SQLite's primary result code of `err`, when it is SQLite's error. */
-function sqliteCode(err: unknown): number | undefined {
-  const { code, errcode } = (err ?? {}) as {
-    code?: unknown;
-    errcode?: unknown;
-  };
-  if (code !== 'ERR_SQLITE_ERROR' || typeof errcode !== 'number') {
-    return undefined;
-  }
-  return errcode & 0xff;
 }
 
 function balance(store: SqliteWalletStore): number {

@@ -13,9 +13,13 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { makeOwnerOnly } from './owner-only.ts';
 import { StartupError } from '../startup-error.ts';
+import { isNotADatabase } from './sqlite-errors.ts';
 
 /** File in the data directory that the serving process holds locked. */
 export const LOCK_FILE = 'paygress.lock';
+
+/** The lock is held by another process (not: it cannot be taken). */
+export class LockHeldError extends StartupError {}
 
 /** A held lock; `release` is idempotent. */
 export interface DataDirLock {
@@ -76,7 +80,7 @@ function holdLock(file: string, inUse: string): DataDirLock {
   } catch (err) {
     db.close();
     if (/locked|busy/i.test(String((err as Error)?.message))) {
-      throw new StartupError(inUse, { cause: err });
+      throw new LockHeldError(inUse, { cause: err });
     }
     throw cannotLock(file, err);
   }
@@ -96,9 +100,4 @@ function cannotLock(file: string, err: unknown): Error {
   return new StartupError(`${file} cannot be locked (${why}): ${advice}`, {
     cause: err,
   });
-}
-
-/** SQLite's SQLITE_NOTADB: the file is not a database, or is damaged. */
-export function isNotADatabase(err: unknown): boolean {
-  return (err as { errcode?: unknown } | undefined)?.errcode === 26;
 }

@@ -42,15 +42,8 @@ export function makeOwnerOnly(file: string): void {
  * file) would drop that connection's locks.
  */
 function create(file: string): void {
-  let fd: number;
   try {
-    // Exclusive: a file that exists, or a link planted in its place, is
-    // not opened. A file this creates nobody else has open yet.
-    fd = openSync(
-      file,
-      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
-      OWNER_ONLY,
-    );
+    createNew(file);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // There already, or not ours to create: the open that follows
@@ -58,7 +51,21 @@ function create(file: string): void {
     if (code === 'EEXIST' || code === 'EACCES') return;
     throw err;
   }
-  closeSync(fd);
+}
+
+/**
+ * Creates `file` empty and 0600, or throws (`EEXIST` when it is there).
+ * Exclusive: a file that exists, or a link planted in its place, is not
+ * opened. A file this creates nobody else has open yet.
+ */
+export function createNew(file: string): void {
+  closeSync(
+    openSync(
+      file,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
+      OWNER_ONLY,
+    ),
+  );
 }
 
 /**

@@ -22,14 +22,11 @@ import type {
 } from '../core/ports.ts';
 import { computeY } from '../core/token.ts';
 import { makeDataDir } from './data-dir.ts';
-import {
-  isNotADatabase,
-  lockDataDir,
-  type DataDirLock,
-} from './data-dir-lock.ts';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.ts';
 import { StartupError, systemCode } from '../startup-error.ts';
 import { makeOwnerOnly } from './owner-only.ts';
 import { unsafeToOpen } from './restore-marker.ts';
+import { isDamaged, isFailedSync, RESTORE_ADVICE } from './sqlite-errors.ts';
 import { dropUncommitted } from './wal-index.ts';
 
 /**
@@ -1098,23 +1095,12 @@ async function syncDirectory(path: string): Promise<void> {
   await handle?.close().catch(() => undefined);
 }
 
-/**
- * SQLite's own fsync of a file (`SQLITE_IOERR_FSYNC`) or of a directory
- * (`SQLITE_IOERR_DIR_FSYNC`) failed. Other I/O errors (a write refused
- * over quota, shared memory that cannot grow) leave the page cache as it
- * was, and pass like a full disk.
- */
-function isFailedSync(err: unknown): boolean {
-  const code = (err as { errcode?: unknown } | null)?.errcode;
-  return code === 1034 || code === 1290;
-}
-
 /** A start-up failure of the store, with the file it concerns named. */
 function namingFile(file: string, err: unknown): Error {
   const message = String((err as Error)?.message ?? err);
-  if (isNotADatabase(err) || isCorrupt(err)) {
+  if (isDamaged(err)) {
     return new StartupError(
-      `${file}: is not a Paygress wallet store, or is damaged (${message}): restore it from a backup (paygress wallet restore; docs/wallet.md); never delete it, it may hold money`,
+      `${file}: is not a Paygress wallet store, or is damaged (${message}): ${RESTORE_ADVICE}; never delete it, it may hold money`,
       { cause: err },
     );
   }
@@ -1125,12 +1111,6 @@ function namingFile(file: string, err: unknown): Error {
     (err as { code?: unknown } | undefined)?.code === 'ERR_SQLITE_ERROR';
   const Kind = fileFault ? StartupError : Error;
   return new Kind(`${file}: ${message}`, { cause: err });
-}
-
-/** SQLite's SQLITE_CORRUPT, extended codes included. */
-function isCorrupt(err: unknown): boolean {
-  const errcode = (err as { errcode?: unknown } | undefined)?.errcode;
-  return typeof errcode === 'number' && (errcode & 0xff) === 11;
 }
 
 function isConstraint(err: unknown): boolean {
