@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { configWarnings, type Config } from './config.ts';
 import { useSecp256k1 } from './core/curve.ts';
 import { Gate } from './core/gate.ts';
-import { GrantSigner } from './core/grants.ts';
+import { GrantSigner, grantIdFor } from './core/grants.ts';
 import { normalizeMintUrl } from './core/mint-url.ts';
 import { systemClock, type Clock, type Provisioner } from './core/ports.ts';
 import { Pricing } from './core/pricing.ts';
@@ -220,7 +220,13 @@ export async function startApp(options: AppOptions): Promise<App> {
     requireDleq: config.tokens.requireDleq,
   });
   const provisioner =
-    options.provisioner ?? (await provisionerFor(config, clock, logger));
+    options.provisioner ??
+    (await provisionerFor(
+      config,
+      clock,
+      logger,
+      store.refundedGrants(clock.now()),
+    ));
   const gate = new Gate({
     pricing: new Pricing(config.pricing.rules, config.pricing.default, {
       trustedAmountHeader: config.pricing.trustedAmountHeader,
@@ -459,6 +465,7 @@ async function provisionerFor(
   config: Config,
   clock: Clock,
   logger: Logger,
+  refunded: readonly { id: string; until: number }[],
 ): Promise<KubernetesProvisioner | undefined> {
   const { enabled, namespace, template } = config.provisioning;
   if (!enabled || template === undefined) return undefined;
@@ -471,6 +478,12 @@ async function provisionerFor(
     requestTimeoutMs: config.provisioning.timeoutMs,
     clock,
     logger: logger.child({ component: 'provisioner' }),
+    // Payments refunded before this start whose new grant's pod a late
+    // create may yet make: the first sweep and the later ones delete it.
+    released: refunded.map(({ id, until }) => ({
+      grantId: grantIdFor(id),
+      expiresAt: until,
+    })),
   });
   // An API server that is down at start-up must not keep Paygress down:
   // payments made meanwhile are refunded, and the reaper retries.

@@ -117,11 +117,9 @@ export class Gate implements Decider {
   // next request confirms again, which makes a pod that vanished (deleted
   // by hand, its node lost) anew for the time still paid.
   readonly #confirmed: LRUCache<string, true>;
-  // The grant each paid decision gave, and, by payment, that of each
-  // whose answer was lost: its retry buys the same (see #sameGrantAgain).
-  // In memory: after a restart, a retry buys what it presents.
+  // The grant each paid decision gave: if its answer is lost, the store
+  // keeps it for the payment's retry (see #sameGrantAgain).
   readonly #applied = new WeakMap<Decision, string>();
-  readonly #lostAnswers = new LRUCache<string, string>({ max: 10_000 });
   // Confirmations under way, and those that failed lately (by grant id).
   readonly #confirming = new Map<string, Promise<void>>();
   readonly #unconfirmed: LRUCache<string, PaygressError>;
@@ -171,11 +169,10 @@ export class Gate implements Decider {
 
   undelivered(decision: Decision): void {
     if (decision.redemptionId !== undefined) {
-      this.#o.store.undeliver(decision.redemptionId);
-      const grant = this.#applied.get(decision);
-      if (grant !== undefined) {
-        this.#lostAnswers.set(decision.redemptionId, grant);
-      }
+      this.#o.store.undeliver(
+        decision.redemptionId,
+        this.#applied.get(decision),
+      );
     }
     if (decision.kind === 'allow' && decision.creditId !== undefined) {
       this.#o.store.unuseGrant(decision.creditId);
@@ -470,14 +467,17 @@ export class Gate implements Decider {
         current !== undefined &&
         err instanceof ProvisionFailedError &&
         err.mayHaveApplied;
+      // A new grant's pod the failed create made anyway would run for
+      // nobody once the money is back: the store keeps the grant's expiry
+      // with the refund, for the provisioner to delete such a pod until
+      // then, after a restart too (a top-up's pod is the payer's).
+      const releaseUntil = current === undefined ? grant.expiresAt : undefined;
       const refund =
         this.#o.refunds && !extended
-          ? this.#refund(redemption, token, route, err)
+          ? this.#refund(redemption, token, route, err, releaseUntil)
           : undefined;
       const refused = refund ?? this.#credit(request, grant, token, route, err);
       if (refund === undefined) this.#o.store.delivered(redemption.id);
-      // The money went back, so a pod the failed create made anyway would
-      // run for nobody (a top-up's pod is the payer's and stays).
       else if (current === undefined) {
         void this.#o.provisioner?.release(grant.id, grant.expiresAt);
       }
@@ -515,7 +515,7 @@ export class Gate implements Decider {
     redemption: Redemption,
     presented: Grant | undefined,
   ): Grant | undefined {
-    const before = this.#lostAnswers.get(redemption.id);
+    const before = redemption.grant;
     if (before === undefined) return presented;
     if (before === grantIdFor(redemption.id)) return undefined;
     if (presented?.id === before) return presented;
@@ -638,8 +638,9 @@ export class Gate implements Decider {
     token: ParsedToken,
     route: PricedRoute,
     cause: unknown,
+    grantUntil: number | undefined,
   ): Deny | undefined {
-    const proofs = this.#o.store.refund(redemption.id);
+    const proofs = this.#o.store.refund(redemption.id, grantUntil);
     if (proofs.length === 0) return undefined;
     const refund = encodeToken(redemption.mint, redemption.unit, proofs);
     const refused = deny(provisionError(cause), this.#price(route));

@@ -175,6 +175,8 @@ export interface WalletStore {
         readonly mint: string;
         readonly unit: string;
         readonly amount: number;
+        /** The grant an answer of it that was lost gave, if any. */
+        readonly grant?: string;
       }
     | undefined;
   /** The answer handing over a redemption being delivered is ready. */
@@ -184,9 +186,10 @@ export interface WalletStore {
   /**
    * The answer delivering a completed redemption never reached its payer:
    * owe it again (what {@link deliver} hands out), and take back any
-   * refund of it, which went out in that same answer.
+   * refund of it, which went out in that same answer. `grant`: the grant
+   * that answer gave, kept for the retry (see {@link deliver}).
    */
-  undeliver(id: string): void;
+  undeliver(id: string, grant?: string): void;
   /**
    * The mint did not execute the swap: forget its `Y`s so a retry works.
    * Unless `final` (the mint answered refusing it, or some of its inputs
@@ -218,8 +221,16 @@ export interface WalletStore {
    * (marks them refunded) and returns them, to hand back to the payer;
    * none when any of them already left the wallet (an export). A refund
    * is what the answer delivers: it counts as {@link delivered}.
+   * `grantUntil`: the refund is of a new grant whose pod could not be
+   * made, which would have expired then (see {@link refundedGrants}).
    */
-  refund(id: string): WireProof[];
+  refund(id: string, grantUntil?: number): WireProof[];
+  /**
+   * Redemptions refunded with a `grantUntil` after `now`, and that time:
+   * a pod a late create made for their grant is to be deleted. A refund
+   * taken back ({@link undeliver}) is not among them.
+   */
+  refundedGrants(now: number): { id: string; until: number }[];
   /**
    * Records the one use of a single-use grant; false when it was used
    * already. Durable, so a restart does not make it usable again.

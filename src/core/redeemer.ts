@@ -53,6 +53,11 @@ export interface Redemption {
   readonly unit: string;
   /** Value received after the mint's input fees. */
   readonly amount: number;
+  /**
+   * An owed payment's retry: the grant its answer that was lost gave,
+   * which the retry buys again.
+   */
+  readonly grant?: string;
 }
 
 /**

@@ -46,6 +46,12 @@ export interface KubernetesProvisionerOptions {
   readonly requestTimeoutMs?: number;
   /** Where provisioning events are logged; default: not logged. */
   readonly logger?: Logger;
+  /**
+   * Grants released before a restart and when each would have expired
+   * (the wallet store keeps them): their pods are deleted as those of
+   * grants {@link KubernetesProvisioner.release}d by this process are.
+   */
+  readonly released?: Iterable<{ grantId: string; expiresAt: number }>;
 }
 
 /** What `start()` found in the namespace. */
@@ -100,6 +106,9 @@ export class KubernetesProvisioner implements Provisioner {
     this.#reapIntervalMs = reapIntervalMs;
     this.#timeoutMs = requestTimeoutMs;
     this.#logger = options.logger;
+    for (const { grantId, expiresAt } of options.released ?? []) {
+      this.#released.set(grantHash(grantId), expiresAt);
+    }
   }
 
   /**

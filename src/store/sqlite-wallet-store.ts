@@ -40,7 +40,7 @@ const LEFT_OPEN: unknown[] = [];
 const BUSY_TIMEOUT_MS = 5000;
 
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS redemptions (
@@ -50,6 +50,13 @@ CREATE TABLE IF NOT EXISTS redemptions (
   amount INTEGER NOT NULL,
   state TEXT NOT NULL CHECK (state IN ('pending', 'complete', 'released')),
   delivered INTEGER NOT NULL DEFAULT 0,
+  -- The grant the answer that was lost gave (layout 4): a retry of the
+  -- payment buys that grant again, after a restart too.
+  lost_grant TEXT,
+  -- Refunded because its grant's pod could not be made (layout 4): when
+  -- that grant would have expired. Until then a pod a late create made
+  -- for it is deleted, after a restart too.
+  refunded_until INTEGER,
   -- Empty since layout 3 (the swaps table): in a store from before, the
   -- record of redemptions completed then (docs/wallet.md).
   swap TEXT NOT NULL,
@@ -62,6 +69,8 @@ CREATE INDEX IF NOT EXISTS redemptions_owed
   ON redemptions (id) WHERE state = 'complete' AND delivered = 0;
 CREATE INDEX IF NOT EXISTS redemptions_released
   ON redemptions (settled_at) WHERE state = 'released';
+CREATE INDEX IF NOT EXISTS redemptions_refunded
+  ON redemptions (refunded_until) WHERE refunded_until IS NOT NULL;
 -- A swap's record (its inputs, the outputs' secrets and blinding factors)
 -- while it is unfinished or released, which settling restores from. Its
 -- own table, deleted when the swap completes: a record of 2 KB or more
@@ -301,6 +310,16 @@ export class SqliteWalletStore implements WalletStore {
            UPDATE redemptions SET delivered = 1 WHERE state = 'complete';`,
         );
       }
+      // Layout 4 added what a restart must not forget of a lost answer's
+      // grant and of a refunded grant's pod.
+      for (const [column, type] of [
+        ['lost_grant', 'TEXT'],
+        ['refunded_until', 'INTEGER'],
+      ] as const) {
+        if (columns.length > 0 && !columns.includes(column)) {
+          this.#db.exec(`ALTER TABLE redemptions ADD COLUMN ${column} ${type}`);
+        }
+      }
       this.#db.exec(SCHEMA);
       // Up to layout 2 a swap's record was in its redemption's row: those
       // settling may still need are copied; the rest stay (docs/wallet.md).
@@ -433,7 +452,9 @@ export class SqliteWalletStore implements WalletStore {
   deliver(
     ys: readonly string[],
     want: OwedTerms,
-  ): { id: string; mint: string; unit: string; amount: number } | undefined {
+  ):
+    | { id: string; mint: string; unit: string; amount: number; grant?: string }
+    | undefined {
     if (ys.length === 0 || this.#owed === 0) return undefined;
     const owner = this.#prepare(
       'SELECT redemption_id FROM redeemed_ys WHERE y = ?',
@@ -451,11 +472,17 @@ export class SqliteWalletStore implements WalletStore {
     }
 
     const row = this.#prepare(
-      `SELECT r.mint, r.unit, (SELECT COUNT(*) FROM redeemed_ys WHERE redemption_id = r.id) AS inputs,
+      `SELECT r.mint, r.unit, r.lost_grant, (SELECT COUNT(*) FROM redeemed_ys WHERE redemption_id = r.id) AS inputs,
            (SELECT COALESCE(SUM(amount), 0) FROM proofs WHERE redemption_id = r.id) AS amount
          FROM redemptions r WHERE r.id = ? AND r.state = 'complete' AND r.delivered = 0`,
     ).get(id) as
-      | { mint: string; unit: string; inputs: number; amount: number }
+      | {
+          mint: string;
+          unit: string;
+          lost_grant: string | null;
+          inputs: number;
+          amount: number;
+        }
       | undefined;
     // Only the very token that paid (the same proofs, all of them), and
     // judged by what it paid: a retry names its own amounts, mint and unit,
@@ -472,7 +499,8 @@ export class SqliteWalletStore implements WalletStore {
 
     this.#delivering.add(id);
     this.#owed--;
-    return { id, mint: row.mint, unit: row.unit, amount: row.amount };
+    const owed = { id, mint: row.mint, unit: row.unit, amount: row.amount };
+    return row.lost_grant === null ? owed : { ...owed, grant: row.lost_grant };
   }
 
   delivered(id: string): void {
@@ -594,12 +622,13 @@ export class SqliteWalletStore implements WalletStore {
     if (this.#delivering.delete(id)) this.#owed++;
   }
 
-  undeliver(id: string): void {
+  undeliver(id: string, grant?: string): void {
     const changed = this.#transaction(() => {
       const result = this.#prepare(
-        `UPDATE redemptions SET delivered = 0
+        `UPDATE redemptions SET delivered = 0, lost_grant = COALESCE(?, lost_grant),
+             refunded_until = NULL
            WHERE id = ? AND state = 'complete' AND delivered = 1`,
-      ).run(id);
+      ).run(grant ?? null, id);
       if (result.changes !== 1) return false;
       this.#mark(
         this.#proofs("WHERE redemption_id = ? AND state = 'refunded'", id),
@@ -710,7 +739,7 @@ export class SqliteWalletStore implements WalletStore {
     }));
   }
 
-  refund(id: string): WireProof[] {
+  refund(id: string, grantUntil?: number): WireProof[] {
     const proofs = this.#transaction(() => {
       const proofs = this.#proofs('WHERE redemption_id = ?', id);
       // All or nothing: if an export took some already, hand back none.
@@ -718,10 +747,24 @@ export class SqliteWalletStore implements WalletStore {
       this.#mark(proofs, 'refunded');
       // The refund is what the answer delivers.
       this.#markDelivered(id);
+      if (grantUntil !== undefined) {
+        this.#prepare(
+          'UPDATE redemptions SET refunded_until = ? WHERE id = ?',
+        ).run(grantUntil, id);
+      }
       return proofs;
     });
     if (proofs.length > 0) this.#delivering.delete(id);
     return proofs;
+  }
+
+  refundedGrants(now: number): { id: string; until: number }[] {
+    return (
+      this.#prepare(
+        `SELECT id, refunded_until FROM redemptions
+           WHERE refunded_until > ? ORDER BY refunded_until`,
+      ).all(now) as { id: string; refunded_until: number }[]
+    ).map((r) => ({ id: r.id, until: r.refunded_until }));
   }
 
   useGrant(id: string): boolean {

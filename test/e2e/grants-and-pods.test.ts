@@ -9,8 +9,11 @@ import { join } from 'node:path';
 import t from 'tap';
 import { Wallet, decodePaymentRequest } from '@cashu/cashu-ts';
 import { startDevMint } from '../../src/devmint/index.ts';
+import { grantIdFor } from '../../src/core/grants.ts';
+import { KubernetesProvisioner } from '../../src/k8s/provisioner.ts';
 import {
   FakeKubeApiServer,
+  kubeConfigFor,
   writeKubeConfig,
 } from '../support/fake-kube-apiserver.ts';
 import { mintToken } from '../support/wallet.ts';
@@ -88,11 +91,12 @@ async function paidPod(
 }
 
 /** A Paygress provisioning pods, its log lines collected. */
-async function loggedStack() {
+async function loggedStack(dataDir?: string) {
   const { logger, lines } = keptLog();
   const s = await startStack({
     mint,
     configFile,
+    ...(dataDir ? { dataDir } : {}),
     env: { ENABLE_POD_PROVISIONING: 'true' },
     logger,
   });
@@ -399,90 +403,100 @@ t.test(
   },
 );
 
-t.test(
-  'a payment whose answer was lost buys, retried, what it bought before',
-  async (t) => {
-    const { s, lost } = await loggedStack();
-    const buy = async () => {
-      const out = await send(
+for (const restarted of [false, true]) {
+  t.test(
+    `a payment whose answer was lost buys, retried, what it bought before${restarted ? ', after a restart' : ''}`,
+    async (t) => {
+      const dataDir = tempDir('paygress-lost-grant-');
+      let { s, lost } = await loggedStack(dataDir);
+      const buy = async () => {
+        const out = await send(
+          s,
+          'forward',
+          { 'X-Cashu': await mintToken(mint.url, 10) },
+          compute,
+        );
+        return {
+          grant: out.headers['x-paygress-grant']!,
+          pod: out.headers['x-provisioned-pod']!,
+        };
+      };
+      /**
+       * Sends `token` with `grant`, giving up before the answer comes;
+       * then, in the restarted variant, Paygress restarts on its store.
+       */
+      const giveUp = async (token: string, grant?: string) => {
+        kube.delay(400, grant ? 'PATCH' : 'POST');
+        const before = lost();
+        await fetch(`${s.base}/auth/forward`, {
+          headers: {
+            'X-Cashu': token,
+            ...(grant ? { Authorization: `Bearer ${grant}` } : {}),
+            'X-Forwarded-Method': 'GET',
+            'X-Forwarded-Proto': 'https',
+            'X-Forwarded-Host': 'app.example',
+            'X-Forwarded-Uri': compute.path,
+          },
+          signal: AbortSignal.timeout(150),
+        }).catch(() => undefined);
+        for (let i = 0; lost() === before && i < 500; i++) {
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        kube.delay(0);
+        t.equal(lost(), before + 1, 'the answer was lost');
+        if (restarted) {
+          await s.close();
+          ({ s, lost } = await loggedStack(dataDir));
+        }
+      };
+      const one = await buy();
+      const other = await buy();
+      const otherUntil = podExpiry(other.pod);
+
+      // A top-up of one grant, lost: retried with the other's credential
+      // it would lengthen that one too.
+      // (Ten minutes: under maxSeconds, whose cap counts from the time of
+      // each attempt.)
+      const topUp = await mintToken(mint.url, 100);
+      await giveUp(topUp, one.grant);
+      const lengthened = podExpiry(one.pod);
+      const elsewhere = await send(
         s,
         'forward',
-        { 'X-Cashu': await mintToken(mint.url, 10) },
+        { 'X-Cashu': topUp, Authorization: `Bearer ${other.grant}` },
         compute,
       );
-      return {
-        grant: out.headers['x-paygress-grant']!,
-        pod: out.headers['x-provisioned-pod']!,
-      };
-    };
-    /** Sends `token` with `grant`, giving up before the answer comes. */
-    const giveUp = async (token: string, grant?: string) => {
-      kube.delay(400, grant ? 'PATCH' : 'POST');
-      const before = lost();
-      await fetch(`${s.base}/auth/forward`, {
-        headers: {
-          'X-Cashu': token,
-          ...(grant ? { Authorization: `Bearer ${grant}` } : {}),
-          'X-Forwarded-Method': 'GET',
-          'X-Forwarded-Proto': 'https',
-          'X-Forwarded-Host': 'app.example',
-          'X-Forwarded-Uri': compute.path,
-        },
-        signal: AbortSignal.timeout(150),
-      }).catch(() => undefined);
-      for (let i = 0; lost() === before && i < 500; i++) {
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      kube.delay(0);
-      t.equal(lost(), before + 1, 'the answer was lost');
-    };
-    const one = await buy();
-    const other = await buy();
-    const otherUntil = podExpiry(other.pod);
+      t.equal(elsewhere.reason, 'PAYGRESS_GRANT_SCOPE');
+      t.match(elsewhere.body, /retry it with that grant's credential/);
+      t.equal(
+        podExpiry(other.pod),
+        otherUntil,
+        'the other pod is not lengthened',
+      );
+      const again = await topUp_(s, topUp, one.grant);
+      t.equal(again.allowed, true, 'with its own credential it is delivered');
+      t.equal(again.headers['x-provisioned-pod'], one.pod);
+      t.equal(podExpiry(one.pod), lengthened, 'the time it bought, once');
 
-    // A top-up of one grant, lost: retried with the other's credential
-    // it would lengthen that one too.
-    // (Ten minutes: under maxSeconds, whose cap counts from the time of
-    // each attempt.)
-    const topUp = await mintToken(mint.url, 100);
-    await giveUp(topUp, one.grant);
-    const lengthened = podExpiry(one.pod);
-    const elsewhere = await send(
-      s,
-      'forward',
-      { 'X-Cashu': topUp, Authorization: `Bearer ${other.grant}` },
-      compute,
-    );
-    t.equal(elsewhere.reason, 'PAYGRESS_GRANT_SCOPE');
-    t.match(elsewhere.body, /retry it with that grant's credential/);
-    t.equal(
-      podExpiry(other.pod),
-      otherUntil,
-      'the other pod is not lengthened',
-    );
-    const again = await topUp_(s, topUp, one.grant);
-    t.equal(again.allowed, true, 'with its own credential it is delivered');
-    t.equal(again.headers['x-provisioned-pod'], one.pod);
-    t.equal(podExpiry(one.pod), lengthened, 'the time it bought, once');
-
-    // A new grant, lost while its pod was made: retried with a credential
-    // it buys that grant again, and tops up nothing.
-    const fresh = await mintToken(mint.url, 600);
-    const podsBefore = kube.pods('paid').length;
-    await giveUp(fresh);
-    const made = kube.pods('paid').length;
-    t.equal(made, podsBefore + 1, 'its pod was made');
-    const retried = await topUp_(s, fresh, other.grant);
-    t.equal(retried.allowed, true);
-    t.not(retried.headers['x-provisioned-pod'], other.pod, 'its own pod');
-    t.equal(kube.pods('paid').length, made, 'and no other');
-    t.equal(
-      podExpiry(other.pod),
-      otherUntil,
-      'the other pod is not lengthened',
-    );
-  },
-);
+      // A new grant, lost while its pod was made: retried with a
+      // credential it buys that grant again, and tops up nothing.
+      const fresh = await mintToken(mint.url, 600);
+      const podsBefore = kube.pods('paid').length;
+      await giveUp(fresh);
+      const made = kube.pods('paid').length;
+      t.equal(made, podsBefore + 1, 'its pod was made');
+      const retried = await topUp_(s, fresh, other.grant);
+      t.equal(retried.allowed, true);
+      t.not(retried.headers['x-provisioned-pod'], other.pod, 'its own pod');
+      t.equal(kube.pods('paid').length, made, 'and no other');
+      t.equal(
+        podExpiry(other.pod),
+        otherUntil,
+        'the other pod is not lengthened',
+      );
+    },
+  );
+}
 
 t.test('a second replica with the same key accepts the grant', async (t) => {
   const a = await stack();
@@ -720,6 +734,52 @@ t.test(
       pods = kube.pods('paid').length;
     }
     t.equal(pods, before, 'and its pod is deleted');
+  },
+);
+
+t.test(
+  'a pod a late create makes for a refunded payment is deleted after a restart too',
+  async (t) => {
+    const dataDir = tempDir('paygress-refunded-');
+    const env = {
+      ENABLE_POD_PROVISIONING: 'true',
+      PAYGRESS_PROVISIONING_TIMEOUT_MS: '300',
+    };
+    const first = await startStack({ mint, configFile, dataDir, env });
+    kube.delay(600, 'POST');
+    t.teardown(() => kube.delay(0));
+    const out = await send(
+      first,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    kube.delay(0);
+    t.match(out.headers['x-cashu'], /^cashuB/, 'refunded');
+    const [refunded] = first.app.store.refundedGrants(Date.now());
+    t.ok(refunded, "the refund keeps its grant's expiry");
+    await first.close();
+
+    // The create lands only now, as a real API server may apply it.
+    const late = new KubernetesProvisioner({
+      kubeConfig: kubeConfigFor(kube),
+      namespace: 'paid',
+      template: {
+        image: 'registry.example/workspace:1',
+        labels: { app: 'workspace' },
+      },
+    });
+    const grant = grantIdFor(refunded!.id);
+    await late.ensure(grant, refunded!.until);
+    const pod = late.podName(grant);
+    t.ok(kube.pods('paid').some((p) => p.metadata.name === pod));
+
+    const second = await startStack({ mint, configFile, dataDir, env });
+    t.teardown(() => second.close());
+    t.notOk(
+      kube.pods('paid').some((p) => p.metadata.name === pod),
+      "the restarted Paygress's first sweep deleted it",
+    );
   },
 );
 

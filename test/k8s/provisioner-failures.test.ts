@@ -227,6 +227,45 @@ t.test(
 );
 
 t.test(
+  'grants released before a restart lose their pods to the first sweep',
+  async (t) => {
+    const server = await FakeKubeApiServer.start();
+    t.teardown(() => server.close());
+    const before = new KubernetesProvisioner({
+      kubeConfig: kubeConfigFor(server),
+      namespace: NS,
+      template: { image: 'app:1' },
+      clock,
+    });
+    // Pods late creates made after their payments were refunded, and one
+    // paid for.
+    for (const grant of ['g', 'old', 'paid']) {
+      await before.ensure(grant, NOW + HOUR);
+    }
+    const after = new KubernetesProvisioner({
+      kubeConfig: kubeConfigFor(server),
+      namespace: NS,
+      template: { image: 'app:1' },
+      clock,
+      released: [
+        { grantId: 'g', expiresAt: NOW + HOUR },
+        { grantId: 'old', expiresAt: NOW - 1 },
+      ],
+    });
+    t.teardown(() => after.stop());
+    t.same(await after.start(), { adopted: 2, reaped: 1 });
+    t.same(
+      server
+        .pods(NS)
+        .map((p) => p.metadata.name)
+        .sort(),
+      [before.podName('old'), before.podName('paid')].sort(),
+      'a release past its expiry is dropped; the paid pod stays',
+    );
+  },
+);
+
+t.test(
   'a change that went unanswered may have applied; a refused or unsent one did not',
   async (t) => {
     const { server, provisioner } = await setup(t);

@@ -73,6 +73,63 @@ t.test('an undelivered allow is owed once', async (t) => {
   t.equal(available(store), 100);
 });
 
+t.test('the grant a lost answer gave is kept for the retry', async (t) => {
+  const dataDir = tempDir('paygress-delivery-');
+  const store = begunStore(t, dataDir);
+  store.complete('r1', proofs, true);
+  store.delivered('r1');
+  store.undeliver('r1', 'grant-a');
+  store.close();
+
+  const after = open(t, dataDir);
+  t.match(
+    after.deliver(ys, TERMS),
+    { id: 'r1', grant: 'grant-a' },
+    'after a restart too',
+  );
+  after.delivered('r1');
+  after.undeliver('r1');
+  t.match(
+    after.deliver(ys, TERMS),
+    { id: 'r1', grant: 'grant-a' },
+    'a loss that names no grant keeps the one before',
+  );
+  after.delivered('r1');
+  const other = paidStore(t);
+  other.undeliver('r1');
+  t.notOk(
+    'grant' in (other.deliver(ys, TERMS) ?? {}),
+    'none when no answer named one',
+  );
+});
+
+t.test(
+  "a refunded grant's expiry is kept until the refund is taken back",
+  async (t) => {
+    const dataDir = tempDir('paygress-delivery-');
+    const store = begunStore(t, dataDir);
+    store.complete('r1', proofs, true);
+    store.delivered('r1');
+    t.equal(store.refund('r1', 5_000).length, 2);
+    t.same(store.refundedGrants(4_999), [{ id: 'r1', until: 5_000 }]);
+    t.same(store.refundedGrants(5_000), [], 'not past the expiry');
+    store.close();
+
+    const after = open(t, dataDir);
+    t.same(
+      after.refundedGrants(0),
+      [{ id: 'r1', until: 5_000 }],
+      'after a restart too',
+    );
+    after.undeliver('r1');
+    t.same(after.refundedGrants(0), [], 'the refund never left: not kept');
+
+    const plain = paidStore(t);
+    plain.refund('r1');
+    t.same(plain.refundedGrants(0), [], 'a refund with no grant to delete');
+  },
+);
+
 t.test('an undelivered refund comes back into the wallet', async (t) => {
   const store = paidStore(t);
   t.equal(store.refund('r1').length, 2);

@@ -112,7 +112,7 @@ t.test('a store of the first layout is upgraded, nothing lost', async (t) => {
     [[PROOF_Y, 100]],
   );
   store.close();
-  t.equal(versionOf(dir), 3, 'the layout version is recorded');
+  t.equal(versionOf(dir), 4, 'the layout version is recorded');
 
   const again = new SqliteWalletStore({ dataDir: dir });
   t.same(again.balances(), [
@@ -121,10 +121,54 @@ t.test('a store of the first layout is upgraded, nothing lost', async (t) => {
   again.close();
 });
 
+t.test(
+  "a store of layout 3 gains the lost answers' grants, an owed payment kept owed",
+  async (t) => {
+    const dir = tempDir('paygress-schema-');
+    const ys = [PAID_Y];
+    const before = new SqliteWalletStore({ dataDir: dir });
+    before.begin({
+      id: 'paid',
+      mint: MINT,
+      unit: 'sat',
+      amount: 100,
+      ys,
+      swap: { serialized: '{}', outputAmount: 100 },
+      createdAt: 1,
+    });
+    before.complete(
+      'paid',
+      [{ id: '00aa', amount: 100, secret: 's', C: `02${'d'.repeat(64)}` }],
+      false,
+    );
+    before.close();
+    // Layout 3 is layout 4 without the column.
+    const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
+    db.exec(`DROP INDEX redemptions_refunded;
+             ALTER TABLE redemptions DROP COLUMN refunded_until;
+             ALTER TABLE redemptions DROP COLUMN lost_grant;
+             PRAGMA user_version = 3`);
+    db.close();
+
+    const after = new SqliteWalletStore({ dataDir: dir });
+    t.teardown(() => after.close());
+    const terms = { mint: MINT, unit: 'sat', minimum: 100 };
+    t.same(
+      after.deliver(ys, terms),
+      { id: 'paid', mint: MINT, unit: 'sat', amount: 100 },
+      'still owed, with no grant of a lost answer',
+    );
+    after.delivered('paid');
+    after.undeliver('paid', 'a-grant');
+    t.match(after.deliver(ys, terms), { id: 'paid', grant: 'a-grant' });
+    t.equal(versionOf(dir), 4);
+  },
+);
+
 t.test('a new store starts at the current layout', async (t) => {
   const dir = tempDir('paygress-schema-');
   new SqliteWalletStore({ dataDir: dir }).close();
-  t.equal(versionOf(dir), 3);
+  t.equal(versionOf(dir), 4);
 });
 
 t.test('a store from a newer Paygress is refused, untouched', async (t) => {
@@ -136,7 +180,7 @@ t.test('a store from a newer Paygress is refused, untouched', async (t) => {
 
   t.throws(() => new SqliteWalletStore({ dataDir: dir }), {
     message:
-      /wallet\.sqlite was written by a newer Paygress \(store schema 7; this one knows 3\)/,
+      /wallet\.sqlite was written by a newer Paygress \(store schema 7; this one knows 4\)/,
   });
   t.equal(versionOf(dir), 7);
   const check = new DatabaseSync(join(dir, 'wallet.sqlite'));
