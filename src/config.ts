@@ -754,7 +754,12 @@ const RULE_NAME = /^(?!default$)[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 const HOST =
   /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/i;
 const AMOUNT = "a positive integer (amount in the rule's unit)";
-const SECONDS = 'a positive integer (seconds)';
+/**
+ * Ten years: the longest a rate rule's grant may run. A grant's expiry in
+ * ms must stay a safe integer, and a pod's a date Kubernetes can write.
+ */
+const MAX_GRANT_SECONDS = 315_360_000;
+const SECONDS = `a positive integer of seconds, at most ${MAX_GRANT_SECONDS} (ten years)`;
 
 function rule(
   defaultUnit: string,
@@ -858,9 +863,14 @@ function readCharge(
     const p = section({
       amount: required(int(1, 1, `${AMOUNT} per perSeconds`), AMOUNT),
       unit,
-      perSeconds: int(60, 1, 'a positive integer (seconds that amount buys)'),
-      minSeconds: int(0, 1, SECONDS),
-      maxSeconds: int(86_400, 1, SECONDS),
+      perSeconds: int(
+        60,
+        1,
+        `a positive integer of seconds that amount buys, at most ${MAX_GRANT_SECONDS} (ten years)`,
+        MAX_GRANT_SECONDS,
+      ),
+      minSeconds: int(0, 1, SECONDS, MAX_GRANT_SECONDS),
+      maxSeconds: int(86_400, 1, SECONDS, MAX_GRANT_SECONDS),
     })(c, `${key}.rate`, r.rate);
     const minSeconds = p.minSeconds || p.perSeconds;
     if (p.maxSeconds < minSeconds) {
