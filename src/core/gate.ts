@@ -11,6 +11,7 @@
 import { LRUCache } from 'lru-cache';
 import {
   GrantExpiredError,
+  GrantInvalidError,
   GrantScopeError,
   InsufficientAmountError,
   KeysetUnknownError,
@@ -28,6 +29,7 @@ import {
   grantIdFor,
   readGrantCredential,
   type Grant,
+  type GrantCredential,
   type GrantSigner,
 } from './grants.ts';
 import { tryNormalizeMintUrl } from './mint-url.ts';
@@ -65,6 +67,12 @@ import {
 } from './token.ts';
 
 /** Options of {@link Gate}. */
+/** What a paying request's grant credential holds; see #presentedWithPayment. */
+interface Presented {
+  readonly live?: Grant;
+  readonly expired?: Grant;
+}
+
 export interface GateOptions {
   readonly pricing: Pricing;
   readonly gateway: MintGateway;
@@ -199,22 +207,28 @@ export class Gate implements Decider {
       this.#o.grantCookie,
     );
     const raw = findToken(request.headers);
-    const grant =
-      credential === undefined
-        ? undefined
-        : this.#presentedGrant(credential, route, raw !== undefined);
-
     if (raw === undefined) {
-      if (grant !== undefined) return this.#allowOnGrant(grant, route);
-      return this.#paymentRequired(route);
+      if (credential === undefined) return this.#paymentRequired(route);
+      const grant = this.#o.grants.verify(credential.value, route.name);
+      return this.#allowOnGrant(grant, route);
     }
+    const presented =
+      credential === undefined
+        ? {}
+        : this.#presentedWithPayment(credential, route);
     const token = await this.#check(raw, route);
     const redemption = await this.#o.redeemer.redeem(
       token,
       minimumPayment(route.charge),
     );
     try {
-      return await this.#afterPayment(request, route, redemption, token, grant);
+      return await this.#afterPayment(
+        request,
+        route,
+        redemption,
+        token,
+        presented,
+      );
     } catch (err) {
       // Nothing of this payment goes out: the payer is owed it.
       this.#o.store.abandon(redemption.id);
@@ -223,27 +237,31 @@ export class Gate implements Decider {
   }
 
   /**
-   * The grant a request presents, checked. With a payment, a grant the
-   * payment cannot top up (another route's, like a cookie the browser
-   * sends everywhere; an expired one; a single-request credit, kept for
-   * its own request) is set aside, and the payment buys a grant of its
-   * own; a tampered one is refused all the same.
+   * The grant a paying request presents, checked before anything is
+   * redeemed: `live` is one the payment tops up. A grant the payment
+   * cannot top up (another route's, like a cookie the browser sends
+   * everywhere; a single-request credit, kept for its own request; a
+   * cookie that is no grant of this Paygress's, signed with a key since
+   * removed, which the browser would send until it expires) is set
+   * aside, and the payment buys a grant of its own; so is an expired one
+   * (`expired`), unless the payment is the retry of one whose lost
+   * answer topped it up (see #sameGrantAgain). A tampered credential
+   * sent as `Authorization` is refused all the same.
    */
-  #presentedGrant(
-    credential: string,
+  #presentedWithPayment(
+    credential: GrantCredential,
     route: PricedRoute,
-    paying: boolean,
-  ): Grant | undefined {
+  ): Presented {
     let grant: Grant;
     try {
-      grant = this.#o.grants.verify(credential, route.name);
+      grant = this.#o.grants.read(credential.value, route.name);
     } catch (err) {
-      const asideable =
-        err instanceof GrantScopeError || err instanceof GrantExpiredError;
-      if (paying && asideable) return undefined;
+      if (err instanceof GrantScopeError) return {};
+      if (err instanceof GrantInvalidError && credential.cookie) return {};
       throw err;
     }
-    return paying && grant.singleUse ? undefined : grant;
+    if (grant.singleUse) return {};
+    return this.#o.grants.expired(grant) ? { expired: grant } : { live: grant };
   }
 
   /**
@@ -416,7 +434,7 @@ export class Gate implements Decider {
     route: PricedRoute,
     redemption: Redemption,
     token: ParsedToken,
-    presented: Grant | undefined,
+    presented: Presented,
   ): Promise<Decision> {
     const current = this.#sameGrantAgain(redemption, presented);
     const now = this.#o.clock.now();
@@ -505,20 +523,22 @@ export class Gate implements Decider {
   }
 
   /**
-   * The grant an owed payment (its answer was lost) buys when retried:
-   * the one it bought before. A new grant is bought again whatever
-   * credential comes with the retry (its pod is there); a top-up needs
-   * the credential of the grant it lengthened, which may be lengthened
-   * already: sent with another, it would lengthen that one too.
+   * The grant a payment tops up: the live one presented; or, for an
+   * owed payment (its answer was lost) retried, the one it bought before.
+   * A new grant is bought again whatever credential comes with the retry
+   * (its pod is there); a top-up needs the credential of the grant it
+   * lengthened, which may be lengthened already, or may have expired
+   * since: sent with another, it would lengthen that one too.
    */
   #sameGrantAgain(
     redemption: Redemption,
-    presented: Grant | undefined,
+    presented: Presented,
   ): Grant | undefined {
     const before = redemption.grant;
-    if (before === undefined) return presented;
+    if (before === undefined) return presented.live;
     if (before === grantIdFor(redemption.id)) return undefined;
-    if (presented?.id === before) return presented;
+    const again = presented.live ?? presented.expired;
+    if (again?.id === before) return again;
     throw new GrantScopeError(
       "this payment's answer was lost after it lengthened another grant: retry it with that grant's credential",
     );

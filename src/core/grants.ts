@@ -126,18 +126,31 @@ export class GrantSigner {
    * tracked here: the caller records spent grant ids.
    */
   verify(credential: string, routeName: string): Grant {
-    const payload = this.#authentic(credential);
-    const grant = toGrant(payload);
+    const grant = this.read(credential, routeName);
+    if (this.expired(grant)) {
+      throw new GrantExpiredError('this grant has expired; pay again');
+    }
+    return grant;
+  }
 
+  /**
+   * The grant in `credential` if it is authentic and for `routeName`,
+   * expired or not: what a payment with it may top up. Throws
+   * GrantInvalidError or GrantScopeError.
+   */
+  read(credential: string, routeName: string): Grant {
+    const grant = toGrant(this.#authentic(credential));
     if (grant.route !== routeName) {
       throw new GrantScopeError(
         `this grant is for route ${grant.route}, not ${routeName}`,
       );
     }
-    if (this.#clock.now() >= grant.expiresAt) {
-      throw new GrantExpiredError('this grant has expired; pay again');
-    }
     return grant;
+  }
+
+  /** Whether `grant` has expired by now. */
+  expired(grant: Grant): boolean {
+    return this.#clock.now() >= grant.expiresAt;
   }
 
   #authentic(credential: string): Payload {
@@ -243,6 +256,12 @@ export function extendGrant(
   };
 }
 
+/** A grant credential a request presents, and whether a cookie held it. */
+export interface GrantCredential {
+  readonly value: string;
+  readonly cookie: boolean;
+}
+
 /**
  * The grant credential a request presents, if any: `Authorization: Bearer
  * pgr1.…` (scheme in any case) first, then the cookie `cookieName`. Cashu
@@ -253,18 +272,20 @@ export function extendGrant(
 export function readGrantCredential(
   headers: Readonly<Record<string, string>>,
   cookieName: string,
-): string | undefined {
+): GrantCredential | undefined {
   // Spaces and tabs only, as the proxies' filters read them (trimOws).
   const auth = /^[ \t]*bearer[ \t]+([^ \t]+)[ \t]*$/i.exec(
     headers['authorization'] ?? '',
   );
-  if (auth?.[1]?.startsWith(GRANT_PREFIX)) return auth[1];
+  if (auth?.[1]?.startsWith(GRANT_PREFIX)) {
+    return { value: auth[1], cookie: false };
+  }
 
   for (const pair of (headers['cookie'] ?? '').split(';')) {
     const eq = pair.indexOf('=');
     if (eq < 0 || trimOws(pair.slice(0, eq)) !== cookieName) continue;
     const value = trimOws(pair.slice(eq + 1)).replace(/^"(.*)"$/, '$1');
-    if (value.startsWith(GRANT_PREFIX)) return value;
+    if (value.startsWith(GRANT_PREFIX)) return { value, cookie: true };
   }
   return undefined;
 }

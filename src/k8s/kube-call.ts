@@ -78,6 +78,9 @@ export async function callKube<T>(
   }
 }
 
+/** Answers after which a change may have been made all the same. */
+const AFTER_THE_FACT = new Set([500, 502, 504]);
+
 /** The ProvisionFailedError for an HTTP error the caller did not expect. */
 export function apiFailure(
   site: CallSite,
@@ -117,6 +120,10 @@ export function apiFailure(
     default:
       return new ProvisionFailedError(
         `the Kubernetes API answered ${detail} while trying to ${describe(site)}`,
+        // The API server's own timeout (504: "the server may have
+        // completed the request"), an internal error after the write, or
+        // a proxy's answer for an upstream that may have taken the change.
+        { mayHaveApplied: changes(site) && AFTER_THE_FACT.has(code) },
       );
   }
 }

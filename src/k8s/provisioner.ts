@@ -42,6 +42,13 @@ export interface KubernetesProvisionerOptions {
   readonly clock?: Clock;
   /** How often the reaper runs after `start()`, in ms; default 30000. */
   readonly reapIntervalMs?: number;
+  /**
+   * How long past its paid expiry a pod is kept, in ms; default 60000. A
+   * top-up checks its grant before it redeems and lengthens the pod
+   * after: a pod reaped in between would be lost to a payer who paid in
+   * time.
+   */
+  readonly reapGraceMs?: number;
   /** Deadline for each API call, in ms; default 5000. */
   readonly requestTimeoutMs?: number;
   /** Where provisioning events are logged; default: not logged. */
@@ -72,6 +79,7 @@ export class KubernetesProvisioner implements Provisioner {
   readonly #template: PodTemplate;
   readonly #clock: Clock;
   readonly #reapIntervalMs: number;
+  readonly #reapGraceMs: number;
   readonly #timeoutMs: number;
   readonly #logger: Logger | undefined;
   readonly #server: string;
@@ -90,12 +98,18 @@ export class KubernetesProvisioner implements Provisioner {
     const {
       namespace,
       reapIntervalMs = 30_000,
+      reapGraceMs = 60_000,
       requestTimeoutMs = 5_000,
     } = options;
     if (typeof namespace !== 'string' || !DNS1123_LABEL.test(namespace)) {
       throw new TypeError('`namespace` must be a DNS-1123 label');
     }
     positiveInteger(reapIntervalMs, 'reapIntervalMs', 'ms');
+    if (!Number.isSafeInteger(reapGraceMs) || reapGraceMs < 0) {
+      throw new TypeError(
+        '`reapGraceMs` must be a whole number of ms, 0 or more',
+      );
+    }
     positiveInteger(requestTimeoutMs, 'requestTimeoutMs', 'ms');
 
     this.#template = validatePodTemplate(options.template);
@@ -104,6 +118,7 @@ export class KubernetesProvisioner implements Provisioner {
     this.#namespace = namespace;
     this.#clock = options.clock ?? systemClock;
     this.#reapIntervalMs = reapIntervalMs;
+    this.#reapGraceMs = reapGraceMs;
     this.#timeoutMs = requestTimeoutMs;
     this.#logger = options.logger;
     for (const { grantId, expiresAt } of options.released ?? []) {
@@ -343,7 +358,7 @@ export class KubernetesProvisioner implements Provisioner {
           );
           continue;
         }
-        if (expiresAt > now) {
+        if (expiresAt + this.#reapGraceMs > now) {
           live += 1;
           continue;
         }

@@ -229,18 +229,19 @@ t.test('a top-up never shortens a grant', async (t) => {
   t.equal(extendGrant(g, 60, 3600, T0).expiresAt, T0 + 7_200_000);
 });
 
+/** The credential's value alone. */
+const credentialOf = (...args: Parameters<typeof readGrantCredential>) =>
+  readGrantCredential(...args)?.value;
+
 t.test('readGrantCredential finds bearer grants and cookies', async (t) => {
   const cred = 'pgr1.abc.def';
 
-  t.equal(readGrantCredential({ authorization: `Bearer ${cred}` }, 'pg'), cred);
+  t.equal(credentialOf({ authorization: `Bearer ${cred}` }, 'pg'), cred);
+  t.equal(credentialOf({ authorization: `bEaReR   ${cred} ` }, 'pg'), cred);
+  t.equal(credentialOf({ cookie: `a=1; pg=${cred}; b=2` }, 'pg'), cred);
+  t.equal(credentialOf({ cookie: `pg="${cred}"` }, 'pg'), cred);
   t.equal(
-    readGrantCredential({ authorization: `bEaReR   ${cred} ` }, 'pg'),
-    cred,
-  );
-  t.equal(readGrantCredential({ cookie: `a=1; pg=${cred}; b=2` }, 'pg'), cred);
-  t.equal(readGrantCredential({ cookie: `pg="${cred}"` }, 'pg'), cred);
-  t.equal(
-    readGrantCredential(
+    credentialOf(
       { authorization: 'Bearer pgr1.x.y', cookie: `pg=${cred}` },
       'pg',
     ),
@@ -248,7 +249,7 @@ t.test('readGrantCredential finds bearer grants and cookies', async (t) => {
     'the header wins',
   );
   t.equal(
-    readGrantCredential(
+    credentialOf(
       { authorization: 'Bearer cashuBo2F0gaJhaUgA', cookie: `pg=${cred}` },
       'pg',
     ),
@@ -256,38 +257,41 @@ t.test('readGrantCredential finds bearer grants and cookies', async (t) => {
     'a Cashu token is not a grant',
   );
   t.equal(
-    readGrantCredential({ authorization: 'Bearer cashuBo2F0' }, 'pg'),
+    credentialOf({ authorization: 'Bearer cashuBo2F0' }, 'pg'),
     undefined,
   );
-  t.equal(
-    readGrantCredential({ authorization: `Basic ${cred}` }, 'pg'),
-    undefined,
+  t.equal(credentialOf({ authorization: `Basic ${cred}` }, 'pg'), undefined);
+  t.equal(credentialOf({ cookie: `xpg=${cred}` }, 'pg'), undefined);
+  t.equal(credentialOf({ cookie: 'pg=other' }, 'pg'), undefined);
+  t.equal(credentialOf({}, 'pg'), undefined);
+  t.same(readGrantCredential({ authorization: `Bearer ${cred}` }, 'pg'), {
+    value: cred,
+    cookie: false,
+  });
+  t.same(
+    readGrantCredential({ cookie: `pg=${cred}` }, 'pg'),
+    { value: cred, cookie: true },
+    'a cookie says so',
   );
-  t.equal(readGrantCredential({ cookie: `xpg=${cred}` }, 'pg'), undefined);
-  t.equal(readGrantCredential({ cookie: 'pg=other' }, 'pg'), undefined);
-  t.equal(readGrantCredential({}, 'pg'), undefined);
 });
 
 t.test(
   'readGrantCredential takes spaces and tabs around a grant, nothing else',
   async (t) => {
     const cred = `pgr1.${'x'.repeat(20)}`;
-    t.equal(
-      readGrantCredential({ authorization: `\tBearer\t${cred}\t` }, 'pg'),
-      cred,
-    );
+    t.equal(credentialOf({ authorization: `\tBearer\t${cred}\t` }, 'pg'), cred);
     // Nothing else: a no-break space is not in nginx's `\s`, which the
     // shipped filters use, so a grant read past one would reach the
     // application; the rest is not whitespace in a header either.
     for (const odd of ['\u00a0', '\u0085', '\f', '\v']) {
       const shown = JSON.stringify(odd);
       t.equal(
-        readGrantCredential({ authorization: `Bearer${odd}${cred}` }, 'pg'),
+        credentialOf({ authorization: `Bearer${odd}${cred}` }, 'pg'),
         undefined,
         `Bearer${shown}`,
       );
       t.equal(
-        readGrantCredential({ authorization: `${odd}Bearer ${cred}` }, 'pg'),
+        credentialOf({ authorization: `${odd}Bearer ${cred}` }, 'pg'),
         undefined,
         `${shown}Bearer`,
       );

@@ -498,6 +498,187 @@ for (const restarted of [false, true]) {
   );
 }
 
+t.test(
+  'a lost top-up retried once its grant has expired tops that grant up, after a restart too',
+  async (t) => {
+    const clock = new FakeClock();
+    const dataDir = tempDir('paygress-expired-top-up-');
+    const start = async () => {
+      const { logger, lines } = keptLog();
+      const s = await startStack({
+        mint,
+        configFile,
+        dataDir,
+        clock,
+        logger,
+        env: { ENABLE_POD_PROVISIONING: 'true' },
+      });
+      t.teardown(() => s.close());
+      return { s, lines };
+    };
+    let { s, lines } = await start();
+    const bought = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    const grant = bought.headers['x-paygress-grant']!;
+    const pod = bought.headers['x-provisioned-pod']!;
+
+    // The top-up lengthens the pod; its answer never arrives.
+    const topUp = await mintToken(mint.url, 100);
+    kube.delay(400, 'PATCH');
+    await fetch(`${s.base}/auth/forward`, {
+      headers: {
+        'X-Cashu': topUp,
+        Authorization: `Bearer ${grant}`,
+        'X-Forwarded-Method': 'GET',
+        'X-Forwarded-Proto': 'https',
+        'X-Forwarded-Host': 'app.example',
+        'X-Forwarded-Uri': compute.path,
+      },
+      signal: AbortSignal.timeout(150),
+    }).catch(() => undefined);
+    const lostLine = () =>
+      lines.some((l) => String(l.msg).startsWith('paid answer not delivered'));
+    for (let i = 0; !lostLine() && i < 500; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    kube.delay(0);
+    t.ok(lostLine(), 'the answer was lost');
+    const lengthened = Date.parse(podExpiry(pod)!);
+
+    await s.close();
+    ({ s, lines } = await start());
+    clock.ms += 61_000;
+    t.ok(clock.ms > expiryOf(grant), 'the grant has expired');
+
+    const bare = await send(s, 'forward', { 'X-Cashu': topUp }, compute);
+    t.equal(bare.reason, 'PAYGRESS_GRANT_SCOPE', 'not without its credential');
+    const retried = await topUp_(s, topUp, grant);
+    t.equal(
+      retried.allowed,
+      true,
+      'with the expired credential it is delivered',
+    );
+    t.equal(retried.headers['x-provisioned-pod'], pod, 'on the same pod');
+    const renewed = retried.headers['x-paygress-grant']!;
+    t.equal(
+      expiryOf(renewed),
+      clock.ms + 600_000,
+      'ten minutes from the retry, as a top-up of an expired grant buys',
+    );
+    t.ok(
+      Date.parse(podExpiry(pod)!) >= lengthened,
+      'and the pod lives at least as long',
+    );
+    const used = await send(
+      s,
+      'forward',
+      { Authorization: `Bearer ${renewed}` },
+      compute,
+    );
+    t.equal(used.allowed, true, 'the renewed credential covers requests');
+    const again = await topUp_(s, topUp, grant);
+    t.equal(again.reason, 'PAYGRESS_TOKEN_REPLAYED', 'once');
+  },
+);
+
+t.test(
+  'a top-up checked before its grant expired keeps the pod the reaper would take meanwhile',
+  async (t) => {
+    const clock = new FakeClock();
+    const provisioner = new KubernetesProvisioner({
+      kubeConfig: kubeConfigFor(kube),
+      namespace: 'paid',
+      template: {
+        image: 'registry.example/workspace:1',
+        labels: { app: 'workspace' },
+      },
+      clock,
+      reapIntervalMs: 3_600_000,
+    });
+    const s = await startStack({ mint, configFile, clock, provisioner });
+    t.teardown(() => s.close());
+    const first = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    const pod = first.headers['x-provisioned-pod']!;
+    const uid = () =>
+      kube.pods('paid').find((p) => p.metadata.name === pod)?.metadata.uid;
+    const before = uid();
+
+    // One second left: the payer tops up, and the swap takes a while.
+    clock.ms += 59_000;
+    const token = await mintToken(mint.url, 100);
+    mint.setFault('swap', { kind: 'delay', ms: 600 });
+    t.teardown(() => mint.setFault('swap', undefined));
+    const topping = topUp_(s, token, first.headers['x-paygress-grant']!);
+    await new Promise((r) => setTimeout(r, 200));
+    clock.ms += 2_000;
+    t.equal(await provisioner.reap(), 0, 'the expired pod is kept a while');
+    const out = await topping;
+    t.equal(out.allowed, true);
+    t.equal(out.headers['x-provisioned-pod'], pod);
+    t.equal(uid(), before, 'the very pod, not one made anew');
+  },
+);
+
+t.test(
+  'a payment sent with a cookie this Paygress cannot read buys a grant of its own',
+  async (t) => {
+    const other = await startStack({
+      mint,
+      configFile,
+      env: { PAYGRESS_GRANT_KEY: 'another-deployment-key-0123456789abcdef' },
+    });
+    t.teardown(() => other.close());
+    const foreign = (
+      await send(
+        other,
+        'forward',
+        { 'X-Cashu': await mintToken(mint.url, 10) },
+        compute,
+      )
+    ).headers['x-paygress-grant']!;
+    const s = await stack();
+
+    const cookie = { Cookie: `paygress_grant=${foreign}` };
+    const unpaid = await send(s, 'forward', cookie, compute);
+    t.equal(unpaid.reason, 'PAYGRESS_GRANT_INVALID', 'alone it is refused');
+    const paid = await send(
+      s,
+      'forward',
+      { ...cookie, 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    t.equal(paid.allowed, true, 'with a payment it is set aside');
+    t.match(
+      paid.headers['set-cookie'],
+      /^paygress_grant=pgr1\./,
+      'and the new grant replaces it',
+    );
+    const header = await send(
+      s,
+      'forward',
+      {
+        Authorization: `Bearer ${foreign}`,
+        'X-Cashu': await mintToken(mint.url, 10),
+      },
+      compute,
+    );
+    t.equal(
+      header.reason,
+      'PAYGRESS_GRANT_INVALID',
+      'sent as Authorization, it is refused before anything is redeemed',
+    );
+  },
+);
+
 t.test('a second replica with the same key accepts the grant', async (t) => {
   const a = await stack();
   const b = await stack();

@@ -136,6 +136,34 @@ t.test('a 403 blames RBAC only when RBAC refused', async (t) => {
   );
 });
 
+t.test('a 500, 502 or 504 answer to a change may have applied', async (t) => {
+  const site = {
+    verb: 'patch',
+    namespace: NS,
+    server: 'https://10.0.0.1',
+    timeoutMs: 300,
+    podName: 'paygress-0123',
+  } as const;
+  const failure = (code: number, verb: 'patch' | 'get' = 'patch') =>
+    apiFailure(
+      { ...site, verb },
+      {
+        code,
+        status: {
+          reason: 'Timeout',
+          message: 'the server may have completed the request',
+        },
+      },
+    );
+  for (const code of [500, 502, 504]) {
+    t.equal(failure(code).mayHaveApplied, true, `${code}`);
+    t.equal(failure(code, 'get').mayHaveApplied, false, `${code} to a read`);
+  }
+  for (const code of [400, 404, 409, 422, 429, 503]) {
+    t.equal(failure(code).mayHaveApplied, false, `${code}`);
+  }
+});
+
 t.test('422 Invalid says the template must change', async (t) => {
   // Passes Paygress's own checks but is above the API's limit for the
   // deadline, so only the API server can refuse it.
