@@ -14,6 +14,7 @@ import {
 import { createLogger } from './logger.ts';
 import { StartupError } from './startup-error.ts';
 import { makeDataDir } from './store/data-dir.ts';
+import { redactSecrets } from './core/redact.ts';
 
 /** Runs Paygress until a signal stops it; returns the exit code. */
 export async function serve(configFile?: string): Promise<number> {
@@ -202,11 +203,17 @@ function onStopSignals(
  * start: one line that says so, and exit status 1.
  */
 function cannotStart(logger: Logger, err: unknown): number {
-  const text = err instanceof Error ? err.message : String(err);
+  // A library's message may quote what it read (a kubeconfig's line, a
+  // URL with its credentials): taken out as in every other logged error.
+  const text = redactSecrets(err instanceof Error ? err.message : String(err));
   // A stack helps with a bug, not with a setting to change.
   const fields = err instanceof StartupError ? { code: err.code } : { err };
   logger.fatal(fields, `paygress could not start: ${text}`);
   logger.flush();
+  // With logging off, the reason would go nowhere.
+  if (logger.level === 'silent') {
+    process.stderr.write(`paygress could not start: ${text}\n`);
+  }
   return 1;
 }
 

@@ -19,6 +19,13 @@ const MIN_LONE = 16;
 const TOKEN = /cashu[AB][A-Za-z0-9_\-+/=%]{40,}/g;
 /** A grant credential (`pgr1.` payload `.` MAC), a bearer credential too. */
 const GRANT = /pgr1\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?/g;
+/**
+ * A URL's user and password (what stands between its scheme and the last
+ * `@` before a space, a slash in a password included), and its query and
+ * fragment: a kubeconfig's server or a library's message may carry either.
+ */
+const URL_USERINFO = /(\b[a-z][a-z0-9+.-]*:\/\/)[^\s@]*@/gi;
+const URL_QUERY = /(\b[a-z][a-z0-9+.-]*:\/\/[^\s?#]*)[?#][^\s"'<>)]*/gi;
 /** Whatever follows `Bearer`, as an Authorization header's value quoted. */
 const BEARER = /(\bbearer\s+)[^\s"',;]+/gi;
 /**
@@ -38,16 +45,19 @@ const SECRET_HEX =
 
 /**
  * `text` with every Cashu token, grant credential and bearer credential,
- * every value of a field named `secret` and every run of 64 hex digits or
- * more replaced by `[redacted]`. Public values (Ys, signatures, V2 keyset
- * ids: 66 digits) are left as they are. A secret of another form quoted
- * bare is not recognised: where the secrets are known, take them out by
- * value first ({@link withoutValues}).
+ * every value of a field named `secret`, every run of 64 hex digits or
+ * more, and a URL's user, password, query and fragment replaced by
+ * `[redacted]`. Public values (Ys, signatures, V2 keyset ids: 66 digits)
+ * are left as they are. A secret of another form quoted bare is not
+ * recognised: where the secrets are known, take them out by value first
+ * ({@link withoutValues}).
  */
 export function redactSecrets(text: string): string {
   return redactCredentials(text)
     .replace(SECRET_FIELD, `$1$2${CENSOR}$2`)
-    .replace(SECRET_HEX, CENSOR);
+    .replace(SECRET_HEX, CENSOR)
+    .replace(URL_USERINFO, `$1${CENSOR}@`)
+    .replace(URL_QUERY, `$1?${CENSOR}`);
 }
 
 /**

@@ -12,6 +12,7 @@ import type {
 import { ApiException, Observable } from '@kubernetes/client-node';
 import { ProvisionFailedError } from '../core/errors.ts';
 import { NOT_SENT } from '../not-sent.ts';
+import { redactSecrets } from '../core/redact.ts';
 
 /** The pod verbs Paygress uses; they match the Role in deploy/kubernetes. */
 export type PodVerb = 'create' | 'get' | 'list' | 'patch' | 'delete';
@@ -170,13 +171,16 @@ function unreachable(site: CallSite, err: unknown): ProvisionFailedError {
   // between, most likely, and no question of the address.
   if (err instanceof SyntaxError) {
     return new ProvisionFailedError(
-      `the Kubernetes API at ${site.server} answered something that could not be read (${err.message}) while trying to ${describe(site)}; check for a proxy between Paygress and the API server`,
+      `the Kubernetes API at ${site.server} answered something that could not be read (${redactSecrets(err.message)}) while trying to ${describe(site)}; check for a proxy between Paygress and the API server`,
       { cause: err, mayHaveApplied: changes(site) },
     );
   }
   const cause = (err as { cause?: { code?: unknown } } | undefined)?.cause;
   const code = typeof cause?.code === 'string' ? cause.code : undefined;
-  const why = code ?? (err instanceof Error ? err.message : String(err));
+  // A library's message may quote the URL it was given, credentials and
+  // all (a kubeconfig's server with a user and password, say).
+  const why =
+    code ?? redactSecrets(err instanceof Error ? err.message : String(err));
   return new ProvisionFailedError(
     `the Kubernetes API at ${site.server} could not be reached (${why}) while trying to ${describe(site)}; check the API server address and network policy`,
     {

@@ -59,9 +59,9 @@ export function loadKubeConnection(
   if (inCluster) {
     withEnv(env, () => kubeConfig.loadFromCluster(prefix));
   } else if (kubeconfigPaths.length > 0) {
-    withEnv(env, () => kubeConfig.loadFromDefault());
+    readKubeconfig(() => withEnv(env, () => kubeConfig.loadFromDefault()));
   } else if (existsSync(homeConfig)) {
-    kubeConfig.loadFromFile(homeConfig);
+    readKubeconfig(() => kubeConfig.loadFromFile(homeConfig));
   } else {
     throw new Error(
       'no Kubernetes connection: not running in a pod (KUBERNETES_SERVICE_HOST unset or no service account token) and no kubeconfig (KUBECONFIG unset and ~/.kube/config missing)',
@@ -80,6 +80,33 @@ export function loadKubeConnection(
     source: inCluster ? 'in-cluster' : 'kubeconfig',
     ...(namespace && { namespace }),
   };
+}
+
+/**
+ * Runs `load`, and words its failure without quoting the file: the YAML
+ * parser's message shows the lines around the fault, a user's password
+ * or token among them.
+ */
+function readKubeconfig(load: () => void): void {
+  try {
+    load();
+  } catch (err) {
+    const { reason, mark } = err as {
+      reason?: unknown;
+      mark?: { line?: unknown; column?: unknown };
+    };
+    const where =
+      typeof mark?.line === 'number' && typeof mark.column === 'number'
+        ? ` at line ${mark.line + 1} column ${mark.column + 1}`
+        : '';
+    const why =
+      typeof reason === 'string'
+        ? `${reason}${where}`
+        : ((err as NodeJS.ErrnoException).code ?? 'it is not a kubeconfig');
+    throw new Error(
+      `the kubeconfig cannot be read (${why}); fix KUBECONFIG or ~/.kube/config`,
+    );
+  }
 }
 
 /** The API server's origin, without credentials, for messages. */

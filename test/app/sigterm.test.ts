@@ -506,6 +506,33 @@ async function onDevMintPort(t: Test, server: Server): Promise<boolean> {
   return free;
 }
 
+t.test('with logging off, a failed start still says why', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'paygress-datadir-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'a-file');
+  writeFileSync(file, '');
+  const child = spawn(NODE, [PAYGRESS_BIN, 'serve'], {
+    env: {
+      PATH: process.env.PATH ?? '',
+      PAYGRESS_LOG_LEVEL: 'silent',
+      PAYGRESS_MINTS: 'http://127.0.0.1:9',
+      PAYGRESS_DATA_DIR: file,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (chunk) => (out += chunk));
+  child.stderr.on('data', (chunk) => (err += chunk));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  t.equal(code, 1);
+  t.equal(out, '');
+  t.match(
+    err,
+    /^paygress could not start: the data directory .* cannot be used: it is a file/,
+  );
+});
+
 t.test(
   'another server on the dev mint port is refused, not trusted',
   async (t) => {

@@ -166,6 +166,20 @@ t.test('credentials of a client go, a path keeps its hashes', async (t) => {
   t.notOk(redactSecrets(`/f/${sha}`).includes(sha), 'a secret-shaped run');
 });
 
+t.test("a URL's user, password, query and fragment go", async (t) => {
+  t.equal(
+    redactSecrets(
+      'Request cannot be constructed from a URL that includes credentials: https://kube:Pa/ss@10.0.0.1:6443/api?access_token=T0k3n#x, retrying',
+    ),
+    'Request cannot be constructed from a URL that includes credentials: https://[redacted]@10.0.0.1:6443/api?[redacted] retrying',
+  );
+  t.equal(
+    redactSecrets('fetch failed for http://127.0.0.1:3338/v1/swap'),
+    'fetch failed for http://127.0.0.1:3338/v1/swap',
+    'a plain one stays',
+  );
+});
+
 t.test('public values stay readable', async (t) => {
   const v2Keyset = `01${hex(32)}`;
   const y = `03${hex(32)}`;

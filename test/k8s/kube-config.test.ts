@@ -80,6 +80,35 @@ t.test('~/.kube/config is read when nothing else is set', async (t) => {
   );
 });
 
+t.test(
+  'a kubeconfig that cannot be read is named, none of its lines quoted',
+  async (t) => {
+    const dir = scratch(t);
+    const file = join(dir, 'kc.yaml');
+    writeFileSync(
+      file,
+      `${KUBECONFIG_YAML}users:\n- name: admin\n  user:\n    username: admin\n    password: S3cretKubePassw0rd!\n   token: broken-indent-T0ken\n`,
+    );
+    const err = (() => {
+      try {
+        loadKubeConnection({
+          env: { KUBECONFIG: file },
+          rootPrefix: dir,
+          home: dir,
+        });
+      } catch (e) {
+        return e as Error;
+      }
+      return undefined;
+    })();
+    t.match(
+      err?.message,
+      /^the kubeconfig cannot be read \(.+ at line \d+ column \d+\); fix KUBECONFIG/,
+    );
+    t.notMatch(err?.message, /S3cretKubePassw0rd|T0ken/);
+  },
+);
+
 t.test('no configuration at all is an error, not localhost:8080', async (t) => {
   const home = scratch(t);
   t.throws(

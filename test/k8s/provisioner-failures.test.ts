@@ -47,6 +47,32 @@ t.test('an unreachable API rejects at once, and recovers', async (t) => {
   t.match(await provisioner.ensure('g', NOW + HOUR), { podName: /^paygress-/ });
 });
 
+t.test("a server URL's credentials stay out of the message", async (t) => {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [
+      {
+        name: 'c',
+        server:
+          'https://kubeuser:KubeUrlSecret@127.0.0.1:9/?access_token=KubeQuerySecret',
+        skipTLSVerify: true,
+      },
+    ],
+    users: [{ name: 'u', token: 'x' }],
+    contexts: [{ name: 'c', cluster: 'c', user: 'u' }],
+    currentContext: 'c',
+  });
+  const provisioner = new KubernetesProvisioner({
+    kubeConfig,
+    namespace: NS,
+    template: { image: 'app:1' },
+    clock,
+  });
+  const err = await provisioner.ensure('g', NOW + HOUR).catch((e) => e);
+  t.ok(err instanceof ProvisionFailedError);
+  t.notMatch(err.message, /KubeUrlSecret|KubeQuerySecret|kubeuser/);
+});
+
 t.test('an answer that cannot be read is not called unreachable', async (t) => {
   // What a proxy in front of the API server might send: not JSON.
   const junk = createServer((_req, res) => {
