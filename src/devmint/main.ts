@@ -22,14 +22,36 @@ function integer(
   return parsed;
 }
 
-const { values } = parseArgs({
-  options: {
-    host: { type: 'string', default: '127.0.0.1' },
-    port: { type: 'string' },
-    'fee-ppk': { type: 'string' },
-    state: { type: 'string' },
-  },
-});
+const USAGE =
+  'usage: node src/devmint/main.ts [--host H] [--port P] [--fee-ppk N] [--state FILE]';
+
+let values: {
+  host: string;
+  port?: string | undefined;
+  'fee-ppk'?: string | undefined;
+  state?: string | undefined;
+  help?: boolean | undefined;
+};
+try {
+  ({ values } = parseArgs({
+    options: {
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string' },
+      'fee-ppk': { type: 'string' },
+      state: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }));
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
+  process.exit(2);
+}
+if (values.help) {
+  process.stdout.write(
+    `${USAGE}\nA Cashu mint for development, its Lightning backend fake; default 127.0.0.1:3338, state in memory unless --state.\n`,
+  );
+  process.exit(0);
+}
 
 let mint: DevMint;
 try {

@@ -82,19 +82,48 @@ export function validatePodTemplate(template: PodTemplate): PodTemplate {
   checkStrings(template.command, 'command');
   checkStrings(template.args, 'args');
 
-  for (const [i, v] of (template.env ?? []).entries()) {
-    if (typeof v?.name !== 'string' || v.name === '') {
+  checkList(template.env, 'env', (v, field) => {
+    checkFields(v, field, ENV_VAR);
+    if (typeof v.name !== 'string' || v.name === '') {
       throw new TypeError(
-        `\`template.env[${i}].name\` must be a non-empty string`,
+        `\`template.${field}.name\` must be a non-empty string`,
       );
     }
-  }
-  for (const [i, p] of (template.ports ?? []).entries()) {
-    const port = p?.containerPort;
-    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+  });
+  checkList(template.ports, 'ports', (p, field) => {
+    checkFields(p, field, CONTAINER_PORT);
+    const port = p.containerPort;
+    if (
+      !Number.isInteger(port) ||
+      (port as number) < 1 ||
+      (port as number) > 65535
+    ) {
       throw new TypeError(
-        `\`template.ports[${i}].containerPort\` must be an integer from 1 to 65535`,
+        `\`template.${field}.containerPort\` must be an integer from 1 to 65535`,
       );
+    }
+  });
+  if (template.resources !== undefined) {
+    checkFields(template.resources, 'resources', RESOURCES);
+    for (const which of ['limits', 'requests'] as const) {
+      const amounts: unknown = template.resources[which];
+      if (amounts === undefined || amounts === null) continue;
+      for (const [name, amount] of Object.entries(
+        amounts as Record<string, unknown>,
+      )) {
+        if (!isQuantity(amount)) {
+          throw new TypeError(
+            `\`template.resources.${which}.${name}\` must be a Kubernetes quantity, e.g. 500m, 2 or 1Gi`,
+          );
+        }
+      }
+    }
+  }
+  if (template.securityContext !== undefined) {
+    checkFields(template.securityContext, 'securityContext', SECURITY_CONTEXT);
+    const caps: unknown = template.securityContext.capabilities;
+    if (caps !== undefined && caps !== null) {
+      checkFields(caps, 'securityContext.capabilities', CAPABILITIES);
     }
   }
   checkLabels(template.labels);
@@ -193,6 +222,127 @@ export function buildPod(
   };
 }
 
+/** What a field of a Kubernetes object holds, as the template checks it. */
+type FieldKind =
+  'string' | 'boolean' | 'integer' | 'strings' | 'mapping' | 'list';
+
+const KIND_WHAT: Record<FieldKind, string> = {
+  string: 'a string',
+  boolean: 'true or false',
+  integer: 'an integer',
+  strings: 'a list of strings',
+  mapping: 'a mapping',
+  list: 'a list',
+};
+
+// The fields of the Kubernetes objects a template holds (core/v1): any
+// other is refused, since the API server would drop or refuse it only at
+// the first payment.
+const ENV_VAR: Record<string, FieldKind> = {
+  name: 'string',
+  value: 'string',
+  valueFrom: 'mapping',
+};
+const CONTAINER_PORT: Record<string, FieldKind> = {
+  containerPort: 'integer',
+  hostIP: 'string',
+  hostPort: 'integer',
+  name: 'string',
+  protocol: 'string',
+};
+const RESOURCES: Record<string, FieldKind> = {
+  limits: 'mapping',
+  requests: 'mapping',
+  claims: 'list',
+};
+const SECURITY_CONTEXT: Record<string, FieldKind> = {
+  allowPrivilegeEscalation: 'boolean',
+  appArmorProfile: 'mapping',
+  capabilities: 'mapping',
+  privileged: 'boolean',
+  procMount: 'string',
+  readOnlyRootFilesystem: 'boolean',
+  runAsGroup: 'integer',
+  runAsNonRoot: 'boolean',
+  runAsUser: 'integer',
+  seLinuxOptions: 'mapping',
+  seccompProfile: 'mapping',
+  windowsOptions: 'mapping',
+};
+const CAPABILITIES: Record<string, FieldKind> = {
+  add: 'strings',
+  drop: 'strings',
+};
+
+/** A Kubernetes resource quantity: a number, or decimal with a suffix. */
+const QUANTITY = /^(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[mkMGTPE]|[KMGTPE]i)?$/;
+
+function isQuantity(value: unknown): boolean {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0;
+  return typeof value === 'string' && QUANTITY.test(value);
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function hasKind(value: unknown, kind: FieldKind): boolean {
+  switch (kind) {
+    case 'string':
+      return typeof value === 'string';
+    case 'boolean':
+      return typeof value === 'boolean';
+    case 'integer':
+      return Number.isSafeInteger(value);
+    case 'strings':
+      return Array.isArray(value) && value.every((v) => typeof v === 'string');
+    case 'mapping':
+      return isMapping(value);
+    case 'list':
+      return Array.isArray(value);
+  }
+}
+
+/**
+ * Refuses `value` unless it is a mapping of the `known` fields, each of
+ * its kind (or null, which Kubernetes takes as unset).
+ */
+function checkFields(
+  value: unknown,
+  field: string,
+  known: Record<string, FieldKind>,
+): asserts value is Record<string, unknown> {
+  if (!isMapping(value)) {
+    throw new TypeError(`\`template.${field}\` must be a mapping`);
+  }
+  for (const [key, v] of Object.entries(value)) {
+    const kind = Object.hasOwn(known, key) ? known[key] : undefined;
+    if (kind === undefined) {
+      throw new TypeError(
+        `\`template.${field}\` has no field ${JSON.stringify(key)} in Kubernetes: expected ${Object.keys(known).join(', ')}`,
+      );
+    }
+    if (v !== null && !hasKind(v, kind)) {
+      throw new TypeError(
+        `\`template.${field}.${key}\` must be ${KIND_WHAT[kind]}`,
+      );
+    }
+  }
+}
+
+/** Refuses `list` unless it is a list, and checks each item. */
+function checkList(
+  list: unknown,
+  field: string,
+  check: (item: unknown, field: string) => void,
+): void {
+  if (list === undefined) return;
+  if (!Array.isArray(list)) {
+    throw new TypeError(`\`template.${field}\` must be a list`);
+  }
+  list.forEach((item, i) => check(item, `${field}[${i}]`));
+}
+
 function checkStrings(list: unknown, field: string): void {
   if (list === undefined) return;
   if (!Array.isArray(list) || !list.every((s) => typeof s === 'string')) {
@@ -202,7 +352,7 @@ function checkStrings(list: unknown, field: string): void {
 
 function checkLabels(labels: unknown): void {
   if (labels === undefined) return;
-  if (typeof labels !== 'object' || labels === null) {
+  if (!isMapping(labels)) {
     throw new TypeError('`template.labels` must be an object of strings');
   }
   for (const [key, value] of Object.entries(labels)) {
@@ -226,7 +376,7 @@ function checkLabels(labels: unknown): void {
 
 function checkAnnotations(annotations: unknown): void {
   if (annotations === undefined) return;
-  if (typeof annotations !== 'object' || annotations === null) {
+  if (!isMapping(annotations)) {
     throw new TypeError('`template.annotations` must be an object of strings');
   }
   for (const [key, value] of Object.entries(annotations)) {

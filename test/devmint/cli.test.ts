@@ -90,6 +90,16 @@ t.test('dev-token refuses bad arguments as a usage error', async (t) => {
   }
 });
 
+t.test('the CLI answers --help, and a bad option with its usage', async (t) => {
+  const help = await run(['src/devmint/main.ts', '--help']);
+  t.equal(help.code, 0);
+  t.match(help.stdout, /^usage: node src\/devmint\/main\.ts \[--host H\]/);
+  const bad = await run(['src/devmint/main.ts', '--bogus']);
+  t.equal(bad.code, 2);
+  t.match(bad.stderr, /^Unknown option '--bogus'.*\nusage: /s);
+  t.notMatch(bad.stderr, /\n\s+at /, 'no stack');
+});
+
 t.test('the CLI warns that it is for development only', async (t) => {
   const port = await freePort();
   const child = spawn(node, ['src/devmint/main.ts', '--port', String(port)], {

@@ -5,6 +5,7 @@ import {
   buildPod,
   riskyTemplateSettings,
   validatePodTemplate,
+  type PodTemplate,
 } from '../../src/k8s/pod-template.ts';
 import { podNameFor } from '../../src/k8s/pod-identity.ts';
 
@@ -75,6 +76,102 @@ t.test('settings that give a pod power over its node are named', async (t) => {
     ],
   );
 });
+
+t.test(
+  'a template of the wrong shape is refused with the field it is in',
+  async (t) => {
+    const refused: [string, Record<string, unknown>, RegExp][] = [
+      ['env as a mapping', { env: {} }, /`template.env` must be a list/],
+      ['ports as a string', { ports: '80' }, /`template.ports` must be a list/],
+      [
+        'an env value that is a number',
+        { env: [{ name: 'A', value: 5 }] },
+        /`template.env\[0\].value` must be a string/,
+      ],
+      [
+        'an env field Kubernetes lacks',
+        { env: [{ name: 'A', vaule: 'x' }] },
+        /`template.env\[0\]` has no field "vaule" in Kubernetes: expected name, value, valueFrom/,
+      ],
+      [
+        'a security context that is a number',
+        { securityContext: 5 },
+        /`template.securityContext` must be a mapping/,
+      ],
+      [
+        'privileged as a string',
+        { securityContext: { privileged: 'true' } },
+        /`template.securityContext.privileged` must be true or false/,
+      ],
+      [
+        'added capabilities not as a list',
+        { securityContext: { capabilities: { add: 'SYS_ADMIN' } } },
+        /`template.securityContext.capabilities.add` must be a list of strings/,
+      ],
+      [
+        'an array-like mapping of capabilities',
+        { securityContext: { capabilities: { add: { 0: 'X', length: 1 } } } },
+        /capabilities.add` must be a list of strings/,
+      ],
+      [
+        'resources that are a number',
+        { resources: 5 },
+        /`template.resources` must be a mapping/,
+      ],
+      [
+        'limits as a list',
+        { resources: { limits: [1] } },
+        /`template.resources.limits` must be a mapping/,
+      ],
+      [
+        'a limit that is no quantity',
+        { resources: { limits: { memory: 'lots' } } },
+        /`template.resources.limits.memory` must be a Kubernetes quantity/,
+      ],
+      ['labels as a list', { labels: ['a'] }, /`template.labels` must be/],
+      [
+        'annotations as a list',
+        { annotations: ['a'] },
+        /`template.annotations` must be/,
+      ],
+    ];
+    for (const [what, fields, message] of refused) {
+      t.throws(
+        () => validatePodTemplate({ image: 'a', ...fields } as PodTemplate),
+        message,
+        what,
+      );
+    }
+    t.doesNotThrow(
+      () =>
+        validatePodTemplate({
+          image: 'a',
+          // As YAML gives them: numbers and nulls where Kubernetes takes them.
+          env: [
+            { name: 'A', value: 'x' },
+            {
+              name: 'B',
+              valueFrom: { fieldRef: { fieldPath: 'metadata.name' } },
+            },
+          ],
+          ports: [{ containerPort: 8888, name: 'http', protocol: 'TCP' }],
+          resources: {
+            requests: { cpu: '250m', memory: '256Mi' },
+            limits: { cpu: 1, memory: '1Gi', 'ephemeral-storage': '2G' },
+          },
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 1000,
+            allowPrivilegeEscalation: false,
+            capabilities: { drop: ['ALL'] },
+            seccompProfile: { type: 'RuntimeDefault' },
+            readOnlyRootFilesystem: null,
+          },
+        } as unknown as PodTemplate),
+      'what Kubernetes takes passes',
+    );
+  },
+);
 
 t.test('the template cannot take over Paygress labels or expiry', async (t) => {
   t.throws(
