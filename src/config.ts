@@ -39,6 +39,11 @@ export type LogLevel =
 /** The whole Paygress configuration, frozen and fully defaulted. */
 export interface Config {
   /**
+   * What the environment held that looks like a setting and was not
+   * taken as one (see {@link configWarnings}).
+   */
+  readonly warnings: readonly string[];
+  /**
    * Forward-auth / auth_request listener. Default `0.0.0.0:8080`, at
    * most 1024 connections open at once.
    */
@@ -206,6 +211,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const file = options.file ?? (env.PAYGRESS_CONFIG || undefined);
 
   const raw = file === undefined ? {} : readYaml(file);
+  const warnings = environmentWarnings(env, raw);
   const sources = new Map<string, string>();
   for (const [name, key, kind] of ENV_VARS) {
     const value = env[name];
@@ -217,7 +223,66 @@ export function loadConfig(options: LoadOptions = {}): Config {
   const check = new Checker(sources);
   const config = readConfig(check, raw);
   if (check.problems.length > 0) throw new ConfigError(check.problems);
-  return deepFreeze(config);
+  return deepFreeze({ ...config, warnings });
+}
+
+/**
+ * What Kubernetes names the variables of a Service called `paygress` in
+ * the pod's namespace (service links): not settings, and not warned of.
+ */
+const SERVICE_LINK =
+  /^PAYGRESS_(SERVICE_(HOST|PORT)(_[A-Z0-9_]+)?|PORT(_\d+_(TCP|UDP|SCTP)(_(PROTO|PORT|ADDR))?)?)$/;
+
+/**
+ * Variables of the environment that look like settings and are not: a
+ * `PAYGRESS_` name Paygress does not read (a misspelt one would otherwise
+ * keep its default in silence), and `POD_NAMESPACE`, which a pod's spec
+ * often sets to its own namespace, overriding the file's
+ * `provisioning.namespace`.
+ */
+function environmentWarnings(
+  env: Readonly<Record<string, string | undefined>>,
+  file: Record<string, unknown>,
+): string[] {
+  const known = [...ENV_VARS.map(([name]) => name), 'PAYGRESS_CONFIG'];
+  const warnings: string[] = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('PAYGRESS_') || known.includes(name)) continue;
+    if (SERVICE_LINK.test(name)) continue;
+    const near = known
+      .map((k) => ({ k, d: editDistance(name, k) }))
+      .filter(({ d }) => d <= 3)
+      .sort((a, b) => a.d - b.d)[0];
+    warnings.push(
+      `${name} is not a Paygress setting and is ignored${near ? ` (did you mean ${near.k}?)` : ''}`,
+    );
+  }
+  const provisioning = file.provisioning;
+  const fromFile = isMapping(provisioning) ? provisioning.namespace : undefined;
+  const fromEnv = env.POD_NAMESPACE?.trim();
+  if (fromEnv && typeof fromFile === 'string' && fromFile !== fromEnv) {
+    warnings.push(
+      `POD_NAMESPACE (${fromEnv}) overrides provisioning.namespace (${fromFile}) from the file: payers' pods go to ${fromEnv}; unset it if it names Paygress's own namespace`,
+    );
+  }
+  return warnings;
+}
+
+/** Levenshtein distance: how many one-letter edits turn `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(
+        row[j]! + 1,
+        next[j - 1]! + 1,
+        row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1),
+      );
+    }
+    row = next;
+  }
+  return row[b.length]!;
 }
 
 /**
@@ -226,9 +291,12 @@ export function loadConfig(options: LoadOptions = {}): Config {
  */
 export function configWarnings(config: Config): string[] {
   const { enabled, template } = config.provisioning;
-  if (!enabled || template === undefined) return [];
-  const warnings = riskyTemplateSettings(template).map(
-    (risk) => `provisioning.template.${risk} (in every payer's pod)`,
+  if (!enabled || template === undefined) return [...config.warnings];
+  const warnings = [...config.warnings];
+  warnings.push(
+    ...riskyTemplateSettings(template).map(
+      (risk) => `provisioning.template.${risk} (in every payer's pod)`,
+    ),
   );
   const cap = template.maxLifetimeSeconds;
   for (const rule of config.pricing.rules) {
@@ -355,11 +423,13 @@ function readYaml(file: string): Record<string, unknown> {
   } catch (err) {
     // An alias that names no anchor: most often a value that starts with
     // `*` unquoted (a host pattern), which YAML reads as one.
-    const why = oneLine(String((err as Error)?.message ?? err));
-    const hint = /unresolved alias/i.test(why)
-      ? "; quote a value that starts with * (e.g. '*.example.com')"
-      : '';
-    throw new ConfigError([`config file ${file}: ${why}${hint}`]);
+    // The parser's message names the alias, which may be a secret written
+    // unquoted (`key: *…`): it is not repeated.
+    const message = oneLine(String((err as Error)?.message ?? err));
+    const why = /unresolved alias/i.test(message)
+      ? "a value starting with * is read as a YAML alias that names no anchor; quote a value that starts with * (e.g. '*.example.com')"
+      : message;
+    throw new ConfigError([`config file ${file}: ${why}`]);
   }
   if (value === null || value === undefined) return {};
   if (!isMapping(value)) {
@@ -379,6 +449,10 @@ function fromEnv(value: string, kind: Kind): unknown {
   if (kind === 'list') return splitList(text, ',');
   if (kind === 'mints') {
     return splitList(text, ';').map((entry) => {
+      // A mint URL takes no credentials, query or fragment: an entry with
+      // any is one URL, refused whole (and shown without them), not split
+      // at a `=` of its query into a URL and "units".
+      if (/[?#@]/.test(entry)) return { url: entry };
       const [url = '', units] = entry.split('=', 2);
       if (units === undefined) return { url: url.trim() };
       // `url=` names no unit: refused as an empty one, not defaulted.
@@ -612,7 +686,7 @@ const readBase = section({
   devMint: bool(false),
 });
 
-function readConfig(c: Checker, value: unknown): Config {
+function readConfig(c: Checker, value: unknown): Omit<Config, 'warnings'> {
   const { admin: adminSection, ...base } = readBase(c, '', value);
   // The admin listener is there only when given a port, and binds where
   // the HTTP listener does unless told otherwise.
@@ -1004,37 +1078,48 @@ function show(key: string, value: unknown): string {
       : typeof value;
   }
   if (typeof value === 'string') {
-    const shown = withoutUrlSecrets(value);
+    const shown = withoutUrlSecrets(value, /^mints(\[|\.|$)|url/i.test(key));
     return JSON.stringify(
       shown.length > 80 ? `${shown.slice(0, 77)}...` : shown,
     );
   }
   if (Array.isArray(value)) return value.length ? 'a list' : 'an empty list';
+  if (value instanceof Map) return 'an ordered mapping (!!omap or !!pairs)';
+  if (value instanceof Set) return 'a set (!!set)';
   if (isMapping(value)) return 'a mapping';
   return String(value);
 }
 
-/** A URL's user, password and query hidden; any other text as it is. */
-function withoutUrlSecrets(text: string): string {
-  if (!URL.canParse(text.trim())) {
-    // Not a URL, but maybe one with a typo: hide what would be secret.
-    return text.includes('://')
-      ? text.replace(/(:\/\/)[^/@\s]*@/, '$1***@').replace(/[?#].*$/, '?***')
-      : text;
-  }
-  const url = new URL(text.trim());
-  if (!url.username && !url.password && !url.search) return text;
-  const userinfo = url.username || url.password ? '***@' : '';
-  const query = url.search ? '?***' : '';
-  return `${url.protocol}//${userinfo}${url.host}${url.pathname}${query}${url.hash}`;
+/**
+ * What could be a URL's user, password, query or fragment hidden, whether
+ * or not the text parses as a URL (a typo, or a password with a `/`, may
+ * keep it from parsing): all before the last `@` after any scheme, and
+ * all from the first `?` or `#`. Text that is not `urlish` (a setting
+ * that is no URL) and holds no `://` is left as it is.
+ */
+function withoutUrlSecrets(text: string, urlish: boolean): string {
+  if (!urlish && !text.includes('://')) return text;
+  return text
+    .replace(
+      /^(\s*[a-z][a-z0-9+.-]*:\/\/)?.*@/is,
+      (_all, scheme: string | undefined) => `${scheme ?? ''}***@`,
+    )
+    .replace(/[?#].*$/s, '?***');
 }
 
 function oneLine(text: string): string {
   return text.replace(/\s+/g, ' ').trim();
 }
 
+/**
+ * A plain mapping: not a list, nor the Map or Set YAML's `!!omap`,
+ * `!!pairs` and `!!set` give, whose entries are no keys of the object and
+ * would be read as an empty section.
+ */
 function isMapping(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+  if (typeof value !== 'object' || value === null) return false;
+  const proto: unknown = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -393,7 +393,66 @@ t.test('nothing that may be a secret is printed in problems', async (t) => {
         loadConfig({
           env: { PAYGRESS_MINTS: `https://alice:${secret}@mint.example.com` },
         }),
-      'mints[0].url (PAYGRESS_MINTS): "https://***@mint.example.com/" is not a URL without credentials',
+      'mints[0].url (PAYGRESS_MINTS): "https://***@mint.example.com" is not a URL without credentials',
+    ],
+    [
+      'a mint URL in the environment with a key in its query',
+      () =>
+        loadConfig({
+          env: { PAYGRESS_MINTS: `https://mint.example.com/?apikey=${secret}` },
+        }),
+      'mints[0].url (PAYGRESS_MINTS): "https://mint.example.com/?***" is not a URL without query or fragment',
+    ],
+    [
+      'one whose key is in lower case, which a unit could be',
+      () =>
+        loadConfig({
+          env: { PAYGRESS_MINTS: 'https://mint.example.com/?apikey=lowercase' },
+        }),
+      'mints[0].url (PAYGRESS_MINTS): "https://mint.example.com/?***" is not a URL without query or fragment',
+    ],
+    [
+      'a password with = in it, in the environment',
+      () =>
+        loadConfig({
+          env: {
+            PAYGRESS_MINTS: `https://admin:Pa=${secret}@mint.example.com`,
+          },
+        }),
+      /^mints\[0\]\.url \(PAYGRESS_MINTS\): "https:\/\/\*\*\*@mint\.example\.com" is not/,
+    ],
+    [
+      'a password with / in it, which keeps the URL from parsing',
+      () =>
+        loadConfig({
+          file: yamlFile(
+            t,
+            `mints: ["https://admin:Pa/${secret}@mint.example.com"]\n`,
+          ),
+          env: {},
+        }),
+      /^mints\[0\]\.url: "https:\/\/\*\*\*@mint\.example\.com" is not/,
+    ],
+    [
+      'a fragment',
+      () =>
+        loadConfig({
+          file: yamlFile(
+            t,
+            `mints: ["https://mint.example.com/v1#k=${secret}"]\n`,
+          ),
+          env: {},
+        }),
+      'mints[0].url: "https://mint.example.com/v1?***" is not a URL without query or fragment',
+    ],
+    [
+      'a grant key written unquoted after a *',
+      () =>
+        loadConfig({
+          file: yamlFile(t, `grants:\n  key: *${secret}\n`),
+          env: MINT,
+        }),
+      /a value starting with \* is read as a YAML alias that names no anchor; quote/,
     ],
     [
       'a mint URL with an API key in its query',
@@ -636,7 +695,7 @@ t.test('YAML syntax errors and unreadable files are reported', async (t) => {
   t.match(
     problemsOf(() => loadConfig({ file: alias, env: {} })),
     [
-      /: Unresolved alias .*; quote a value that starts with \* \(e\.g\. '\*\.example\.com'\)$/,
+      /: a value starting with \* is read as a YAML alias that names no anchor; quote a value that starts with \* \(e\.g\. '\*\.example\.com'\)$/,
     ],
   );
   const aliases = yamlFile(

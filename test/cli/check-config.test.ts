@@ -130,6 +130,72 @@ t.test('environment variables are applied as at startup', async (t) => {
   t.match(withMint.out, /http 0\.0\.0\.0:8181, .*mints 1,/);
 });
 
+t.test(
+  'a pod template of the wrong shape is one problem, not a crash',
+  async (t) => {
+    const dir = t.testdir({
+      'caps.yaml': [
+        'mints: [https://mint.example.com]',
+        'provisioning:',
+        '  enabled: true',
+        '  template:',
+        '    image: app:1',
+        '    securityContext: { capabilities: { add: SYS_ADMIN } }',
+      ].join('\n'),
+    });
+    const result = checkConfig([`${dir}/caps.yaml`], {
+      PAYGRESS_GRANT_KEY: GRANT_KEY,
+    });
+    t.equal(result.code, 2);
+    t.same(result.err.trimEnd().split('\n'), [
+      'provisioning.template: `provisioning.template.securityContext.capabilities.add` must be a list of strings',
+    ]);
+  },
+);
+
+t.test('a YAML ordered map or set is refused, not read as empty', async (t) => {
+  const dir = t.testdir({
+    'omap.yaml': [
+      'mints: [https://mint.example.com]',
+      'http: !!omap',
+      '  - host: 127.0.0.1',
+      '  - port: 8181',
+    ].join('\n'),
+  });
+  const result = checkConfig([`${dir}/omap.yaml`]);
+  t.equal(result.code, 2);
+  t.match(
+    result.err,
+    /^http: an ordered mapping \(!!omap or !!pairs\) is not a mapping/m,
+  );
+});
+
+t.test(
+  'variables that look like settings and are not are warned of',
+  async (t) => {
+    const dir = t.testdir({
+      'ns.yaml': [
+        'mints: [https://mint.example.com]',
+        'provisioning: { namespace: payers }',
+      ].join('\n'),
+    });
+    const result = checkConfig([`${dir}/ns.yaml`], {
+      PAYGRESS_HTTP_HOSTS: '127.0.0.1',
+      PAYGRESS_WIDGETS: 'on',
+      // What Kubernetes sets for a Service named paygress: no warning.
+      PAYGRESS_SERVICE_HOST: '10.0.0.7',
+      PAYGRESS_PORT_9090_TCP_ADDR: '10.0.0.7',
+      POD_NAMESPACE: 'ingress',
+    });
+    t.equal(result.code, 0);
+    t.same(result.err.trimEnd().split('\n'), [
+      'warning: PAYGRESS_HTTP_HOSTS is not a Paygress setting and is ignored (did you mean PAYGRESS_HTTP_HOST?)',
+      'warning: PAYGRESS_WIDGETS is not a Paygress setting and is ignored',
+      "warning: POD_NAMESPACE (ingress) overrides provisioning.namespace (payers) from the file: payers' pods go to ingress; unset it if it names Paygress's own namespace",
+    ]);
+  },
+);
+
 t.test('a missing file or argument exits 2', async (t) => {
   const missing = checkConfig(['does-not-exist.yaml']);
   t.equal(missing.code, 2);
