@@ -1075,7 +1075,7 @@ function show(key: string, value: unknown): string {
       ? key.startsWith('wallet')
         ? `a value of ${value.length} characters (not shown)`
         : `a ${Buffer.byteLength(value)}-byte secret`
-      : typeof value;
+      : kindOf(value);
   }
   if (typeof value === 'string') {
     const shown = withoutUrlSecrets(value, /^mints(\[|\.|$)|url/i.test(key));
@@ -1088,6 +1088,14 @@ function show(key: string, value: unknown): string {
   if (value instanceof Set) return 'a set (!!set)';
   if (isMapping(value)) return 'a mapping';
   return String(value);
+}
+
+/** What a value is, named without showing it. */
+function kindOf(value: unknown): string {
+  if (value === null) return 'an empty value';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  return `a ${typeof value}`;
 }
 
 /**

@@ -484,6 +484,15 @@ t.test('nothing that may be a secret is printed in problems', async (t) => {
       /^grants: a 32-byte secret is not a mapping/,
     ],
     [
+      'a grant key written as a list',
+      () =>
+        loadConfig({
+          file: yamlFile(t, `grants: { key: [${secret}] }\n`),
+          env: MINT,
+        }),
+      /^grants\.key: a list is not a secret of at least 32 bytes/,
+    ],
+    [
       'a private key where the public one belongs',
       () =>
         loadConfig({

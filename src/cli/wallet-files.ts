@@ -118,6 +118,12 @@ async function backupTo(dataDir: string, target: string): Promise<number> {
         `${target} exists: name a new file (a backup never replaces one)`,
       );
     }
+    const folder = dirname(resolve(target));
+    if (!existsSync(folder)) {
+      throw new Error(
+        `${folder} does not exist: make it, or name a file in a directory that does`,
+      );
+    }
     const partial = `${target}.partial`;
     createOwnerOnly(partial, `remove ${partial}, left by a backup cut short`);
     let held: string;

@@ -90,6 +90,13 @@ t.test('a backup while Paygress serves', async (t) => {
   t.equal(again.code, 1, 'a second backup to the same name is refused');
   t.match(again.err, `${backupFile} exists: name a new file`);
   t.equal(unspentIn(backupFile), 300, 'and the first is untouched');
+
+  const nowhere = await wallet('backup', join(work, 'missing', 'b.sqlite'));
+  t.equal(nowhere.code, 1);
+  t.equal(
+    nowhere.err,
+    `paygress wallet backup: ${join(work, 'missing')} does not exist: make it, or name a file in a directory that does\n`,
+  );
 });
 
 t.test('a restore is refused while Paygress serves', async (t) => {
