@@ -365,6 +365,14 @@ export async function startApp(options: AppOptions): Promise<App> {
       http: http.port,
       grpc: grpc.port,
       ...(admin !== undefined && { admin: admin.port }),
+      // Where each listens: 0.0.0.0 takes connections from beyond the pod.
+      addresses: {
+        http: hostPort(config.http.host, http.port),
+        grpc: hostPort(config.grpc.host, grpc.port),
+        ...(admin !== undefined && {
+          admin: hostPort(config.admin!.host, admin.port),
+        }),
+      },
       mints,
       dataDir: config.dataDir,
       secp256k1,

@@ -28,8 +28,14 @@ for (const [setting, build] of [
     t.teardown(() => stack.close());
     t.match(
       lines.find((l) => l.msg === 'paygress listening'),
-      { secp256k1: build },
-      'the start-up line names the build',
+      {
+        secp256k1: build,
+        addresses: {
+          http: `127.0.0.1:${stack.app.httpPort}`,
+          grpc: `127.0.0.1:${stack.app.grpcPort}`,
+        },
+      },
+      'the start-up line names the build and where each listener listens',
     );
 
     const pay = (headers: Record<string, string>) =>
