@@ -66,13 +66,13 @@ import {
   type TokenHeader,
 } from './token.ts';
 
-/** Options of {@link Gate}. */
 /** What a paying request's grant credential holds; see #presentedWithPayment. */
 interface Presented {
   readonly live?: Grant;
   readonly expired?: Grant;
 }
 
+/** Options of {@link Gate}. */
 export interface GateOptions {
   readonly pricing: Pricing;
   readonly gateway: MintGateway;
