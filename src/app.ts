@@ -469,6 +469,18 @@ function watchSyncs(
  * The Kubernetes provisioner when provisioning is on; with it off, nothing
  * is built and no API call is ever made.
  */
+/**
+ * How long past its expiry a pod is kept: a top-up checks its grant, then
+ * asks the mint (its keysets and the swap, each again should the mint
+ * have rotated its keys), syncs its record, and only then lengthens the
+ * pod. At least a minute; more when the mint's timeout is set long.
+ */
+export function reapGraceFor(config: Config): number {
+  const longest =
+    4 * config.mint.timeoutMs + config.provisioning.timeoutMs + 5_000;
+  return Math.max(60_000, longest);
+}
+
 async function provisionerFor(
   config: Config,
   clock: Clock,
@@ -484,6 +496,7 @@ async function provisionerFor(
     namespace,
     template,
     requestTimeoutMs: config.provisioning.timeoutMs,
+    reapGraceMs: reapGraceFor(config),
     clock,
     logger: logger.child({ component: 'provisioner' }),
     // Payments refunded before this start whose new grant's pod a late

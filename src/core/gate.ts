@@ -70,6 +70,8 @@ import {
 interface Presented {
   readonly live?: Grant;
   readonly expired?: Grant;
+  /** An authentic grant of another route. */
+  readonly elsewhere?: Grant;
 }
 
 /** Options of {@link Gate}. */
@@ -113,6 +115,14 @@ const POD_RECHECK_MS = 60_000;
  * Retry-After of a PAYGRESS_PROVISION_FAILED refusal.
  */
 const POD_RETRY_MS = 5_000;
+
+/**
+ * How long after a refund a pod its failed create may yet make is looked
+ * for and deleted, in ms. The API server finishes a create within its
+ * request timeout (a minute by default) or not at all: ten minutes has
+ * room, and keeps the list a flood of refunds can grow short.
+ */
+const RELEASE_WATCH_MS = 10 * 60_000;
 
 /** Frozen allows of grants in use, kept at most. */
 const COVERED_ALLOWS = 10_000;
@@ -209,8 +219,7 @@ export class Gate implements Decider {
     const raw = findToken(request.headers);
     if (raw === undefined) {
       if (credential === undefined) return this.#paymentRequired(route);
-      const grant = this.#o.grants.verify(credential.value, route.name);
-      return this.#allowOnGrant(grant, route);
+      return this.#allowOnGrant(this.#verified(credential, route), route);
     }
     const presented =
       credential === undefined
@@ -252,16 +261,47 @@ export class Gate implements Decider {
     credential: GrantCredential,
     route: PricedRoute,
   ): Presented {
-    let grant: Grant;
-    try {
-      grant = this.#o.grants.read(credential.value, route.name);
-    } catch (err) {
-      if (err instanceof GrantScopeError) return {};
-      if (err instanceof GrantInvalidError && credential.cookie) return {};
-      throw err;
+    let expired: Grant | undefined;
+    let elsewhere: Grant | undefined;
+    for (const value of credential.values) {
+      let grant: Grant;
+      try {
+        grant = this.#o.grants.authentic(value);
+      } catch (err) {
+        if (err instanceof GrantInvalidError && credential.cookie) continue;
+        throw err;
+      }
+      if (grant.route !== route.name) {
+        elsewhere ??= grant;
+        continue;
+      }
+      if (grant.singleUse) continue;
+      if (!this.#o.grants.expired(grant)) return { live: grant };
+      expired ??= grant;
     }
-    if (grant.singleUse) return {};
-    return this.#o.grants.expired(grant) ? { expired: grant } : { live: grant };
+    return {
+      ...(expired !== undefined && { expired }),
+      ...(elsewhere !== undefined && { elsewhere }),
+    };
+  }
+
+  /**
+   * The grant a request without a payment presents: of several cookies,
+   * the first that holds this route's unexpired grant (another may be a
+   * cookie of another deployment, with another domain, which Paygress's
+   * own cannot replace). None: why the first that is Paygress's is not
+   * good here, or why the first is not Paygress's.
+   */
+  #verified(credential: GrantCredential, route: PricedRoute): Grant {
+    let why: unknown;
+    for (const value of credential.values) {
+      try {
+        return this.#o.grants.verify(value, route.name);
+      } catch (err) {
+        if (why === undefined || why instanceof GrantInvalidError) why = err;
+      }
+    }
+    throw why;
   }
 
   /**
@@ -472,7 +512,12 @@ export class Gate implements Decider {
     }
 
     // Only once what the payment buys is ready is the redemption recorded
-    // as delivered: a crash before then (a slow pod, say) leaves it owed.
+    // as delivered: a crash before then (a slow pod, say) leaves it owed,
+    // and its retry must buy this grant again, not whatever it presents
+    // (the pod is made or lengthened already).
+    if (this.#o.provisioner !== undefined && redemption.grant !== grant.id) {
+      this.#o.store.buying(redemption.id, grant.id);
+    }
     let pod: string;
     try {
       pod = await this.#podFor(grant, current === undefined ? 'new' : 'top-up');
@@ -486,18 +531,21 @@ export class Gate implements Decider {
         err instanceof ProvisionFailedError &&
         err.mayHaveApplied;
       // A new grant's pod the failed create made anyway would run for
-      // nobody once the money is back: the store keeps the grant's expiry
-      // with the refund, for the provisioner to delete such a pod until
-      // then, after a restart too (a top-up's pod is the payer's).
-      const releaseUntil = current === undefined ? grant.expiresAt : undefined;
+      // nobody once the money is back: the store keeps, with the refund,
+      // until when the provisioner deletes such a pod, after a restart too
+      // (a top-up's pod is the payer's).
+      const releaseUntil =
+        current === undefined
+          ? Math.min(grant.expiresAt, now + RELEASE_WATCH_MS)
+          : undefined;
       const refund =
         this.#o.refunds && !extended
           ? this.#refund(redemption, token, route, err, releaseUntil)
           : undefined;
       const refused = refund ?? this.#credit(request, grant, token, route, err);
       if (refund === undefined) this.#o.store.delivered(redemption.id);
-      else if (current === undefined) {
-        void this.#o.provisioner?.release(grant.id, grant.expiresAt);
+      else if (releaseUntil !== undefined) {
+        void this.#o.provisioner?.release(grant.id, releaseUntil);
       }
       return this.#appliedTo(
         { ...refused, redemptionId: redemption.id },
@@ -539,6 +587,11 @@ export class Gate implements Decider {
     if (before === grantIdFor(redemption.id)) return undefined;
     const again = presented.live ?? presented.expired;
     if (again?.id === before) return again;
+    if (presented.elsewhere?.id === before) {
+      throw new GrantScopeError(
+        `this payment's answer was lost after it lengthened a grant of route ${presented.elsewhere.route}: retry it there, with that grant's credential`,
+      );
+    }
     throw new GrantScopeError(
       "this payment's answer was lost after it lengthened another grant: retry it with that grant's credential",
     );

@@ -126,7 +126,12 @@ export class GrantSigner {
    * tracked here: the caller records spent grant ids.
    */
   verify(credential: string, routeName: string): Grant {
-    const grant = this.read(credential, routeName);
+    const grant = this.authentic(credential);
+    if (grant.route !== routeName) {
+      throw new GrantScopeError(
+        `this grant is for route ${grant.route}, not ${routeName}`,
+      );
+    }
     if (this.expired(grant)) {
       throw new GrantExpiredError('this grant has expired; pay again');
     }
@@ -134,18 +139,12 @@ export class GrantSigner {
   }
 
   /**
-   * The grant in `credential` if it is authentic and for `routeName`,
+   * The grant in `credential` if it is authentic, for whatever route and
    * expired or not: what a payment with it may top up. Throws
-   * GrantInvalidError or GrantScopeError.
+   * GrantInvalidError.
    */
-  read(credential: string, routeName: string): Grant {
-    const grant = toGrant(this.#authentic(credential));
-    if (grant.route !== routeName) {
-      throw new GrantScopeError(
-        `this grant is for route ${grant.route}, not ${routeName}`,
-      );
-    }
-    return grant;
+  authentic(credential: string): Grant {
+    return toGrant(this.#authentic(credential));
   }
 
   /** Whether `grant` has expired by now. */
@@ -256,9 +255,16 @@ export function extendGrant(
   };
 }
 
-/** A grant credential a request presents, and whether a cookie held it. */
+/** Cookies of the grant's name looked at, at most, in one request. */
+const MAX_GRANT_COOKIES = 8;
+
+/**
+ * The grant credential a request presents, and whether cookies held it:
+ * then each cookie of the name, in order (a browser sends two of one name
+ * when they differ in domain or path, the older first).
+ */
 export interface GrantCredential {
-  readonly value: string;
+  readonly values: readonly string[];
   readonly cookie: boolean;
 }
 
@@ -278,16 +284,19 @@ export function readGrantCredential(
     headers['authorization'] ?? '',
   );
   if (auth?.[1]?.startsWith(GRANT_PREFIX)) {
-    return { value: auth[1], cookie: false };
+    return { values: [auth[1]], cookie: false };
   }
 
+  const values: string[] = [];
   for (const pair of (headers['cookie'] ?? '').split(';')) {
     const eq = pair.indexOf('=');
     if (eq < 0 || trimOws(pair.slice(0, eq)) !== cookieName) continue;
     const value = trimOws(pair.slice(eq + 1)).replace(/^"(.*)"$/, '$1');
-    if (value.startsWith(GRANT_PREFIX)) return { value, cookie: true };
+    if (value.startsWith(GRANT_PREFIX) && values.length < MAX_GRANT_COOKIES) {
+      values.push(value);
+    }
   }
-  return undefined;
+  return values.length > 0 ? { values, cookie: true } : undefined;
 }
 
 function secretKey(key: string): KeyObject {

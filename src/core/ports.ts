@@ -175,10 +175,16 @@ export interface WalletStore {
         readonly mint: string;
         readonly unit: string;
         readonly amount: number;
-        /** The grant an answer of it that was lost gave, if any. */
+        /** The grant it bought before (see {@link buying}), if known. */
         readonly grant?: string;
       }
     | undefined;
+  /**
+   * The grant a redemption being delivered buys, recorded before its pod
+   * is made: should the answer never come (a crash, a shutdown), the
+   * retry of the owed payment buys that grant again (see {@link deliver}).
+   */
+  buying(id: string, grant: string): void;
   /** The answer handing over a redemption being delivered is ready. */
   delivered(id: string): void;
   /** A redemption being delivered will not be, after all: owe it again. */

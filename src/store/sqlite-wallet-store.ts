@@ -50,9 +50,10 @@ CREATE TABLE IF NOT EXISTS redemptions (
   amount INTEGER NOT NULL,
   state TEXT NOT NULL CHECK (state IN ('pending', 'complete', 'released')),
   delivered INTEGER NOT NULL DEFAULT 0,
-  -- The grant the answer that was lost gave (layout 4): a retry of the
-  -- payment buys that grant again, after a restart too.
-  lost_grant TEXT,
+  -- The grant the payment bought (layout 4), recorded before its pod is
+  -- made and when its answer is lost: a retry of the payment, owed to
+  -- its payer, buys that grant again, after a restart too.
+  grant_id TEXT,
   -- Refunded because its grant's pod could not be made (layout 4): when
   -- that grant would have expired. Until then a pod a late create made
   -- for it is deleted, after a restart too.
@@ -313,7 +314,7 @@ export class SqliteWalletStore implements WalletStore {
       // Layout 4 added what a restart must not forget of a lost answer's
       // grant and of a refunded grant's pod.
       for (const [column, type] of [
-        ['lost_grant', 'TEXT'],
+        ['grant_id', 'TEXT'],
         ['refunded_until', 'INTEGER'],
       ] as const) {
         if (columns.length > 0 && !columns.includes(column)) {
@@ -472,14 +473,14 @@ export class SqliteWalletStore implements WalletStore {
     }
 
     const row = this.#prepare(
-      `SELECT r.mint, r.unit, r.lost_grant, (SELECT COUNT(*) FROM redeemed_ys WHERE redemption_id = r.id) AS inputs,
+      `SELECT r.mint, r.unit, r.grant_id, (SELECT COUNT(*) FROM redeemed_ys WHERE redemption_id = r.id) AS inputs,
            (SELECT COALESCE(SUM(amount), 0) FROM proofs WHERE redemption_id = r.id) AS amount
          FROM redemptions r WHERE r.id = ? AND r.state = 'complete' AND r.delivered = 0`,
     ).get(id) as
       | {
           mint: string;
           unit: string;
-          lost_grant: string | null;
+          grant_id: string | null;
           inputs: number;
           amount: number;
         }
@@ -500,7 +501,18 @@ export class SqliteWalletStore implements WalletStore {
     this.#delivering.add(id);
     this.#owed--;
     const owed = { id, mint: row.mint, unit: row.unit, amount: row.amount };
-    return row.lost_grant === null ? owed : { ...owed, grant: row.lost_grant };
+    return row.grant_id === null ? owed : { ...owed, grant: row.grant_id };
+  }
+
+  buying(id: string, grant: string): void {
+    // Not waited for on disk: a crash that loses it leaves the retry free
+    // to buy what it presents, as before this was kept.
+    this.#unsynced(() =>
+      this.#prepare('UPDATE redemptions SET grant_id = ? WHERE id = ?').run(
+        grant,
+        id,
+      ),
+    );
   }
 
   delivered(id: string): void {
@@ -625,7 +637,7 @@ export class SqliteWalletStore implements WalletStore {
   undeliver(id: string, grant?: string): void {
     const changed = this.#transaction(() => {
       const result = this.#prepare(
-        `UPDATE redemptions SET delivered = 0, lost_grant = COALESCE(?, lost_grant),
+        `UPDATE redemptions SET delivered = 0, grant_id = COALESCE(?, grant_id),
              refunded_until = NULL
            WHERE id = ? AND state = 'complete' AND delivered = 1`,
       ).run(grant ?? null, id);

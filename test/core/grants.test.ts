@@ -231,7 +231,7 @@ t.test('a top-up never shortens a grant', async (t) => {
 
 /** The credential's value alone. */
 const credentialOf = (...args: Parameters<typeof readGrantCredential>) =>
-  readGrantCredential(...args)?.value;
+  readGrantCredential(...args)?.values[0];
 
 t.test('readGrantCredential finds bearer grants and cookies', async (t) => {
   const cred = 'pgr1.abc.def';
@@ -265,13 +265,21 @@ t.test('readGrantCredential finds bearer grants and cookies', async (t) => {
   t.equal(credentialOf({ cookie: 'pg=other' }, 'pg'), undefined);
   t.equal(credentialOf({}, 'pg'), undefined);
   t.same(readGrantCredential({ authorization: `Bearer ${cred}` }, 'pg'), {
-    value: cred,
+    values: [cred],
     cookie: false,
   });
   t.same(
     readGrantCredential({ cookie: `pg=${cred}` }, 'pg'),
-    { value: cred, cookie: true },
+    { values: [cred], cookie: true },
     'a cookie says so',
+  );
+  t.same(
+    readGrantCredential(
+      { cookie: `pg=pgr1.other.x; a=1; pg=${cred}; pg=not-a-grant` },
+      'pg',
+    ),
+    { values: ['pgr1.other.x', cred], cookie: true },
+    'every cookie of the name, in order',
   );
 });
 

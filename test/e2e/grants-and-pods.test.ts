@@ -31,6 +31,9 @@ pricing:
     - name: compute
       match: { path: /compute, pathMatch: prefix }
       rate: { amount: 10, unit: sat, perSeconds: 60, minSeconds: 60, maxSeconds: 3600 }
+    - name: notebook
+      match: { path: /notebook, pathMatch: prefix }
+      rate: { amount: 10, unit: sat, perSeconds: 60, minSeconds: 60, maxSeconds: 3600 }
 grants:
   key: a-test-grant-key-that-is-long-enough-0123456789
 provisioning:
@@ -122,6 +125,14 @@ function expiryOf(credential: string): number {
       e: number;
     }
   ).e;
+}
+
+/** The grant id a credential carries (its payload's `i`). */
+function idOf(credential: string): string {
+  const payload = credential.split('.')[1]!;
+  return (
+    JSON.parse(Buffer.from(payload, 'base64url').toString()) as { i: string }
+  ).i;
 }
 
 /** Sends `token` on /compute with `grant`'s credential. */
@@ -499,6 +510,102 @@ for (const restarted of [false, true]) {
 }
 
 t.test(
+  'a top-up cut short by a shutdown buys, retried after the restart, the grant it lengthened',
+  async (t) => {
+    const dataDir = tempDir('paygress-cut-top-up-');
+    const env = { ENABLE_POD_PROVISIONING: 'true' };
+    let s = await startStack({ mint, configFile, dataDir, env });
+    const buy = async () => {
+      const out = await send(
+        s,
+        'forward',
+        { 'X-Cashu': await mintToken(mint.url, 10) },
+        compute,
+      );
+      return {
+        grant: out.headers['x-paygress-grant']!,
+        pod: out.headers['x-provisioned-pod']!,
+      };
+    };
+    const one = await buy();
+    const other = await buy();
+    const otherUntil = podExpiry(other.pod);
+
+    // The patch lands at once; its answer is held past the shutdown's
+    // grace, so the call is cut and the payment stays owed.
+    const token = await mintToken(mint.url, 100);
+    kube.delay(3000, 'PATCH');
+    t.teardown(() => kube.delay(0));
+    const cut = topUp_(s, token, one.grant).catch((err: unknown) => err);
+    await new Promise((r) => setTimeout(r, 400));
+    await s.close();
+    await cut;
+    kube.delay(0);
+    const lengthened = podExpiry(one.pod);
+
+    s = await startStack({ mint, configFile, dataDir, env });
+    t.teardown(() => s.close());
+    const elsewhere = await topUp_(s, token, other.grant);
+    t.equal(elsewhere.reason, 'PAYGRESS_GRANT_SCOPE');
+    t.equal(
+      podExpiry(other.pod),
+      otherUntil,
+      'the other pod is not lengthened',
+    );
+    const again = await topUp_(s, token, one.grant);
+    t.equal(again.allowed, true, 'with its own credential it is delivered');
+    t.equal(podExpiry(one.pod), lengthened, 'the time it bought, once');
+  },
+);
+
+t.test(
+  "a lost top-up retried on another route is told to go back to its grant's",
+  async (t) => {
+    const { s, lost } = await loggedStack();
+    const bought = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    const grant = bought.headers['x-paygress-grant']!;
+    const token = await mintToken(mint.url, 100);
+    kube.delay(400, 'PATCH');
+    t.teardown(() => kube.delay(0));
+    await fetch(`${s.base}/auth/forward`, {
+      headers: {
+        'X-Cashu': token,
+        Authorization: `Bearer ${grant}`,
+        'X-Forwarded-Method': 'GET',
+        'X-Forwarded-Proto': 'https',
+        'X-Forwarded-Host': 'app.example',
+        'X-Forwarded-Uri': compute.path,
+      },
+      signal: AbortSignal.timeout(150),
+    }).catch(() => undefined);
+    for (let i = 0; lost() === 0 && i < 500; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    kube.delay(0);
+    t.equal(lost(), 1, 'the answer was lost');
+
+    const there = await send(
+      s,
+      'forward',
+      { 'X-Cashu': token, Authorization: `Bearer ${grant}` },
+      { path: '/notebook/1' },
+    );
+    t.equal(there.reason, 'PAYGRESS_GRANT_SCOPE');
+    t.match(
+      there.body,
+      /lengthened a grant of route compute: retry it there, with that grant's credential/,
+    );
+    const back = await topUp_(s, token, grant);
+    t.equal(back.allowed, true, 'on its own route it is delivered');
+  },
+);
+
+t.test(
   'a lost top-up retried once its grant has expired tops that grant up, after a restart too',
   async (t) => {
     const clock = new FakeClock();
@@ -675,6 +782,27 @@ t.test(
       header.reason,
       'PAYGRESS_GRANT_INVALID',
       'sent as Authorization, it is refused before anything is redeemed',
+    );
+
+    // Set with another domain, the foreign cookie stays beside Paygress's
+    // own, and the browser sends it first.
+    const ours = paid.headers['x-paygress-grant']!;
+    const both = {
+      Cookie: `paygress_grant=${foreign}; paygress_grant=${ours}`,
+    };
+    const used = await send(s, 'forward', both, compute);
+    t.equal(used.allowed, true, 'the grant in the second cookie is used');
+    const topped = await send(
+      s,
+      'forward',
+      { ...both, 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    t.equal(topped.allowed, true);
+    t.equal(
+      idOf(topped.headers['x-paygress-grant']!),
+      idOf(ours),
+      'and topped up, not replaced by a new grant',
     );
   },
 );
@@ -929,16 +1057,21 @@ t.test(
     const first = await startStack({ mint, configFile, dataDir, env });
     kube.delay(600, 'POST');
     t.teardown(() => kube.delay(0));
+    // An hour of grant: watched for ten minutes of it.
     const out = await send(
       first,
       'forward',
-      { 'X-Cashu': await mintToken(mint.url, 10) },
+      { 'X-Cashu': await mintToken(mint.url, 600) },
       compute,
     );
     kube.delay(0);
     t.match(out.headers['x-cashu'], /^cashuB/, 'refunded');
     const [refunded] = first.app.store.refundedGrants(Date.now());
-    t.ok(refunded, "the refund keeps its grant's expiry");
+    t.ok(refunded, 'the refund keeps until when to watch for its pod');
+    t.ok(
+      refunded!.until <= Date.now() + 10 * 60_000,
+      'ten minutes, not the hour the grant would have run',
+    );
     await first.close();
 
     // The create lands only now, as a real API server may apply it.

@@ -146,7 +146,7 @@ t.test(
     const db = new DatabaseSync(join(dir, 'wallet.sqlite'));
     db.exec(`DROP INDEX redemptions_refunded;
              ALTER TABLE redemptions DROP COLUMN refunded_until;
-             ALTER TABLE redemptions DROP COLUMN lost_grant;
+             ALTER TABLE redemptions DROP COLUMN grant_id;
              PRAGMA user_version = 3`);
     db.close();
 
