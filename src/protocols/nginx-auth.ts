@@ -44,11 +44,12 @@ export function nginxAuthRequest(req: IncomingMessage): AuthRequest {
     original !== undefined &&
     originalUri !== undefined &&
     originalUri !== original.uri;
+  const oddHost = original !== undefined && /[?#@\s\\]/.test(original.host);
   return {
     protocol: 'nginx',
     method: headers['x-original-method'] ?? req.method ?? 'GET',
     scheme: original?.scheme ?? (headers['x-scheme'] ?? '').toLowerCase(),
-    host: hostOnly(original?.host ?? headers['host']),
+    host: nginxHost(original?.host ?? headers['host']),
     path,
     query,
     headers,
@@ -57,6 +58,10 @@ export function nginxAuthRequest(req: IncomingMessage): AuthRequest {
     ...(conflicting && {
       ambiguity:
         'X-Original-URL and X-Original-URI name different requests; the proxy must set the one it uses, and a client sends neither',
+    }),
+    ...(oddHost && {
+      ambiguity:
+        "X-Original-URL's host holds a character no host or port has (? # @ \\ or a space): where its path begins is not clear",
     }),
   };
 }
@@ -81,12 +86,30 @@ export function nginxAuthReply(decision: Decision): Reply {
   return { status: 401, headers, body: '' };
 }
 
-/** `scheme://host/uri` as ingress-nginx builds it from `$request_uri`. */
+/**
+ * The host nginx routes a request on (`$host`): unbracketed, up to the
+ * first colon, so `app.example.com:1:2` is priced as the
+ * `app.example.com` nginx serves it as, not read as an IPv6 address.
+ */
+function nginxHost(value: string | undefined): string {
+  const host = (value ?? '').trim();
+  if (host.startsWith('[')) return hostOnly(host);
+  const colon = host.indexOf(':');
+  return hostOnly(colon === -1 ? host : host.slice(0, colon));
+}
+
+/**
+ * `scheme://host/uri` as ingress-nginx builds it from `$http_host` (the
+ * client's Host, as sent) and `$request_uri`. The host ends at the first
+ * `/`, which nginx refuses in a Host: a `?` in the Host's port, which
+ * nginx lets through, must not start the query and take the path with
+ * it (`Host: app:1?` made every path read as `/`).
+ */
 function parseOriginalUrl(
   value: string | undefined,
 ): { scheme: string; host: string; uri: string } | undefined {
   const match = value
-    ? /^([a-z][a-z0-9+.-]*):\/\/([^/?#]*)(.*)$/i.exec(value)
+    ? /^([a-z][a-z0-9+.-]*):\/\/([^/]*)(.*)$/i.exec(value)
     : null;
   if (!match) return undefined;
   return {

@@ -113,6 +113,12 @@ t.test(
       'X-Payment-Amount': '999999',
       'X-User-ID': 'forged-user',
       'X-Provisioned-Pod': 'forged-pod',
+      // What CGI, FastCGI and WSGI read as the same names.
+      X_Payment_Verified: 'true',
+      X_Payment_Amount: '999999',
+      X_Payment_Unit: 'msat',
+      X_User_ID: 'forged-user',
+      X_Provisioned_Pod: 'forged-pod',
     };
     for (let i = 0; i < 3; i++) {
       const token = await mintToken(stack.mint.url, 100);
@@ -133,6 +139,11 @@ t.test(
       t.equal(seen['x-payment-unit'], 'sat');
       t.match(seen['x-user-id'], /^[A-Za-z0-9_-]{22}$/);
       t.not(seen['x-provisioned-pod'], 'forged-pod');
+      t.same(
+        Object.keys(seen).filter((name) => name.includes('_')),
+        [],
+        'no spelling with _ reaches the application',
+      );
     }
   },
 );
@@ -255,8 +266,12 @@ t.test(
     t.equal(auth.trustForwardHeader, false);
     t.same(
       auth.authResponseHeaders.map((h: string) => h.toLowerCase()),
-      [...PAYMENT_HEADERS, 'x-cashu'],
-      'the payment headers, and X-Cashu, which Traefik then deletes',
+      [
+        ...PAYMENT_HEADERS,
+        'x-cashu',
+        ...PAYMENT_HEADERS.map((h) => h.replaceAll('-', '_')),
+      ],
+      'the payment headers, and X-Cashu and the payment headers spelt with _, which Traefik then deletes',
     );
     t.same(auth.addAuthCookiesToResponse, ['paygress_grant']);
 

@@ -6,6 +6,7 @@
  * pay from. Paygress prices the original request, not the auth-url.
  */
 import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -180,6 +181,46 @@ t.test(
     t.equal(res.status, 401);
     const challenge = res.headers.get('www-authenticate') ?? '';
     t.match(challenge, /amount="7"/);
+  },
+);
+
+t.test(
+  "a ? in the client's Host does not move the priced path into a query",
+  async (t) => {
+    // nginx routes on the Host up to its first colon and lets the rest
+    // through; ingress-nginx puts it all in X-Original-URL. Read up to its
+    // first ?, the path became the query and every request cost what /
+    // costs (nothing, behind a free home page).
+    for (const port of [plainPort, snippetsPort]) {
+      for (const host of ['127.0.0.1:1?', '127.0.0.1:?']) {
+        const seen = upstream.requests.length;
+        const head = await new Promise<string>((resolve, reject) => {
+          const socket = connect(port, '127.0.0.1');
+          let data = '';
+          socket.setEncoding('latin1');
+          socket.on('data', (chunk: string) => {
+            data += chunk;
+            const end = data.indexOf('\r\n\r\n');
+            if (end === -1) return;
+            socket.destroy();
+            resolve(data.slice(0, end));
+          });
+          socket.on('error', reject);
+          socket.write(
+            `GET /premium HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+          );
+        });
+        t.notMatch(head, /^HTTP\/1\.1 200/, `Host: ${host} is not let through`);
+        t.equal(upstream.requests.length, seen, 'the application got nothing');
+        if (port === snippetsPort) {
+          t.match(
+            head,
+            /\r\nX-Paygress-Reason: PAYGRESS_REQUEST_AMBIGUOUS/i,
+            'refused as unclear, not priced as /',
+          );
+        }
+      }
+    }
   },
 );
 

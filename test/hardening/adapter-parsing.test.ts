@@ -136,6 +136,30 @@ t.test('a raw UTF-8 request target reads as UTF-8, as sent', async (t) => {
   );
 });
 
+t.test(
+  "the nginx path reads the client's Host as nginx routes on it",
+  async (t) => {
+    const read = (headers: Record<string, string>) =>
+      nginxAuthRequest({
+        url: '/auth/nginx',
+        headers,
+        socket: { remoteAddress: '127.0.0.1' },
+      } as never);
+    // ingress-nginx: X-Original-URL is $scheme://$http_host$request_uri.
+    const odd = read({ 'x-original-url': 'http://app.example.com:1?/premium' });
+    t.equal(odd.path, '/premium', 'the path begins after the Host');
+    t.match(odd.ambiguity, /X-Original-URL's host holds a character/);
+    const colons = read({ 'x-original-url': 'http://App.Example.com:1:2/x' });
+    t.equal(colons.host, 'app.example.com', 'up to the first colon');
+    t.equal(colons.ambiguity, undefined);
+    t.equal(
+      read({ 'x-original-url': 'http://[2001:db8::1]:8080/x' }).host,
+      '[2001:db8::1]',
+    );
+    t.equal(read({ host: 'app.example.com:1:2' }).host, 'app.example.com');
+  },
+);
+
 t.test('ext_authz over gRPC: arbitrary CheckRequests and bytes', async (t) => {
   const seen: AuthRequest[] = [];
   const decider: Decider = {
