@@ -6,7 +6,6 @@
  * pay from. Paygress prices the original request, not the auth-url.
  */
 import { readFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -15,6 +14,7 @@ import { decodePaymentRequest } from '@cashu/cashu-ts';
 import { parse } from 'yaml';
 import { mintToken } from '../support/wallet.ts';
 import { renderTemplate, startNginx } from '../support/nginx.ts';
+import { rawExchange } from '../support/raw-http.ts';
 import {
   UPSTREAM_BODY,
   freePort,
@@ -194,22 +194,11 @@ t.test(
     for (const port of [plainPort, snippetsPort]) {
       for (const host of ['127.0.0.1:1?', '127.0.0.1:?']) {
         const seen = upstream.requests.length;
-        const head = await new Promise<string>((resolve, reject) => {
-          const socket = connect(port, '127.0.0.1');
-          let data = '';
-          socket.setEncoding('latin1');
-          socket.on('data', (chunk: string) => {
-            data += chunk;
-            const end = data.indexOf('\r\n\r\n');
-            if (end === -1) return;
-            socket.destroy();
-            resolve(data.slice(0, end));
-          });
-          socket.on('error', reject);
-          socket.write(
-            `GET /premium HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
-          );
-        });
+        const head = await rawExchange(port, [
+          'GET /premium HTTP/1.1',
+          `Host: ${host}`,
+          'Connection: close',
+        ]);
         t.notMatch(head, /^HTTP\/1\.1 200/, `Host: ${host} is not let through`);
         t.equal(upstream.requests.length, seen, 'the application got nothing');
         if (port === snippetsPort) {

@@ -7,7 +7,7 @@
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +23,7 @@ import type { Provisioner } from '../../src/core/ports.ts';
 import { startStack } from '../support/stack.ts';
 import { decodeToken, mintToken } from '../support/wallet.ts';
 import { renderTemplate, startNginx } from '../support/nginx.ts';
+import { rawExchange } from '../support/raw-http.ts';
 import {
   UPSTREAM_BODY,
   freePort,
@@ -505,24 +506,6 @@ function pricingFile(t: Test, lines: string[]): string {
   const file = join(dir, 'paygress.yaml');
   writeFileSync(file, ['pricing:', ...lines].join('\n'));
   return file;
-}
-
-/** Writes a raw request (lines, no body) and reads the response head. */
-function rawExchange(port: number, lines: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let data = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      data += chunk;
-      const end = data.indexOf('\r\n\r\n');
-      if (end === -1) return;
-      socket.destroy();
-      resolve(data.slice(0, end + 4));
-    });
-    socket.on('error', reject);
-    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
-  });
 }
 
 /** The raw response header block Paygress sends to an nginx subrequest. */

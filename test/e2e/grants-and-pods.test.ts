@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import type { Test } from 'tap';
 import { Wallet, decodePaymentRequest } from '@cashu/cashu-ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { grantIdFor } from '../../src/core/grants.ts';
@@ -143,6 +144,41 @@ function topUp_(s: Stack, token: string, grant: string) {
     { 'X-Cashu': token, Authorization: `Bearer ${grant}` },
     compute,
   );
+}
+
+/**
+ * Pays `token` on /compute (a top-up of `grant`, given one) and gives up
+ * before the answer comes, the Kubernetes call held 400 ms; resolves once
+ * Paygress has logged, in `lines`, that the answer was lost.
+ */
+async function loseAnswer(
+  t: Test,
+  s: Stack,
+  lines: readonly Record<string, unknown>[],
+  token: string,
+  grant?: string,
+): Promise<void> {
+  const lost = () =>
+    lines.filter((l) => String(l.msg).startsWith('paid answer not delivered'))
+      .length;
+  const before = lost();
+  kube.delay(400, grant ? 'PATCH' : 'POST');
+  await fetch(`${s.base}/auth/forward`, {
+    headers: {
+      'X-Cashu': token,
+      ...(grant ? { Authorization: `Bearer ${grant}` } : {}),
+      'X-Forwarded-Method': 'GET',
+      'X-Forwarded-Proto': 'https',
+      'X-Forwarded-Host': 'app.example',
+      'X-Forwarded-Uri': compute.path,
+    },
+    signal: AbortSignal.timeout(150),
+  }).catch(() => undefined);
+  for (let i = 0; lost() === before && i < 500; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  kube.delay(0);
+  t.equal(lost(), before + 1, 'the answer was lost');
 }
 
 /** Pays `sats` more on /compute with `grant`: a top-up. */
@@ -419,7 +455,7 @@ for (const restarted of [false, true]) {
     `a payment whose answer was lost buys, retried, what it bought before${restarted ? ', after a restart' : ''}`,
     async (t) => {
       const dataDir = tempDir('paygress-lost-grant-');
-      let { s, lost } = await loggedStack(dataDir);
+      let { s, lines } = await loggedStack(dataDir);
       const buy = async () => {
         const out = await send(
           s,
@@ -437,27 +473,10 @@ for (const restarted of [false, true]) {
        * then, in the restarted variant, Paygress restarts on its store.
        */
       const giveUp = async (token: string, grant?: string) => {
-        kube.delay(400, grant ? 'PATCH' : 'POST');
-        const before = lost();
-        await fetch(`${s.base}/auth/forward`, {
-          headers: {
-            'X-Cashu': token,
-            ...(grant ? { Authorization: `Bearer ${grant}` } : {}),
-            'X-Forwarded-Method': 'GET',
-            'X-Forwarded-Proto': 'https',
-            'X-Forwarded-Host': 'app.example',
-            'X-Forwarded-Uri': compute.path,
-          },
-          signal: AbortSignal.timeout(150),
-        }).catch(() => undefined);
-        for (let i = 0; lost() === before && i < 500; i++) {
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        kube.delay(0);
-        t.equal(lost(), before + 1, 'the answer was lost');
+        await loseAnswer(t, s, lines, token, grant);
         if (restarted) {
           await s.close();
-          ({ s, lost } = await loggedStack(dataDir));
+          ({ s, lines } = await loggedStack(dataDir));
         }
       };
       const one = await buy();
@@ -561,7 +580,7 @@ t.test(
 t.test(
   "a lost top-up retried on another route is told to go back to its grant's",
   async (t) => {
-    const { s, lost } = await loggedStack();
+    const { s, lines } = await loggedStack();
     const bought = await send(
       s,
       'forward',
@@ -570,24 +589,7 @@ t.test(
     );
     const grant = bought.headers['x-paygress-grant']!;
     const token = await mintToken(mint.url, 100);
-    kube.delay(400, 'PATCH');
-    t.teardown(() => kube.delay(0));
-    await fetch(`${s.base}/auth/forward`, {
-      headers: {
-        'X-Cashu': token,
-        Authorization: `Bearer ${grant}`,
-        'X-Forwarded-Method': 'GET',
-        'X-Forwarded-Proto': 'https',
-        'X-Forwarded-Host': 'app.example',
-        'X-Forwarded-Uri': compute.path,
-      },
-      signal: AbortSignal.timeout(150),
-    }).catch(() => undefined);
-    for (let i = 0; lost() === 0 && i < 500; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    kube.delay(0);
-    t.equal(lost(), 1, 'the answer was lost');
+    await loseAnswer(t, s, lines, token, grant);
 
     const there = await send(
       s,
@@ -635,25 +637,7 @@ t.test(
 
     // The top-up lengthens the pod; its answer never arrives.
     const topUp = await mintToken(mint.url, 100);
-    kube.delay(400, 'PATCH');
-    await fetch(`${s.base}/auth/forward`, {
-      headers: {
-        'X-Cashu': topUp,
-        Authorization: `Bearer ${grant}`,
-        'X-Forwarded-Method': 'GET',
-        'X-Forwarded-Proto': 'https',
-        'X-Forwarded-Host': 'app.example',
-        'X-Forwarded-Uri': compute.path,
-      },
-      signal: AbortSignal.timeout(150),
-    }).catch(() => undefined);
-    const lostLine = () =>
-      lines.some((l) => String(l.msg).startsWith('paid answer not delivered'));
-    for (let i = 0; !lostLine() && i < 500; i++) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    kube.delay(0);
-    t.ok(lostLine(), 'the answer was lost');
+    await loseAnswer(t, s, lines, topUp, grant);
     const lengthened = Date.parse(podExpiry(pod)!);
 
     await s.close();
