@@ -473,12 +473,13 @@ function watchSyncs(
  * How long past its expiry a pod is kept: a top-up checks its grant, then
  * asks the mint (its keysets and the swap, each again should the mint
  * have rotated its keys), syncs its record, and only then lengthens the
- * pod. At least a minute; more when the mint's timeout is set long.
+ * pod. At least a minute; more when the mint's timeout is set long, up
+ * to a quarter of an hour of a pod nobody pays for.
  */
 export function reapGraceFor(config: Config): number {
   const longest =
     4 * config.mint.timeoutMs + config.provisioning.timeoutMs + 5_000;
-  return Math.max(60_000, longest);
+  return Math.min(Math.max(60_000, longest), 15 * 60_000);
 }
 
 async function provisionerFor(

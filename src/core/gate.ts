@@ -66,12 +66,10 @@ import {
   type TokenHeader,
 } from './token.ts';
 
-/** What a paying request's grant credential holds; see #presentedWithPayment. */
+/** What a paying request's grant credentials hold; see #presentedWithPayment. */
 interface Presented {
   readonly live?: Grant;
-  readonly expired?: Grant;
-  /** An authentic grant of another route. */
-  readonly elsewhere?: Grant;
+  readonly authentic: readonly Grant[];
 }
 
 /** Options of {@link Gate}. */
@@ -223,7 +221,7 @@ export class Gate implements Decider {
     }
     const presented =
       credential === undefined
-        ? {}
+        ? { authentic: [] }
         : this.#presentedWithPayment(credential, route);
     const token = await this.#check(raw, route);
     const redemption = await this.#o.redeemer.redeem(
@@ -246,23 +244,24 @@ export class Gate implements Decider {
   }
 
   /**
-   * The grant a paying request presents, checked before anything is
-   * redeemed: `live` is one the payment tops up. A grant the payment
-   * cannot top up (another route's, like a cookie the browser sends
-   * everywhere; a single-request credit, kept for its own request; a
-   * cookie that is no grant of this Paygress's, signed with a key since
-   * removed, which the browser would send until it expires) is set
-   * aside, and the payment buys a grant of its own; so is an expired one
-   * (`expired`), unless the payment is the retry of one whose lost
-   * answer topped it up (see #sameGrantAgain). A tampered credential
-   * sent as `Authorization` is refused all the same.
+   * The grants a paying request presents, checked before anything is
+   * redeemed: `live` is the one the payment tops up, this route's first
+   * unexpired one. A grant the payment cannot top up (another route's,
+   * like a cookie the browser sends everywhere; an expired one; a
+   * single-request credit, kept for its own request; a cookie that is no
+   * grant of this Paygress's, signed with a key since removed, which the
+   * browser would send until it expires) is set aside, and the payment
+   * buys a grant of its own, unless it is the retry of a payment that
+   * bought one of them before (see #sameGrantAgain), which `authentic`
+   * lists. A tampered credential sent as `Authorization` is refused all
+   * the same.
    */
   #presentedWithPayment(
     credential: GrantCredential,
     route: PricedRoute,
   ): Presented {
-    let expired: Grant | undefined;
-    let elsewhere: Grant | undefined;
+    let live: Grant | undefined;
+    const authentic: Grant[] = [];
     for (const value of credential.values) {
       let grant: Grant;
       try {
@@ -271,18 +270,13 @@ export class Gate implements Decider {
         if (err instanceof GrantInvalidError && credential.cookie) continue;
         throw err;
       }
-      if (grant.route !== route.name) {
-        elsewhere ??= grant;
-        continue;
-      }
       if (grant.singleUse) continue;
-      if (!this.#o.grants.expired(grant)) return { live: grant };
-      expired ??= grant;
+      authentic.push(grant);
+      if (grant.route === route.name && !this.#o.grants.expired(grant)) {
+        live ??= grant;
+      }
     }
-    return {
-      ...(expired !== undefined && { expired }),
-      ...(elsewhere !== undefined && { elsewhere }),
-    };
+    return live === undefined ? { authentic } : { live, authentic };
   }
 
   /**
@@ -476,7 +470,7 @@ export class Gate implements Decider {
     token: ParsedToken,
     presented: Presented,
   ): Promise<Decision> {
-    const current = this.#sameGrantAgain(redemption, presented);
+    const current = this.#sameGrantAgain(redemption, presented, route);
     const now = this.#o.clock.now();
     const charge = route.charge;
     let grant: Grant;
@@ -523,13 +517,14 @@ export class Gate implements Decider {
       pod = await this.#podFor(grant, current === undefined ? 'new' : 'top-up');
     } catch (err) {
       // A top-up whose extend went unanswered may have lengthened the pod
-      // all the same: handing the money back would leave that time unpaid
-      // for, so the payment stays on the extended grant instead, and the
-      // payer's retry with it gets (or finds) the time.
+      // all the same, and so may an earlier attempt of an owed one: handing
+      // the money back would leave that time unpaid for, so the payment
+      // stays on the extended grant instead, and the payer's retry with it
+      // gets (or finds) the time.
       const extended =
         current !== undefined &&
-        err instanceof ProvisionFailedError &&
-        err.mayHaveApplied;
+        (redemption.grant === current.id ||
+          (err instanceof ProvisionFailedError && err.mayHaveApplied));
       // A new grant's pod the failed create made anyway would run for
       // nobody once the money is back: the store keeps, with the refund,
       // until when the provisioner deletes such a pod, after a restart too
@@ -581,15 +576,16 @@ export class Gate implements Decider {
   #sameGrantAgain(
     redemption: Redemption,
     presented: Presented,
+    route: PricedRoute,
   ): Grant | undefined {
     const before = redemption.grant;
     if (before === undefined) return presented.live;
     if (before === grantIdFor(redemption.id)) return undefined;
-    const again = presented.live ?? presented.expired;
-    if (again?.id === before) return again;
-    if (presented.elsewhere?.id === before) {
+    const again = presented.authentic.find((grant) => grant.id === before);
+    if (again?.route === route.name) return again;
+    if (again !== undefined) {
       throw new GrantScopeError(
-        `this payment's answer was lost after it lengthened a grant of route ${presented.elsewhere.route}: retry it there, with that grant's credential`,
+        `this payment's answer was lost after it lengthened a grant of route ${again.route}: retry it there, with that grant's credential`,
       );
     }
     throw new GrantScopeError(

@@ -164,7 +164,9 @@ export interface WalletStore {
    * the request was refused, or its answer lost), if it matches `want`:
    * it is then being delivered (see {@link complete}), and not handed to
    * another request meanwhile. The payer paid and got nothing, so the
-   * same token buys its request on a retry, once.
+   * same token buys its request on a retry, once. `'delivering'`: one
+   * of these `Y`s' redemption is being delivered by another request,
+   * which may yet leave it owed.
    */
   deliver(
     ys: readonly string[],
@@ -178,6 +180,7 @@ export interface WalletStore {
         /** The grant it bought before (see {@link buying}), if known. */
         readonly grant?: string;
       }
+    | 'delivering'
     | undefined;
   /**
    * The grant a redemption being delivered buys, recorded before its pod

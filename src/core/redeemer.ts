@@ -13,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import {
   MintUnavailableError,
   PaygressError,
+  TokenPendingError,
   TokenReplayedError,
   toPaygressError,
 } from './errors.ts';
@@ -134,6 +135,11 @@ export class Redeemer {
               minimum,
             })
           : undefined;
+      if (owed === 'delivering') {
+        throw new TokenPendingError(
+          'an earlier request with this token is still being answered: send it again in a few seconds',
+        );
+      }
       if (owed === undefined) throw err;
       return owed;
     }

@@ -455,8 +455,11 @@ export class SqliteWalletStore implements WalletStore {
     want: OwedTerms,
   ):
     | { id: string; mint: string; unit: string; amount: number; grant?: string }
+    | 'delivering'
     | undefined {
-    if (ys.length === 0 || this.#owed === 0) return undefined;
+    if (ys.length === 0) return undefined;
+    // Nothing owed and nothing being delivered: the common replay.
+    if (this.#owed === 0 && this.#delivering.size === 0) return undefined;
     const owner = this.#prepare(
       'SELECT redemption_id FROM redeemed_ys WHERE y = ?',
     );
@@ -468,9 +471,7 @@ export class SqliteWalletStore implements WalletStore {
       ),
     );
     const [id] = ids;
-    if (ids.size !== 1 || id === undefined || this.#delivering.has(id)) {
-      return undefined;
-    }
+    if (ids.size !== 1 || id === undefined) return undefined;
 
     const row = this.#prepare(
       `SELECT r.mint, r.unit, r.grant_id, (SELECT COUNT(*) FROM redeemed_ys WHERE redemption_id = r.id) AS inputs,
@@ -497,6 +498,9 @@ export class SqliteWalletStore implements WalletStore {
     ) {
       return undefined;
     }
+    // Another request is answering with it right now: whether it is owed
+    // after is not known yet.
+    if (this.#delivering.has(id)) return 'delivering';
 
     this.#delivering.add(id);
     this.#owed--;

@@ -24,3 +24,10 @@ t.test("longer with a mint's timeout set long", async (t) => {
     4 * 120_000 + 10_000 + 5_000,
   );
 });
+
+t.test('never more than a quarter of an hour', async (t) => {
+  t.equal(
+    reapGraceFor(config({ PAYGRESS_MINT_TIMEOUT_MS: '2147483647' })),
+    15 * 60_000,
+  );
+});

@@ -157,7 +157,14 @@ t.test(
     t.equal(available(store), 100, 'every sat in the store');
     // The answer's delivery went with the cut: the token buys its request
     // once more, and only once.
-    t.equal((await redeemer.redeem(token, 100)).amount, 100, 'owed once');
+    const owed = await redeemer.redeem(token, 100);
+    t.equal(owed.amount, 100, 'owed once');
+    await t.rejects(
+      redeemer.redeem(token, 100),
+      { code: 'PAYGRESS_TOKEN_PENDING' },
+      'not to another request while that one answers',
+    );
+    store.delivered(owed.id);
     await t.rejects(redeemer.redeem(token, 100), {
       code: 'PAYGRESS_TOKEN_REPLAYED',
     });

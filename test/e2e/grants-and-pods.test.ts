@@ -608,6 +608,122 @@ t.test(
 );
 
 t.test(
+  'a retry while the first request is still answering is told to wait, not that the token is spent',
+  async (t) => {
+    const { s, lines } = await loggedStack();
+    const lost = () =>
+      lines.filter((l) => String(l.msg).startsWith('paid answer not delivered'))
+        .length;
+    const token = await mintToken(mint.url, 10);
+    // The pod takes 1.5 s; the payer gives up after 200 ms and retries.
+    kube.delay(1500, 'POST');
+    t.teardown(() => kube.delay(0));
+    const first = fetch(`${s.base}/auth/forward`, {
+      headers: {
+        'X-Cashu': token,
+        'X-Forwarded-Method': 'GET',
+        'X-Forwarded-Proto': 'https',
+        'X-Forwarded-Host': 'app.example',
+        'X-Forwarded-Uri': compute.path,
+      },
+      signal: AbortSignal.timeout(200),
+    }).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 500));
+    const early = await send(s, 'forward', { 'X-Cashu': token }, compute);
+    t.equal(
+      early.reason,
+      'PAYGRESS_TOKEN_PENDING',
+      'not PAYGRESS_TOKEN_REPLAYED',
+    );
+    await first;
+    for (let i = 0; lost() === 0 && i < 500; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    kube.delay(0);
+    t.equal(lost(), 1, "the first request's answer was lost");
+    const retry = await send(s, 'forward', { 'X-Cashu': token }, compute);
+    t.equal(retry.allowed, true, 'the token still buys its grant');
+  },
+);
+
+t.test(
+  'an owed top-up whose retry meets a failing API stays on the grant its first attempt lengthened',
+  async (t) => {
+    const { s, lines } = await loggedStack();
+    const bought = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    const grant = bought.headers['x-paygress-grant']!;
+    const pod = bought.headers['x-provisioned-pod']!;
+    const token = await mintToken(mint.url, 20);
+    await loseAnswer(t, s, lines, token, grant);
+    const lengthened = podExpiry(pod);
+
+    kube.forbid('patch');
+    kube.forbid('get');
+    t.teardown(() => kube.allow());
+    const retried = await topUp_(s, token, grant);
+    kube.allow();
+    t.equal(retried.reason, 'PAYGRESS_PROVISION_FAILED');
+    t.notOk(retried.headers['x-cashu'], 'not refunded: the time is on the pod');
+    const credit = retried.headers['x-paygress-grant'];
+    t.match(credit, /^pgr1\./, 'the payment stays on the extended grant');
+    t.equal(idOf(credit!), idOf(grant));
+    t.equal(podExpiry(pod), lengthened);
+    const used = await send(
+      s,
+      'forward',
+      { Authorization: `Bearer ${credit}` },
+      compute,
+    );
+    t.equal(used.allowed, true, 'and the credential gets the requests');
+  },
+);
+
+t.test(
+  'grants among several credentials: planted cookies hide none, and a lost top-up finds its own',
+  async (t) => {
+    const { s, lines } = await loggedStack();
+    const buy = async () =>
+      (
+        await send(
+          s,
+          'forward',
+          { 'X-Cashu': await mintToken(mint.url, 10) },
+          compute,
+        )
+      ).headers['x-paygress-grant']!;
+    const x = await buy();
+    const y = await buy();
+    const junk = Array.from(
+      { length: 40 },
+      (_, i) => `paygress_grant=pgr1.junk${i}.x`,
+    ).join('; ');
+    const behind = await send(
+      s,
+      'forward',
+      { Cookie: `${junk}; paygress_grant=${x}` },
+      compute,
+    );
+    t.equal(behind.allowed, true, 'the grant after 40 planted cookies is used');
+
+    const token = await mintToken(mint.url, 20);
+    await loseAnswer(t, s, lines, token, x);
+    const both = await send(
+      s,
+      'forward',
+      { 'X-Cashu': token, Cookie: `paygress_grant=${y}; paygress_grant=${x}` },
+      compute,
+    );
+    t.equal(both.allowed, true, 'the retry finds its grant behind another');
+    t.equal(idOf(both.headers['x-paygress-grant']!), idOf(x));
+  },
+);
+
+t.test(
   'a lost top-up retried once its grant has expired tops that grant up, after a restart too',
   async (t) => {
     const clock = new FakeClock();
