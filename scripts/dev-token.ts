@@ -16,16 +16,23 @@ function fail(message: string, status = 1): never {
   process.exit(status);
 }
 
-let values: { mint?: string; amount?: string };
+let values: { mint?: string; amount?: string; help?: boolean };
 try {
   ({ values } = parseArgs({
     options: {
       mint: { type: 'string', default: DEFAULT_MINT },
       amount: { type: 'string', default: '1000' },
+      help: { type: 'boolean', short: 'h' },
     },
   }));
 } catch (err) {
   fail(`${(err as Error).message}; usage: [--mint URL] [--amount N]`, USAGE);
+}
+if (values.help) {
+  process.stdout.write(
+    `usage: node scripts/dev-token.ts [--mint URL] [--amount N]\nPrints one cashuB token of N sat (default 1000) minted at the dev mint (default ${DEFAULT_MINT}).\n`,
+  );
+  process.exit(0);
 }
 const mintUrl = (values.mint ?? DEFAULT_MINT).replace(/\/+$/, '');
 const amount = Number(values.amount);

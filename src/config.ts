@@ -435,6 +435,12 @@ function readYaml(file: string): Record<string, unknown> {
   if (!isMapping(value)) {
     throw new ConfigError([`config file ${file}: is not a YAML mapping`]);
   }
+  // The shipped ConfigMap holds the configuration; it is not one.
+  if (value.kind === 'ConfigMap' && 'apiVersion' in value) {
+    throw new ConfigError([
+      `config file ${file}: is a Kubernetes ConfigMap, not a Paygress configuration: check the paygress.yaml in its data (deploy/kubernetes/README.md shows how to write it out)`,
+    ]);
+  }
   return value;
 }
 

@@ -27,7 +27,7 @@ t.test('a valid file exits 0 with a one-line summary', async (t) => {
   t.equal(result.err, '');
   t.equal(
     result.out,
-    'paygress.example.yaml: ok; http 0.0.0.0:8080, grpc 0.0.0.0:9001, ' +
+    'paygress.example.yaml: ok; http 127.0.0.1:8080, grpc 127.0.0.1:9001, ' +
       'mints 2, 3 pricing rules, default 1000 sat, provisioning off\n',
   );
   t.notOk(result.out.includes(GRANT_KEY), 'the grant key is not printed');
@@ -195,6 +195,15 @@ t.test(
     ]);
   },
 );
+
+t.test('the shipped ConfigMap is named for what it is', async (t) => {
+  const result = checkConfig([`${ROOT}deploy/kubernetes/configmap.yaml`]);
+  t.equal(result.code, 2);
+  t.match(
+    result.err,
+    /is a Kubernetes ConfigMap, not a Paygress configuration: check the paygress\.yaml in its data \(deploy\/kubernetes\/README\.md shows how/,
+  );
+});
 
 t.test('a missing file or argument exits 2', async (t) => {
   const missing = checkConfig(['does-not-exist.yaml']);

@@ -419,6 +419,32 @@ t.test(
   },
 );
 
+t.test(
+  'the wallet pod runs what the sidecar runs, on the same volume',
+  async (t) => {
+    const pod = read('deploy/kubernetes/wallet-pod.yaml');
+    const [container] = pod.spec.containers as Obj[];
+    for (const field of ['image', 'env', 'envFrom', 'volumeMounts']) {
+      t.same(container![field], sidecar[field], field);
+    }
+    t.same(
+      container!.securityContext.runAsUser,
+      sidecar.securityContext.runAsUser,
+    );
+    t.equal(container!.securityContext.readOnlyRootFilesystem, true);
+    const volumes = pod.spec.volumes as Obj[];
+    t.equal(
+      volumes.find((v) => v.name === 'paygress-data')?.persistentVolumeClaim
+        ?.claimName,
+      'paygress-data',
+    );
+    t.equal(
+      volumes.find((v) => v.name === 'paygress-config')?.configMap?.name,
+      configMap.metadata.name,
+    );
+  },
+);
+
 t.test('the sidecar is locked down', async (t) => {
   const sc = sidecar.securityContext;
   t.equal(sc.readOnlyRootFilesystem, true);

@@ -77,6 +77,12 @@ t.test('dev-token fails clearly when no mint runs', async (t) => {
   );
 });
 
+t.test('dev-token answers --help', async (t) => {
+  const help = await run(['scripts/dev-token.ts', '--help']);
+  t.equal(help.code, 0);
+  t.match(help.stdout, /^usage: node scripts\/dev-token\.ts \[--mint URL\]/);
+});
+
 t.test('dev-token refuses bad arguments as a usage error', async (t) => {
   for (const args of [
     ['--amount', 'abc'],
