@@ -185,10 +185,12 @@ export class SqliteWalletStore implements WalletStore {
   // Redemptions owed to their payer are rare; knowing there are none keeps
   // the refusal of an ordinary replay off the database.
   #owed: number;
-  // Completed redemptions whose request is being answered now: not yet
-  // recorded as delivered (a crash leaves them owed), and not to be handed
-  // to a second request meanwhile.
-  readonly #delivering = new Set<string>();
+  // Completed redemptions whose request is being answered now, with their
+  // inputs' Ys: not yet recorded as delivered (a crash leaves them owed),
+  // and not to be handed to a second request meanwhile. The Ys let a
+  // replay of anything else be refused without asking the database.
+  readonly #delivering = new Map<string, readonly string[]>();
+  readonly #deliveringYs = new Set<string>();
   // Every statement, compiled once: the store's SQL is a fixed set, and
   // compiling it again took a quarter of a millisecond per redemption.
   readonly #statements = new Map<string, StatementSync>();
@@ -446,8 +448,30 @@ export class SqliteWalletStore implements WalletStore {
       }
       this.#settle(id, 'complete');
     });
-    if (inRequest) this.#delivering.add(id);
+    if (inRequest) this.#startDelivering(id);
     else this.#owed++;
+  }
+
+  /** `id` is being delivered; its Ys, unless given, from the database. */
+  #startDelivering(id: string, ys?: readonly string[]): void {
+    const inputs =
+      ys ??
+      (
+        this.#prepare('SELECT y FROM redeemed_ys WHERE redemption_id = ?').all(
+          id,
+        ) as { y: string }[]
+      ).map((row) => row.y);
+    this.#delivering.set(id, inputs);
+    for (const y of inputs) this.#deliveringYs.add(y);
+  }
+
+  /** `id` is no longer being delivered; false if it was not. */
+  #stopDelivering(id: string): boolean {
+    const ys = this.#delivering.get(id);
+    if (ys === undefined) return false;
+    this.#delivering.delete(id);
+    for (const y of ys) this.#deliveringYs.delete(y);
+    return true;
   }
 
   deliver(
@@ -458,8 +482,10 @@ export class SqliteWalletStore implements WalletStore {
     | 'delivering'
     | undefined {
     if (ys.length === 0) return undefined;
-    // Nothing owed and nothing being delivered: the common replay.
-    if (this.#owed === 0 && this.#delivering.size === 0) return undefined;
+    // Nothing owed and none of these being delivered: the common replay.
+    if (this.#owed === 0 && !ys.some((y) => this.#deliveringYs.has(y))) {
+      return undefined;
+    }
     const owner = this.#prepare(
       'SELECT redemption_id FROM redeemed_ys WHERE y = ?',
     );
@@ -502,7 +528,7 @@ export class SqliteWalletStore implements WalletStore {
     // after is not known yet.
     if (this.#delivering.has(id)) return 'delivering';
 
-    this.#delivering.add(id);
+    this.#startDelivering(id, ys);
     this.#owed--;
     const owed = { id, mint: row.mint, unit: row.unit, amount: row.amount };
     return row.grant_id === null ? owed : { ...owed, grant: row.grant_id };
@@ -520,13 +546,15 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   delivered(id: string): void {
-    if (!this.#delivering.delete(id)) return;
+    const ys = this.#delivering.get(id);
+    if (ys === undefined) return;
+    this.#stopDelivering(id);
     // Not waited for on disk: if a crash loses this mark, the payer's
     // token buys its request once more, and nothing is lost.
     try {
       this.#unsynced(() => this.#markDelivered(id));
     } catch (err) {
-      this.#delivering.add(id);
+      this.#startDelivering(id, ys);
       throw err;
     }
   }
@@ -635,7 +663,7 @@ export class SqliteWalletStore implements WalletStore {
   }
 
   abandon(id: string): void {
-    if (this.#delivering.delete(id)) this.#owed++;
+    if (this.#stopDelivering(id)) this.#owed++;
   }
 
   undeliver(id: string, grant?: string): void {
@@ -770,7 +798,7 @@ export class SqliteWalletStore implements WalletStore {
       }
       return proofs;
     });
-    if (proofs.length > 0) this.#delivering.delete(id);
+    if (proofs.length > 0) this.#stopDelivering(id);
     return proofs;
   }
 
