@@ -290,9 +290,9 @@ function editDistance(a: string, b: string): number {
  * sentence each: `serve` logs them at start-up, `check-config` prints them.
  */
 export function configWarnings(config: Config): string[] {
-  const { enabled, template } = config.provisioning;
-  if (!enabled || template === undefined) return [...config.warnings];
   const warnings = [...config.warnings];
+  const { enabled, template } = config.provisioning;
+  if (!enabled || template === undefined) return warnings;
   warnings.push(
     ...riskyTemplateSettings(template).map(
       (risk) => `provisioning.template.${risk} (in every payer's pod)`,
