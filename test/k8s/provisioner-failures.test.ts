@@ -31,6 +31,23 @@ async function setup(t: Test, template: PodTemplate = { image: 'app:1' }) {
   return { server, provisioner };
 }
 
+/** A provisioner whose kubeconfig names `server`, with a token. */
+function provisionerAt(server: string): KubernetesProvisioner {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [{ name: 'c', server, skipTLSVerify: true }],
+    users: [{ name: 'paygress', token: 'x' }],
+    contexts: [{ name: 'c', cluster: 'c', user: 'paygress' }],
+    currentContext: 'c',
+  });
+  return new KubernetesProvisioner({
+    kubeConfig,
+    namespace: NS,
+    template: { image: 'app:1' },
+    clock,
+  });
+}
+
 t.test('an unreachable API rejects at once, and recovers', async (t) => {
   const { server, provisioner } = await setup(t);
   await server.down();
@@ -48,26 +65,9 @@ t.test('an unreachable API rejects at once, and recovers', async (t) => {
 });
 
 t.test("a server URL's credentials stay out of the message", async (t) => {
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromOptions({
-    clusters: [
-      {
-        name: 'c',
-        server:
-          'https://kubeuser:KubeUrlSecret@127.0.0.1:9/?access_token=KubeQuerySecret',
-        skipTLSVerify: true,
-      },
-    ],
-    users: [{ name: 'u', token: 'x' }],
-    contexts: [{ name: 'c', cluster: 'c', user: 'u' }],
-    currentContext: 'c',
-  });
-  const provisioner = new KubernetesProvisioner({
-    kubeConfig,
-    namespace: NS,
-    template: { image: 'app:1' },
-    clock,
-  });
+  const provisioner = provisionerAt(
+    'https://kubeuser:KubeUrlSecret@127.0.0.1:9/?access_token=KubeQuerySecret',
+  );
   const err = await provisioner.ensure('g', NOW + HOUR).catch((e) => e);
   t.ok(err instanceof ProvisionFailedError);
   t.notMatch(err.message, /KubeUrlSecret|KubeQuerySecret|kubeuser/);
@@ -82,19 +82,7 @@ t.test('an answer that cannot be read is not called unreachable', async (t) => {
   await new Promise<void>((resolve) => junk.listen(0, '127.0.0.1', resolve));
   t.teardown(() => junk.close());
   const server = `http://127.0.0.1:${(junk.address() as AddressInfo).port}`;
-  const kubeConfig = new KubeConfig();
-  kubeConfig.loadFromOptions({
-    clusters: [{ name: 'junk', server, skipTLSVerify: true }],
-    users: [{ name: 'paygress', token: 'x' }],
-    contexts: [{ name: 'junk', cluster: 'junk', user: 'paygress' }],
-    currentContext: 'junk',
-  });
-  const provisioner = new KubernetesProvisioner({
-    kubeConfig,
-    namespace: NS,
-    template: { image: 'app:1' },
-    clock,
-  });
+  const provisioner = provisionerAt(server);
 
   const err = await provisioner.ensure('g', NOW + HOUR).catch((e) => e);
   t.ok(err instanceof ProvisionFailedError, 'a ProvisionFailedError');
