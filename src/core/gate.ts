@@ -184,11 +184,16 @@ export class Gate implements Decider {
   }
 
   undelivered(decision: Decision): void {
-    if (decision.redemptionId !== undefined) {
-      this.#o.store.undeliver(
-        decision.redemptionId,
-        this.#applied.get(decision),
-      );
+    const id = decision.redemptionId;
+    if (id !== undefined) {
+      const grant = this.#applied.get(decision);
+      // A top-up handed back lengthened nothing: retried, it is a payment
+      // like any other, refunded again if the pod still cannot be reached.
+      const handedBack =
+        decision.kind === 'deny' &&
+        decision.refund !== undefined &&
+        grant !== grantIdFor(id);
+      this.#o.store.undeliver(id, handedBack ? null : grant);
     }
     if (decision.kind === 'allow' && decision.creditId !== undefined) {
       this.#o.store.unuseGrant(decision.creditId);
@@ -263,14 +268,12 @@ export class Gate implements Decider {
     let live: Grant | undefined;
     const authentic: Grant[] = [];
     for (const value of credential.values) {
-      let grant: Grant;
-      try {
-        grant = this.#o.grants.authentic(value);
-      } catch (err) {
-        if (err instanceof GrantInvalidError && credential.cookie) continue;
-        throw err;
-      }
-      if (grant.singleUse) continue;
+      // A header credential that does not verify is refused; a cookie,
+      // looked at among any number, is passed over.
+      const grant = credential.cookie
+        ? this.#o.grants.tryAuthentic(value)
+        : this.#o.grants.authentic(value);
+      if (grant === undefined || grant.singleUse) continue;
       authentic.push(grant);
       if (grant.route === route.name && !this.#o.grants.expired(grant)) {
         live ??= grant;
@@ -287,15 +290,21 @@ export class Gate implements Decider {
    * good here, or why the first is not Paygress's.
    */
   #verified(credential: GrantCredential, route: PricedRoute): Grant {
-    let why: unknown;
-    for (const value of credential.values) {
-      try {
-        return this.#o.grants.verify(value, route.name);
-      } catch (err) {
-        if (why === undefined || why instanceof GrantInvalidError) why = err;
+    const { values } = credential;
+    // The credential whose refusal says why, if none is good here.
+    let why = values[0]!;
+    if (values.length > 1) {
+      let ours: Grant | undefined;
+      for (const value of values) {
+        const grant = this.#o.grants.tryAuthentic(value);
+        if (grant === undefined) continue;
+        if (grant.route === route.name && !this.#o.grants.expired(grant)) {
+          return grant;
+        }
+        if (ours === undefined) [why, ours] = [value, grant];
       }
     }
-    throw why;
+    return this.#o.grants.verify(why, route.name);
   }
 
   /**

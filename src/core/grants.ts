@@ -144,26 +144,32 @@ export class GrantSigner {
    * GrantInvalidError.
    */
   authentic(credential: string): Grant {
-    return toGrant(this.#authentic(credential));
+    const grant = this.tryAuthentic(credential);
+    if (grant === undefined) {
+      throw new GrantInvalidError('the grant credential is not valid');
+    }
+    return grant;
+  }
+
+  /**
+   * {@link authentic}, or undefined for a credential that is not: for
+   * looking through many (a request's cookies) without an exception each.
+   */
+  tryAuthentic(credential: string): Grant | undefined {
+    // A grant is presented again and again: its signature is checked once
+    // and remembered (expiry and scope are still checked every time).
+    let payload = this.#authenticated.get(credential);
+    if (payload === undefined) {
+      payload = this.#check(credential);
+      if (payload === undefined) return undefined;
+      this.#authenticated.set(credential, payload);
+    }
+    return toGrant(payload);
   }
 
   /** Whether `grant` has expired by now. */
   expired(grant: Grant): boolean {
     return this.#clock.now() >= grant.expiresAt;
-  }
-
-  #authentic(credential: string): Payload {
-    // A grant is presented again and again: its signature is checked once
-    // and remembered (expiry and scope are still checked every time).
-    const known = this.#authenticated.get(credential);
-    if (known !== undefined) return known;
-
-    const payload = this.#check(credential);
-    if (payload === undefined) {
-      throw new GrantInvalidError('the grant credential is not valid');
-    }
-    this.#authenticated.set(credential, payload);
-    return payload;
   }
 
   /** The payload of an authentic credential, or undefined. */

@@ -196,9 +196,11 @@ export interface WalletStore {
    * The answer delivering a completed redemption never reached its payer:
    * owe it again (what {@link deliver} hands out), and take back any
    * refund of it, which went out in that same answer. `grant`: the grant
-   * that answer gave, kept for the retry (see {@link deliver}).
+   * that answer gave, kept for the retry (see {@link deliver}); `null`:
+   * it gave none (a top-up handed back), and the retry buys what it
+   * presents.
    */
-  undeliver(id: string, grant?: string): void;
+  undeliver(id: string, grant?: string | null): void;
   /**
    * The mint did not execute the swap: forget its `Y`s so a retry works.
    * Unless `final` (the mint answered refusing it, or some of its inputs

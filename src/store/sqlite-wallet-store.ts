@@ -666,13 +666,14 @@ export class SqliteWalletStore implements WalletStore {
     if (this.#stopDelivering(id)) this.#owed++;
   }
 
-  undeliver(id: string, grant?: string): void {
+  undeliver(id: string, grant?: string | null): void {
+    const keep = grant === undefined;
     const changed = this.#transaction(() => {
       const result = this.#prepare(
-        `UPDATE redemptions SET delivered = 0, grant_id = COALESCE(?, grant_id),
+        `UPDATE redemptions SET delivered = 0, grant_id = ${keep ? 'grant_id' : '?'},
              refunded_until = NULL
            WHERE id = ? AND state = 'complete' AND delivered = 1`,
-      ).run(grant ?? null, id);
+      ).run(...(keep ? [id] : [grant, id]));
       if (result.changes !== 1) return false;
       this.#mark(
         this.#proofs("WHERE redemption_id = ? AND state = 'refunded'", id),

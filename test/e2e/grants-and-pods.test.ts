@@ -148,8 +148,9 @@ function topUp_(s: Stack, token: string, grant: string) {
 
 /**
  * Pays `token` on /compute (a top-up of `grant`, given one) and gives up
- * before the answer comes, the Kubernetes call held 400 ms; resolves once
- * Paygress has logged, in `lines`, that the answer was lost.
+ * before the answer comes, the Kubernetes calls of `held` (the patch of a
+ * top-up, the create of a new grant) held 400 ms; resolves once Paygress
+ * has logged, in `lines`, that the answer was lost.
  */
 async function loseAnswer(
   t: Test,
@@ -157,12 +158,13 @@ async function loseAnswer(
   lines: readonly Record<string, unknown>[],
   token: string,
   grant?: string,
+  held = grant ? 'PATCH' : 'POST',
 ): Promise<void> {
   const lost = () =>
     lines.filter((l) => String(l.msg).startsWith('paid answer not delivered'))
       .length;
   const before = lost();
-  kube.delay(400, grant ? 'PATCH' : 'POST');
+  kube.delay(400, held);
   await fetch(`${s.base}/auth/forward`, {
     headers: {
       'X-Cashu': token,
@@ -680,6 +682,39 @@ t.test(
       compute,
     );
     t.equal(used.allowed, true, 'and the credential gets the requests');
+  },
+);
+
+t.test(
+  'a top-up refund whose answer was lost is refunded again on the retry, not kept as a credit',
+  async (t) => {
+    const { s, lines } = await loggedStack();
+    const bought = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    const grant = bought.headers['x-paygress-grant']!;
+    const pod = bought.headers['x-provisioned-pod']!;
+    const before = podExpiry(pod);
+    // A definite refusal: nothing lengthened, the top-up handed back, and
+    // that answer lost.
+    kube.forbid('patch');
+    kube.forbid('get');
+    t.teardown(() => kube.allow());
+    const token = await mintToken(mint.url, 20);
+    await loseAnswer(t, s, lines, token, grant, 'GET');
+    t.equal(podExpiry(pod), before, 'the pod was not lengthened');
+
+    const retried = await topUp_(s, token, grant);
+    kube.allow();
+    t.equal(retried.reason, 'PAYGRESS_PROVISION_FAILED');
+    t.match(retried.headers['x-cashu'], /^cashuB/, 'refunded again');
+    t.notOk(
+      retried.headers['x-paygress-grant'],
+      'no credit for time not given',
+    );
   },
 );
 
