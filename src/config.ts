@@ -7,7 +7,7 @@
  * in one pass; unknown keys are problems too, since a misspelt setting
  * that silently keeps its default is worse than a refusal to start.
  */
-import { closeSync, openSync, readSync, statSync, type Stats } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
 import { DEFAULT_REFUSALS_PER_SECOND } from './protocols/decision-log.ts';
 import { DEFAULT_MAX_CONNECTIONS } from './protocols/connection-guard.ts';

@@ -11,7 +11,6 @@
 import { LRUCache } from 'lru-cache';
 import {
   GrantExpiredError,
-  GrantInvalidError,
   GrantScopeError,
   InsufficientAmountError,
   KeysetUnknownError,

@@ -9,7 +9,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { getEncodedToken, type Proof } from '@cashu/cashu-ts';
+import { getEncodedToken } from '@cashu/cashu-ts';
 import { computeY } from '../../src/core/token.ts';
 import { dearRouteConfig, send, startStack } from '../support/stack.ts';
 import {
@@ -169,7 +169,3 @@ t.test(
     );
   },
 );
-
-function encodeProofs(proofs: Proof[]): string {
-  return getEncodedToken({ mint: stack.mint.url, unit: 'sat', proofs });
-}
