@@ -136,6 +136,21 @@ function idOf(credential: string): string {
   ).i;
 }
 
+/** Pays `sats` on /compute for a new grant: its credential and pod. */
+async function buyGrant(s: Stack, sats = 10) {
+  const out = await send(
+    s,
+    'forward',
+    { 'X-Cashu': await mintToken(mint.url, sats) },
+    compute,
+  );
+  return {
+    out,
+    grant: out.headers['x-paygress-grant']!,
+    pod: out.headers['x-provisioned-pod']!,
+  };
+}
+
 /** Sends `token` on /compute with `grant`'s credential. */
 function topUp_(s: Stack, token: string, grant: string) {
   return send(
@@ -458,18 +473,7 @@ for (const restarted of [false, true]) {
     async (t) => {
       const dataDir = tempDir('paygress-lost-grant-');
       let { s, lines } = await loggedStack(dataDir);
-      const buy = async () => {
-        const out = await send(
-          s,
-          'forward',
-          { 'X-Cashu': await mintToken(mint.url, 10) },
-          compute,
-        );
-        return {
-          grant: out.headers['x-paygress-grant']!,
-          pod: out.headers['x-provisioned-pod']!,
-        };
-      };
+      const buy = () => buyGrant(s);
       /**
        * Sends `token` with `grant`, giving up before the answer comes;
        * then, in the restarted variant, Paygress restarts on its store.
@@ -536,18 +540,7 @@ t.test(
     const dataDir = tempDir('paygress-cut-top-up-');
     const env = { ENABLE_POD_PROVISIONING: 'true' };
     let s = await startStack({ mint, configFile, dataDir, env });
-    const buy = async () => {
-      const out = await send(
-        s,
-        'forward',
-        { 'X-Cashu': await mintToken(mint.url, 10) },
-        compute,
-      );
-      return {
-        grant: out.headers['x-paygress-grant']!,
-        pod: out.headers['x-provisioned-pod']!,
-      };
-    };
+    const buy = () => buyGrant(s);
     const one = await buy();
     const other = await buy();
     const otherUntil = podExpiry(other.pod);
@@ -583,13 +576,7 @@ t.test(
   "a lost top-up retried on another route is told to go back to its grant's",
   async (t) => {
     const { s, lines } = await loggedStack();
-    const bought = await send(
-      s,
-      'forward',
-      { 'X-Cashu': await mintToken(mint.url, 10) },
-      compute,
-    );
-    const grant = bought.headers['x-paygress-grant']!;
+    const { grant } = await buyGrant(s);
     const token = await mintToken(mint.url, 100);
     await loseAnswer(t, s, lines, token, grant);
 
@@ -652,14 +639,7 @@ t.test(
   'an owed top-up whose retry meets a failing API stays on the grant its first attempt lengthened',
   async (t) => {
     const { s, lines } = await loggedStack();
-    const bought = await send(
-      s,
-      'forward',
-      { 'X-Cashu': await mintToken(mint.url, 10) },
-      compute,
-    );
-    const grant = bought.headers['x-paygress-grant']!;
-    const pod = bought.headers['x-provisioned-pod']!;
+    const { grant, pod } = await buyGrant(s);
     const token = await mintToken(mint.url, 20);
     await loseAnswer(t, s, lines, token, grant);
     const lengthened = podExpiry(pod);
@@ -689,14 +669,7 @@ t.test(
   'a top-up refund whose answer was lost is refunded again on the retry, not kept as a credit',
   async (t) => {
     const { s, lines } = await loggedStack();
-    const bought = await send(
-      s,
-      'forward',
-      { 'X-Cashu': await mintToken(mint.url, 10) },
-      compute,
-    );
-    const grant = bought.headers['x-paygress-grant']!;
-    const pod = bought.headers['x-provisioned-pod']!;
+    const { grant, pod } = await buyGrant(s);
     const before = podExpiry(pod);
     // A definite refusal: nothing lengthened, the top-up handed back, and
     // that answer lost.
@@ -722,15 +695,7 @@ t.test(
   'grants among several credentials: planted cookies hide none, and a lost top-up finds its own',
   async (t) => {
     const { s, lines } = await loggedStack();
-    const buy = async () =>
-      (
-        await send(
-          s,
-          'forward',
-          { 'X-Cashu': await mintToken(mint.url, 10) },
-          compute,
-        )
-      ).headers['x-paygress-grant']!;
+    const buy = async () => (await buyGrant(s)).grant;
     const x = await buy();
     const y = await buy();
     const junk = Array.from(
@@ -777,14 +742,7 @@ t.test(
       return { s, lines };
     };
     let { s, lines } = await start();
-    const bought = await send(
-      s,
-      'forward',
-      { 'X-Cashu': await mintToken(mint.url, 10) },
-      compute,
-    );
-    const grant = bought.headers['x-paygress-grant']!;
-    const pod = bought.headers['x-provisioned-pod']!;
+    const { grant, pod } = await buyGrant(s);
 
     // The top-up lengthens the pod; its answer never arrives.
     const topUp = await mintToken(mint.url, 100);

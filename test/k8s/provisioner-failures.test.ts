@@ -31,6 +31,14 @@ async function setup(t: Test, template: PodTemplate = { image: 'app:1' }) {
   return { server, provisioner };
 }
 
+/** Where a call went, for the messages apiFailure words. */
+const SITE = {
+  namespace: NS,
+  server: 'https://10.0.0.1',
+  timeoutMs: 300,
+  podName: 'paygress-0123',
+} as const;
+
 /** A provisioner whose kubeconfig names `server`, with a token. */
 function provisionerAt(server: string): KubernetesProvisioner {
   const kubeConfig = new KubeConfig();
@@ -117,13 +125,7 @@ t.test('403 Forbidden names the missing permission', async (t) => {
 });
 
 t.test('a 403 blames RBAC only when RBAC refused', async (t) => {
-  const site = {
-    verb: 'create',
-    namespace: NS,
-    server: 'https://10.0.0.1',
-    timeoutMs: 300,
-    podName: 'paygress-0123',
-  } as const;
+  const site = { ...SITE, verb: 'create' } as const;
   const forbidden = (message: string) =>
     apiFailure(site, {
       code: 403,
@@ -151,16 +153,9 @@ t.test('a 403 blames RBAC only when RBAC refused', async (t) => {
 });
 
 t.test('a 500, 502 or 504 answer to a change may have applied', async (t) => {
-  const site = {
-    verb: 'patch',
-    namespace: NS,
-    server: 'https://10.0.0.1',
-    timeoutMs: 300,
-    podName: 'paygress-0123',
-  } as const;
   const failure = (code: number, verb: 'patch' | 'get' = 'patch') =>
     apiFailure(
-      { ...site, verb },
+      { ...SITE, verb },
       {
         code,
         status: {
