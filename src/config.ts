@@ -995,8 +995,8 @@ function readGrants(
     previousKeys: list(secret),
     cookieName: text(
       'paygress_grant',
-      /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/,
-      'a cookie name (an HTTP token)',
+      /^(?!__host-|__secure-)[!#$%&'*+\-.^_`|~0-9a-z]+$/i,
+      'a cookie name (an HTTP token) without a __Host- or __Secure- prefix (Paygress adds __Host- itself over https)',
     ),
   })(c, 'grants', value);
 

@@ -364,6 +364,43 @@ t.test(
   },
 );
 
+t.test(
+  'a grant cookie name with a prefix browsers enforce is refused',
+  async (t) => {
+    // Paygress names the cookie `__Host-<name>` over https and `<name>`
+    // over http; a prefixed name would be doubled, or refused by browsers
+    // over http.
+    for (const name of [
+      '__Host-pg',
+      '__host-pg',
+      '__Secure-pg',
+      '__SECURE-pg',
+    ]) {
+      t.same(
+        problemsOf(() =>
+          loadConfig({
+            env: {
+              PAYGRESS_MINTS: 'https://mint.example',
+              PAYGRESS_GRANT_COOKIE: name,
+            },
+          }),
+        ),
+        [
+          `grants.cookieName (PAYGRESS_GRANT_COOKIE): "${name}" is not a cookie name (an HTTP token) without a __Host- or __Secure- prefix (Paygress adds __Host- itself over https)`,
+        ],
+        name,
+      );
+    }
+    const config = loadConfig({
+      env: {
+        PAYGRESS_MINTS: 'https://mint.example',
+        PAYGRESS_GRANT_COOKIE: '__pg',
+      },
+    });
+    t.equal(config.grants.cookieName, '__pg');
+  },
+);
+
 t.test('grant keys are never printed in problems', async (t) => {
   const secret = 'hunter2-secret';
   const problems = problemsOf(() =>

@@ -25,6 +25,7 @@ import {
 import {
   createGrant,
   extendGrant,
+  grantCookieName,
   grantIdFor,
   readGrantCredential,
   type Grant,
@@ -155,6 +156,8 @@ export class Gate implements Decider {
   // Likewise the allow of a request covered by a grant depends on the
   // grant and its pod alone, and a paying client repeats it many times.
   readonly #covered = new LRUCache<string, Allow>({ max: COVERED_ALLOWS });
+  readonly #predatesHostCookies = (credential: string): boolean =>
+    this.#o.grants.predatesHostCookies(credential);
 
   constructor(options: GateOptions) {
     this.#o = {
@@ -217,6 +220,8 @@ export class Gate implements Decider {
     const credential = readGrantCredential(
       request.headers,
       this.#o.grantCookie,
+      request.scheme === 'https',
+      this.#predatesHostCookies,
     );
     const raw = findToken(request.headers);
     if (raw === undefined) {
@@ -666,10 +671,13 @@ export class Gate implements Decider {
       Math.ceil((grant.expiresAt - this.#o.clock.now()) / 1000),
     );
     // The cookie is how browsers and Traefik's addAuthCookiesToResponse
-    // carry the grant; Secure whenever the original request was https.
+    // carry the grant; over https a `__Host-` one, which has to be Secure
+    // with Path=/ and no Domain (readGrantCredential).
+    const https = request.scheme === 'https';
+    const name = grantCookieName(this.#o.grantCookie, https);
     const cookie =
-      `${this.#o.grantCookie}=${credential}; Path=/; Max-Age=${seconds}; HttpOnly; SameSite=Lax` +
-      (request.scheme === 'https' ? '; Secure' : '');
+      `${name}=${credential}; Path=/; Max-Age=${seconds}; HttpOnly; SameSite=Lax` +
+      (https ? '; Secure' : '');
     return { [GRANT_HEADER]: credential, 'Set-Cookie': cookie };
   }
 

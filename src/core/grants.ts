@@ -71,6 +71,11 @@ interface Payload {
   s: 0 | 1;
   a: number;
   u: string;
+  /**
+   * 1 on every credential issued since Paygress sets `__Host-` cookies
+   * over https (see {@link readGrantCredential}); absent on older ones.
+   */
+  h?: 1;
 }
 
 /** Issues and verifies grant credentials with HMAC-SHA256. */
@@ -114,6 +119,7 @@ export class GrantSigner {
       s: grant.singleUse ? 1 : 0,
       a: grant.amount,
       u: grant.unit,
+      h: 1,
     };
     const body = GRANT_PREFIX + encode(JSON.stringify(payload));
     return `${body}.${mac(this.#key, body).toString('base64url')}`;
@@ -165,6 +171,22 @@ export class GrantSigner {
       this.#authenticated.set(credential, payload);
     }
     return toGrant(payload);
+  }
+
+  /**
+   * Whether `credential` was issued before Paygress set `__Host-` cookies
+   * over https, so a browser may still hold it under the plain name.
+   * Authenticity is not checked here: what passes is checked as any
+   * other credential.
+   */
+  predatesHostCookies(credential: string): boolean {
+    if (credential.length > MAX_CREDENTIAL_LENGTH) return false;
+    const encoded = credential.split('.')[1];
+    const payload =
+      encoded === undefined || !/^[A-Za-z0-9_-]+$/.test(encoded)
+        ? undefined
+        : parse(encoded);
+    return payload !== undefined && payload.h === undefined;
   }
 
   /** Whether `grant` has expired by now. */
@@ -272,15 +294,34 @@ export interface GrantCredential {
 }
 
 /**
+ * The name of the grant cookie over https. A browser keeps a `__Host-`
+ * cookie only from the host itself, over https, with `Secure`, `Path=/`
+ * and no `Domain`: a site on a sibling domain cannot plant one
+ * (cookie tossing), as it can a cookie of any other name.
+ */
+export function grantCookieName(cookieName: string, https: boolean): string {
+  return https ? `__Host-${cookieName}` : cookieName;
+}
+
+/**
  * The grant credential a request presents, if any: `Authorization: Bearer
- * pgr1.…` (scheme in any case) first, then the cookie `cookieName`. Cashu
+ * pgr1.…` (scheme in any case) first, then the grant cookies. Cashu
  * tokens sent as bearer values are not grants and are ignored here.
+ *
+ * Over https the cookies are those of the `__Host-` name
+ * ({@link grantCookieName}), then those of the plain name that
+ * `predatesHostCookies` admits: credentials issued before Paygress set
+ * `__Host-` cookies, which browsers keep under the plain name until they
+ * expire. A grant issued since is never read from the plain name there,
+ * so one a sibling domain planted is not used.
  *
  * @param headers Request headers with lower-cased names.
  */
 export function readGrantCredential(
   headers: Readonly<Record<string, string>>,
   cookieName: string,
+  https = false,
+  predatesHostCookies: (credential: string) => boolean = () => false,
 ): GrantCredential | undefined {
   // Spaces and tabs only, as the proxies' filters read them (trimOws).
   const auth = /^[ \t]*bearer[ \t]+([^ \t]+)[ \t]*$/i.exec(
@@ -290,17 +331,33 @@ export function readGrantCredential(
     return { values: [auth[1]], cookie: false };
   }
 
-  const values: string[] = [];
-  for (const pair of (headers['cookie'] ?? '').split(';')) {
-    const eq = pair.indexOf('=');
-    if (eq < 0 || trimOws(pair.slice(0, eq)) !== cookieName) continue;
-    const value = trimOws(pair.slice(eq + 1)).replace(/^"(.*)"$/, '$1');
-    // Every one: a count would let planted cookies hide the payer's own.
-    // The listener's header limit (32 KiB) bounds them, and one that names
-    // no key of ours is dropped before any MAC is computed.
-    if (value.startsWith(GRANT_PREFIX)) values.push(value);
+  const cookies = headers['cookie'];
+  if (cookies === undefined) return undefined;
+  const name = grantCookieName(cookieName, https);
+  const values = cookieValues(cookies, name);
+  if (https) {
+    for (const value of cookieValues(cookies, cookieName)) {
+      if (predatesHostCookies(value)) values.push(value);
+    }
   }
   return values.length > 0 ? { values, cookie: true } : undefined;
+}
+
+/**
+ * Every grant credential in a cookie of `name`, in order: a count would
+ * let planted cookies hide the payer's own. The listener's header limit
+ * (32 KiB) bounds them, and one that names no key of ours is dropped
+ * before any MAC is computed.
+ */
+function cookieValues(cookies: string, name: string): string[] {
+  const values: string[] = [];
+  for (const pair of cookies.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq < 0 || trimOws(pair.slice(0, eq)) !== name) continue;
+    const value = trimOws(pair.slice(eq + 1)).replace(/^"(.*)"$/, '$1');
+    if (value.startsWith(GRANT_PREFIX)) values.push(value);
+  }
+  return values;
 }
 
 function secretKey(key: string): KeyObject {
@@ -338,7 +395,8 @@ function parse(encoded: string): Payload | undefined {
     Number.isSafeInteger(p.t) &&
     Number.isSafeInteger(p.e) &&
     Number.isSafeInteger(p.a) &&
-    (p.s === 0 || p.s === 1);
+    (p.s === 0 || p.s === 1) &&
+    (p.h === undefined || p.h === 1);
   return ok ? (p as unknown as Payload) : undefined;
 }
 

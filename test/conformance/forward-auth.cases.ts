@@ -274,7 +274,10 @@ t.test(
       '_',
       'and every header with _ in its name, which Traefik strips',
     );
-    t.same(auth.addAuthCookiesToResponse, ['paygress_grant']);
+    t.same(auth.addAuthCookiesToResponse, [
+      '__Host-paygress_grant',
+      'paygress_grant',
+    ]);
 
     const route = parse(
       readFileSync(join(DEPLOY, 'traefik/ingressroute.yaml'), 'utf8'),

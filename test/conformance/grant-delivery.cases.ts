@@ -60,6 +60,7 @@ t.test('nginx: the client receives the grant and can use it', async (t) => {
   t.equal(paid.status, 200);
   const grant = paid.headers.get('x-paygress-grant') ?? '';
   t.match(grant, /^pgr1\./, 'X-Paygress-Grant reaches the client');
+  // Over http: a __Host- cookie needs https.
   t.match(paid.headers.get('set-cookie'), /^paygress_grant=pgr1\./);
 
   const again = await fetch(url, {
@@ -89,7 +90,7 @@ t.test(
     t.equal(res.status, 200);
     t.match(
       res.headers.get('set-cookie'),
-      /^paygress_grant=pgr1\.[^;]+; Path=\/; Max-Age=60; HttpOnly; SameSite=Lax; Secure$/,
+      /^__Host-paygress_grant=pgr1\.[^;]+; Path=\/; Max-Age=60; HttpOnly; SameSite=Lax; Secure$/,
     );
   },
 );
@@ -123,7 +124,7 @@ t.test(
       ok.responseHeadersToAdd.map((h) => [h.key, h]),
     );
     t.match(toClient['x-paygress-grant']?.value, /^pgr1\./);
-    t.match(toClient['set-cookie']?.value, /^paygress_grant=pgr1\./);
+    t.match(toClient['set-cookie']?.value, /^__Host-paygress_grant=pgr1\./);
     t.equal(toClient['x-paygress-grant']?.appendAction, 2);
   },
 );

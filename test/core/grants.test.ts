@@ -10,6 +10,7 @@ import {
   readGrantCredential,
   type Grant,
 } from '../../src/core/grants.ts';
+import { asIssuedBeforeHostCookies } from '../support/legacy-grant.ts';
 
 const KEY = 'current-key-current-key-current-key!';
 const OLD = 'previous-key-previous-key-previous-key';
@@ -282,6 +283,74 @@ t.test('readGrantCredential finds bearer grants and cookies', async (t) => {
     'every cookie of the name, in order',
   );
 });
+
+t.test(
+  'over https the grant cookie is __Host- only, and the plain name serves credentials issued before',
+  async (t) => {
+    const signer = new GrantSigner({ key: KEY, clock: fakeClock() });
+    const mine = signer.issue(grant());
+    const planted = signer.issue(grant());
+    const older = asIssuedBeforeHostCookies(signer.issue(grant()), KEY);
+    const predates = (c: string) => signer.predatesHostCookies(c);
+
+    t.ok(signer.predatesHostCookies(older));
+    t.notOk(signer.predatesHostCookies(mine), 'issued now: marked');
+    t.notOk(signer.predatesHostCookies('pgr1.@@.x'), 'not a payload');
+    t.notOk(signer.predatesHostCookies(`pgr1.${'A'.repeat(2000)}.x`));
+    t.ok(signer.tryAuthentic(older), 'an older credential still verifies');
+
+    t.same(
+      readGrantCredential(
+        { cookie: `pg=${planted}; __Host-pg=${mine}` },
+        'pg',
+        true,
+        predates,
+      ),
+      { values: [mine], cookie: true },
+      'a plain-name cookie issued since is not read over https',
+    );
+    t.same(
+      readGrantCredential({ cookie: `pg=${planted}` }, 'pg', true, predates),
+      undefined,
+      'nor on its own',
+    );
+    t.same(
+      readGrantCredential(
+        { cookie: `pg=${older}; __Host-pg=${mine}` },
+        'pg',
+        true,
+        predates,
+      ),
+      { values: [mine, older], cookie: true },
+      'an older one is, after the __Host- ones',
+    );
+    t.same(
+      readGrantCredential({ cookie: `pg=${older}` }, 'pg', true),
+      undefined,
+      'without the test, none of the plain name',
+    );
+    t.same(
+      readGrantCredential(
+        { cookie: `__Host-pg=${mine}; pg=${planted}` },
+        'pg',
+        false,
+        predates,
+      ),
+      { values: [planted], cookie: true },
+      'over http the plain name only',
+    );
+    t.same(
+      readGrantCredential(
+        { authorization: `Bearer ${planted}`, cookie: `__Host-pg=${mine}` },
+        'pg',
+        true,
+        predates,
+      ),
+      { values: [planted], cookie: false },
+      'the header is not a cookie',
+    );
+  },
+);
 
 t.test(
   'readGrantCredential takes spaces and tabs around a grant, nothing else',

@@ -18,7 +18,14 @@ import {
   writeKubeConfig,
 } from '../support/fake-kube-apiserver.ts';
 import { mintToken } from '../support/wallet.ts';
-import { keptLog, send, startStack, type Stack } from '../support/stack.ts';
+import {
+  PROTOCOLS,
+  keptLog,
+  send,
+  startStack,
+  type Stack,
+} from '../support/stack.ts';
+import { asIssuedBeforeHostCookies } from '../support/legacy-grant.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
 const dir = tempDir('paygress-grants-');
@@ -236,7 +243,7 @@ t.test(
     t.match(grant, /^pgr1\./);
     t.match(
       paid.headers['set-cookie'],
-      /^paygress_grant=pgr1\.[^;]+; Path=\/; Max-Age=120; HttpOnly; SameSite=Lax; Secure$/,
+      /^__Host-paygress_grant=pgr1\.[^;]+; Path=\/; Max-Age=120; HttpOnly; SameSite=Lax; Secure$/,
     );
     const user = paid.headers['x-user-id'];
 
@@ -258,7 +265,7 @@ t.test(
     const cookie = await send(
       s,
       'forward',
-      { Cookie: `a=b; paygress_grant=${grant}` },
+      { Cookie: `a=b; __Host-paygress_grant=${grant}` },
       compute,
     );
     t.equal(cookie.allowed, true, 'the cookie carries the grant too');
@@ -700,12 +707,12 @@ t.test(
     const y = await buy();
     const junk = Array.from(
       { length: 40 },
-      (_, i) => `paygress_grant=pgr1.junk${i}.x`,
+      (_, i) => `__Host-paygress_grant=pgr1.junk${i}.x`,
     ).join('; ');
     const behind = await send(
       s,
       'forward',
-      { Cookie: `${junk}; paygress_grant=${x}` },
+      { Cookie: `${junk}; __Host-paygress_grant=${x}` },
       compute,
     );
     t.equal(behind.allowed, true, 'the grant after 40 planted cookies is used');
@@ -715,7 +722,10 @@ t.test(
     const both = await send(
       s,
       'forward',
-      { 'X-Cashu': token, Cookie: `paygress_grant=${y}; paygress_grant=${x}` },
+      {
+        'X-Cashu': token,
+        Cookie: `__Host-paygress_grant=${y}; __Host-paygress_grant=${x}`,
+      },
       compute,
     );
     t.equal(both.allowed, true, 'the retry finds its grant behind another');
@@ -847,7 +857,7 @@ t.test(
     ).headers['x-paygress-grant']!;
     const s = await stack();
 
-    const cookie = { Cookie: `paygress_grant=${foreign}` };
+    const cookie = { Cookie: `__Host-paygress_grant=${foreign}` };
     const unpaid = await send(s, 'forward', cookie, compute);
     t.equal(unpaid.reason, 'PAYGRESS_GRANT_INVALID', 'alone it is refused');
     const paid = await send(
@@ -859,7 +869,7 @@ t.test(
     t.equal(paid.allowed, true, 'with a payment it is set aside');
     t.match(
       paid.headers['set-cookie'],
-      /^paygress_grant=pgr1\./,
+      /^__Host-paygress_grant=pgr1\./,
       'and the new grant replaces it',
     );
     const header = await send(
@@ -881,7 +891,7 @@ t.test(
     // own, and the browser sends it first.
     const ours = paid.headers['x-paygress-grant']!;
     const both = {
-      Cookie: `paygress_grant=${foreign}; paygress_grant=${ours}`,
+      Cookie: `__Host-paygress_grant=${foreign}; __Host-paygress_grant=${ours}`,
     };
     const used = await send(s, 'forward', both, compute);
     t.equal(used.allowed, true, 'the grant in the second cookie is used');
@@ -897,6 +907,86 @@ t.test(
       idOf(ours),
       'and topped up, not replaced by a new grant',
     );
+  },
+);
+
+t.test(
+  'over https a grant cookie a sibling domain planted is never used; over http the plain name is',
+  async (t) => {
+    const s = await stack();
+    const attacker = (await buyGrant(s)).grant;
+    const victim = await buyGrant(s);
+    const planted = `paygress_grant=${attacker}`;
+    const own = `__Host-paygress_grant=${victim.grant}`;
+
+    for (const protocol of PROTOCOLS) {
+      const both = await send(
+        s,
+        protocol,
+        { Cookie: `${planted}; ${own}` },
+        compute,
+      );
+      t.equal(both.allowed, true, `${protocol}: the payer's own is used`);
+      t.equal(both.headers['x-user-id'], victim.out.headers['x-user-id']);
+
+      const alone = await send(s, protocol, { Cookie: planted }, compute);
+      t.equal(
+        alone.reason,
+        'PAYGRESS_PAYMENT_REQUIRED',
+        `${protocol}: a planted one alone is not a grant`,
+      );
+    }
+
+    const paid = await send(
+      s,
+      'forward',
+      { Cookie: planted, 'X-Cashu': await mintToken(mint.url, 10) },
+      compute,
+    );
+    t.equal(paid.allowed, true);
+    t.not(
+      idOf(paid.headers['x-paygress-grant']!),
+      idOf(attacker),
+      "a payment beside a planted cookie buys the payer's own grant",
+    );
+    t.match(paid.headers['set-cookie'], /^__Host-paygress_grant=pgr1\./);
+
+    // A browser keeps a cookie set before Paygress used __Host- under the
+    // plain name: its grant is still good until it expires.
+    const older = asIssuedBeforeHostCookies(
+      victim.grant,
+      'a-test-grant-key-that-is-long-enough-0123456789',
+    );
+    const kept = await send(
+      s,
+      'forward',
+      { Cookie: `paygress_grant=${older}` },
+      compute,
+    );
+    t.equal(kept.allowed, true, 'a credential issued before is read');
+    t.equal(kept.headers['x-user-id'], victim.out.headers['x-user-id']);
+
+    const http = { ...compute, scheme: 'http' as const };
+    const plain = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 10) },
+      http,
+    );
+    const cookie = plain.headers['set-cookie'];
+    t.match(
+      cookie,
+      /^paygress_grant=pgr1\.[^;]+; Path=\/; Max-Age=\d+; HttpOnly; SameSite=Lax$/,
+    );
+    for (const protocol of PROTOCOLS) {
+      const again = await send(
+        s,
+        protocol,
+        { Cookie: cookie!.split(';')[0]! },
+        http,
+      );
+      t.equal(again.allowed, true, `${protocol}: over http the plain name`);
+    }
   },
 );
 
@@ -956,7 +1046,7 @@ t.test(
     );
     const grant = paid.headers['x-paygress-grant']!;
     // A browser sends the grant cookie (Path=/) to every route.
-    const cookie = { Cookie: `paygress_grant=${grant}` };
+    const cookie = { Cookie: `__Host-paygress_grant=${grant}` };
 
     const elsewhere = await send(s, 'forward', {
       ...cookie,

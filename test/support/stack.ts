@@ -149,13 +149,19 @@ export async function send(
   stack: Stack,
   protocol: ProtocolName,
   headers: ClientHeaders = {},
-  target: { method?: string; path?: string; host?: string } = {},
+  target: {
+    method?: string;
+    path?: string;
+    host?: string;
+    scheme?: 'http' | 'https';
+  } = {},
 ): Promise<Outcome> {
   const method = target.method ?? 'GET';
   const path = target.path ?? '/premium';
   const host = target.host ?? 'app.example';
+  const scheme = target.scheme ?? 'https';
   if (protocol === 'ext-authz') {
-    return sendEnvoy(stack, headers, method, path, host);
+    return sendEnvoy(stack, headers, method, path, host, scheme);
   }
 
   const proxyHeaders =
@@ -163,14 +169,14 @@ export async function send(
       ? {
           // What Traefik sends with trustForwardHeader: false.
           'X-Forwarded-Method': method,
-          'X-Forwarded-Proto': 'https',
+          'X-Forwarded-Proto': scheme,
           'X-Forwarded-Host': host,
           'X-Forwarded-Uri': path,
           'X-Forwarded-For': '203.0.113.7',
         }
       : {
           // What ingress-nginx's generated auth location sends.
-          'X-Original-URL': `https://${host}${path}`,
+          'X-Original-URL': `${scheme}://${host}${path}`,
           'X-Original-Method': method,
           'X-Sent-From': 'nginx-ingress-controller',
           'X-Real-IP': '203.0.113.7',
@@ -199,6 +205,7 @@ async function sendEnvoy(
   method: string,
   path: string,
   host: string,
+  scheme: string,
 ): Promise<Outcome> {
   const lower: [string, string][] = [
     [':authority', host],
@@ -210,7 +217,7 @@ async function sendEnvoy(
   ];
   const request = encodeCheckRequest({
     source: { address: '203.0.113.7', port: 40000 },
-    http: { id: '1234', method, headers: lower, path, host, scheme: 'https' },
+    http: { id: '1234', method, headers: lower, path, host, scheme },
   });
   const result = await callRaw(
     stack.grpc,
