@@ -502,25 +502,17 @@ t.test(
     t.equal(policy.spec.action, 'CUSTOM');
     t.equal(policy.spec.provider.name, provider?.name);
 
+    // Fail closed: every request goes to Paygress. A list of free paths
+    // (`notPaths: [/public/*]`) let `/public/..%2Fpremium` skip it, which
+    // Istio's default normalization leaves undecoded and an upstream that
+    // decodes %2F serves as /premium; Paygress refuses it.
+    t.same(policy.spec.rules, [{}], 'one rule that matches every request');
     const loaded = configOf(sidecar, t.testdir());
     const pricing = new Pricing(loaded.pricing.rules, loaded.pricing.default, {
       trustedAmountHeader: false,
       mints: loaded.mints,
     });
-    // Fail closed: the policy names what skips Paygress, never what goes
-    // to it, so a path variant nobody listed is priced, not passed.
-    const operations = policy.spec.rules.flatMap((r: Obj) =>
-      r.to.map((to: Obj) => to.operation as Obj),
-    );
-    t.ok(operations.length > 0);
-    for (const operation of operations) {
-      t.equal(operation.paths, undefined, 'no list of paid paths');
-      t.ok(operation.notPaths.length > 0, 'a list of free paths');
-      for (const path of operation.notPaths as string[]) {
-        const route = pricing.route(request(path.replace(/\*$/, 'x')));
-        t.equal(route.charge.kind, 'free', `${path} is free in Paygress too`);
-      }
-    }
+    t.equal(pricing.route(request('/public/x')).charge.kind, 'free');
   },
 );
 
