@@ -53,9 +53,10 @@ const SPENT_BATCH_PAUSE_MS = 30;
 /**
  * Proofs per printed token. 100, well under the 1000 inputs a mint takes
  * in one swap, so a wallet receives each token in one request even from a
- * mint with a lower cap; and a token of 100 proofs is about 15 KB, while
- * one of 1000 is over the 128 KiB Linux allows a single command-line
- * argument (`cashu receive "$token"` would fail) and awkward to paste.
+ * mint with a lower cap; and a token of 100 proofs is about 17 KB (32 KB
+ * with their DLEQ proofs), while one of 1000 is over the 128 KiB Linux
+ * allows a single command-line argument (`cashu receive "$token"` would
+ * fail) and awkward to paste.
  */
 export const TOKEN_PROOFS = 100;
 

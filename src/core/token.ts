@@ -212,8 +212,8 @@ function decodeProofs(
 }
 
 /**
- * A `cashuB` token of `proofs` (their id, amount, secret and C; DLEQ
- * proofs are left out), for handing stored value to a payer or operator.
+ * A `cashuB` token of `proofs` (their id, amount, secret, C and DLEQ
+ * proof), for handing stored value to a payer or operator.
  */
 export function encodeToken(
   mint: string,
@@ -223,11 +223,21 @@ export function encodeToken(
   return getEncodedToken({
     mint,
     unit,
+    // With each proof's DLEQ proof (NUT-12) where the mint sent one: the
+    // receiver checks the mint signed it offline, and a Paygress requiring
+    // DLEQ takes it back.
     proofs: proofs.map((p): Proof => ({
       id: p.id,
       amount: Amount.from(p.amount),
       secret: p.secret,
       C: p.C,
+      ...(p.dleq && {
+        dleq: {
+          e: p.dleq.e,
+          s: p.dleq.s,
+          ...(p.dleq.r !== undefined && { r: p.dleq.r }),
+        },
+      }),
     })),
   });
 }
