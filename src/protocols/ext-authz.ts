@@ -55,6 +55,15 @@ export const MAX_HEADER_VALUE_BYTES = 16_384;
 
 const PROTO_DIR = fileURLToPath(new URL('../../proto/', import.meta.url));
 const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
+// For Set-Cookie on the client's response: a line of its own beside the
+// application's cookies, which an overwrite would delete.
+const APPEND = 'APPEND_IF_EXISTS_OR_ADD';
+
+/**
+ * A payment's answer ready less than this before the caller's deadline
+ * is kept owed as well as sent (see answerCheck).
+ */
+export const LATE_ANSWER_MS = 100;
 const UNSENDABLE_VALUE = /[\r\n\0]/;
 const UTF8 = new TextDecoder();
 
@@ -82,7 +91,7 @@ interface CheckRequestWire {
 }
 interface HeaderOptionWire {
   header: { key: string; value: string };
-  append_action: typeof OVERWRITE;
+  append_action: typeof OVERWRITE | typeof APPEND;
 }
 interface CheckResponseWire {
   status: { code: number; message?: string };
@@ -263,6 +272,21 @@ export function createExtAuthzService(
           answered = true;
           return callback(SHUTTING_DOWN);
         }
+      }
+      // Envoy's timer started before grpc-js's copy of it (the request's
+      // way here, our event loop), and a late answer is dropped with no
+      // sign grpc-js can give: one ready this close to the deadline goes
+      // out, and the payment stays owed too. At worst the payer's retry
+      // gets its request a second time; the payer never loses it.
+      if (lost !== undefined && !owed && nearDeadline(call)) {
+        owed = true;
+        reportUndelivered(
+          options.decider,
+          decision,
+          options.logger,
+          request.requestId,
+          `paid answer ready less than ${LATE_ANSWER_MS} ms before the caller's deadline, kept owed in case it arrives too late`,
+        );
       }
       const result = answer(
         decision,
@@ -498,6 +522,13 @@ function renderDeny(
   };
 }
 
+/** Whether the call's deadline is less than {@link LATE_ANSWER_MS} away. */
+function nearDeadline(call: grpc.ServerUnaryCall<Buffer, Buffer>): boolean {
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) && at - Date.now() < LATE_ANSWER_MS;
+}
+
 function headerOptions(
   headers: Readonly<Record<string, string>>,
   log: Dropped,
@@ -515,7 +546,10 @@ function headerOptions(
       dropped.push(key);
       continue;
     }
-    options.set(key, { header: { key, value }, append_action: OVERWRITE });
+    options.set(key, {
+      header: { key, value },
+      append_action: key === 'set-cookie' ? APPEND : OVERWRITE,
+    });
   }
   return { options: [...options.values()], dropped };
 }

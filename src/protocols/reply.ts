@@ -54,10 +54,11 @@ export function reportUndelivered(
   decision: Decision,
   logger: Logger,
   reqId: string,
+  why = 'paid answer not delivered (the caller was gone)',
 ): void {
   logger.warn(
     { reqId, proofs: decision.proofsHash },
-    'paid answer not delivered (the caller was gone); a retry with the same token or credit gets it',
+    `${why}; a retry with the same token or credit gets it`,
   );
   try {
     decider.undelivered?.(decision);

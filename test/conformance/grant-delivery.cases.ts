@@ -126,5 +126,7 @@ t.test(
     t.match(toClient['x-paygress-grant']?.value, /^pgr1\./);
     t.match(toClient['set-cookie']?.value, /^__Host-paygress_grant=pgr1\./);
     t.equal(toClient['x-paygress-grant']?.appendAction, 2);
+    // Appended, so the application's own Set-Cookie lines stay.
+    t.equal(toClient['set-cookie']?.appendAction, 0);
   },
 );

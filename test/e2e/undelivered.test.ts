@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Amount, getEncodedToken } from '@cashu/cashu-ts';
 import type { Provisioner } from '../../src/core/ports.ts';
+import { LATE_ANSWER_MS } from '../../src/protocols/ext-authz.ts';
 import { encodeCheckRequest } from '../support/envoy-wire.ts';
 import {
   FakeKubeApiServer,
@@ -56,7 +57,11 @@ function forwardGivingUp(stack: Stack, token: string): Promise<unknown> {
   );
 }
 
-function checkGivingUp(stack: Stack, token: string): Promise<unknown> {
+function checkGivingUp(
+  stack: Stack,
+  token: string,
+  deadlineMs = 200,
+): Promise<unknown> {
   const request = encodeCheckRequest({
     http: {
       method: 'GET',
@@ -72,7 +77,7 @@ function checkGivingUp(stack: Stack, token: string): Promise<unknown> {
       (b: Buffer) => b,
       (b: Buffer) => b,
       request,
-      { deadline: Date.now() + 200 },
+      { deadline: Date.now() + deadlineMs },
       (err) => resolve(err ? err.code : 'answered'),
     ),
   );
@@ -107,6 +112,25 @@ for (const [protocol, giveUp, expected] of [
     },
   );
 }
+
+t.test(
+  'ext-authz: a paid answer ready just before the deadline stays owed, since Envoy may drop it',
+  async (t) => {
+    const token = await mintToken(stack.mint.url, 100);
+    // The decision ends some 50 ms before the caller's deadline: Envoy,
+    // whose timer started before Paygress's, may already have given up.
+    stack.mint.setFault('swap', { kind: 'delay', ms: 520 });
+    const first = await checkGivingUp(stack, token, 600);
+    stack.mint.setFault('swap', undefined);
+    t.ok(LATE_ANSWER_MS > 80);
+    t.comment(`the first answer: ${String(first)}`);
+
+    const retry = await send(stack, 'ext-authz', { 'X-Cashu': token });
+    t.equal(retry.allowed, true, 'the retry gets the request paid for');
+    const again = await send(stack, 'ext-authz', { 'X-Cashu': token });
+    t.equal(again.reason, 'PAYGRESS_TOKEN_REPLAYED', 'once');
+  },
+);
 
 t.test('an answer that was delivered is not owed again', async (t) => {
   const token = await mintToken(stack.mint.url, 100);
