@@ -92,7 +92,22 @@ export class UnitMismatchError extends reason('PAYGRESS_UNIT_MISMATCH') {}
 /** The token's value after the mint's input fees is below the price. */
 export class InsufficientAmountError extends reason(
   'PAYGRESS_INSUFFICIENT_AMOUNT',
-) {}
+) {
+  /**
+   * What the refusal's payment request asks for, when more than the
+   * route's usual request: the price plus the input fees of a token of as
+   * many proofs as the one refused.
+   */
+  readonly asked: number | undefined;
+
+  constructor(
+    message: string,
+    options?: PaygressErrorOptions & { asked?: number },
+  ) {
+    super(message, options);
+    this.asked = options?.asked;
+  }
+}
 /** A proof names a keyset the mint does not know (or for another unit). */
 export class KeysetUnknownError extends reason('PAYGRESS_KEYSET_UNKNOWN') {}
 /** A proof carries a DLEQ proof that does not verify. */

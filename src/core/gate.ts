@@ -212,7 +212,8 @@ export class Gate implements Decider {
       if (route.charge.kind === 'free') return allow(0, '', {});
       return await this.#paid(request, route);
     } catch (err) {
-      return deny(toPaygressError(err), this.#price(route));
+      const refusal = toPaygressError(err);
+      return deny(refusal, this.#price(route, refusal));
     }
   }
 
@@ -330,7 +331,7 @@ export class Gate implements Decider {
         {
           code: 'PAYGRESS_PAYMENT_REQUIRED',
           fault: 'payer',
-          message: `payment required: send a Cashu token of ${price.amount} ${price.unit}${fees} in X-Cashu`,
+          message: `payment required: send a Cashu token of ${price.amount} ${price.unit}${fees} in X-Cashu${rateTerms(route.charge)}`,
         },
         price,
       ),
@@ -345,8 +346,17 @@ export class Gate implements Decider {
    * dearest of the route's mints, by the keysets last fetched (none known
    * yet: no fee). A wallet that pays exactly this is not refused as short.
    */
-  #price(route: PricedRoute | undefined): Price | undefined {
+  #price(
+    route: PricedRoute | undefined,
+    refusal?: PaygressError,
+  ): Price | undefined {
     if (route === undefined || route.charge.kind === 'free') return undefined;
+    if (refusal instanceof InsufficientAmountError && refusal.asked) {
+      const usual = this.#price(route)!;
+      return refusal.asked > usual.amount
+        ? Object.freeze({ ...usual, amount: refusal.asked })
+        : usual;
+    }
     const gateway = this.#o.gateway;
     const cached = this.#prices.get(route);
     if (cached !== undefined && this.#stillKnown(route.mints, cached.from)) {
@@ -441,8 +451,18 @@ export class Gate implements Decider {
     if (header.amount < price) throw insufficient(price, unit, header.amount);
 
     const { token, keysets } = await this.#decode({ ...header, mint });
-    const net = token.amount - fees(token, keysets, unit);
-    if (net < price) throw insufficient(price, unit, net);
+    const fee = fees(token, keysets, unit);
+    const net = token.amount - fee;
+    if (net < price) {
+      // A wallet paying what the request asked in more proofs than the
+      // fewest pays more fees: ask for what a token of as many proofs
+      // needs, not the same amount again.
+      const count = token.proofs.length;
+      throw new InsufficientAmountError(
+        `token is worth ${net} ${unit} after the mint's input fees (${fee} ${unit} for its ${count} proofs); this request costs ${price} ${unit}: send ${price + fee} ${unit} in at most ${count} proofs`,
+        { asked: price + fee },
+      );
+    }
     return token;
   }
 
@@ -867,6 +887,18 @@ function bitCount(n: number): number {
   let bits = 0;
   for (let rest = n; rest > 0; rest = Math.floor(rest / 2)) bits += rest % 2;
   return bits;
+}
+
+/**
+ * What a rate route sells, for its refusal: a payer cannot otherwise
+ * tell that a grant's time stops at `maxSeconds`, and that value paid
+ * beyond it buys nothing.
+ */
+function rateTerms(charge: Charge): string {
+  if (charge.kind !== 'rate') return '';
+  const { amount, unit, perSeconds, maxSeconds } = charge;
+  const most = Math.ceil((maxSeconds * amount) / perSeconds);
+  return ` (${amount} ${unit} buys ${perSeconds} s; a grant holds at most ${maxSeconds} s, which ${most} ${unit} buys: more buys no more time)`;
 }
 
 function unitOf(charge: Charge): string {

@@ -231,6 +231,11 @@ t.test(
       10,
       'asks for the minimum',
     );
+    t.match(
+      JSON.parse(asked.body!).message,
+      /10 sat buys 60 s; a grant holds at most 3600 s, which 600 sat buys: more buys no more time/,
+      'and says what more buys, and where it stops',
+    );
 
     const paid = await send(
       s,

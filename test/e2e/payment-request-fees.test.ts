@@ -44,3 +44,51 @@ for (const protocol of PROTOCOLS) {
     },
   );
 }
+
+// A wallet holding change pays the amount asked in more proofs than the
+// fewest (cashu-ts takes an exact match of what it holds), so the fees
+// are more than the request counted. The refusal used to ask for the same
+// amount again, which such a wallet then paid the same way for ever.
+const FEW = await startStack({ price: 5, inputFeePpk: 400 });
+t.teardown(() => FEW.close());
+
+for (const protocol of PROTOCOLS) {
+  t.test(
+    `${protocol}: a token short by the fees of its extra proofs is asked for what they need`,
+    async (t) => {
+      const request = decodePaymentRequest(
+        (await send(FEW, protocol)).paymentRequest!,
+      );
+      // 6 = 4 + 2: two proofs, 0.8 sat of fees, rounded up.
+      t.equal(request.amount!.toNumber(), 6);
+      const mint = request.mints![0]!;
+      const wallet = await testWallet(mint);
+      const quote = await wallet.createMintQuoteBolt11(6);
+      const held = await wallet.mintProofsBolt11(6, quote, undefined, {
+        type: 'random',
+        denominations: [4, 1, 1],
+      });
+      const threeProofs = getEncodedToken({ mint, unit: 'sat', proofs: held });
+
+      const short = await send(FEW, protocol, { 'X-Cashu': threeProofs });
+      t.equal(short.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
+      // nginx's auth_request answer has no body; the others say why.
+      if (protocol !== 'nginx') {
+        t.match(
+          short.body,
+          /2 sat for its 3 proofs.*send 7 sat in at most 3 proofs/,
+        );
+      }
+      const asked = decodePaymentRequest(short.paymentRequest!);
+      t.equal(asked.amount!.toNumber(), 7, 'the price and 3 proofs of fees');
+
+      const seven = await mintProofs(mint, 7, { wallet });
+      t.equal(seven.length, 3, '4 + 2 + 1');
+      const paid = await send(FEW, protocol, {
+        'X-Cashu': getEncodedToken({ mint, unit: 'sat', proofs: seven }),
+      });
+      t.equal(paid.allowed, true, 'paying what the refusal asked buys it');
+      t.equal(paid.headers['x-payment-amount'], '5');
+    },
+  );
+}
