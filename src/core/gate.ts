@@ -122,6 +122,14 @@ const POD_RETRY_MS = 5_000;
  */
 const RELEASE_WATCH_MS = 10 * 60_000;
 
+/**
+ * How long a credit stays good: what a payment leaves when its pod cannot
+ * be made and its proofs cannot be handed back. It is used once, and what
+ * it buys (one request, or a grant's time) starts when its pod is made,
+ * so a cluster down for hours takes none of it; a week to come back.
+ */
+export const CREDIT_SECONDS = 7 * 24 * 3600;
+
 /** Frozen allows of grants in use, kept at most. */
 const COVERED_ALLOWS = 10_000;
 
@@ -227,7 +235,11 @@ export class Gate implements Decider {
     const raw = findToken(request.headers);
     if (raw === undefined) {
       if (credential === undefined) return this.#paymentRequired(route);
-      return this.#allowOnGrant(this.#verified(credential, route), route);
+      return this.#allowOnGrant(
+        request,
+        this.#verified(credential, route),
+        route,
+      );
     }
     const presented =
       credential === undefined
@@ -400,26 +412,13 @@ export class Gate implements Decider {
    * header can price one route differently per request); its use is
    * recorded before the request goes on, and undone if the answer is lost.
    */
-  async #allowOnGrant(grant: Grant, route: PricedRoute): Promise<Allow> {
-    if (grant.singleUse) {
-      const price = minimumPayment(route.charge);
-      const unit = unitOf(route.charge);
-      if (grant.unit !== unit || grant.amount < price) {
-        throw new InsufficientAmountError(
-          `this credit is worth ${grant.amount} ${grant.unit}; this request costs ${price} ${unit}`,
-        );
-      }
-    }
+  async #allowOnGrant(
+    request: AuthRequest,
+    grant: Grant,
+    route: PricedRoute,
+  ): Promise<Allow> {
+    if (grant.singleUse) return this.#allowOnCredit(request, grant, route);
     const pod = await this.#podFor(grant, 'use');
-    // Recorded only once the pod is there, so a failed retry keeps the use.
-    if (grant.singleUse && !this.#o.store.useGrant(grant.id)) {
-      throw new GrantExpiredError(
-        'this grant was for a single request, now used',
-      );
-    }
-    if (grant.singleUse) {
-      return { ...allow(0, grant.unit, {}, grant.id, pod), creditId: grant.id };
-    }
     const key = `${grant.id}/${pod}`;
     let covered = this.#covered.get(key);
     if (covered === undefined) {
@@ -570,7 +569,10 @@ export class Gate implements Decider {
         this.#o.refunds && !extended
           ? this.#refund(redemption, token, route, err, releaseUntil)
           : undefined;
-      const refused = refund ?? this.#credit(request, grant, token, route, err);
+      // A new grant's value, kept, becomes a credit whose time starts
+      // when its pod is made; a top-up's stays on the grant it lengthened.
+      const kept = current === undefined ? this.#asCredit(grant) : grant;
+      const refused = refund ?? this.#credit(request, kept, token, route, err);
       if (refund === undefined) this.#o.store.delivered(redemption.id);
       else if (releaseUntil !== undefined) {
         void this.#o.provisioner?.release(grant.id, releaseUntil);
@@ -590,6 +592,57 @@ export class Gate implements Decider {
     );
     this.#o.store.delivered(redemption.id);
     return this.#appliedTo({ ...paid, redemptionId: redemption.id }, grant);
+  }
+
+  /**
+   * A request on a single-request grant (a credit): good once, for a
+   * request that costs no more than was paid (a trusted price header can
+   * price one route differently per request). What it buys starts now:
+   * its request's pod lives `requestGrantSeconds`, and on a rate route it
+   * becomes a grant of the time its value buys, whose credential the
+   * answer carries. Its use is recorded once the pod is there, so a
+   * failed retry keeps it, and undone if the answer is lost.
+   */
+  async #allowOnCredit(
+    request: AuthRequest,
+    credit: Grant,
+    route: PricedRoute,
+  ): Promise<Allow> {
+    const { charge } = route;
+    const price = minimumPayment(charge);
+    const unit = unitOf(charge);
+    if (credit.unit !== unit || credit.amount < price) {
+      throw new InsufficientAmountError(
+        `this credit is worth ${credit.amount} ${credit.unit}; this request costs ${price} ${unit}`,
+      );
+    }
+    const now = this.#o.clock.now();
+    const served: Grant =
+      charge.kind === 'rate'
+        ? {
+            ...credit,
+            issuedAt: now,
+            expiresAt: now + grantDuration(charge, credit.amount) * 1000,
+            singleUse: false,
+          }
+        : {
+            ...credit,
+            expiresAt: Math.min(
+              credit.expiresAt,
+              now + this.#o.requestGrantSeconds * 1000,
+            ),
+          };
+    const pod = await this.#podFor(served, 'use');
+    if (!this.#o.store.useGrant(credit.id)) {
+      throw new GrantExpiredError(
+        'this grant was for a single request, now used',
+      );
+    }
+    const client = served.singleUse ? {} : this.#grantHeaders(request, served);
+    return {
+      ...allow(0, credit.unit, client, credit.id, pod),
+      creditId: credit.id,
+    };
   }
 
   /** Notes which grant a payment's decision gave the payer. */
@@ -710,6 +763,17 @@ export class Gate implements Decider {
   ): Allow {
     const client = grant.singleUse ? {} : this.#grantHeaders(request, grant);
     return allow(amount, grant.unit, client, grant.id, pod, proofsHash);
+  }
+
+  /** `grant`'s value as a credit: used once, within CREDIT_SECONDS. */
+  #asCredit(grant: Grant): Grant {
+    const now = this.#o.clock.now();
+    return {
+      ...grant,
+      issuedAt: now,
+      expiresAt: now + CREDIT_SECONDS * 1000,
+      singleUse: true,
+    };
   }
 
   /**

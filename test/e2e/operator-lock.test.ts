@@ -189,3 +189,118 @@ t.test(
     t.equal(twice.reason, 'PAYGRESS_GRANT_EXPIRED', 'once');
   },
 );
+
+t.test(
+  'a credit outlasts a cluster outage: what it buys starts when its pod is made',
+  async (t) => {
+    const clock = { ms: Date.now(), now: () => clock.ms };
+    const rateFile = join(dir, 'rate.yaml');
+    writeFileSync(
+      rateFile,
+      `pricing:
+  rules:
+    - name: compute
+      match: { path: /compute }
+      rate: { amount: 10, unit: sat, perSeconds: 60, minSeconds: 60, maxSeconds: 3600 }
+grants:
+  key: a-test-grant-key-that-is-long-enough-0123456789
+provisioning:
+  enabled: true
+  template:
+    image: registry.example/workspace:1
+`,
+    );
+    const outage = await startStack({
+      mint,
+      configFile: rateFile,
+      clock,
+      env: { PAYGRESS_OPERATOR_PUBKEY: operatorPubkey },
+    });
+    t.teardown(() => outage.close());
+    const podExpiry = (pod: string) =>
+      Date.parse(
+        kube.pods('default').find((p) => p.metadata.name === pod)!.metadata
+          .annotations!['paygress.dev/expires-at']!,
+      );
+
+    for (const [path, paid, seconds] of [
+      ['/premium', 100, 300],
+      ['/compute', 20, 120],
+    ] as const) {
+      kube.forbid('create');
+      const out = await send(
+        outage,
+        'forward',
+        { 'X-Cashu': await mintToken(mint.url, paid) },
+        { path },
+      );
+      t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED', path);
+      const credit = out.headers['x-paygress-grant']!;
+      t.match(credit, /^pgr1\./);
+
+      // Six hours of a failing API, the payer retrying now and then.
+      for (let hour = 1; hour <= 6; hour += 1) {
+        clock.ms += 3_600_000;
+        const retry = await send(
+          outage,
+          'forward',
+          { Authorization: `Bearer ${credit}` },
+          { path },
+        );
+        t.equal(
+          retry.reason,
+          'PAYGRESS_PROVISION_FAILED',
+          `${path}, hour ${hour}`,
+        );
+      }
+      kube.allow('create');
+      clock.ms += 10_000;
+
+      const served = await send(
+        outage,
+        'forward',
+        { Authorization: `Bearer ${credit}` },
+        { path },
+      );
+      t.equal(
+        served.allowed,
+        true,
+        `${path}: the credit buys what it paid for`,
+      );
+      const pod = served.headers['x-provisioned-pod']!;
+      t.equal(
+        podExpiry(pod),
+        clock.ms + seconds * 1000,
+        `${path}: its pod runs ${seconds} s from now`,
+      );
+      const twice = await send(
+        outage,
+        'forward',
+        { Authorization: `Bearer ${credit}` },
+        { path },
+      );
+      t.equal(twice.reason, 'PAYGRESS_GRANT_EXPIRED', `${path}: once`);
+
+      if (path === '/compute') {
+        const grant = served.headers['x-paygress-grant']!;
+        t.match(grant, /^pgr1\./, 'a rate credit becomes a grant');
+        const later = await send(
+          outage,
+          'forward',
+          { Authorization: `Bearer ${grant}` },
+          { path },
+        );
+        t.equal(later.allowed, true, 'whose time serves later requests');
+        t.equal(later.headers['x-provisioned-pod'], pod);
+        clock.ms += seconds * 1000;
+        const over = await send(
+          outage,
+          'forward',
+          { Authorization: `Bearer ${grant}` },
+          { path },
+        );
+        t.equal(over.reason, 'PAYGRESS_GRANT_EXPIRED', 'until it runs out');
+      }
+    }
+  },
+);
