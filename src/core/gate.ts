@@ -128,7 +128,7 @@ const RELEASE_WATCH_MS = 10 * 60_000;
  * it buys (one request, or a grant's time) starts when its pod is made,
  * so a cluster down for hours takes none of it; a week to come back.
  */
-export const CREDIT_SECONDS = 7 * 24 * 3600;
+const CREDIT_SECONDS = 7 * 24 * 3600;
 
 /** Frozen allows of grants in use, kept at most. */
 const COVERED_ALLOWS = 10_000;
