@@ -489,11 +489,16 @@ function renderAllow(
   const credentials = stripAuthorization
     ? ['x-cashu', 'authorization']
     : ['x-cashu'];
+  // An empty value overwrites a client's copy only while Envoy keeps empty
+  // values: removing the header as well holds either way.
+  const empty = upstream.options
+    .filter((option) => option.header.value === '')
+    .map((option) => option.header.key);
   return {
     status: { code: grpc.status.OK },
     ok_response: {
       headers: upstream.options,
-      headers_to_remove: [...credentials, ...upstream.dropped],
+      headers_to_remove: [...credentials, ...upstream.dropped, ...empty],
       response_headers_to_add: client.options,
     },
   };

@@ -472,6 +472,31 @@ t.test(
   },
 );
 
+t.test(
+  'allow: a header of ours left empty is removed too, so no client copy survives',
+  async (t) => {
+    script = async () => ({
+      ...ALLOW,
+      upstreamHeaders: {
+        'X-Payment-Verified': 'true',
+        'X-User-ID': '',
+        'X-Provisioned-Pod': '',
+      },
+    });
+    const ok = (
+      await check({
+        http: { path: '/', headers: [['x-provisioned-pod', 'victim']] },
+      })
+    ).okResponse!;
+    t.same(headerMap(ok.headers), {
+      'x-payment-verified': 'true',
+      'x-user-id': '',
+      'x-provisioned-pod': '',
+    });
+    t.same(ok.headersToRemove, ['x-cashu', 'x-user-id', 'x-provisioned-pod']);
+  },
+);
+
 t.test('no header value over 16384 bytes is sent', async (t) => {
   const huge = 'a'.repeat(16_385);
   script = async () => ({
