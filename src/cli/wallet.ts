@@ -351,7 +351,7 @@ async function exportAll(
           chunk.map((p) => p.y),
           (marked) => {
             taken = chunk.filter((p) => marked.has(p.y));
-            return encodeToken(mint, unit, taken);
+            return encodeToken(mint, unit, taken, { dleq: true });
           },
         );
         if (recorded === undefined) continue;

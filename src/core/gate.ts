@@ -226,13 +226,17 @@ export class Gate implements Decider {
   }
 
   async #paid(request: AuthRequest, route: PricedRoute): Promise<Decision> {
+    const raw = findToken(request.headers);
+    // A plain-name cookie over https, of a grant from before `__Host-`
+    // cookies, serves the requests it covers, but a payment never tops it
+    // up: a sibling domain may have planted it, and the top-up's answer
+    // would hand its grant back to the payer as a `__Host-` cookie.
     const credential = readGrantCredential(
       request.headers,
       this.#o.grantCookie,
       request.scheme === 'https',
-      this.#predatesHostCookies,
+      raw === undefined ? this.#predatesHostCookies : undefined,
     );
-    const raw = findToken(request.headers);
     if (raw === undefined) {
       if (credential === undefined) return this.#paymentRequired(route);
       return this.#allowOnGrant(
@@ -811,6 +815,9 @@ export class Gate implements Decider {
   ): Deny | undefined {
     const proofs = this.#o.store.refund(redemption.id, grantUntil);
     if (proofs.length === 0) return undefined;
+    // Without the DLEQ proofs: the token goes out twice in headers (X-Cashu
+    // and WWW-Authenticate), through proxies' 16 KiB buffers, and they
+    // would double it; the payer's wallet checks it by receiving it.
     const refund = encodeToken(redemption.mint, redemption.unit, proofs);
     const refused = deny(provisionError(cause), this.#price(route));
     return {

@@ -212,32 +212,33 @@ function decodeProofs(
 }
 
 /**
- * A `cashuB` token of `proofs` (their id, amount, secret, C and DLEQ
- * proof), for handing stored value to a payer or operator.
+ * A `cashuB` token of `proofs` (their id, amount, secret and C), for
+ * handing stored value to a payer or operator. With `dleq`, each proof's
+ * DLEQ proof (NUT-12) too, where the mint sent one: the receiver can check
+ * offline that the mint signed it, at about twice the size.
  */
 export function encodeToken(
   mint: string,
   unit: string,
   proofs: readonly WireProof[],
+  { dleq = false }: { dleq?: boolean } = {},
 ): string {
   return getEncodedToken({
     mint,
     unit,
-    // With each proof's DLEQ proof (NUT-12) where the mint sent one: the
-    // receiver checks the mint signed it offline, and a Paygress requiring
-    // DLEQ takes it back.
     proofs: proofs.map((p): Proof => ({
       id: p.id,
       amount: Amount.from(p.amount),
       secret: p.secret,
       C: p.C,
-      ...(p.dleq && {
-        dleq: {
-          e: p.dleq.e,
-          s: p.dleq.s,
-          ...(p.dleq.r !== undefined && { r: p.dleq.r }),
-        },
-      }),
+      ...(dleq &&
+        p.dleq && {
+          dleq: {
+            e: p.dleq.e,
+            s: p.dleq.s,
+            ...(p.dleq.r !== undefined && { r: p.dleq.r }),
+          },
+        }),
     })),
   });
 }

@@ -275,10 +275,17 @@ export function createExtAuthzService(
       }
       // Envoy's timer started before grpc-js's copy of it (the request's
       // way here, our event loop), and a late answer is dropped with no
-      // sign grpc-js can give: one ready this close to the deadline goes
-      // out, and the payment stays owed too. At worst the payer's retry
-      // gets its request a second time; the payer never loses it.
-      if (lost !== undefined && !owed && nearDeadline(call)) {
+      // sign grpc-js can give: a paid allow ready this close to the
+      // deadline goes out, and the payment stays owed too. At worst the
+      // payer's retry gets its request a second time; the payer never
+      // loses it. Not a refund or credit: kept owed, the refund would be
+      // the payer's and the payment too.
+      if (
+        lost !== undefined &&
+        !owed &&
+        decision.kind === 'allow' &&
+        nearDeadline(call)
+      ) {
         owed = true;
         reportUndelivered(
           options.decider,

@@ -105,10 +105,13 @@ const tokens = (stdout: string) => stdout.split('\n').filter(Boolean);
 
 const value = (token: string) => getTokenMetadata(token).amount.toNumber();
 
-/** Receives `token` into a fresh wallet: the mint swaps it, or throws. */
-async function receive(token: string): Promise<number> {
+/**
+ * Receives `token` into a fresh wallet: the mint swaps it, or throws. With
+ * `requireDleq`, only if every proof carries a DLEQ proof that verifies.
+ */
+async function receive(token: string, requireDleq = false): Promise<number> {
   const { mint } = getTokenMetadata(token);
-  const proofs = await (await testWallet(mint)).receive(token);
+  const proofs = await (await testWallet(mint)).receive(token, { requireDleq });
   return proofs.reduce((s, p) => s + p.amount.toNumber(), 0);
 }
 
@@ -203,7 +206,11 @@ t.test('export prints one receivable token per mint, once', async (t) => {
   t.equal(again.stdout, '', 'a second export prints nothing new');
   t.equal(again.stderr, 'nothing to export\n', 'and says so');
 
-  t.equal(await receive(printed[0]!), 96, 'mint A takes its token');
+  t.equal(
+    await receive(printed[0]!, true),
+    96,
+    "mint A takes its token, its proofs with the mint's DLEQ proofs",
+  );
   t.equal(await receive(printed[1]!), 40, 'mint B takes its token');
 
   const balance = await cli('balance');

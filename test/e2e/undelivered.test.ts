@@ -10,10 +10,14 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Amount, getEncodedToken } from '@cashu/cashu-ts';
+import { Amount, Wallet, getEncodedToken } from '@cashu/cashu-ts';
+import { ProvisionFailedError } from '../../src/core/errors.ts';
 import type { Provisioner } from '../../src/core/ports.ts';
 import { LATE_ANSWER_MS } from '../../src/protocols/ext-authz.ts';
-import { encodeCheckRequest } from '../support/envoy-wire.ts';
+import {
+  decodeCheckResponse,
+  encodeCheckRequest,
+} from '../support/envoy-wire.ts';
 import {
   FakeKubeApiServer,
   writeKubeConfig,
@@ -129,6 +133,64 @@ t.test(
     t.equal(retry.allowed, true, 'the retry gets the request paid for');
     const again = await send(stack, 'ext-authz', { 'X-Cashu': token });
     t.equal(again.reason, 'PAYGRESS_TOKEN_REPLAYED', 'once');
+  },
+);
+
+t.test(
+  'ext-authz: a refund ready just before the deadline is not kept owed as well',
+  async (t) => {
+    // The pod fails some 100 ms before the caller's deadline: the refund
+    // goes out. Kept owed too, the payer would hold the refund and the
+    // payment would buy its request again.
+    let failing = true;
+    const pods: Provisioner = {
+      ...slowProvisioner(0),
+      ensure: async (grantId) => {
+        await sleep(470);
+        if (failing) throw new ProvisionFailedError('no pods now');
+        return { podName: `pod-${grantId}` };
+      },
+    };
+    const refunding = await startStack({ price: 100, provisioner: pods });
+    t.teardown(() => refunding.close());
+    const token = await mintToken(refunding.mint.url, 100);
+    const request = encodeCheckRequest({
+      http: {
+        method: 'GET',
+        path: '/premium',
+        host: 'app.example',
+        scheme: 'https',
+        headers: [['x-cashu', token]],
+      },
+    });
+    const refund = await new Promise<string | undefined>((resolve) =>
+      refunding.grpc.makeUnaryRequest(
+        '/envoy.service.auth.v3.Authorization/Check',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        request,
+        { deadline: Date.now() + 600 },
+        (err, res) =>
+          resolve(
+            err
+              ? undefined
+              : decodeCheckResponse(res!).deniedResponse?.headers.find(
+                  (h) => h.key === 'x-cashu',
+                )?.value,
+          ),
+      ),
+    );
+    failing = false;
+    t.match(refund, /^cashuB/, 'the refund arrived');
+    const wallet = new Wallet(refunding.mint.url, { unit: 'sat' });
+    await wallet.loadMint();
+    await wallet.receive(refund!);
+    const retry = await send(refunding, 'ext-authz', { 'X-Cashu': token });
+    t.equal(
+      retry.reason,
+      'PAYGRESS_TOKEN_REPLAYED',
+      'the refunded payment buys nothing more',
+    );
   },
 );
 
