@@ -629,13 +629,7 @@ export class Gate implements Decider {
             expiresAt: now + grantDuration(charge, credit.amount) * 1000,
             singleUse: false,
           }
-        : {
-            ...credit,
-            expiresAt: Math.min(
-              credit.expiresAt,
-              now + this.#o.requestGrantSeconds * 1000,
-            ),
-          };
+        : { ...credit, expiresAt: now + this.#o.requestGrantSeconds * 1000 };
     const pod = await this.#podFor(served, 'use');
     if (!this.#o.store.useGrant(credit.id)) {
       throw new GrantExpiredError(

@@ -304,3 +304,43 @@ provisioning:
     }
   },
 );
+
+t.test(
+  'a credit used at the end of its week still buys the whole request',
+  async (t) => {
+    const clock = { ms: Date.now(), now: () => clock.ms };
+    const late = await startStack({
+      mint,
+      configFile,
+      clock,
+      env: { PAYGRESS_OPERATOR_PUBKEY: operatorPubkey },
+    });
+    t.teardown(() => late.close());
+    kube.forbid('create');
+    const out = await send(late, 'forward', {
+      'X-Cashu': await mintToken(mint.url, 100),
+    });
+    kube.allow('create');
+    const credit = out.headers['x-paygress-grant']!;
+
+    clock.ms += 7 * 24 * 3600_000 - 10_000;
+    const used = await send(late, 'forward', {
+      Authorization: `Bearer ${credit}`,
+    });
+    t.equal(used.allowed, true, 'ten seconds before the week ends');
+    const pod = kube
+      .pods('default')
+      .find((p) => p.metadata.name === used.headers['x-provisioned-pod'])!;
+    t.equal(
+      Date.parse(pod.metadata.annotations!['paygress.dev/expires-at']!),
+      clock.ms + 300_000,
+      'its pod runs 300 s, as any request paid for',
+    );
+
+    clock.ms += 20_000;
+    const after = await send(late, 'forward', {
+      Authorization: `Bearer ${credit}`,
+    });
+    t.equal(after.reason, 'PAYGRESS_GRANT_EXPIRED');
+  },
+);
