@@ -60,8 +60,8 @@ const OVERWRITE = 'OVERWRITE_IF_EXISTS_OR_ADD';
 const APPEND = 'APPEND_IF_EXISTS_OR_ADD';
 
 /**
- * A payment's answer ready less than this before the caller's deadline
- * is kept owed as well as sent (see answerCheck).
+ * A paid allow ready less than this before the caller's deadline is kept
+ * owed as well as sent (see answerCheck).
  */
 export const LATE_ANSWER_MS = 100;
 const UNSENDABLE_VALUE = /[\r\n\0]/;
