@@ -61,11 +61,12 @@ function forwardGivingUp(stack: Stack, token: string): Promise<unknown> {
   );
 }
 
-function checkGivingUp(
+/** A Check paying with `token` whose caller waits `deadlineMs`. */
+function checkWithin(
   stack: Stack,
   token: string,
-  deadlineMs = 200,
-): Promise<unknown> {
+  deadlineMs: number,
+): Promise<{ code: number } | { bytes: Buffer }> {
   const request = encodeCheckRequest({
     http: {
       method: 'GET',
@@ -82,9 +83,18 @@ function checkGivingUp(
       (b: Buffer) => b,
       request,
       { deadline: Date.now() + deadlineMs },
-      (err) => resolve(err ? err.code : 'answered'),
+      (err, bytes) => resolve(err ? { code: err.code } : { bytes: bytes! }),
     ),
   );
+}
+
+async function checkGivingUp(
+  stack: Stack,
+  token: string,
+  deadlineMs = 200,
+): Promise<unknown> {
+  const answer = await checkWithin(stack, token, deadlineMs);
+  return 'code' in answer ? answer.code : 'answered';
 }
 
 for (const [protocol, giveUp, expected] of [
@@ -139,47 +149,36 @@ t.test(
 t.test(
   'ext-authz: a refund ready just before the deadline is not kept owed as well',
   async (t) => {
-    // The pod fails some 100 ms before the caller's deadline: the refund
-    // goes out. Kept owed too, the payer would hold the refund and the
-    // payment would buy its request again.
+    // The pod fails 70 ms before the caller's deadline: the refund goes
+    // out. Kept owed too, the payer would hold the refund and the payment
+    // would buy its request again. (A loaded machine may answer after the
+    // deadline instead, which is the case tested above: so a few tries.)
+    const DEADLINE_MS = 1500;
     let failing = true;
+    let deadline = 0;
     const pods: Provisioner = {
       ...slowProvisioner(0),
       ensure: async (grantId) => {
-        await sleep(470);
+        await sleep(deadline - 70 - Date.now());
         if (failing) throw new ProvisionFailedError('no pods now');
         return { podName: `pod-${grantId}` };
       },
     };
     const refunding = await startStack({ price: 100, provisioner: pods });
     t.teardown(() => refunding.close());
-    const token = await mintToken(refunding.mint.url, 100);
-    const request = encodeCheckRequest({
-      http: {
-        method: 'GET',
-        path: '/premium',
-        host: 'app.example',
-        scheme: 'https',
-        headers: [['x-cashu', token]],
-      },
-    });
-    const refund = await new Promise<string | undefined>((resolve) =>
-      refunding.grpc.makeUnaryRequest(
-        '/envoy.service.auth.v3.Authorization/Check',
-        (b: Buffer) => b,
-        (b: Buffer) => b,
-        request,
-        { deadline: Date.now() + 600 },
-        (err, res) =>
-          resolve(
-            err
-              ? undefined
-              : decodeCheckResponse(res!).deniedResponse?.headers.find(
-                  (h) => h.key === 'x-cashu',
-                )?.value,
-          ),
-      ),
-    );
+    let token = '';
+    let refund: string | undefined;
+    for (let attempt = 0; attempt < 5 && refund === undefined; attempt++) {
+      token = await mintToken(refunding.mint.url, 100);
+      deadline = Date.now() + DEADLINE_MS;
+      const answer = await checkWithin(refunding, token, DEADLINE_MS);
+      refund =
+        'bytes' in answer
+          ? decodeCheckResponse(answer.bytes).deniedResponse?.headers.find(
+              (h) => h.key === 'x-cashu',
+            )?.value
+          : undefined;
+    }
     failing = false;
     t.match(refund, /^cashuB/, 'the refund arrived');
     const wallet = new Wallet(refunding.mint.url, { unit: 'sat' });
