@@ -578,7 +578,9 @@ export class Gate implements Decider {
       const kept = current === undefined ? this.#asCredit(grant) : grant;
       const refused = refund ?? this.#credit(request, kept, token, route, err);
       if (refund === undefined) this.#o.store.delivered(redemption.id);
-      else if (releaseUntil !== undefined) {
+      // Nobody holds the grant now (its value is back, or on a credit whose
+      // pod is made when it is used): a pod the failed create made goes.
+      if (releaseUntil !== undefined) {
         void this.#o.provisioner?.release(grant.id, releaseUntil);
       }
       return this.#appliedTo(
@@ -630,7 +632,9 @@ export class Gate implements Decider {
             singleUse: false,
           }
         : { ...credit, expiresAt: now + this.#o.requestGrantSeconds * 1000 };
-    const pod = await this.#podFor(served, 'use');
+    // Made now: a pod its failed payment's create made after all was
+    // released with the credit, and ensure makes it anew.
+    const pod = await this.#podFor(served, 'new');
     if (!this.#o.store.useGrant(credit.id)) {
       throw new GrantExpiredError(
         'this grant was for a single request, now used',

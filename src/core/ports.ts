@@ -277,9 +277,11 @@ export interface Provisioner {
   /** Deletes pods whose expiry has passed; resolves with how many. */
   reap(): Promise<number>;
   /**
-   * The payment for a new grant was handed back after `ensure` failed:
-   * deletes the grant's pod if the failed create made it anyway (now, or
-   * when it appears, until `expiresAt`). Never rejects.
+   * The payment for a new grant was handed back, or kept on a credit,
+   * after `ensure` failed: deletes the grant's pod if the failed create
+   * made it anyway (now, or when it appears, until `expiresAt`). A later
+   * `ensure` of the grant (the credit used) deletes such a pod first and
+   * makes it anew. Never rejects.
    */
   release(grantId: string, expiresAt: number): Promise<void>;
   /** Name of the pod serving `grantId` (deterministic; no API call). */

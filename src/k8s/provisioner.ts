@@ -134,10 +134,15 @@ export class KubernetesProvisioner implements Provisioner {
    */
   async ensure(grantId: string, expiresAt: number): Promise<Provisioned> {
     this.#checkArgs(grantId, expiresAt);
-    // Its payment was refunded, and the refund never reached the payer:
-    // the payment is owed again and, retried, buys this same grant, whose
-    // pod the sweeps must no longer delete as refunded.
-    this.#released.delete(grantHash(grantId));
+    // Released, its payment refunded or kept on a credit, and now bought
+    // again (a refund that never reached the payer, retried; a credit
+    // used): the sweeps must no longer delete its pod, and one the failed
+    // create made after all goes first, so the pod and its
+    // maxLifetimeSeconds start now, not at the failed payment.
+    const hash = grantHash(grantId);
+    if (this.#released.delete(hash) && !this.#foreign.has(hash)) {
+      await this.#delete(podNameFor(grantId), 'released');
+    }
     // AlreadyExists: the pod's name is the grant's, so it is this grant's
     // pod; the payment may only lengthen its life.
     if (!(await this.#create(grantId, expiresAt))) {
@@ -388,7 +393,7 @@ export class KubernetesProvisioner implements Provisioner {
    */
   async #delete(
     podName: string,
-    why: 'expired' | 'refunded' | 'stopped',
+    why: 'expired' | 'refunded' | 'stopped' | 'released',
     resourceVersion?: string,
   ): Promise<boolean> {
     const site = this.#site('delete', podName);

@@ -13,9 +13,12 @@ import {
   getPubKeyFromPrivKey,
 } from '@cashu/cashu-ts';
 import { encodeToken } from '../../src/core/token.ts';
+import { podNameFor } from '../../src/k8s/pod-identity.ts';
+import { KubernetesProvisioner } from '../../src/k8s/provisioner.ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import {
   FakeKubeApiServer,
+  kubeConfigFor,
   writeKubeConfig,
 } from '../support/fake-kube-apiserver.ts';
 import { mintToken } from '../support/wallet.ts';
@@ -342,5 +345,91 @@ t.test(
       Authorization: `Bearer ${credit}`,
     });
     t.equal(after.reason, 'PAYGRESS_GRANT_EXPIRED');
+  },
+);
+
+t.test(
+  'a credit whose failed create made its pod after all gets a pod made when it is used',
+  async (t) => {
+    const clock = { ms: Date.now(), now: () => clock.ms };
+    const capFile = join(dir, 'cap.yaml');
+    writeFileSync(
+      capFile,
+      `pricing:
+  rules:
+    - name: compute
+      match: { path: /compute }
+      rate: { amount: 10, unit: sat, perSeconds: 60, minSeconds: 60, maxSeconds: 3600 }
+grants:
+  key: a-test-grant-key-that-is-long-enough-0123456789
+provisioning:
+  enabled: true
+  timeoutMs: 200
+  template:
+    image: registry.example/workspace:1
+    maxLifetimeSeconds: 3600
+`,
+    );
+    const capped = await startStack({
+      mint,
+      configFile: capFile,
+      clock,
+      env: { PAYGRESS_OPERATOR_PUBKEY: operatorPubkey },
+    });
+    t.teardown(() => capped.close());
+
+    // The create's answer comes after Paygress gave up; the pod is made,
+    // and deleted with the credit: nobody holds its grant yet.
+    kube.delay(600, 'POST');
+    const out = await send(
+      capped,
+      'forward',
+      { 'X-Cashu': await mintToken(mint.url, 600) },
+      { path: '/compute' },
+    );
+    t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
+    const credit = out.headers['x-paygress-grant']!;
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    kube.delay(0);
+    const grantId = JSON.parse(
+      Buffer.from(credit.split('.')[1]!, 'base64url').toString(),
+    ).i as string;
+    const name = podNameFor(grantId);
+    t.notOk(
+      kube.pods('default').some((p) => p.metadata.name === name),
+      'the pod the failed create made is deleted',
+    );
+    // A create that lands only after that delete (as an API server may,
+    // within its request timeout) leaves a pod whose cap counts from now.
+    const landing = new KubernetesProvisioner({
+      kubeConfig: kubeConfigFor(kube),
+      namespace: 'default',
+      template: {
+        image: 'registry.example/workspace:1',
+        maxLifetimeSeconds: 3600,
+      },
+    });
+    await landing.ensure(grantId, clock.ms + 3600_000);
+    t.ok(kube.pods('default').some((p) => p.metadata.name === name));
+
+    // The payer comes back fifty minutes later: that pod's cap would stop
+    // it ten minutes into the hour the credit buys.
+    clock.ms += 3000_000;
+    const before = kube.requests.length;
+    const used = await send(
+      capped,
+      'forward',
+      { Authorization: `Bearer ${credit}` },
+      { path: '/compute' },
+    );
+    t.equal(used.allowed, true);
+    t.same(
+      kube.requests
+        .slice(before)
+        .filter((r) => r.method === 'DELETE' || r.method === 'POST')
+        .map((r) => r.method),
+      ['DELETE', 'POST'],
+      'the pod is made anew, its cap counting from now',
+    );
   },
 );
