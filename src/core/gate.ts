@@ -27,6 +27,7 @@ import {
   extendGrant,
   grantCookieName,
   grantIdFor,
+  paymentTag,
   readGrantCredential,
   type Grant,
   type GrantCredential,
@@ -506,11 +507,26 @@ export class Gate implements Decider {
     token: ParsedToken,
     presented: Presented,
   ): Promise<Decision> {
-    const current = this.#sameGrantAgain(redemption, presented, route);
+    // An owed payment retried with the grant its first answer carried
+    // (that answer arrived after all: one kept owed at Envoy's deadline)
+    // finds itself applied: the grant is issued again as it is, not
+    // bought or lengthened twice.
+    const tag = paymentTag(redemption.id);
+    const applied = presented.authentic.find(
+      (g) => g.paidBy === tag && g.route === route.name,
+    );
+    const current =
+      applied === undefined
+        ? this.#sameGrantAgain(redemption, presented, route)
+        : applied.id === grantIdFor(redemption.id)
+          ? undefined
+          : applied;
     const now = this.#o.clock.now();
     const charge = route.charge;
     let grant: Grant;
-    if (charge.kind === 'rate') {
+    if (applied !== undefined) {
+      grant = applied;
+    } else if (charge.kind === 'rate') {
       const seconds = grantDuration(charge, redemption.amount);
       grant = current
         ? extendGrant(
@@ -519,6 +535,7 @@ export class Gate implements Decider {
             charge.maxSeconds,
             now,
             redemption.amount,
+            tag,
           )
         : createGrant({
             payment: redemption.id,

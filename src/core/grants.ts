@@ -41,6 +41,12 @@ export interface Grant {
   readonly amount: number;
   /** Cashu unit of `amount`. */
   readonly unit: string;
+  /**
+   * The payment that bought or last lengthened the grant
+   * ({@link paymentTag}): an owed payment's retry that presents this
+   * grant finds itself applied already, and does not apply it twice.
+   */
+  readonly paidBy?: string;
 }
 
 /** Options of {@link GrantSigner}. */
@@ -76,6 +82,7 @@ interface Payload {
    * over https (see {@link readGrantCredential}); absent on older ones.
    */
   h?: 1;
+  p?: string;
 }
 
 /** Issues and verifies grant credentials with HMAC-SHA256. */
@@ -120,6 +127,7 @@ export class GrantSigner {
       a: grant.amount,
       u: grant.unit,
       h: 1,
+      ...(grant.paidBy !== undefined && { p: grant.paidBy }),
     };
     const body = GRANT_PREFIX + encode(JSON.stringify(payload));
     return `${body}.${mac(this.#key, body).toString('base64url')}`;
@@ -235,6 +243,19 @@ export function grantIdFor(paymentId: string): string {
 }
 
 /**
+ * Names a payment in a grant it bought or lengthened: 96 bits of sha256
+ * over its id, base64url (16 characters).
+ */
+export function paymentTag(paymentId: string): string {
+  return createHash('sha256')
+    .update('paygress payment\0')
+    .update(paymentId)
+    .digest()
+    .subarray(0, 12)
+    .toString('base64url');
+}
+
+/**
  * A new grant for `route`, bought by the payment `payment` (its id),
  * valid `seconds` from `now` (ms since epoch).
  */
@@ -255,6 +276,7 @@ export function createGrant(fields: {
     singleUse: fields.singleUse,
     amount: fields.amount,
     unit: fields.unit,
+    paidBy: paymentTag(fields.payment),
   };
 }
 
@@ -266,6 +288,8 @@ export function createGrant(fields: {
  * @param now Current time, ms since the epoch.
  * @param addAmount Net value of the top-up payment, in the grant's unit.
  *   Default 0.
+ * @param paidBy The top-up payment's {@link paymentTag}. Default the
+ *   grant's own.
  */
 export function extendGrant(
   grant: Grant,
@@ -273,6 +297,7 @@ export function extendGrant(
   maxSeconds: number,
   now: number,
   addAmount = 0,
+  paidBy = grant.paidBy,
 ): Grant {
   const from = Math.max(grant.expiresAt, now);
   const expiresAt = Math.min(from + addSeconds * 1000, now + maxSeconds * 1000);
@@ -280,6 +305,7 @@ export function extendGrant(
     ...grant,
     expiresAt: Math.max(expiresAt, grant.expiresAt),
     amount: grant.amount + addAmount,
+    ...(paidBy !== undefined && { paidBy }),
   };
 }
 
@@ -396,7 +422,8 @@ function parse(encoded: string): Payload | undefined {
     Number.isSafeInteger(p.e) &&
     Number.isSafeInteger(p.a) &&
     (p.s === 0 || p.s === 1) &&
-    (p.h === undefined || p.h === 1);
+    (p.h === undefined || p.h === 1) &&
+    (p.p === undefined || typeof p.p === 'string');
   return ok ? (p as unknown as Payload) : undefined;
 }
 
@@ -409,5 +436,6 @@ function toGrant(p: Payload): Grant {
     singleUse: p.s === 1,
     amount: p.a,
     unit: p.u,
+    ...(p.p !== undefined && { paidBy: p.p }),
   });
 }

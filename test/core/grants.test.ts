@@ -7,6 +7,7 @@ import {
   extendGrant,
   grantIdFor,
   keyId,
+  paymentTag,
   readGrantCredential,
   type Grant,
 } from '../../src/core/grants.ts';
@@ -66,8 +67,9 @@ t.test('a payment always names the same grant, url-safe', async (t) => {
 });
 
 t.test('createGrant stamps issue time and expiry from now', async (t) => {
+  const payment = randomUUID();
   const g = createGrant({
-    payment: randomUUID(),
+    payment,
     route: 'compute',
     seconds: 90,
     singleUse: false,
@@ -85,9 +87,35 @@ t.test('createGrant stamps issue time and expiry from now', async (t) => {
       singleUse: false,
       amount: 15,
       unit: 'sat',
+      paidBy: paymentTag(payment),
     },
   );
 });
+
+t.test(
+  'a grant names the payment that bought or last lengthened it',
+  async (t) => {
+    const signer = new GrantSigner({ key: KEY, clock: fakeClock() });
+    const [first, second] = [randomUUID(), randomUUID()];
+    t.match(paymentTag(first), /^[A-Za-z0-9_-]{16}$/);
+    t.not(paymentTag(first), paymentTag(second));
+    const bought = createGrant({
+      payment: first,
+      route: 'compute',
+      seconds: 60,
+      singleUse: false,
+      amount: 10,
+      unit: 'sat',
+      now: T0,
+    });
+    const topped = extendGrant(bought, 60, 3600, T0, 10, paymentTag(second));
+    t.equal(topped.paidBy, paymentTag(second));
+    t.equal(extendGrant(bought, 60, 3600, T0).paidBy, paymentTag(first));
+    t.same(signer.authentic(signer.issue(topped)), topped, 'it survives issue');
+    const older = grant();
+    t.equal(signer.authentic(signer.issue(older)).paidBy, undefined);
+  },
+);
 
 t.test('a grant expires on the injected clock', async (t) => {
   const clock = fakeClock();

@@ -131,10 +131,14 @@ t.test(
   'ext-authz: a paid answer ready just before the deadline stays owed, since Envoy may drop it',
   async (t) => {
     const token = await mintToken(stack.mint.url, 100);
+    const before = stored();
     // The decision ends some 50 ms before the caller's deadline: Envoy,
     // whose timer started before Paygress's, may already have given up.
     stack.mint.setFault('swap', { kind: 'delay', ms: 520 });
     const first = await checkGivingUp(stack, token, 600);
+    // A loaded machine answers after the deadline instead (the caller gave
+    // up, as above): the retry waits for the redemption to be done.
+    await storedReaches(before + 100);
     stack.mint.setFault('swap', undefined);
     t.ok(LATE_ANSWER_MS > 80);
     t.comment(`the first answer: ${String(first)}`);
@@ -189,6 +193,102 @@ t.test(
       retry.reason,
       'PAYGRESS_TOKEN_REPLAYED',
       'the refunded payment buys nothing more',
+    );
+  },
+);
+
+t.test(
+  'ext-authz: a top-up kept owed at the deadline, retried with the grant it returned, is not applied twice',
+  async (t) => {
+    const DEADLINE_MS = 1500;
+    let deadline = 0;
+    const pods: Provisioner = {
+      ...slowProvisioner(0),
+      // The top-up's pod change ends 70 ms before the caller's deadline.
+      extend: async () => {
+        if (deadline > 0) await sleep(deadline - 70 - Date.now());
+      },
+    };
+    const file = join(tempDir('paygress-owed-top-up-'), 'p.yaml');
+    writeFileSync(
+      file,
+      `pricing:
+  rules:
+    - name: compute
+      match: { path: /compute }
+      rate: { amount: 10, unit: sat, perSeconds: 60, minSeconds: 60, maxSeconds: 86400 }
+grants:
+  key: a-test-grant-key-that-is-long-enough-0123456789
+`,
+    );
+    const s = await startStack({ configFile: file, provisioner: pods });
+    t.teardown(() => s.close());
+    const compute = { path: '/compute' };
+    const expiry = (credential: string) =>
+      JSON.parse(Buffer.from(credential.split('.')[1]!, 'base64url').toString())
+        .e as number;
+    const bought = await send(
+      s,
+      'forward',
+      { 'X-Cashu': await mintToken(s.mint.url, 10) },
+      compute,
+    );
+    const g0 = bought.headers['x-paygress-grant']!;
+
+    let token = '';
+    let g1: string | undefined;
+    for (let attempt = 0; attempt < 5 && g1 === undefined; attempt++) {
+      token = await mintToken(s.mint.url, 60);
+      const request = encodeCheckRequest({
+        http: {
+          method: 'GET',
+          path: '/compute',
+          host: 'app.example',
+          scheme: 'https',
+          headers: [
+            ['authorization', `Bearer ${g0}`],
+            ['x-cashu', token],
+          ],
+        },
+      });
+      deadline = Date.now() + DEADLINE_MS;
+      g1 = await new Promise<string | undefined>((resolve) =>
+        s.grpc.makeUnaryRequest(
+          '/envoy.service.auth.v3.Authorization/Check',
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          request,
+          { deadline },
+          (err, bytes) =>
+            resolve(
+              err
+                ? undefined
+                : decodeCheckResponse(
+                    bytes!,
+                  ).okResponse?.responseHeadersToAdd.find(
+                    (h) => h.key === 'x-paygress-grant',
+                  )?.value,
+            ),
+        ),
+      );
+      deadline = 0;
+    }
+    t.ok(g1, 'the top-up arrived, six minutes more');
+    t.equal(expiry(g1!) - expiry(g0), 360_000);
+
+    // It was kept owed: the payer, told nothing went wrong, may still send
+    // the token again with the grant that answer returned.
+    const retry = await send(
+      s,
+      'forward',
+      { 'X-Cashu': token, Authorization: `Bearer ${g1}` },
+      compute,
+    );
+    t.equal(retry.allowed, true, 'the retry gets its request');
+    t.equal(
+      expiry(retry.headers['x-paygress-grant']!),
+      expiry(g1!),
+      'and the same grant, not six more minutes',
     );
   },
 );
