@@ -70,8 +70,17 @@ export class MintBreaker {
     call: () => Promise<T>,
     isFailure: (err: unknown) => boolean,
   ): Promise<T> {
-    const probe = this.#admit();
-    await this.#acquire();
+    let probe = this.#admit();
+    if ((await this.#acquire()) && !probe) {
+      // It waited for a slot, behind calls that may have opened the
+      // circuit meanwhile: what it asks is not sent to a mint known down.
+      try {
+        probe = this.#admit();
+      } catch (err) {
+        this.#release();
+        throw err;
+      }
+    }
     try {
       const result = await call();
       this.#succeeded();
@@ -100,10 +109,11 @@ export class MintBreaker {
     );
   }
 
-  async #acquire(): Promise<void> {
+  /** Takes a slot; true when it had to wait for one. */
+  async #acquire(): Promise<boolean> {
     if (this.#active < this.#maxConcurrent) {
       this.#active++;
-      return;
+      return false;
     }
     if (this.#waiting.length >= this.#maxQueued) {
       throw new MintUnavailableError('too many requests waiting for the mint', {
@@ -112,6 +122,7 @@ export class MintBreaker {
     }
     // The slot is handed over by #release, so #active stays counted.
     await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    return true;
   }
 
   #release(): void {

@@ -176,7 +176,7 @@ export class CashuMintGateway implements MintGateway {
       );
       return cached.next;
     }
-    return this.#refreshKeysets(mint);
+    return this.#refreshKeysets(mint, !refresh);
   }
 
   knownKeysets(mintUrl: string): readonly KeysetInfo[] | undefined {
@@ -187,10 +187,20 @@ export class CashuMintGateway implements MintGateway {
     return this.#known.get(normalizeMintUrl(mintUrl));
   }
 
-  #refreshKeysets(mint: string): Promise<KeysetInfo[]> {
-    const value = this.#fetchKeysets(mint, this.#keysets.get(mint)?.value);
+  /**
+   * Fetches the mint's keysets. A periodic refresh (`staleOnError`) that
+   * fails answers with the list the mint last gave: a failing
+   * `/v1/keysets` alone must not refuse tokens whose keysets are known,
+   * whose swap the mint decides; the next look, after the refresh floor,
+   * asks again. A forced one (a token names a keyset not in the list)
+   * fails as it failed.
+   */
+  #refreshKeysets(mint: string, staleOnError = false): Promise<KeysetInfo[]> {
+    const fetched = this.#fetchKeysets(mint, this.#keysets.get(mint)?.value);
+    const known = staleOnError ? this.#known.get(mint) : undefined;
+    const value = known === undefined ? fetched : fetched.catch(() => known);
     this.#keysets.set(mint, { at: performance.now(), value });
-    value.then(
+    fetched.then(
       (keysets) => {
         if (this.#keysets.get(mint)?.value === value) {
           this.#known.set(mint, keysets);
@@ -412,21 +422,26 @@ export class CashuMintGateway implements MintGateway {
       const url = new URL(args.endpoint);
       const operation = mintOperation(mint, url);
       const started = performance.now();
+      let sent = false;
       try {
         if (operation === undefined) {
           throw new MintNotAllowedError(
             'refusing a request outside the mint URL',
           );
         }
-        const result = await this.#breaker(mint, operation).run(
-          () => this.#send(url, args),
-          isMintFault,
-        );
+        const result = await this.#breaker(mint, operation).run(() => {
+          sent = true;
+          return this.#send(url, args);
+        }, isMintFault);
         this.#report(mint, operation, 'ok', started);
         return result;
       } catch (err) {
         const mapped = classify(err);
-        this.#report(mint, operation ?? 'other', mapped.code, started);
+        // One the breaker refused (its circuit open, its queue full) never
+        // went out: no request to count, nor its time.
+        if (sent || operation === undefined) {
+          this.#report(mint, operation ?? 'other', mapped.code, started);
+        }
         throw mapped instanceof MintError ||
           mapped instanceof MintUnavailableError
           ? mapped

@@ -39,6 +39,17 @@ const LEFT_OPEN: unknown[] = [];
 /** How long a write waits for another connection's, in ms. */
 const BUSY_TIMEOUT_MS = 5000;
 
+/**
+ * Indexes added within a layout: made at every open if missing, so an
+ * older Paygress of the same layout still opens the store (it ignores
+ * them). The balance every metrics scrape reads counts the unspent proofs
+ * alone, not every proof ever stored (exported ones are kept).
+ */
+const LATER_INDEXES = `
+CREATE INDEX IF NOT EXISTS proofs_unspent_amounts ON proofs (mint, unit, amount)
+  WHERE state = 'unspent';
+`;
+
 /** The store's layout, as `PRAGMA user_version`; see `#migrate`. */
 export const SCHEMA_VERSION = 4;
 
@@ -299,7 +310,10 @@ export class SqliteWalletStore implements WalletStore {
 
   /** Brings the store to {@link SCHEMA_VERSION}, in one transaction. */
   #migrate(): void {
-    if (this.#version() === SCHEMA_VERSION) return;
+    if (this.#version() === SCHEMA_VERSION) {
+      this.#db.exec(LATER_INDEXES);
+      return;
+    }
 
     this.#db.exec('BEGIN IMMEDIATE');
     try {
@@ -324,6 +338,7 @@ export class SqliteWalletStore implements WalletStore {
         }
       }
       this.#db.exec(SCHEMA);
+      this.#db.exec(LATER_INDEXES);
       // Up to layout 2 a swap's record was in its redemption's row: those
       // settling may still need are copied; the rest stay (docs/wallet.md).
       this.#db.exec(

@@ -33,7 +33,22 @@ t.test(
       (await metrics()).includes(`${swapCircuit} 1\n`),
       'the open circuit shows in the metrics',
     );
+    const swapsCounted = (text: string) =>
+      text
+        .split('\n')
+        .filter((l) =>
+          l.startsWith(
+            `paygress_mint_requests_total{mint="${s.mint.url}",operation="swap"`,
+          ),
+        )
+        .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+    const counted = swapsCounted(await metrics());
     const viaForward = await send(s, 'forward', { 'X-Cashu': tokens[3]! });
+    t.equal(
+      swapsCounted(await metrics()),
+      counted,
+      'a refusal by the open circuit is no mint request',
+    );
     t.match(
       JSON.parse(viaForward.body!).message,
       /circuit open/,

@@ -117,3 +117,33 @@ t.test('bounds concurrency and the queue', async (t) => {
   await Promise.all([b, c]);
   t.equal(peak, 2);
 });
+
+t.test(
+  'a call that waited for a slot is not sent once the circuit opened',
+  async (t) => {
+    const breaker = new MintBreaker({ maxConcurrent: 2, failureThreshold: 2 });
+    let calls = 0;
+    const failers: Array<() => void> = [];
+    const hung = () =>
+      new Promise<never>((_, reject) => {
+        calls++;
+        failers.push(() => reject(new Error('timeout')));
+      });
+    const a = breaker.run(hung, always);
+    const b = breaker.run(hung, always);
+    const queued = breaker.run(hung, always);
+    await new Promise((r) => setImmediate(r));
+    t.equal(calls, 2, 'two in flight, one waiting');
+
+    // Both time out: the circuit opens while the third waits.
+    for (const fail of failers.splice(0)) fail();
+    await t.rejects(a, /timeout/);
+    await t.rejects(b, /timeout/);
+    await t.rejects(queued, {
+      code: 'PAYGRESS_MINT_UNAVAILABLE',
+      notSent: true,
+    });
+    t.equal(calls, 2, 'the waiting call never reached the mint');
+    t.equal(breaker.state, 'open');
+  },
+);

@@ -98,3 +98,36 @@ t.test('knownKeysets: the last list fetched, without asking', async (t) => {
   t.equal(gateway.knownKeysets(mint.url), fetched);
   t.equal(gateway.knownKeysets(`${mint.url}/`), fetched, 'any spelling');
 });
+
+t.test(
+  'a periodic refresh that fails answers with the last list; a forced one fails',
+  async (t) => {
+    const mint = await startDevMint();
+    t.teardown(() => mint.close());
+    const gateway = new CashuMintGateway({
+      mints: [mint.url],
+      keysetTtlMs: 50,
+    });
+    t.teardown(() => gateway.close());
+    const first = await gateway.keysets(mint.url);
+    t.ok(first.length > 0);
+
+    // The mint's /v1/keysets fails (a proxy before it, say) while its
+    // swaps may still work: tokens of known keysets must not be refused.
+    mint.setFault('keysets', { kind: 'status', status: 502 });
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    t.same(
+      await gateway.keysets(mint.url),
+      first,
+      'the last list, past its age',
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    t.same(await gateway.keysets(mint.url), first, 'and again a second on');
+    await t.rejects(
+      gateway.keysets(mint.url, true),
+      { code: 'PAYGRESS_MINT_ERROR' },
+      'a forced refresh (a keyset not in the list) fails',
+    );
+    mint.setFault('keysets', undefined);
+  },
+);

@@ -171,6 +171,44 @@ t.test('a new store starts at the current layout', async (t) => {
   t.equal(versionOf(dir), 4);
 });
 
+t.test(
+  'an index added within the layout is made when a store lacking it opens',
+  async (t) => {
+    const dataDir = tempDir('paygress-schema-', t);
+    new SqliteWalletStore({ dataDir }).close();
+    const file = join(dataDir, 'wallet.sqlite');
+    const indexes = () => {
+      const db = new DatabaseSync(file);
+      try {
+        return (
+          db
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index'")
+            .all() as { name: string }[]
+        ).map((r) => r.name);
+      } finally {
+        db.close();
+      }
+    };
+    t.ok(indexes().includes('proofs_unspent_amounts'), 'a new store has it');
+    // As a store of this layout written before the index was added.
+    const db = new DatabaseSync(file);
+    db.exec('DROP INDEX proofs_unspent_amounts');
+    db.close();
+    new SqliteWalletStore({ dataDir }).close();
+    t.ok(indexes().includes('proofs_unspent_amounts'), 'made at the open');
+
+    // The metrics' balance reads it, not every proof ever stored.
+    const plan = new DatabaseSync(file);
+    t.teardown(() => plan.close());
+    const steps = plan
+      .prepare(
+        "EXPLAIN QUERY PLAN SELECT mint, unit, amount FROM proofs WHERE state = 'unspent'",
+      )
+      .all() as { detail: string }[];
+    t.match(steps.map((s) => s.detail).join('\n'), /proofs_unspent_amounts/);
+  },
+);
+
 t.test('a store from a newer Paygress is refused, untouched', async (t) => {
   const dir = tempDir('paygress-schema-');
   new SqliteWalletStore({ dataDir: dir }).close();
