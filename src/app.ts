@@ -262,7 +262,25 @@ export async function startApp(options: AppOptions): Promise<App> {
     for (const mint of mints) {
       if (loaded.has(mint)) continue;
       await gateway.keysets(mint).then(
-        () => loaded.add(mint),
+        (keysets) => {
+          loaded.add(mint);
+          // A unit the mint has no active keyset in (a typo, a unit it
+          // does not issue) can never be paid: say so once, at load.
+          const offered = config.mints.find((m) => m.url === mint);
+          const missing = (offered?.units ?? []).filter(
+            (unit) => !keysets.some((k) => k.active && k.unit === unit),
+          );
+          if (missing.length > 0) {
+            logger.warn(
+              {
+                mint,
+                units: missing,
+                mintUnits: [...new Set(keysets.map((k) => k.unit))],
+              },
+              'the mint has no active keyset in a unit it is listed for: no token in that unit can pay',
+            );
+          }
+        },
         (err: Error) =>
           logger.warn(
             { mint, err: err.message },
