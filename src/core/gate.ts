@@ -18,6 +18,7 @@ import {
   PaygressError,
   ProvisionFailedError,
   RequestAmbiguousError,
+  TokenReplayedError,
   UnitMismatchError,
   toPaygressError,
   type ReasonCode,
@@ -515,18 +516,14 @@ export class Gate implements Decider {
     const applied = presented.authentic.find(
       (g) => g.paidBy === tag && g.route === route.name,
     );
-    const current =
-      applied === undefined
-        ? this.#sameGrantAgain(redemption, presented, route)
-        : applied.id === grantIdFor(redemption.id)
-          ? undefined
-          : applied;
+    if (applied !== undefined) {
+      return this.#appliedAlready(request, route, redemption, token, applied);
+    }
+    const current = this.#sameGrantAgain(redemption, presented, route);
     const now = this.#o.clock.now();
     const charge = route.charge;
     let grant: Grant;
-    if (applied !== undefined) {
-      grant = applied;
-    } else if (charge.kind === 'rate') {
+    if (charge.kind === 'rate') {
       const seconds = grantDuration(charge, redemption.amount);
       grant = current
         ? extendGrant(
@@ -662,6 +659,42 @@ export class Gate implements Decider {
       ...allow(0, credit.unit, client, credit.id, pod),
       creditId: credit.id,
     };
+  }
+
+  /**
+   * An owed payment whose retry presents the grant its first answer
+   * carried: that answer arrived, and the grant holds the payment. It is
+   * answered again as a request on that grant, its pod read, not made
+   * (a failure leaves the payment owed, never refunded: its time may have
+   * been used); once the grant has expired, the payment bought nothing
+   * more.
+   */
+  async #appliedAlready(
+    request: AuthRequest,
+    route: PricedRoute,
+    redemption: Redemption,
+    token: ParsedToken,
+    grant: Grant,
+  ): Promise<Decision> {
+    if (this.#o.grants.expired(grant)) {
+      this.#o.store.delivered(redemption.id);
+      return deny(
+        new TokenReplayedError(
+          'this token paid for the grant sent with it, which has expired since: pay with a new token',
+        ),
+        this.#price(route),
+      );
+    }
+    const pod = await this.#podFor(grant, 'use');
+    const paid = this.#allowGrant(
+      request,
+      grant,
+      redemption.amount,
+      pod,
+      token.fingerprint,
+    );
+    this.#o.store.delivered(redemption.id);
+    return this.#appliedTo({ ...paid, redemptionId: redemption.id }, grant);
   }
 
   /** Notes which grant a payment's decision gave the payer. */

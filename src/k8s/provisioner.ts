@@ -400,10 +400,16 @@ export class KubernetesProvisioner implements Provisioner {
     // The precondition makes the delete of an expired pod lose to a
     // concurrent extend: if the pod changed since it was listed, the API
     // answers 409 and the next sweep judges it again with its new expiry.
-    const body =
-      resourceVersion === undefined
-        ? {}
-        : { body: { preconditions: { resourceVersion } } };
+    // A pod nobody holds (its payment refunded or kept on a credit) goes at
+    // once: a credit used meanwhile waits for it to be gone.
+    const body = {
+      ...(resourceVersion !== undefined && {
+        body: { preconditions: { resourceVersion } },
+      }),
+      ...((why === 'refunded' || why === 'released') && {
+        gracePeriodSeconds: 0,
+      }),
+    };
     const result = await callKube(site, (o) =>
       this.#api.deleteNamespacedPod(
         { name: podName, namespace: this.#namespace, ...body },
@@ -485,7 +491,7 @@ export class KubernetesProvisioner implements Provisioner {
     }
     if (pod.metadata?.deletionTimestamp) {
       throw new ProvisionFailedError(
-        `pod ${podName} in namespace ${this.#namespace} is being deleted after its expiry; it can be provisioned again once it is gone`,
+        `pod ${podName} in namespace ${this.#namespace} is being deleted (its grant expired or was released); it can be provisioned again once it is gone`,
       );
     }
     const phase = pod.status?.phase;

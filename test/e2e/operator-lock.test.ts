@@ -431,5 +431,14 @@ provisioning:
       ['DELETE', 'POST'],
       'the pod is made anew, its cap counting from now',
     );
+    t.ok(
+      kube.requests
+        .slice(before)
+        .some(
+          (r) =>
+            r.method === 'DELETE' && r.path.includes('gracePeriodSeconds=0'),
+        ),
+      'the old one deleted at once: nobody held it, and the new one waits for it',
+    );
   },
 );

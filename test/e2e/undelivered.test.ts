@@ -221,7 +221,9 @@ grants:
   key: a-test-grant-key-that-is-long-enough-0123456789
 `,
     );
-    const s = await startStack({ configFile: file, provisioner: pods });
+    let offset = 0;
+    const clock = { now: () => Date.now() + offset };
+    const s = await startStack({ configFile: file, provisioner: pods, clock });
     t.teardown(() => s.close());
     const compute = { path: '/compute' };
     const expiry = (credential: string) =>
@@ -235,61 +237,77 @@ grants:
     );
     const g0 = bought.headers['x-paygress-grant']!;
 
-    let token = '';
-    let g1: string | undefined;
-    for (let attempt = 0; attempt < 5 && g1 === undefined; attempt++) {
-      token = await mintToken(s.mint.url, 60);
-      const request = encodeCheckRequest({
-        http: {
-          method: 'GET',
-          path: '/compute',
-          host: 'app.example',
-          scheme: 'https',
-          headers: [
-            ['authorization', `Bearer ${g0}`],
-            ['x-cashu', token],
-          ],
-        },
-      });
-      deadline = Date.now() + DEADLINE_MS;
-      g1 = await new Promise<string | undefined>((resolve) =>
-        s.grpc.makeUnaryRequest(
-          '/envoy.service.auth.v3.Authorization/Check',
-          (b: Buffer) => b,
-          (b: Buffer) => b,
-          request,
-          { deadline },
-          (err, bytes) =>
-            resolve(
-              err
-                ? undefined
-                : decodeCheckResponse(
-                    bytes!,
-                  ).okResponse?.responseHeadersToAdd.find(
-                    (h) => h.key === 'x-paygress-grant',
-                  )?.value,
-            ),
-        ),
-      );
-      deadline = 0;
-    }
-    t.ok(g1, 'the top-up arrived, six minutes more');
-    t.equal(expiry(g1!) - expiry(g0), 360_000);
+    /** A 60 sat top-up of `grant` answered at the deadline: kept owed. */
+    const topUpAtDeadline = async (grant: string) => {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const token = await mintToken(s.mint.url, 60);
+        const request = encodeCheckRequest({
+          http: {
+            method: 'GET',
+            path: '/compute',
+            host: 'app.example',
+            scheme: 'https',
+            headers: [
+              ['authorization', `Bearer ${grant}`],
+              ['x-cashu', token],
+            ],
+          },
+        });
+        deadline = Date.now() + DEADLINE_MS;
+        const topped = await new Promise<string | undefined>((resolve) =>
+          s.grpc.makeUnaryRequest(
+            '/envoy.service.auth.v3.Authorization/Check',
+            (b: Buffer) => b,
+            (b: Buffer) => b,
+            request,
+            { deadline },
+            (err, bytes) =>
+              resolve(
+                err
+                  ? undefined
+                  : decodeCheckResponse(
+                      bytes!,
+                    ).okResponse?.responseHeadersToAdd.find(
+                      (h) => h.key === 'x-paygress-grant',
+                    )?.value,
+              ),
+          ),
+        );
+        deadline = 0;
+        if (topped !== undefined) return { token, topped };
+      }
+      throw new Error('no top-up answered before its deadline');
+    };
 
+    const first = await topUpAtDeadline(g0);
+    t.equal(expiry(first.topped) - expiry(g0), 360_000, 'six minutes more');
     // It was kept owed: the payer, told nothing went wrong, may still send
     // the token again with the grant that answer returned.
     const retry = await send(
       s,
       'forward',
-      { 'X-Cashu': token, Authorization: `Bearer ${g1}` },
+      { 'X-Cashu': first.token, Authorization: `Bearer ${first.topped}` },
       compute,
     );
     t.equal(retry.allowed, true, 'the retry gets its request');
     t.equal(
       expiry(retry.headers['x-paygress-grant']!),
-      expiry(g1!),
+      expiry(first.topped),
       'and the same grant, not six more minutes',
     );
+
+    // Retried only once that time is used up, it buys nothing more, and
+    // is not handed back either.
+    const second = await topUpAtDeadline(first.topped);
+    offset += expiry(second.topped) - clock.now() + 1000;
+    const late = await send(
+      s,
+      'forward',
+      { 'X-Cashu': second.token, Authorization: `Bearer ${second.topped}` },
+      compute,
+    );
+    t.equal(late.reason, 'PAYGRESS_TOKEN_REPLAYED', 'its time was used');
+    t.notOk(late.headers['x-cashu']?.startsWith('cashuB'), 'no refund');
   },
 );
 
