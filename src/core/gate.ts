@@ -603,15 +603,7 @@ export class Gate implements Decider {
       );
     }
 
-    const paid = this.#allowGrant(
-      request,
-      grant,
-      redemption.amount,
-      pod,
-      token.fingerprint,
-    );
-    this.#o.store.delivered(redemption.id);
-    return this.#appliedTo({ ...paid, redemptionId: redemption.id }, grant);
+    return this.#delivering(request, redemption, token, grant, pod);
   }
 
   /**
@@ -686,6 +678,17 @@ export class Gate implements Decider {
       );
     }
     const pod = await this.#podFor(grant, 'use');
+    return this.#delivering(request, redemption, token, grant, pod);
+  }
+
+  /** The allow a payment gets on `grant`, recorded as delivered. */
+  #delivering(
+    request: AuthRequest,
+    redemption: Redemption,
+    token: ParsedToken,
+    grant: Grant,
+    pod: string,
+  ): Allow {
     const paid = this.#allowGrant(
       request,
       grant,

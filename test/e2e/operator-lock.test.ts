@@ -7,6 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import type { Test } from 'tap';
 import {
   Wallet,
   createRandomSecretKey,
@@ -22,7 +23,7 @@ import {
   writeKubeConfig,
 } from '../support/fake-kube-apiserver.ts';
 import { mintToken } from '../support/wallet.ts';
-import { send, startStack } from '../support/stack.ts';
+import { rateRouteConfig, send, startStack } from '../support/stack.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
@@ -47,6 +48,31 @@ const s = await startStack({
   env: { PAYGRESS_OPERATOR_PUBKEY: operatorPubkey },
 });
 t.teardown(() => s.close());
+
+/**
+ * A Paygress locking proofs to the operator, on a clock a test moves,
+ * with `file` (default the per-request configuration above), closed
+ * with `t`.
+ */
+async function lockedOn(t: Test, file = configFile) {
+  const clock = { ms: Date.now(), now: () => clock.ms };
+  const stack = await startStack({
+    mint,
+    configFile: file,
+    clock,
+    env: { PAYGRESS_OPERATOR_PUBKEY: operatorPubkey },
+  });
+  t.teardown(() => stack.close());
+  return { stack, clock };
+}
+
+/** A rate route of 10 sat a minute, up to an hour, with `provisioning`. */
+function rateConfig(provisioning: string): string {
+  return rateRouteConfig(
+    3600,
+    `provisioning:\n  enabled: true\n${provisioning}`,
+  );
+}
 
 t.test('stored proofs are locked to the operator key', async (t) => {
   const out = await send(s, 'forward', {
@@ -196,30 +222,10 @@ t.test(
 t.test(
   'a credit outlasts a cluster outage: what it buys starts when its pod is made',
   async (t) => {
-    const clock = { ms: Date.now(), now: () => clock.ms };
-    const rateFile = join(dir, 'rate.yaml');
-    writeFileSync(
-      rateFile,
-      `pricing:
-  rules:
-    - name: compute
-      match: { path: /compute }
-      rate: { amount: 10, unit: sat, perSeconds: 60, minSeconds: 60, maxSeconds: 3600 }
-grants:
-  key: a-test-grant-key-that-is-long-enough-0123456789
-provisioning:
-  enabled: true
-  template:
-    image: registry.example/workspace:1
-`,
+    const { stack: outage, clock } = await lockedOn(
+      t,
+      rateConfig('  template: { image: registry.example/workspace:1 }\n'),
     );
-    const outage = await startStack({
-      mint,
-      configFile: rateFile,
-      clock,
-      env: { PAYGRESS_OPERATOR_PUBKEY: operatorPubkey },
-    });
-    t.teardown(() => outage.close());
     const podExpiry = (pod: string) =>
       Date.parse(
         kube.pods('default').find((p) => p.metadata.name === pod)!.metadata
@@ -311,14 +317,7 @@ provisioning:
 t.test(
   'a credit used at the end of its week still buys the whole request',
   async (t) => {
-    const clock = { ms: Date.now(), now: () => clock.ms };
-    const late = await startStack({
-      mint,
-      configFile,
-      clock,
-      env: { PAYGRESS_OPERATOR_PUBKEY: operatorPubkey },
-    });
-    t.teardown(() => late.close());
+    const { stack: late, clock } = await lockedOn(t);
     kube.forbid('create');
     const out = await send(late, 'forward', {
       'X-Cashu': await mintToken(mint.url, 100),
@@ -351,32 +350,12 @@ t.test(
 t.test(
   'a credit whose failed create made its pod after all gets a pod made when it is used',
   async (t) => {
-    const clock = { ms: Date.now(), now: () => clock.ms };
-    const capFile = join(dir, 'cap.yaml');
-    writeFileSync(
-      capFile,
-      `pricing:
-  rules:
-    - name: compute
-      match: { path: /compute }
-      rate: { amount: 10, unit: sat, perSeconds: 60, minSeconds: 60, maxSeconds: 3600 }
-grants:
-  key: a-test-grant-key-that-is-long-enough-0123456789
-provisioning:
-  enabled: true
-  timeoutMs: 200
-  template:
-    image: registry.example/workspace:1
-    maxLifetimeSeconds: 3600
-`,
+    const { stack: capped, clock } = await lockedOn(
+      t,
+      rateConfig(
+        '  timeoutMs: 200\n  template: { image: registry.example/workspace:1, maxLifetimeSeconds: 3600 }\n',
+      ),
     );
-    const capped = await startStack({
-      mint,
-      configFile: capFile,
-      clock,
-      env: { PAYGRESS_OPERATOR_PUBKEY: operatorPubkey },
-    });
-    t.teardown(() => capped.close());
 
     // The create's answer comes after Paygress gave up; the pod is made,
     // and deleted with the credit: nobody holds its grant yet.

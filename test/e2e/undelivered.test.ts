@@ -25,6 +25,7 @@ import {
 import { startPaygressProcess } from '../support/paygress-process.ts';
 import {
   dearRouteConfig,
+  rateRouteConfig,
   send,
   startStack,
   type Stack,
@@ -209,18 +210,7 @@ t.test(
         if (deadline > 0) await sleep(deadline - 70 - Date.now());
       },
     };
-    const file = join(tempDir('paygress-owed-top-up-'), 'p.yaml');
-    writeFileSync(
-      file,
-      `pricing:
-  rules:
-    - name: compute
-      match: { path: /compute }
-      rate: { amount: 10, unit: sat, perSeconds: 60, minSeconds: 60, maxSeconds: 86400 }
-grants:
-  key: a-test-grant-key-that-is-long-enough-0123456789
-`,
-    );
+    const file = rateRouteConfig(86400);
     let offset = 0;
     const clock = { now: () => Date.now() + offset };
     const s = await startStack({ configFile: file, provisioner: pods, clock });

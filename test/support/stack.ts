@@ -277,3 +277,24 @@ export function dearRouteConfig(): string {
   );
   return file;
 }
+
+/**
+ * A configuration file with one rate route, `/compute` at 10 sat a
+ * minute for up to `maxSeconds`, its grant key, and `more` (YAML of the
+ * other sections, e.g. `provisioning:`) after them.
+ */
+export function rateRouteConfig(maxSeconds: number, more = ''): string {
+  const file = join(tempDir('paygress-rate-'), 'p.yaml');
+  writeFileSync(
+    file,
+    `pricing:
+  rules:
+    - name: compute
+      match: { path: /compute }
+      rate: { amount: 10, unit: sat, perSeconds: 60, minSeconds: 60, maxSeconds: ${maxSeconds} }
+grants:
+  key: a-test-grant-key-that-is-long-enough-0123456789
+${more}`,
+  );
+  return file;
+}
