@@ -412,11 +412,8 @@ export class Gate implements Decider {
   }
 
   /**
-   * A request covered by a grant alone. A single-request grant (a credit
-   * for a per-request payment that could not be delivered) is good once,
-   * for a request that costs no more than was paid (a trusted price
-   * header can price one route differently per request); its use is
-   * recorded before the request goes on, and undone if the answer is lost.
+   * A request covered by a grant alone: a credit (single-request grant)
+   * as {@link #allowOnCredit} says, any other on its pod.
    */
   async #allowOnGrant(
     request: AuthRequest,
@@ -575,10 +572,10 @@ export class Gate implements Decider {
         current !== undefined &&
         (redemption.grant === current.id ||
           (err instanceof ProvisionFailedError && err.mayHaveApplied));
-      // A new grant's pod the failed create made anyway would run for
-      // nobody once the money is back: the store keeps, with the refund,
-      // until when the provisioner deletes such a pod, after a restart too
-      // (a top-up's pod is the payer's).
+      // Nobody holds a new grant now (its value is back, or on a credit
+      // whose pod is made when it is used): a pod the failed create made
+      // anyway goes, and is looked for until then (a refund's watch is in
+      // the store, for after a restart too). A top-up's pod is the payer's.
       const releaseUntil =
         current === undefined
           ? Math.min(grant.expiresAt, now + RELEASE_WATCH_MS)
@@ -592,8 +589,6 @@ export class Gate implements Decider {
       const kept = current === undefined ? this.#asCredit(grant) : grant;
       const refused = refund ?? this.#credit(request, kept, token, route, err);
       if (refund === undefined) this.#o.store.delivered(redemption.id);
-      // Nobody holds the grant now (its value is back, or on a credit whose
-      // pod is made when it is used): a pod the failed create made goes.
       if (releaseUntil !== undefined) {
         void this.#o.provisioner?.release(grant.id, releaseUntil);
       }

@@ -347,7 +347,7 @@ export function readGrantCredential(
   headers: Readonly<Record<string, string>>,
   cookieName: string,
   https = false,
-  predatesHostCookies: (credential: string) => boolean = () => false,
+  predatesHostCookies?: (credential: string) => boolean,
 ): GrantCredential | undefined {
   // Spaces and tabs only, as the proxies' filters read them (trimOws).
   const auth = /^[ \t]*bearer[ \t]+([^ \t]+)[ \t]*$/i.exec(
@@ -360,30 +360,29 @@ export function readGrantCredential(
   const cookies = headers['cookie'];
   if (cookies === undefined) return undefined;
   const name = grantCookieName(cookieName, https);
-  const values = cookieValues(cookies, name);
-  if (https) {
-    for (const value of cookieValues(cookies, cookieName)) {
-      if (predatesHostCookies(value)) values.push(value);
-    }
-  }
-  return values.length > 0 ? { values, cookie: true } : undefined;
-}
-
-/**
- * Every grant credential in a cookie of `name`, in order: a count would
- * let planted cookies hide the payer's own. The listener's header limit
- * (32 KiB) bounds them, and one that names no key of ours is dropped
- * before any MAC is computed.
- */
-function cookieValues(cookies: string, name: string): string[] {
+  // The plain name too over https, when earlier credentials may serve.
+  const older = https ? predatesHostCookies : undefined;
   const values: string[] = [];
+  const plain: string[] = [];
+  // Every one, in order: a count would let planted cookies hide the
+  // payer's own. The listener's header limit (32 KiB) bounds them, and one
+  // that names no key of ours is dropped before any MAC is computed.
   for (const pair of cookies.split(';')) {
     const eq = pair.indexOf('=');
-    if (eq < 0 || trimOws(pair.slice(0, eq)) !== name) continue;
+    if (eq < 0) continue;
+    const key = trimOws(pair.slice(0, eq));
+    const into =
+      key === name
+        ? values
+        : older !== undefined && key === cookieName
+          ? plain
+          : undefined;
+    if (into === undefined) continue;
     const value = trimOws(pair.slice(eq + 1)).replace(/^"(.*)"$/, '$1');
-    if (value.startsWith(GRANT_PREFIX)) values.push(value);
+    if (value.startsWith(GRANT_PREFIX)) into.push(value);
   }
-  return values;
+  for (const value of plain) if (older?.(value)) values.push(value);
+  return values.length > 0 ? { values, cookie: true } : undefined;
 }
 
 function secretKey(key: string): KeyObject {

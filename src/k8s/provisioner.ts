@@ -241,10 +241,11 @@ export class KubernetesProvisioner implements Provisioner {
   }
 
   /**
-   * The payment for a new grant was handed back because its pod could not
-   * be confirmed, but a create that timed out or was answered unreadably
-   * may still have made it. Deletes it now, and has every later sweep
-   * delete it should the create land after that, until `expiresAt`.
+   * The payment for a new grant was handed back, or kept on a credit,
+   * because its pod could not be confirmed, but a create that timed out
+   * or was answered unreadably may still have made it. Deletes it now,
+   * and has every later sweep delete it should the create land after
+   * that, until `expiresAt`.
    * Never rejects; failures are logged and left to the sweeps.
    */
   release(grantId: string, expiresAt: number): Promise<void> {
@@ -256,7 +257,7 @@ export class KubernetesProvisioner implements Provisioner {
     if (this.#foreign.has(hash)) {
       this.#logger?.warn(
         { podName },
-        "pod of a refunded payment is not Paygress's; left alone",
+        "pod of a released grant (refunded, or kept on a credit) is not Paygress's; left alone",
       );
       return Promise.resolve();
     }
@@ -265,7 +266,7 @@ export class KubernetesProvisioner implements Provisioner {
       (err: unknown) =>
         this.#logger?.warn(
           { podName, err },
-          'pod of a refunded payment not deleted yet; the reaper retries',
+          'pod of a released grant (refunded, or kept on a credit) not deleted yet; the reaper retries',
         ),
     );
     this.#releasing.add(work);
