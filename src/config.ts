@@ -9,6 +9,7 @@
  */
 import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { LineCounter, parseDocument } from 'yaml';
+import { normalizeMintUrl } from './core/mint-url.ts';
 import { DEFAULT_REFUSALS_PER_SECOND } from './protocols/decision-log.ts';
 import { DEFAULT_MAX_CONNECTIONS } from './protocols/connection-guard.ts';
 import {
@@ -315,10 +316,10 @@ export function configWarnings(config: Config): string[] {
 }
 
 /**
- * A mint URL in the one form we compare and store: lower-case scheme and
- * host, default port dropped, no trailing slash. Exact comparison of this
- * form keeps `https://mint.example.com.evil` apart from
- * `https://mint.example.com`, which a prefix check would not.
+ * A configured mint URL, checked for what a configuration may name (https
+ * unless loopback, no credentials, query or fragment), in the one form
+ * Paygress compares and stores ({@link normalizeMintUrl}): lower-case
+ * scheme and host, default port dropped, no trailing slash.
  * @throws TypeError saying what is wrong with the URL.
  */
 export function normaliseMintUrl(raw: string, allowHttp = false): string {
@@ -342,9 +343,7 @@ export function normaliseMintUrl(raw: string, allowHttp = false): string {
   if (url.protocol === 'http:' && !allowHttp && !isLoopback(url.hostname)) {
     throw new TypeError('an https URL (http is allowed for loopback only)');
   }
-
-  const path = url.pathname.replace(/\/+$/, '');
-  return `${url.protocol}//${url.host}${path}`;
+  return normalizeMintUrl(raw);
 }
 
 function isLoopback(hostname: string): boolean {
