@@ -109,7 +109,10 @@ export interface Config {
     readonly rules: readonly PricingRule[];
   };
   readonly grants: {
-    /** HMAC key, at least 32 bytes; required when a rate rule exists. */
+    /**
+     * HMAC key, at least 32 bytes; required with a rate rule, and with
+     * an operator key and provisioning on (credits).
+     */
     readonly key?: string;
     /** Earlier keys still accepted while grants signed by them live. */
     readonly previousKeys: readonly string[];
@@ -709,8 +712,11 @@ function readConfig(c: Checker, value: unknown): Omit<Config, 'warnings'> {
   checkPorts(c, { http: base.http, grpc: base.grpc, admin });
   const mints = readMints(c, base.mints, base.mint.allowHttp, base.devMint);
   const pricing = readPricing(c, base.pricing, mints, base.devMint);
-  const grants = readGrants(c, base.grants, pricing.rules);
   const provisioning = readProvisioning(c, base.provisioning);
+  const grants = readGrants(c, base.grants, {
+    rates: pricing.rules.some((r) => r.charge.kind === 'rate'),
+    credits: provisioning.enabled && base.wallet.operatorPubkey !== undefined,
+  });
   return {
     ...base,
     ...(admin !== undefined && { admin }),
@@ -984,10 +990,16 @@ const secret: Reader<string | undefined> = (c, key, value) => {
   return undefined;
 };
 
+/**
+ * The grants section. A key is required where a credential must outlive
+ * the process: grants bought by time (`rates`), and credits, which hold a
+ * payment whose pod could not be made for up to seven days (`credits`:
+ * provisioning on and proofs locked to the operator, so not refunded).
+ */
 function readGrants(
   c: Checker,
   value: unknown,
-  rules: readonly PricingRule[],
+  issues: { rates: boolean; credits: boolean },
 ): Config['grants'] {
   const s = section({
     key: secret,
@@ -999,13 +1011,17 @@ function readGrants(
     ),
   })(c, 'grants', value);
 
-  const needed = rules.some((r) => r.charge.kind === 'rate');
   const given = isMapping(value) && value.key !== undefined;
-  if (needed && !given) {
+  const why = issues.rates
+    ? 'rate rules issue grants'
+    : issues.credits
+      ? `with ${c.label('wallet.operatorPubkey')} and provisioning on, a payment whose pod cannot be made is kept as a credit, which a key of one process would void at its restart`
+      : undefined;
+  if (why !== undefined && !given) {
     c.bad(
       'grants.key',
       undefined,
-      `${KEY_WHAT} (rate rules issue grants): set PAYGRESS_GRANT_KEY, or grants.key in the file`,
+      `${KEY_WHAT} (${why}): set PAYGRESS_GRANT_KEY, or grants.key in the file`,
     );
   }
   const { key, ...rest } = s;

@@ -860,3 +860,32 @@ t.test('the README settings table names every variable', async (t) => {
     t.ok(readme.includes(`\`${name}\``), `${key} / ${name}`);
   }
 });
+
+t.test('credits need a grants.key that outlives the process', async (t) => {
+  const file = yamlFile(
+    t,
+    'provisioning: { enabled: true, template: { image: app } }\n',
+  );
+  const pubkey = `02${'ab'.repeat(32)}`;
+  t.same(
+    problemsOf(() =>
+      loadConfig({ file, env: { ...MINT, PAYGRESS_OPERATOR_PUBKEY: pubkey } }),
+    ),
+    [
+      'grants.key: missing, expected a secret of at least 32 bytes (with wallet.operatorPubkey (PAYGRESS_OPERATOR_PUBKEY) and provisioning on, a payment whose pod cannot be made is kept as a credit, which a key of one process would void at its restart): set PAYGRESS_GRANT_KEY, or grants.key in the file',
+    ],
+  );
+  const keyed = loadConfig({
+    file,
+    env: { ...MINT, PAYGRESS_OPERATOR_PUBKEY: pubkey, PAYGRESS_GRANT_KEY: KEY },
+  });
+  t.equal(keyed.grants.key, KEY);
+  // Without provisioning there are no credits; without the operator's
+  // key a failed pod's payment is refunded, not kept.
+  t.equal(
+    loadConfig({ env: { ...MINT, PAYGRESS_OPERATOR_PUBKEY: pubkey } }).grants
+      .key,
+    undefined,
+  );
+  t.equal(loadConfig({ file, env: MINT }).grants.key, undefined);
+});

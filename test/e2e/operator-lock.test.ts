@@ -39,7 +39,8 @@ process.env.KUBECONFIG = writeKubeConfig(kube, join(dir, 'kubeconfig'));
 const configFile = join(dir, 'paygress.yaml');
 writeFileSync(
   configFile,
-  `provisioning:\n  enabled: true\n  template:\n    image: registry.example/workspace:1\n`,
+  `provisioning:\n  enabled: true\n  template:\n    image: registry.example/workspace:1\n` +
+    `grants:\n  key: a-test-grant-key-that-is-long-enough-0123456789\n`,
 );
 
 const s = await startStack({
@@ -143,6 +144,29 @@ for (const protocol of ['forward', 'ext-authz'] as const) {
     },
   );
 }
+
+t.test('a credit outlives a restart of Paygress', async (t) => {
+  const dataDir = tempDir('paygress-lock-restart-');
+  const env = { PAYGRESS_OPERATOR_PUBKEY: operatorPubkey };
+  const before = await startStack({ mint, configFile, dataDir, env });
+  kube.forbid('create');
+  const out = await send(before, 'forward', {
+    'X-Cashu': await mintToken(mint.url, 100),
+  });
+  kube.allow('create');
+  await before.close();
+  t.equal(out.reason, 'PAYGRESS_PROVISION_FAILED');
+  const credit = out.headers['x-paygress-grant']!;
+  t.match(credit, /^pgr1\./);
+
+  const after = await startStack({ mint, configFile, dataDir, env });
+  t.teardown(() => after.close());
+  const retry = await send(after, 'nginx', {
+    Authorization: `Bearer ${credit}`,
+  });
+  t.equal(retry.allowed, true, 'the credit buys the request after a restart');
+  t.match(retry.headers['x-provisioned-pod'], /^paygress-/);
+});
 
 t.test('a credit buys no dearer request than it paid for', async (t) => {
   const trusted = await startStack({
