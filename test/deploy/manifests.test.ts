@@ -343,8 +343,20 @@ t.test(
 t.test('probes ask paths the admin listener serves', async (t) => {
   const live = sidecar.livenessProbe.httpGet;
   const ready = sidecar.readinessProbe.httpGet;
+  const started = sidecar.startupProbe.httpGet;
   t.same([live.path, live.port], ['/healthz', 'paygress-admin']);
   t.same([ready.path, ready.port], ['/readyz', 'paygress-admin']);
+  t.same([started.path, started.port], ['/healthz', 'paygress-admin']);
+  // Settling at a mint that does not answer takes about three timeouts
+  // per mint before the admin listener opens; the probe waits for two
+  // such mints and more.
+  const { periodSeconds, failureThreshold } = sidecar.startupProbe;
+  const timeoutMs = parse(embedded).mint.timeoutMs as number;
+  t.ok(periodSeconds * failureThreshold * 1000 >= 2 * 3 * timeoutMs);
+  for (const [controller, file] of Object.entries(PATCHES)) {
+    const container = paygressOf(docs(file)[0] as Obj);
+    t.same(container.startupProbe, sidecar.startupProbe, controller);
+  }
 
   const stack = await startStack({
     env: { PAYGRESS_ADMIN_HOST: '127.0.0.1', PAYGRESS_ADMIN_PORT: '0' },
