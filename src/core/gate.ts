@@ -608,7 +608,9 @@ export class Gate implements Decider {
    * its request's pod lives `requestGrantSeconds`, and on a rate route it
    * becomes a grant of the time its value buys, whose credential the
    * answer carries. Its use is recorded once the pod is there, so a
-   * failed retry keeps it, and undone if the answer is lost.
+   * failed retry keeps it, and undone if the answer is lost; a credit
+   * used already is refused before its pod is touched, so sending it
+   * again neither lengthens nor remakes a pod nobody paid for.
    */
   async #allowOnCredit(
     request: AuthRequest,
@@ -623,6 +625,7 @@ export class Gate implements Decider {
         `this credit is worth ${credit.amount} ${credit.unit}; this request costs ${price} ${unit}`,
       );
     }
+    if (this.#o.store.grantUsed(credit.id)) throw creditUsed();
     const now = this.#o.clock.now();
     const served: Grant =
       charge.kind === 'rate'
@@ -636,11 +639,7 @@ export class Gate implements Decider {
     // Made now: a pod its failed payment's create made after all was
     // released with the credit, and ensure makes it anew.
     const pod = await this.#podFor(served, 'new');
-    if (!this.#o.store.useGrant(credit.id)) {
-      throw new GrantExpiredError(
-        'this grant was for a single request, now used',
-      );
-    }
+    if (!this.#o.store.useGrant(credit.id)) throw creditUsed();
     const client = served.singleUse ? {} : this.#grantHeaders(request, served);
     return {
       ...allow(0, credit.unit, client, credit.id, pod),
@@ -873,6 +872,11 @@ export class Gate implements Decider {
       proofsHash: token.fingerprint,
     };
   }
+}
+
+/** The refusal of a credit whose one use is recorded. */
+function creditUsed(): GrantExpiredError {
+  return new GrantExpiredError('this grant was for a single request, now used');
 }
 
 function provisionError(cause: unknown): ProvisionFailedError {

@@ -247,6 +247,8 @@ export interface WalletStore {
    * already. Durable, so a restart does not make it usable again.
    */
   useGrant(id: string): boolean;
+  /** Whether a single-use grant's one use is recorded. */
+  grantUsed(id: string): boolean;
   /** Makes a used single-request grant good again: its answer was lost. */
   unuseGrant(id: string): void;
   /** Stored value per mint and unit. */

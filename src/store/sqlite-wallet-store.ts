@@ -836,6 +836,13 @@ export class SqliteWalletStore implements WalletStore {
     return result.changes === 1;
   }
 
+  grantUsed(id: string): boolean {
+    return (
+      this.#prepare('SELECT 1 FROM used_grants WHERE id = ?').get(id) !==
+      undefined
+    );
+  }
+
   unuseGrant(id: string): void {
     this.#write(() =>
       this.#prepare('DELETE FROM used_grants WHERE id = ?').run(id),

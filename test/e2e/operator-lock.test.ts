@@ -372,6 +372,42 @@ t.test(
 );
 
 t.test(
+  'a used credit sent again neither lengthens nor remakes its pod',
+  async (t) => {
+    const { stack: again, clock } = await lockedOn(t);
+    kube.forbid('create');
+    const out = await send(again, 'forward', {
+      'X-Cashu': await mintToken(mint.url, 100),
+    });
+    kube.allow('create');
+    const credit = out.headers['x-paygress-grant']!;
+    const used = await send(again, 'forward', {
+      Authorization: `Bearer ${credit}`,
+    });
+    t.equal(used.allowed, true);
+    const name = used.headers['x-provisioned-pod'];
+    const expiry = () =>
+      kube.pods('default').find((p) => p.metadata.name === name)?.metadata
+        .annotations?.['paygress.dev/expires-at'];
+    const paidUntil = expiry();
+    t.ok(paidUntil);
+
+    clock.ms += 200_000;
+    for (const protocol of ['forward', 'nginx', 'ext-authz'] as const) {
+      const refused = await send(again, protocol, {
+        Authorization: `Bearer ${credit}`,
+      });
+      t.equal(refused.reason, 'PAYGRESS_GRANT_EXPIRED', protocol);
+    }
+    t.equal(expiry(), paidUntil, 'its pod keeps the time its use bought');
+
+    kube.remove('default', name!);
+    await send(again, 'forward', { Authorization: `Bearer ${credit}` });
+    t.equal(expiry(), undefined, 'and a deleted one is not made again');
+  },
+);
+
+t.test(
   'a credit whose failed create made its pod after all gets a pod made when it is used',
   async (t) => {
     const { stack: capped, clock } = await lockedOn(
