@@ -135,6 +135,9 @@ const CREDIT_SECONDS = 7 * 24 * 3600;
 /** Frozen allows of grants in use, kept at most. */
 const COVERED_ALLOWS = 10_000;
 
+/** Payments and credits remembered as answered close to a deadline. */
+const SENT_LATE = 10_000;
+
 export class Gate implements Decider {
   readonly #o: Required<Omit<GateOptions, 'provisioner'>> &
     Pick<GateOptions, 'provisioner'>;
@@ -166,6 +169,10 @@ export class Gate implements Decider {
   // Likewise the allow of a request covered by a grant depends on the
   // grant and its pod alone, and a paying client repeats it many times.
   readonly #covered = new LRUCache<string, Allow>({ max: COVERED_ALLOWS });
+  // Payments (by redemption id) and credits (by grant id) whose allow
+  // went out close to the caller's deadline and was kept owed: in memory,
+  // so a restart forgets them (see sentLate).
+  readonly #sentLate = new LRUCache<string, true>({ max: SENT_LATE });
   readonly #predatesHostCookies = (credential: string): boolean =>
     this.#o.grants.predatesHostCookies(credential);
 
@@ -210,6 +217,16 @@ export class Gate implements Decider {
     if (decision.kind === 'allow' && decision.creditId !== undefined) {
       this.#o.store.unuseGrant(decision.creditId);
     }
+  }
+
+  sentLate(decision: Decision): boolean {
+    const id =
+      decision.redemptionId ??
+      (decision.kind === 'allow' ? decision.creditId : undefined);
+    if (id === undefined || this.#sentLate.has(id)) return false;
+    this.#sentLate.set(id, true);
+    this.undelivered(decision);
+    return true;
   }
 
   async decide(request: AuthRequest): Promise<Decision> {
@@ -563,6 +580,18 @@ export class Gate implements Decider {
     try {
       pod = await this.#podFor(grant, current === undefined ? 'new' : 'top-up');
     } catch (err) {
+      // A new grant's allow sent close to the deadline may have reached
+      // its payer: neither its value nor a credit goes back, and its pod
+      // stays. The payment stays owed, for a retry once the cluster is
+      // back (at worst its request or time twice, never lost).
+      if (current === undefined && this.#sentLate.has(redemption.id)) {
+        this.#o.store.abandon(redemption.id);
+        const refused = deny(provisionError(err), this.#price(route));
+        return {
+          ...refused,
+          message: `${refused.message}; an answer to this payment went out earlier and may have arrived: it stays owed, send the same token again later`,
+        };
+      }
       // A top-up whose extend went unanswered may have lengthened the pod
       // all the same, and so may an earlier attempt of an owed one: handing
       // the money back would leave that time unpaid for, so the payment

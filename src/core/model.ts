@@ -132,4 +132,13 @@ export interface Decider {
    * same token gets it again; a credit stays good for one request.
    */
   undelivered?(decision: Decision): void;
+  /**
+   * The allow of a payment or credit goes out so close to the caller's
+   * deadline that the caller may drop it unseen. Keeps it owed as
+   * {@link undelivered} does, but once per payment or credit (a second
+   * such answer is delivered: the first may well have arrived), and a
+   * payment so kept is never handed back by its retry; returns whether it
+   * was kept owed.
+   */
+  sentLate?(decision: Decision): boolean;
 }

@@ -33,6 +33,7 @@ import {
   deliversPayment,
   logError,
   renderOnce,
+  reportSentLate,
   reportUndelivered,
 } from './reply.ts';
 import {
@@ -276,23 +277,22 @@ export function createExtAuthzService(
       // Envoy's timer started before grpc-js's copy of it (the request's
       // way here, our event loop), and a late answer is dropped with no
       // sign grpc-js can give: a paid allow ready this close to the
-      // deadline goes out, and the payment stays owed too. At worst the
-      // payer's retry gets its request a second time; the payer never
-      // loses it. Not a refund or credit: kept owed, the refund would be
-      // the payer's and the payment too.
+      // deadline goes out, and the payment stays owed too, once (see
+      // Decider.sentLate). At worst the payer's retry gets its request a
+      // second time; the payer never loses it. Not a refund or credit:
+      // kept owed, the refund would be the payer's and the payment too.
       if (
         lost !== undefined &&
         !owed &&
         decision.kind === 'allow' &&
         nearDeadline(call)
       ) {
-        owed = true;
-        reportUndelivered(
+        owed = reportSentLate(
           options.decider,
           decision,
           options.logger,
           request.requestId,
-          `paid answer ready less than ${LATE_ANSWER_MS} ms before the caller's deadline, kept owed in case it arrives too late`,
+          `paid answer ready less than ${LATE_ANSWER_MS} ms before the caller's deadline`,
         );
       }
       const result = answer(

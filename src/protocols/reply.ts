@@ -72,6 +72,33 @@ export function reportUndelivered(
 }
 
 /**
+ * The answer to a payment goes out so close to the caller's deadline that
+ * it may be dropped unseen: the decider keeps it owed (once per payment),
+ * and the log says so. Returns whether it was kept owed; never throws.
+ */
+export function reportSentLate(
+  decider: Decider,
+  decision: Decision,
+  logger: Logger,
+  reqId: string,
+  why: string,
+): boolean {
+  let kept = false;
+  try {
+    kept = decider.sentLate?.(decision) ?? false;
+  } catch (err) {
+    logError(logger, { err, reqId }, 'the late answer could not be recorded');
+  }
+  if (kept) {
+    logger.warn(
+      { reqId, proofs: decision.proofsHash },
+      `${why}, kept owed in case it arrives too late; a retry with the same token or credit gets it`,
+    );
+  }
+  return kept;
+}
+
+/**
  * Logs an error where nothing is left to catch a throw: writing an error
  * runs its getters and serialisers, and one that throws would otherwise
  * end the process, or leave a request unanswered. The line is then

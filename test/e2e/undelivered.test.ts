@@ -301,6 +301,63 @@ t.test(
   },
 );
 
+t.test(
+  'ext-authz: an allow kept owed at the deadline is owed once, and never handed back',
+  async (t) => {
+    // The pod is ready 70 ms before the caller's deadline: the allow goes
+    // out and the payment is kept owed, in case Envoy dropped it.
+    const DEADLINE_MS = 1500;
+    let deadline = 0;
+    let failing = false;
+    const pods: Provisioner = {
+      ...slowProvisioner(0),
+      ensure: async (grantId) => {
+        if (deadline > 0) await sleep(deadline - 70 - Date.now());
+        if (failing) throw new ProvisionFailedError('no pods now');
+        return { podName: `pod-${grantId}` };
+      },
+    };
+    const s = await startStack({ price: 100, provisioner: pods });
+    t.teardown(() => s.close());
+    const kept = () =>
+      s.app.store.balances().reduce((sum, b) => sum + b.available, 0);
+    /** Checks with `token` until one is allowed before its deadline. */
+    const allowedAtDeadline = async (token: string) => {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        deadline = Date.now() + DEADLINE_MS;
+        const answer = await checkWithin(s, token, DEADLINE_MS);
+        deadline = 0;
+        if ('bytes' in answer && decodeCheckResponse(answer.bytes).okResponse) {
+          return true;
+        }
+      }
+      return false;
+    };
+
+    const token = await mintToken(s.mint.url, 100);
+    t.ok(await allowedAtDeadline(token), 'the payer got its request');
+    t.equal(kept(), 100);
+
+    // Its retry while no pod can be made: the payer may hold the request
+    // already, so neither the value nor a credit goes back.
+    failing = true;
+    const failed = await send(s, 'forward', { 'X-Cashu': token });
+    failing = false;
+    t.equal(failed.reason, 'PAYGRESS_PROVISION_FAILED');
+    t.notOk(failed.headers['x-cashu']?.startsWith('cashuB'), 'no refund');
+    t.notOk(failed.headers['x-paygress-grant'], 'no credit');
+    t.match(failed.body, /stays owed, send the same token again later/);
+    t.equal(kept(), 100, 'the payment is kept');
+
+    // Still owed: its next retry, again answered at the deadline, gets it,
+    // but is not kept owed a second time.
+    t.ok(await allowedAtDeadline(token), 'the retry gets the request');
+    const third = await send(s, 'forward', { 'X-Cashu': token });
+    t.equal(third.reason, 'PAYGRESS_TOKEN_REPLAYED', 'twice at most');
+    t.equal(kept(), 100);
+  },
+);
+
 t.test('an answer that was delivered is not owed again', async (t) => {
   const token = await mintToken(stack.mint.url, 100);
   stack.mint.setFault('swap', { kind: 'delay', ms: 300 });
