@@ -162,6 +162,12 @@ export interface LoadOptions {
   readonly file?: string;
   /** Environment variables; default `process.env`. */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /**
+   * For a command that signs no grant (the wallet's): `grants.key` is not
+   * required where serving needs it, so reading a balance does not take
+   * the signing secret. A key given is still checked.
+   */
+  readonly keyless?: boolean;
 }
 
 type Kind = 'string' | 'int' | 'bool' | 'list' | 'mints';
@@ -225,7 +231,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   }
 
   const check = new Checker(sources);
-  const config = readConfig(check, raw);
+  const config = readConfig(check, raw, options.keyless ?? false);
   if (check.problems.length > 0) throw new ConfigError(check.problems);
   return deepFreeze({ ...config, warnings });
 }
@@ -694,7 +700,11 @@ const readBase = section({
   devMint: bool(false),
 });
 
-function readConfig(c: Checker, value: unknown): Omit<Config, 'warnings'> {
+function readConfig(
+  c: Checker,
+  value: unknown,
+  keyless: boolean,
+): Omit<Config, 'warnings'> {
   const { admin: adminSection, ...base } = readBase(c, '', value);
   // The admin listener is there only when given a port, and binds where
   // the HTTP listener does unless told otherwise.
@@ -714,8 +724,11 @@ function readConfig(c: Checker, value: unknown): Omit<Config, 'warnings'> {
   const pricing = readPricing(c, base.pricing, mints, base.devMint);
   const provisioning = readProvisioning(c, base.provisioning);
   const grants = readGrants(c, base.grants, {
-    rates: pricing.rules.some((r) => r.charge.kind === 'rate'),
-    credits: provisioning.enabled && base.wallet.operatorPubkey !== undefined,
+    rates: !keyless && pricing.rules.some((r) => r.charge.kind === 'rate'),
+    credits:
+      !keyless &&
+      provisioning.enabled &&
+      base.wallet.operatorPubkey !== undefined,
   });
   return {
     ...base,

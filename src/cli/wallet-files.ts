@@ -41,8 +41,10 @@ import { makeDataDir } from '../store/data-dir.ts';
 import {
   EXPORT_LOCK_FILE,
   LOCK_FILE,
+  LockHeldError,
   lockDataDir,
   lockExport,
+  type DataDirLock,
 } from '../store/data-dir-lock.ts';
 import { createNew, OWNER_ONLY } from '../store/owner-only.ts';
 import {
@@ -77,20 +79,42 @@ export async function walletFile(
     dataDir = loadConfig({
       ...(configFile ? { file: configFile } : {}),
       env,
+      keyless: true,
     }).dataDir;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    say(`${err.message}\n`);
+    say(`${err.message}\n${CONFIG_HINT}\n`);
     return 2;
   }
   try {
     return command === 'backup'
       ? await backupTo(dataDir, file)
-      : await restoreFrom(dataDir, file);
+      : await restoreFrom(dataDir, file, walletCommand(configFile));
   } catch (err) {
     say(`paygress wallet ${command}: ${(err as Error).message}\n`);
     return 1;
   }
+}
+
+/**
+ * What the wallet commands print after a configuration they could not
+ * read: they read the one Paygress serves with, where it keeps its store.
+ */
+export const CONFIG_HINT =
+  'paygress wallet reads the configuration Paygress serves with, for its data directory and mints: --config FILE or PAYGRESS_CONFIG, and the same PAYGRESS_ variables';
+
+/** `paygress wallet <sub>` as the user runs it again, `--config` kept. */
+function walletCommand(configFile: string | undefined) {
+  const config =
+    configFile === undefined ? '' : ` --config ${shellWord(configFile)}`;
+  return (sub: string) => `paygress wallet ${sub}${config}`;
+}
+
+/** `word` as one shell word: quoted unless it is plainly one. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word)
+    ? word
+    : `'${word.replaceAll("'", "'\\''")}'`;
 }
 
 async function backupTo(dataDir: string, target: string): Promise<number> {
@@ -192,7 +216,11 @@ async function backupRetried(source: DatabaseSync, target: string) {
 /** Tries of {@link backupRetried}, 200 ms apart. */
 const BACKUP_ATTEMPTS = 10;
 
-async function restoreFrom(dataDir: string, source: string): Promise<number> {
+async function restoreFrom(
+  dataDir: string,
+  source: string,
+  again: (sub: string) => string,
+): Promise<number> {
   if (!existsSync(source)) throw new Error(`${source} does not exist`);
   makeDataDir(dataDir);
   // The commands' lock first: a second restore is told another command
@@ -200,14 +228,23 @@ async function restoreFrom(dataDir: string, source: string): Promise<number> {
   // while it is replaced.
   const commands = lockExport(dataDir);
   try {
-    const serving = lockDataDir(dataDir);
+    let serving: DataDirLock;
+    try {
+      serving = lockDataDir(dataDir);
+    } catch (err) {
+      if (!(err instanceof LockHeldError)) throw err;
+      throw new Error(
+        `a Paygress is serving from ${dataDir}: stop it before restoring (nothing was changed)`,
+        { cause: err },
+      );
+    }
     try {
       // The backup is copied and checked before anything else: a bad one
       // changes nothing, a restore cut short before it included.
       const copy = await checkedCopy(dataDir, source);
-      const finished = finishCutShort(dataDir);
+      const finished = finishCutShort(dataDir, again);
       if (finished !== undefined) say(`${finished}\n`);
-      return replaceStore(dataDir, source, copy);
+      return replaceStore(dataDir, source, copy, again);
     } finally {
       serving.release();
     }
@@ -257,7 +294,10 @@ async function checkedCopy(
  * replacing joins the rest in the directory its marker names, and the
  * copy it was putting in place is dropped. What it did, in words.
  */
-function finishCutShort(dataDir: string): string | undefined {
+function finishCutShort(
+  dataDir: string,
+  again: (sub: string) => string,
+): string | undefined {
   const marker = readRestoreMarker(dataDir);
   if (marker === undefined) return undefined;
   if (marker.moving) {
@@ -292,13 +332,14 @@ function finishCutShort(dataDir: string): string | undefined {
   if (marker.aside === undefined) {
     return 'a restore cut short before it moved anything was dropped';
   }
-  return `a restore cut short was finished first: the store it was replacing is in ${marker.aside}, whole; it may hold payments taken since its backup (PAYGRESS_DATA_DIR=${marker.aside} paygress wallet balance)`;
+  return `a restore cut short was finished first: the store it was replacing is in ${marker.aside}, whole; it may hold payments taken since its backup (PAYGRESS_DATA_DIR=${marker.aside} ${again('balance')})`;
 }
 
 function replaceStore(
   dataDir: string,
   source: string,
   copy: { file: string; held: string },
+  again: (sub: string) => string,
 ): number {
   const store = join(dataDir, WALLET_FILE);
   const placing = join(dataDir, INCOMING);
@@ -342,8 +383,8 @@ function replaceStore(
   let replaced = '';
   if (aside !== undefined && present.includes('')) {
     replaced = `the store it replaced${present.includes('-wal') ? ', with its log,' : ''} is in ${aside}; it may hold payments taken since the backup:
-  PAYGRESS_DATA_DIR=${aside} paygress wallet balance
-  PAYGRESS_DATA_DIR=${aside} paygress wallet export
+  PAYGRESS_DATA_DIR=${aside} ${again('balance')}
+  PAYGRESS_DATA_DIR=${aside} ${again('export')}
 (proofs both stores hold may be printed by both exports: receive each once, the mint refuses the second)
 `;
   } else if (aside !== undefined) {

@@ -34,6 +34,7 @@ import { RESTORE_MARKER, unsafeToOpen } from '../store/restore-marker.ts';
 import { makeDataDir } from '../store/data-dir.ts';
 import { isBusy, isDamaged, RESTORE_ADVICE } from '../store/sqlite-errors.ts';
 import { say, show, writeFully } from './write-fully.ts';
+import { CONFIG_HINT } from './wallet-files.ts';
 
 /**
  * Ys per checkstate request. Mints cap the items of one request and refuse
@@ -86,13 +87,17 @@ export async function wallet(
   let mints: string[];
   let timeoutMs: number;
   try {
-    const config = loadConfig({ ...(file ? { file } : {}), env });
+    const config = loadConfig({
+      ...(file ? { file } : {}),
+      env,
+      keyless: true,
+    });
     dataDir = config.dataDir;
     mints = config.mints.map((m) => m.url);
     timeoutMs = config.mint.timeoutMs;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    say(`${err.message}\n`);
+    say(`${err.message}\n${CONFIG_HINT}\n`);
     return 2;
   }
 

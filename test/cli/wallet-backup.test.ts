@@ -102,7 +102,10 @@ t.test('a backup while Paygress serves', async (t) => {
 t.test('a restore is refused while Paygress serves', async (t) => {
   const run = await wallet('restore', backupFile);
   t.equal(run.code, 1);
-  t.match(run.err, /is in use by another Paygress process/);
+  t.match(
+    run.err,
+    /a Paygress is serving from .*: stop it before restoring \(nothing was changed\)/,
+  );
   t.same(
     readdirSync(dataDir).filter((f) => f.startsWith('replaced-')),
     [],
@@ -119,12 +122,20 @@ t.test(
     await paygress.kill();
     t.ok(existsSync(join(dataDir, `${WALLET_FILE}-wal`)), 'a log is left');
 
-    const run = await wallet('restore', backupFile);
+    // Given a configuration file (the environment names the store here),
+    // the commands it prints to read the replaced store name it too.
+    const config = join(work, 'paygress.yaml');
+    writeFileSync(config, 'logLevel: info\n');
+    const run = await wallet('restore', backupFile, '--config', config);
     t.equal(run.code, 0, run.err);
     const aside = /the store it replaced, with its log, is in (\S+);/.exec(
       run.out,
     )?.[1];
     t.ok(aside, run.out);
+    t.match(
+      run.out,
+      `PAYGRESS_DATA_DIR=${aside} paygress wallet balance --config ${config}\n`,
+    );
     t.match(run.out, 'it holds 300 sat of');
     t.same(
       readdirSync(aside!).sort(),

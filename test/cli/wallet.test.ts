@@ -6,6 +6,7 @@
  * and mark nothing when it could not check with the mint.
  */
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import {
   closeSync,
   existsSync,
@@ -145,6 +146,42 @@ t.test('no wallet store: neither command makes one', async (t) => {
   t.equal(blocked.code, 1);
   t.match(blocked.stderr, /a part of its path is a file, not a directory/);
 });
+
+t.test(
+  'the serving configuration is read without the grant key it needs to serve',
+  async (t) => {
+    // A rate rule needs grants.key to serve; the wallet signs nothing.
+    const config = join(
+      dataDir,
+      '..',
+      `paygress-wallet-rate-${process.pid}.yaml`,
+    );
+    writeFileSync(
+      config,
+      'pricing:\n  rules:\n    - name: compute\n      match: { path: /compute }\n      rate: { amount: 10, unit: sat, perSeconds: 60 }\n',
+    );
+    t.teardown(() => rmSync(config));
+    const out = await cli('balance', '--config', config);
+    t.equal(out.code, 1);
+    t.match(out.stderr, /no wallet store at/, 'the store is looked for');
+
+    // Without the mints the store is read with, it says where settings
+    // come from.
+    const bare = spawn(NODE, [PAYGRESS_BIN, 'wallet', 'balance'], {
+      env: { PATH: process.env.PATH ?? '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    bare.stderr.on('data', (chunk: Buffer) => (stderr += chunk));
+    const [code] = (await once(bare, 'close')) as [number | null];
+    t.equal(code, 2);
+    t.match(stderr, /^invalid configuration:\n  mints: missing/);
+    t.match(
+      stderr,
+      /paygress wallet reads the configuration Paygress serves with, for its data directory and mints: --config FILE or PAYGRESS_CONFIG/,
+    );
+  },
+);
 
 t.test('an empty wallet says so', async (t) => {
   inStore(() => undefined);
