@@ -138,9 +138,6 @@ const COVERED_ALLOWS = 10_000;
 /** Payments and credits remembered as answered close to a deadline. */
 const SENT_LATE = 10_000;
 
-/** Grants remembered as lengthened by this process, at most. */
-const LENGTHENED = 10_000;
-
 export class Gate implements Decider {
   readonly #o: Required<Omit<GateOptions, 'provisioner'>> &
     Pick<GateOptions, 'provisioner'>;
@@ -176,13 +173,6 @@ export class Gate implements Decider {
   // went out close to the caller's deadline and was kept owed: in memory,
   // so a restart forgets them (see sentLate).
   readonly #sentLate = new LRUCache<string, true>({ max: SENT_LATE });
-  // The latest expiry and amount this process gave each rate grant: top-ups
-  // sent at once with one credential each lengthen what the others made,
-  // not the credential's own expiry (which would keep one of them).
-  readonly #lengthened = new LRUCache<
-    string,
-    Pick<Grant, 'expiresAt' | 'amount'>
-  >({ max: LENGTHENED });
   readonly #predatesHostCookies = (credential: string): boolean =>
     this.#o.grants.predatesHostCookies(credential);
 
@@ -547,15 +537,11 @@ export class Gate implements Decider {
     const now = this.#o.clock.now();
     const charge = route.charge;
     let grant: Grant;
-    // What this process knew of the grant before this payment lengthened it.
-    let known: Pick<Grant, 'expiresAt' | 'amount'> | undefined;
     if (charge.kind === 'rate') {
       const seconds = grantDuration(charge, redemption.amount);
       grant = current
         ? extendGrant(
-            // An owed payment's retry lengthens what it lengthened before,
-            // so its answer is the same; a new payment, the latest.
-            redemption.grant === undefined ? this.#latest(current) : current,
+            current,
             seconds,
             charge.maxSeconds,
             now,
@@ -571,13 +557,6 @@ export class Gate implements Decider {
             unit: redemption.unit,
             now,
           });
-      known = this.#lengthened.get(grant.id);
-      if (known === undefined || grant.expiresAt > known.expiresAt) {
-        this.#lengthened.set(grant.id, {
-          expiresAt: grant.expiresAt,
-          amount: grant.amount,
-        });
-      }
     } else {
       grant = createGrant({
         payment: redemption.id,
@@ -634,16 +613,6 @@ export class Gate implements Decider {
         this.#o.refunds && !extended
           ? this.#refund(redemption, token, route, err, releaseUntil)
           : undefined;
-      // A top-up handed back lengthened nothing (unless another one has
-      // built on it meanwhile).
-      if (
-        refund !== undefined &&
-        current !== undefined &&
-        this.#lengthened.get(grant.id)?.expiresAt === grant.expiresAt
-      ) {
-        if (known === undefined) this.#lengthened.delete(grant.id);
-        else this.#lengthened.set(grant.id, known);
-      }
       // A new grant's value, kept, becomes a credit whose time starts
       // when its pod is made; a top-up's stays on the grant it lengthened.
       const kept = current === undefined ? this.#asCredit(grant) : grant;
@@ -768,14 +737,6 @@ export class Gate implements Decider {
    * lengthened, which may be lengthened already, or may have expired
    * since: sent with another, it would lengthen that one too.
    */
-  /** `grant` as this process last lengthened it, if later than it says. */
-  #latest(grant: Grant): Grant {
-    const known = this.#lengthened.get(grant.id);
-    return known !== undefined && known.expiresAt > grant.expiresAt
-      ? { ...grant, ...known }
-      : grant;
-  }
-
   #sameGrantAgain(
     redemption: Redemption,
     presented: Presented,

@@ -335,43 +335,6 @@ t.test('a top-up extends the grant and keeps its id', async (t) => {
   t.equal(later.allowed, true, 'still valid after the first minute');
 });
 
-t.test('top-ups sent at once with one credential add up', async (t) => {
-  const clock = new FakeClock();
-  const s = await stack({ ENABLE_POD_PROVISIONING: 'true' }, clock);
-  const { grant } = await buyGrant(s);
-  const tokens = await Promise.all(
-    [0, 1, 2].map(() => mintToken(mint.url, 60)),
-  );
-  const outs = await Promise.all(
-    (['forward', 'nginx', 'forward'] as const).map((protocol, i) =>
-      send(
-        s,
-        protocol,
-        { 'X-Cashu': tokens[i]!, Authorization: `Bearer ${grant}` },
-        compute,
-      ),
-    ),
-  );
-  t.same(
-    outs.map((o) => o.allowed),
-    [true, true, true],
-  );
-  const latest = Math.max(
-    ...outs.map((o) => expiryOf(o.headers['x-paygress-grant']!)),
-  );
-  t.equal(
-    latest - expiryOf(grant),
-    3 * 360_000,
-    'the last answer holds the eighteen minutes the three paid for',
-  );
-  const pod = outs[0]!.headers['x-provisioned-pod']!;
-  t.equal(Date.parse(podExpiry(pod)!), latest, 'and so does the pod');
-
-  // A top-up with the first credential still builds on all of them.
-  const fourth = await topUp(s, grant, 60);
-  t.equal(expiryOf(fourth.headers['x-paygress-grant']!) - latest, 360_000);
-});
-
 t.test('a pod that vanished while paid for is made anew', async (t) => {
   const clock = new FakeClock();
   const { s, grant, pod } = await paidPod(30, clock);
