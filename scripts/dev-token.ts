@@ -30,7 +30,7 @@ try {
 }
 if (values.help) {
   process.stdout.write(
-    `usage: node scripts/dev-token.ts [--mint URL] [--amount N]\nPrints one cashuB token of N sat (default 1000) minted at the dev mint (default ${DEFAULT_MINT}).\n`,
+    `usage: npm run -s token -- [--mint URL] [--amount N]\nPrints one cashuB token of N sat (default 1000) minted at the dev mint (default ${DEFAULT_MINT}).\n`,
   );
   process.exit(0);
 }

@@ -10,6 +10,12 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 
 const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write(
+    'usage: node_modules/.bin/node scripts/ext-authz-check.ts [--addr HOST:PORT] [TOKEN]\nSends one ext_authz Check for GET https://app.example/premium (with TOKEN in x-cashu, if given) to Paygress at HOST:PORT (default 127.0.0.1:9001) and prints the decision.\n',
+  );
+  process.exit(0);
+}
 const at = args.indexOf('--addr');
 const addr = at === -1 ? '127.0.0.1:9001' : args.splice(at, 2)[1]!;
 const token = args[0];

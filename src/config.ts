@@ -350,7 +350,9 @@ export function normaliseMintUrl(raw: string, allowHttp = false): string {
   // Over plain http anyone on the path can answer as the mint and have us
   // accept forged proofs; loopback cannot be intercepted that way.
   if (url.protocol === 'http:' && !allowHttp && !isLoopback(url.hostname)) {
-    throw new TypeError('an https URL (http is allowed for loopback only)');
+    throw new TypeError(
+      'an https URL (http is allowed for loopback only, or anywhere with mint.allowHttp)',
+    );
   }
   return normalizeMintUrl(raw);
 }

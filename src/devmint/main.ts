@@ -23,7 +23,7 @@ function integer(
 }
 
 const USAGE =
-  'usage: node src/devmint/main.ts [--host H] [--port P] [--fee-ppk N] [--state FILE]';
+  'usage: npm run devmint -- [--host H] [--port P] [--fee-ppk N] [--state FILE]';
 
 let values: {
   host: string;

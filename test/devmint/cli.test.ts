@@ -80,7 +80,7 @@ t.test('dev-token fails clearly when no mint runs', async (t) => {
 t.test('dev-token answers --help', async (t) => {
   const help = await run(['scripts/dev-token.ts', '--help']);
   t.equal(help.code, 0);
-  t.match(help.stdout, /^usage: node scripts\/dev-token\.ts \[--mint URL\]/);
+  t.match(help.stdout, /^usage: npm run -s token -- \[--mint URL\]/);
 });
 
 t.test('dev-token refuses bad arguments as a usage error', async (t) => {
@@ -99,7 +99,7 @@ t.test('dev-token refuses bad arguments as a usage error', async (t) => {
 t.test('the CLI answers --help, and a bad option with its usage', async (t) => {
   const help = await run(['src/devmint/main.ts', '--help']);
   t.equal(help.code, 0);
-  t.match(help.stdout, /^usage: node src\/devmint\/main\.ts \[--host H\]/);
+  t.match(help.stdout, /^usage: npm run devmint -- \[--host H\]/);
   const bad = await run(['src/devmint/main.ts', '--bogus']);
   t.equal(bad.code, 2);
   t.match(bad.stderr, /^Unknown option '--bogus'.*\nusage: /s);
