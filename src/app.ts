@@ -295,7 +295,14 @@ export async function startApp(options: AppOptions): Promise<App> {
   let closing: Promise<void> | undefined;
   // Ready once every mint's keysets are loaded, and no longer once
   // shutting down, so probes take Paygress out of rotation first.
-  const ready = () => closing === undefined && loaded.size === mints.length;
+  const unready = (): string | undefined => {
+    if (closing !== undefined) return 'shutting down';
+    const waiting = mints.filter((m) => !loaded.has(m));
+    return waiting.length === 0
+      ? undefined
+      : `keysets not loaded yet from ${waiting.join(', ')} (the log says why)`;
+  };
+  const ready = () => unready() === undefined;
   // A store that failed a sync takes no more payments until a restart.
   const alive = () => !store.failed;
   const publishReadiness = () =>
@@ -323,6 +330,7 @@ export async function startApp(options: AppOptions): Promise<App> {
           decider: gate,
           logger,
           ready,
+          unready,
           alive,
           observe: metrics.observeDecision,
           decisionLog,
@@ -359,6 +367,7 @@ export async function startApp(options: AppOptions): Promise<App> {
             ...at,
             logger,
             ready,
+            unready,
             alive,
             metrics: scrape,
             connectionDropped: () => metrics.connectionDropped('admin'),

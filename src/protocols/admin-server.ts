@@ -14,6 +14,8 @@ import { logError, type Reply } from './reply.ts';
 export interface AdminRoutes {
   /** True when the process can serve: config, store and mint keysets ready. */
   readonly ready?: () => boolean;
+  /** Why the process is not ready, for `/readyz`'s body; with `ready`. */
+  readonly unready?: () => string | undefined;
   /**
    * False when only a restart can mend the process (`/healthz` answers
    * 503, and the kubelet's liveness probe restarts the container).
@@ -58,11 +60,12 @@ function sharedRendering<T>(
 
 /** The routes, their metrics rendering shared (see sharedRendering). */
 export function sharingMetrics(
-  { ready, alive, metrics }: AdminRoutes,
+  { ready, unready, alive, metrics }: AdminRoutes,
   maxAgeMs: number,
 ): AdminRoutes {
   return {
     ...(ready && { ready }),
+    ...(unready && { unready }),
     ...(alive && { alive }),
     ...(metrics && { metrics: sharedRendering(metrics, maxAgeMs) }),
   };
@@ -81,7 +84,11 @@ export async function adminReply(
   if (route === '/readyz') {
     return (routes.ready?.() ?? true)
       ? { status: 200, headers: TEXT, body: 'ready\n' }
-      : { status: 503, headers: TEXT, body: 'not ready\n' };
+      : {
+          status: 503,
+          headers: TEXT,
+          body: `not ready: ${routes.unready?.() ?? 'starting'}\n`,
+        };
   }
   if (route === '/metrics' && routes.metrics) {
     const { contentType, body } = await routes.metrics();

@@ -109,10 +109,21 @@ const NGINX: Adapter = {
   constant: new WeakMap(),
 };
 
+// The answer when rendering one failed (a bug): shaped as any refusal
+// that is our fault (forward-auth's 503), so a client handles it alike.
 const INTERNAL_ERROR = render({
   status: 503,
-  headers: { 'X-Paygress-Reason': 'PAYGRESS_INTERNAL' },
-  body: '',
+  headers: {
+    'X-Paygress-Reason': 'PAYGRESS_INTERNAL',
+    'Retry-After': '5',
+    'Content-Type': 'application/json',
+    'Cache-Control': 'no-store',
+  },
+  body: JSON.stringify({
+    error: 'unavailable',
+    reason: 'PAYGRESS_INTERNAL',
+    message: 'internal error while answering; the operator has the details',
+  }),
 });
 
 export async function startHttpServer(

@@ -99,7 +99,7 @@ t.test(
     t.equal((await get(`${s.admin}/healthz`)).status, 200, 'alive');
     t.same(await get(`${s.admin}/readyz`), {
       status: 503,
-      body: 'not ready\n',
+      body: 'not ready: shutting down\n',
     });
     t.notOk(await accepts('127.0.0.1', s.app.httpPort), 'auth closed first');
 

@@ -95,10 +95,12 @@ t.test('/readyz waits for the mint keysets, /healthz does not', async (t) => {
   t.teardown(() => s.close());
 
   t.equal((await fetch(`${s.base}/healthz`)).status, 200);
+  const unready = await fetch(`${s.base}/readyz`);
+  t.equal(unready.status, 503, 'not ready while the mint is down');
   t.equal(
-    (await fetch(`${s.base}/readyz`)).status,
-    503,
-    'not ready while the mint is down',
+    await unready.text(),
+    `not ready: keysets not loaded yet from ${mint.url} (the log says why)\n`,
+    'and says which mint it waits for',
   );
 
   await mint.start();

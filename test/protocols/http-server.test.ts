@@ -61,7 +61,11 @@ t.test('a failing handler gives 503, and the server stays up', async (t) => {
   const metrics = await fetch(`${base}/metrics`);
   t.equal(metrics.status, 503);
   t.equal(metrics.headers.get('x-paygress-reason'), 'PAYGRESS_INTERNAL');
-  await metrics.text();
+  t.equal(metrics.headers.get('retry-after'), '5', 'as any fault of ours');
+  t.match(await metrics.json(), {
+    error: 'unavailable',
+    reason: 'PAYGRESS_INTERNAL',
+  });
 
   const auth = await fetch(`${base}/auth/forward`);
   t.equal(auth.status, 503, 'a decider bug fails closed');
