@@ -224,8 +224,8 @@ export class Gate implements Decider {
       decision.redemptionId ??
       (decision.kind === 'allow' ? decision.creditId : undefined);
     if (id === undefined || this.#sentLate.has(id)) return false;
-    this.#sentLate.set(id, true);
     this.undelivered(decision);
+    this.#sentLate.set(id, true);
     return true;
   }
 
