@@ -4,6 +4,8 @@
  * The only place where core, protocols and infrastructure meet.
  */
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { configWarnings, type Config } from './config.ts';
 import { useSecp256k1 } from './core/curve.ts';
@@ -27,7 +29,7 @@ import {
   type AdminServer,
 } from './protocols/admin-server.ts';
 import { openToOthers } from './store/owner-only.ts';
-import { SqliteWalletStore } from './store/sqlite-wallet-store.ts';
+import { SqliteWalletStore, WALLET_FILE } from './store/sqlite-wallet-store.ts';
 import { lowSpaceWarning, volumeSpace } from './store/volume.ts';
 import { StartupError, systemCode } from './startup-error.ts';
 import { hostPort } from './host-port.ts';
@@ -135,6 +137,8 @@ export async function startApp(options: AppOptions): Promise<App> {
   let synced: (ms: number) => void = () => {};
   let storeFailed: (err: unknown) => void = () => {};
   const failed = new Promise<unknown>((resolve) => (storeFailed = resolve));
+  const storeFile = join(config.dataDir, WALLET_FILE);
+  const storeExisted = existsSync(storeFile);
   const store = new SqliteWalletStore({
     dataDir: config.dataDir,
     now: () => clock.now(),
@@ -169,6 +173,9 @@ export async function startApp(options: AppOptions): Promise<App> {
       { dataDir: config.dataDir, mode: open.mode },
       `the data directory may be listed by other users (mode ${open.mode}); Paygress's own files in it are 0600`,
     );
+  }
+  for (const warning of storeWarnings(store, config, storeExisted)) {
+    logger.warn(warning);
   }
   let guard: ReplayGuard;
   try {
@@ -549,6 +556,42 @@ async function provisionerFor(
       ),
   );
   return provisioner;
+}
+
+/**
+ * What the wallet store holds that the configuration no longer serves: a
+ * store made just now (a first start, or a dataDir that is not the one
+ * Paygress served from), value at mints no longer listed, and proofs
+ * stored before the operator's key was set.
+ */
+function storeWarnings(
+  store: SqliteWalletStore,
+  config: Config,
+  existed: boolean,
+): string[] {
+  const warnings: string[] = [];
+  if (!existed) {
+    warnings.push(
+      `a new, empty wallet store was made at ${join(config.dataDir, WALLET_FILE)}: right at a first start; if Paygress served before, dataDir (PAYGRESS_DATA_DIR) is not the directory it served from, whose store holds its money, the payments it owes and the record of spent tokens`,
+    );
+    return warnings;
+  }
+  const listed = new Set(config.mints.map((m) => m.url));
+  for (const b of store.balances()) {
+    if (listed.has(b.mint)) continue;
+    warnings.push(
+      `the wallet store holds ${b.available} ${b.unit} (and ${b.pending} ${b.unit} pending) at ${b.mint}, which is not in mints: its pending redemptions cannot be settled and payments owed there cannot be delivered; list it again to settle them, or take the money out with paygress wallet export`,
+    );
+  }
+  const key = config.wallet.operatorPubkey;
+  if (key !== undefined) {
+    for (const u of store.unlockedBalances(key)) {
+      warnings.push(
+        `the wallet store holds ${u.amount} ${u.unit} at ${u.mint} in proofs not locked to wallet.operatorPubkey (stored before it was set, or under another key): anyone who reads the data directory can spend them; take them out with paygress wallet export`,
+      );
+    }
+  }
+  return warnings;
 }
 
 function grantSigner(config: Config, clock: Clock, logger: Logger) {

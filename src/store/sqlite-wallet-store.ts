@@ -868,6 +868,27 @@ export class SqliteWalletStore implements WalletStore {
     return rows.map((r) => ({ ...r }));
   }
 
+  /**
+   * Value of unspent proofs not P2PK-locked to `pubkey`, per mint and
+   * unit: what was stored before the operator's key was set.
+   */
+  unlockedBalances(
+    pubkey: string,
+  ): { mint: string; unit: string; amount: number }[] {
+    return (
+      this.#prepare(
+        `SELECT mint, unit, SUM(amount) AS amount FROM proofs
+           WHERE state = 'unspent'
+             AND NOT (secret LIKE '["P2PK",%' AND instr(secret, ?) > 0)
+           GROUP BY mint, unit ORDER BY mint, unit`,
+      ).all(`"data":"${pubkey}"`) as {
+        mint: string;
+        unit: string;
+        amount: number;
+      }[]
+    ).map((r) => ({ ...r }));
+  }
+
   /** Unspent, unexported proofs of one mint and unit. */
   unspent(mint: string, unit: string): StoredProof[] {
     return this.#proofs(
