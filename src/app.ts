@@ -174,8 +174,13 @@ export async function startApp(options: AppOptions): Promise<App> {
       `the data directory may be listed by other users (mode ${open.mode}); Paygress's own files in it are 0600`,
     );
   }
-  for (const warning of storeWarnings(store, config, storeExisted)) {
-    logger.warn(warning);
+  try {
+    for (const warning of storeWarnings(store, config, storeExisted)) {
+      logger.warn(warning);
+    }
+  } catch (err) {
+    store.close();
+    throw err;
   }
   let guard: ReplayGuard;
   try {
@@ -579,16 +584,27 @@ function storeWarnings(
   const listed = new Set(config.mints.map((m) => m.url));
   for (const b of store.balances()) {
     if (listed.has(b.mint)) continue;
+    const pending =
+      b.pending > 0 ? ` (and ${b.pending} ${b.unit} pending)` : '';
     warnings.push(
-      `the wallet store holds ${b.available} ${b.unit} (and ${b.pending} ${b.unit} pending) at ${b.mint}, which is not in mints: its pending redemptions cannot be settled and payments owed there cannot be delivered; list it again to settle them, or take the money out with paygress wallet export`,
+      `the wallet store holds ${b.available} ${b.unit}${pending} at ${b.mint}, which is not in mints: its pending redemptions cannot be settled and payments owed there cannot be delivered; list it again to settle them, or take the money out with paygress wallet export`,
     );
   }
   const key = config.wallet.operatorPubkey;
   if (key !== undefined) {
+    // A mint no longer listed is named above, with all it holds.
     for (const u of store.unlockedBalances(key)) {
-      warnings.push(
-        `the wallet store holds ${u.amount} ${u.unit} at ${u.mint} in proofs not locked to wallet.operatorPubkey (stored before it was set, or under another key): anyone who reads the data directory can spend them; take them out with paygress wallet export`,
-      );
+      if (!listed.has(u.mint)) continue;
+      if (u.bearer > 0) {
+        warnings.push(
+          `the wallet store holds ${u.bearer} ${u.unit} at ${u.mint} in proofs locked to no key (stored before wallet.operatorPubkey was set): anyone who reads the data directory can spend them; take them out with paygress wallet export`,
+        );
+      }
+      if (u.otherKey > 0) {
+        warnings.push(
+          `the wallet store holds ${u.otherKey} ${u.unit} at ${u.mint} in proofs locked to another key than wallet.operatorPubkey (one set before): only that key's private key spends them; take them out with paygress wallet export and receive them with it`,
+        );
+      }
     }
   }
   return warnings;

@@ -1043,7 +1043,7 @@ function readGrants(
   return key === undefined ? rest : { key, ...rest };
 }
 
-const TEMPLATE_KEYS = [
+export const TEMPLATE_KEYS = [
   'image',
   'command',
   'args',

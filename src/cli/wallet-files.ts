@@ -103,11 +103,16 @@ export async function walletFile(
 export const CONFIG_HINT =
   'paygress wallet reads the configuration Paygress serves with, for its data directory and mints: --config FILE or PAYGRESS_CONFIG, and the same PAYGRESS_ variables';
 
-/** `paygress wallet <sub>` as the user runs it again, `--config` kept. */
+/**
+ * `paygress wallet <sub>` on the store in `dir`, as the user runs it
+ * again, `--config` kept (joined with `=`, so a file named `-x` stays
+ * its value).
+ */
 function walletCommand(configFile: string | undefined) {
   const config =
-    configFile === undefined ? '' : ` --config ${shellWord(configFile)}`;
-  return (sub: string) => `paygress wallet ${sub}${config}`;
+    configFile === undefined ? '' : ` --config=${shellWord(configFile)}`;
+  return (sub: string, dir: string) =>
+    `PAYGRESS_DATA_DIR=${shellWord(dir)} paygress wallet ${sub}${config}`;
 }
 
 /** `word` as one shell word: quoted unless it is plainly one. */
@@ -219,7 +224,7 @@ const BACKUP_ATTEMPTS = 10;
 async function restoreFrom(
   dataDir: string,
   source: string,
-  again: (sub: string) => string,
+  again: (sub: string, dir: string) => string,
 ): Promise<number> {
   if (!existsSync(source)) throw new Error(`${source} does not exist`);
   makeDataDir(dataDir);
@@ -296,7 +301,7 @@ async function checkedCopy(
  */
 function finishCutShort(
   dataDir: string,
-  again: (sub: string) => string,
+  again: (sub: string, dir: string) => string,
 ): string | undefined {
   const marker = readRestoreMarker(dataDir);
   if (marker === undefined) return undefined;
@@ -332,14 +337,14 @@ function finishCutShort(
   if (marker.aside === undefined) {
     return 'a restore cut short before it moved anything was dropped';
   }
-  return `a restore cut short was finished first: the store it was replacing is in ${marker.aside}, whole; it may hold payments taken since its backup (PAYGRESS_DATA_DIR=${marker.aside} ${again('balance')})`;
+  return `a restore cut short was finished first: the store it was replacing is in ${marker.aside}, whole; it may hold payments taken since its backup (${again('balance', marker.aside)})`;
 }
 
 function replaceStore(
   dataDir: string,
   source: string,
   copy: { file: string; held: string },
-  again: (sub: string) => string,
+  again: (sub: string, dir: string) => string,
 ): number {
   const store = join(dataDir, WALLET_FILE);
   const placing = join(dataDir, INCOMING);
@@ -383,8 +388,8 @@ function replaceStore(
   let replaced = '';
   if (aside !== undefined && present.includes('')) {
     replaced = `the store it replaced${present.includes('-wal') ? ', with its log,' : ''} is in ${aside}; it may hold payments taken since the backup:
-  PAYGRESS_DATA_DIR=${aside} ${again('balance')}
-  PAYGRESS_DATA_DIR=${aside} ${again('export')}
+  ${again('balance', aside)}
+  ${again('export', aside)}
 (proofs both stores hold may be printed by both exports: receive each once, the mint refuses the second)
 `;
   } else if (aside !== undefined) {

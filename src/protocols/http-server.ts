@@ -13,7 +13,7 @@ import {
 } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
-import type { AuthRequest, Decider, Decision } from '../core/model.ts';
+import type { AuthRequest, Decider, Decision, Deny } from '../core/model.ts';
 import { createDecisionLog, type DecisionObserver } from './decision-log.ts';
 import { forwardAuthReply, forwardAuthRequest } from './forward-auth.ts';
 import { nginxAuthReply, nginxAuthRequest } from './nginx-auth.ts';
@@ -87,6 +87,8 @@ interface Adapter {
   reply(decision: Decision): Reply;
   /** Renderings of the decider's constant (frozen) decisions. */
   readonly constant: WeakMap<Decision, Rendered>;
+  /** The answer when making one failed (a bug), in this protocol's shape. */
+  readonly internal: Rendered;
 }
 
 /** A reply as written: headers as a flat name/value list, then the body. */
@@ -98,33 +100,27 @@ interface Rendered {
   readonly encoding: 'latin1' | 'utf8';
 }
 
+// The refusal when making an answer failed (a bug), rendered once by each
+// protocol as any refusal that is our fault: a client handles it alike.
+const INTERNAL: Deny = Object.freeze({
+  kind: 'deny',
+  reason: 'PAYGRESS_INTERNAL',
+  message: 'internal error while answering; the operator has the details',
+  fault: 'ours',
+});
+
 const FORWARD: Adapter = {
   read: forwardAuthRequest,
   reply: forwardAuthReply,
   constant: new WeakMap(),
+  internal: render(forwardAuthReply(INTERNAL)),
 };
 const NGINX: Adapter = {
   read: nginxAuthRequest,
   reply: nginxAuthReply,
   constant: new WeakMap(),
+  internal: render(nginxAuthReply(INTERNAL)),
 };
-
-// The answer when rendering one failed (a bug): shaped as any refusal
-// that is our fault (forward-auth's 503), so a client handles it alike.
-const INTERNAL_ERROR = render({
-  status: 503,
-  headers: {
-    'X-Paygress-Reason': 'PAYGRESS_INTERNAL',
-    'Retry-After': '5',
-    'Content-Type': 'application/json',
-    'Cache-Control': 'no-store',
-  },
-  body: JSON.stringify({
-    error: 'unavailable',
-    reason: 'PAYGRESS_INTERNAL',
-    message: 'internal error while answering; the operator has the details',
-  }),
-});
 
 export async function startHttpServer(
   options: HttpServerOptions,
@@ -192,7 +188,7 @@ export async function startHttpServer(
     };
     const failed = (err: unknown) => {
       logError(logger, { err }, 'request failed');
-      answer(INTERNAL_ERROR);
+      answer((adapter ?? FORWARD).internal);
     };
     if (adapter === undefined) {
       adminReply(route ?? '/', routes)
@@ -308,7 +304,7 @@ function authorize(
       if (deliversPayment(decision)) {
         reportUndelivered(decider, decision, logger, request.requestId);
       }
-      reply = INTERNAL_ERROR;
+      reply = adapter.internal;
     }
     answer(reply);
   };

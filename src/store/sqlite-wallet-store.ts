@@ -870,21 +870,27 @@ export class SqliteWalletStore implements WalletStore {
 
   /**
    * Value of unspent proofs not P2PK-locked to `pubkey`, per mint and
-   * unit: what was stored before the operator's key was set.
+   * unit: `bearer`, not locked at all (stored before an operator's key was
+   * set), and `otherKey`, locked to another key (one set before). Paygress
+   * writes its locks as compact JSON, `"data":"<key>"`.
    */
   unlockedBalances(
     pubkey: string,
-  ): { mint: string; unit: string; amount: number }[] {
+  ): { mint: string; unit: string; bearer: number; otherKey: number }[] {
     return (
       this.#prepare(
-        `SELECT mint, unit, SUM(amount) AS amount FROM proofs
+        `SELECT mint, unit,
+             SUM(CASE WHEN secret LIKE '["P2PK",%' THEN 0 ELSE amount END) AS bearer,
+             SUM(CASE WHEN secret LIKE '["P2PK",%' THEN amount ELSE 0 END) AS otherKey
+           FROM proofs
            WHERE state = 'unspent'
              AND NOT (secret LIKE '["P2PK",%' AND instr(secret, ?) > 0)
            GROUP BY mint, unit ORDER BY mint, unit`,
       ).all(`"data":"${pubkey}"`) as {
         mint: string;
         unit: string;
-        amount: number;
+        bearer: number;
+        otherKey: number;
       }[]
     ).map((r) => ({ ...r }));
   }

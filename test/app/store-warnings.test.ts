@@ -59,7 +59,7 @@ t.test('value at a mint no longer listed is named', async (t) => {
   const after = await warningsAt(dataDir, { PAYGRESS_MINTS: a.url });
   t.ok(
     after.includes(
-      `the wallet store holds 1000 sat (and 0 sat pending) at ${b.url}, which is not in mints: its pending redemptions cannot be settled and payments owed there cannot be delivered; list it again to settle them, or take the money out with paygress wallet export`,
+      `the wallet store holds 1000 sat at ${b.url}, which is not in mints: its pending redemptions cannot be settled and payments owed there cannot be delivered; list it again to settle them, or take the money out with paygress wallet export`,
     ),
     after.join('\n'),
   );
@@ -67,9 +67,9 @@ t.test('value at a mint no longer listed is named', async (t) => {
 
 t.test('proofs stored before the operator key was set are named', async (t) => {
   const dataDir = tempDir('paygress-unlocked-');
-  const key = Buffer.from(
-    getPubKeyFromPrivKey(createRandomSecretKey()),
-  ).toString('hex');
+  const newKey = () =>
+    Buffer.from(getPubKeyFromPrivKey(createRandomSecretKey())).toString('hex');
+  const key = newKey();
   const pay = async (s: Awaited<ReturnType<typeof startStack>>) => {
     const out = await send(s, 'forward', {
       'X-Cashu': await mintToken(a.url, 1000),
@@ -84,8 +84,22 @@ t.test('proofs stored before the operator key was set are named', async (t) => {
   const locked = await warningsAt(dataDir, env);
   t.ok(
     locked.includes(
-      `the wallet store holds 1000 sat at ${a.url} in proofs not locked to wallet.operatorPubkey (stored before it was set, or under another key): anyone who reads the data directory can spend them; take them out with paygress wallet export`,
+      `the wallet store holds 1000 sat at ${a.url} in proofs locked to no key (stored before wallet.operatorPubkey was set): anyone who reads the data directory can spend them; take them out with paygress wallet export`,
     ),
     locked.join('\n'),
   );
+  t.notOk(locked.some((m) => m.includes('another key')));
+
+  // Under a new key, the proofs locked to the first are named apart.
+  const rotated = await warningsAt(dataDir, {
+    PAYGRESS_MINTS: a.url,
+    PAYGRESS_OPERATOR_PUBKEY: newKey(),
+  });
+  t.ok(
+    rotated.includes(
+      `the wallet store holds 1000 sat at ${a.url} in proofs locked to another key than wallet.operatorPubkey (one set before): only that key's private key spends them; take them out with paygress wallet export and receive them with it`,
+    ),
+    rotated.join('\n'),
+  );
+  t.ok(rotated.some((m) => m.includes('1000 sat') && m.includes('no key')));
 });

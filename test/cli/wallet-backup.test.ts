@@ -134,7 +134,7 @@ t.test(
     t.ok(aside, run.out);
     t.match(
       run.out,
-      `PAYGRESS_DATA_DIR=${aside} paygress wallet balance --config ${config}\n`,
+      `PAYGRESS_DATA_DIR=${aside} paygress wallet balance --config=${config}\n`,
     );
     t.match(run.out, 'it holds 300 sat of');
     t.same(

@@ -77,6 +77,39 @@ t.test('a failing handler gives 503, and the server stays up', async (t) => {
   await health.text();
 });
 
+t.test(
+  "an answer that cannot be made is refused in its protocol's shape",
+  async (t) => {
+    // An allow whose headers cannot be read: rendering it throws.
+    const broken = {
+      kind: 'allow',
+      amount: 0,
+      unit: 'sat',
+      clientHeaders: {},
+      get upstreamHeaders(): Record<string, string> {
+        throw new Error('bug in the allow');
+      },
+    };
+    const server = await listen({
+      decider: { decide: () => Promise.resolve(broken as never) },
+    });
+    t.teardown(() => server.close(0));
+    const base = `http://127.0.0.1:${server.port}`;
+
+    const forward = await fetch(`${base}/auth/forward`);
+    t.equal(forward.status, 503);
+    t.equal(forward.headers.get('retry-after'), '5');
+    t.match(await forward.json(), { reason: 'PAYGRESS_INTERNAL' });
+
+    // nginx shows its client a bare 500 for any such status, and a body
+    // would cost the connection: none.
+    const nginx = await fetch(`${base}/auth/nginx`);
+    t.equal(nginx.status, 503);
+    t.equal(nginx.headers.get('x-paygress-reason'), 'PAYGRESS_INTERNAL');
+    t.equal(await nginx.text(), '');
+  },
+);
+
 t.test('a decider that throws at once gives 503 too, counted', async (t) => {
   const observed: string[] = [];
   const server = await listen({
