@@ -206,6 +206,7 @@ export async function startApp(options: AppOptions): Promise<App> {
     listeners:
       config.admin === undefined ? ['http', 'grpc'] : ['http', 'grpc', 'admin'],
     storeSyncRunning: () => store.syncRunningMs() / 1000,
+    owedPayments: () => store.owedCount(),
   });
   const syncWatch = watchSyncs(store, logger);
   synced = (ms) => {

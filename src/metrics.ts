@@ -31,6 +31,8 @@ export interface MetricSources {
   readonly listeners: readonly ConnectionListener[];
   /** How long the wallet store's sync under way has run, in s; 0 if none. */
   readonly storeSyncRunning: () => number;
+  /** Payments whose answer was lost, owed to their token's retry. */
+  readonly owedPayments: () => number;
 }
 
 /** Listeners with a limit on their connections. */
@@ -102,6 +104,14 @@ export class Metrics {
       registers,
       collect() {
         this.set(sources.storeSyncRunning());
+      },
+    });
+    new client.Gauge({
+      name: 'paygress_payments_owed',
+      help: "Payments redeemed whose answer never reached the payer (the proxy gave up, a shutdown cut it): the same token's retry gets what it paid for.",
+      registers,
+      collect() {
+        this.set(sources.owedPayments());
       },
     });
     new client.Gauge({

@@ -843,6 +843,14 @@ export class SqliteWalletStore implements WalletStore {
     );
   }
 
+  /**
+   * Payments redeemed whose answer never reached their payer, owed to
+   * the same token's retry (not those being answered right now).
+   */
+  owedCount(): number {
+    return this.#owed;
+  }
+
   unuseGrant(id: string): void {
     this.#write(() =>
       this.#prepare('DELETE FROM used_grants WHERE id = ?').run(id),

@@ -46,6 +46,18 @@ async function storedReaches(amount: number): Promise<void> {
   }
 }
 
+/** `paygress_payments_owed` as /metrics reads, once it is `want`. */
+async function owedReaches(want: number): Promise<number> {
+  let owed = NaN;
+  for (let waited = 0; waited < 5000; waited += 50) {
+    const text = await (await fetch(`${stack.base}/metrics`)).text();
+    owed = Number(/^paygress_payments_owed (\d+)$/m.exec(text)?.[1]);
+    if (owed === want) break;
+    await sleep(50);
+  }
+  return owed;
+}
+
 function forwardGivingUp(stack: Stack, token: string): Promise<unknown> {
   return fetch(`${stack.base}/auth/forward`, {
     headers: {
@@ -117,10 +129,12 @@ for (const [protocol, giveUp, expected] of [
       await storedReaches(before + 100);
       stack.mint.setFault('swap', undefined);
       t.equal(stored() - before, 100, 'the payment was redeemed all the same');
+      t.equal(await owedReaches(1), 1, 'the metrics count it owed');
 
       const retry = await send(stack, protocol, { 'X-Cashu': token });
       t.equal(retry.allowed, true, 'the same token gets what it paid for');
       t.equal(stored() - before, 100, 'and is not redeemed twice');
+      t.equal(await owedReaches(0), 0, 'and owed no more');
 
       const again = await send(stack, protocol, { 'X-Cashu': token });
       t.equal(again.reason, 'PAYGRESS_TOKEN_REPLAYED', 'but only once');
