@@ -268,7 +268,14 @@ export class Gate implements Decider {
       credential === undefined
         ? { authentic: [] }
         : this.#presentedWithPayment(credential, route);
-    const token = await this.#check(raw, route);
+    let token: ParsedToken;
+    try {
+      token = await this.#check(raw, route);
+    } catch (err) {
+      const owed = await this.#owedOnOtherTerms(raw, route, err);
+      if (owed !== undefined) return owed;
+      throw err;
+    }
     const redemption = await this.#o.redeemer.redeem(
       token,
       minimumPayment(route.charge),
@@ -486,6 +493,68 @@ export class Gate implements Decider {
   }
 
   /**
+   * A token refused as too little or in another unit that is a payment
+   * owed (redeemed, its answer lost) from before the price or unit
+   * changed: not a new payment to refuse as such. Its value is handed
+   * back where it can be; locked to the operator, it stays owed and the
+   * refusal says so. Undefined for any other token. Only asked while a
+   * payment is owed at all: decoding a token costs what its refusal
+   * otherwise would not.
+   */
+  async #owedOnOtherTerms(
+    raw: string,
+    route: PricedRoute,
+    err: unknown,
+  ): Promise<Decision | undefined> {
+    if (
+      !(
+        err instanceof InsufficientAmountError ||
+        err instanceof UnitMismatchError
+      ) ||
+      this.#o.store.owedCount() === 0
+    ) {
+      return undefined;
+    }
+    let token: ParsedToken;
+    try {
+      const header = readTokenHeader(raw, this.#o.maxTokenLength);
+      const mint = tryNormalizeMintUrl(header.mint);
+      if (mint === undefined || !route.mints.includes(mint)) return undefined;
+      ({ token } = await this.#decode({ ...header, mint }));
+    } catch {
+      return undefined;
+    }
+    const owed = this.#o.store.deliver(token.ys, {
+      mint: token.mint,
+      unit: token.unit,
+      minimum: 0,
+    });
+    if (owed === undefined || owed === 'delivering') return undefined;
+    const paid = `this token paid ${owed.amount} ${owed.unit} earlier and its answer was lost`;
+    try {
+      const refund = this.#o.refunds
+        ? this.#refund(owed, token, route, err, undefined)
+        : undefined;
+      if (refund !== undefined) {
+        return {
+          ...refund,
+          message: `${err.message}; ${paid}: the route's price or unit has changed since, so the payment is returned in X-Cashu`,
+          redemptionId: owed.id,
+        };
+      }
+    } catch (failure) {
+      this.#o.store.abandon(owed.id);
+      throw failure;
+    }
+    this.#o.store.abandon(owed.id);
+    const refused = deny(err, this.#price(route, err));
+    return {
+      ...refused,
+      message: `${refused.message}; ${paid}: it stays owed to this token, for a request that costs no more`,
+    };
+  }
+
+  /**
    * Decodes against the mint's keysets, fetching them again once when the
    * token names one we have not seen (the mint may have rotated its keys;
    * the gateway limits how often that refetch really happens).
@@ -611,7 +680,13 @@ export class Gate implements Decider {
           : undefined;
       const refund =
         this.#o.refunds && !extended
-          ? this.#refund(redemption, token, route, err, releaseUntil)
+          ? this.#refund(
+              redemption,
+              token,
+              route,
+              provisionError(err),
+              releaseUntil,
+            )
           : undefined;
       // A new grant's value, kept, becomes a credit whose time starts
       // when its pod is made; a top-up's stays on the grant it lengthened.
@@ -881,10 +956,10 @@ export class Gate implements Decider {
    * Undefined when the proofs already left the wallet: then it is a credit.
    */
   #refund(
-    redemption: Redemption,
+    redemption: Pick<Redemption, 'id' | 'mint' | 'unit'>,
     token: ParsedToken,
     route: PricedRoute,
-    cause: unknown,
+    refusal: PaygressError,
     grantUntil: number | undefined,
   ): Deny | undefined {
     const proofs = this.#o.store.refund(redemption.id, grantUntil);
@@ -893,7 +968,7 @@ export class Gate implements Decider {
     // and WWW-Authenticate), through proxies' 16 KiB buffers, and they
     // would double it; the payer's wallet checks it by receiving it.
     const refund = encodeToken(redemption.mint, redemption.unit, proofs);
-    const refused = deny(provisionError(cause), this.#price(route));
+    const refused = deny(refusal, this.#price(route, refusal));
     return {
       ...refused,
       message: `${refused.message}; your payment is returned in X-Cashu`,

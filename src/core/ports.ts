@@ -249,6 +249,8 @@ export interface WalletStore {
   useGrant(id: string): boolean;
   /** Whether a single-use grant's one use is recorded. */
   grantUsed(id: string): boolean;
+  /** Payments owed to their token's retry, being delivered not counted. */
+  owedCount(): number;
   /** Makes a used single-request grant good again: its answer was lost. */
   unuseGrant(id: string): void;
   /** Stored value per mint and unit. */

@@ -372,6 +372,80 @@ t.test(
   },
 );
 
+t.test(
+  'an owed payment whose price rose since: handed back, or kept owed when locked',
+  async (t) => {
+    const mint = stack.mint;
+    /** A payment of 100 sat whose answer was lost, on a new data dir. */
+    const owedAt = async (env: Record<string, string> = {}) => {
+      const dataDir = tempDir('paygress-reprice-');
+      const first = await startStack({ mint, price: 100, dataDir, env });
+      const token = await mintToken(mint.url, 100);
+      mint.setFault('swap', { kind: 'delay', ms: 800 });
+      try {
+        await forwardGivingUp(first, token);
+        for (let i = 0; i < 100 && first.app.store.owedCount() === 0; i++) {
+          await sleep(50);
+        }
+      } finally {
+        mint.setFault('swap', undefined);
+      }
+      t.equal(first.app.store.owedCount(), 1, 'owed');
+      await first.close();
+      return { dataDir, token };
+    };
+
+    // The operator raised the price to 150 meanwhile.
+    const { dataDir, token } = await owedAt();
+    const dearer = await startStack({ mint, price: 150, dataDir });
+    t.teardown(() => dearer.close());
+    const retry = await send(dearer, 'forward', { 'X-Cashu': token });
+    t.equal(retry.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
+    t.match(retry.body, /paid 100 sat earlier and its answer was lost/);
+    const refund = retry.headers['x-cashu']!;
+    t.match(refund, /^cashuB/, 'the payment comes back');
+    const wallet = new Wallet(mint.url, { unit: 'sat' });
+    await wallet.loadMint();
+    const back = await wallet.receive(refund);
+    t.equal(
+      back.reduce((sum, p) => sum + p.amount.toNumber(), 0),
+      100,
+      'all of it',
+    );
+    t.equal(dearer.app.store.owedCount(), 0);
+    // Sent again, it is a spent token worth too little, as any other.
+    const again = await send(dearer, 'forward', { 'X-Cashu': token });
+    t.equal(again.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
+    t.notOk(again.headers['x-cashu']?.startsWith('cashuB'), 'only once');
+
+    // Locked to the operator, nothing can be handed back: it stays owed,
+    // and the old price back, the retry gets its request.
+    const key = '02' + 'ab'.repeat(32);
+    const locked = await owedAt({ PAYGRESS_OPERATOR_PUBKEY: key });
+    const env = { PAYGRESS_OPERATOR_PUBKEY: key };
+    const dear = await startStack({
+      mint,
+      price: 150,
+      dataDir: locked.dataDir,
+      env,
+    });
+    const kept = await send(dear, 'nginx', { 'X-Cashu': locked.token });
+    t.equal(kept.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
+    t.notOk(kept.headers['x-cashu']?.startsWith('cashuB'), 'no refund');
+    t.equal(dear.app.store.owedCount(), 1, 'still owed');
+    await dear.close();
+    const back100 = await startStack({
+      mint,
+      price: 100,
+      dataDir: locked.dataDir,
+      env,
+    });
+    t.teardown(() => back100.close());
+    const served = await send(back100, 'forward', { 'X-Cashu': locked.token });
+    t.equal(served.allowed, true, 'the old price back, it is honoured');
+  },
+);
+
 t.test('an answer that was delivered is not owed again', async (t) => {
   const token = await mintToken(stack.mint.url, 100);
   stack.mint.setFault('swap', { kind: 'delay', ms: 300 });
