@@ -531,14 +531,28 @@ export class Gate implements Decider {
     });
     if (owed === undefined || owed === 'delivering') return undefined;
     const paid = `this token paid ${owed.amount} ${owed.unit} earlier and its answer was lost`;
+    // Handed back only if the payer can have had nothing of it: not an
+    // allow sent close to a deadline (it may have arrived), nor a top-up
+    // that lengthened another grant (its time stands). A new grant's pod
+    // made before the answer was lost is released with the money.
+    const own = grantIdFor(owed.id);
+    const refundable =
+      this.#o.refunds &&
+      !this.#sentLate.has(owed.id) &&
+      (owed.grant === undefined || owed.grant === own);
     try {
-      const refund = this.#o.refunds
-        ? this.#refund(owed, token, route, err, undefined)
+      const releaseUntil =
+        owed.grant === own ? this.#o.clock.now() + RELEASE_WATCH_MS : undefined;
+      const refund = refundable
+        ? this.#refund(owed, token, route, err, releaseUntil)
         : undefined;
       if (refund !== undefined) {
+        if (releaseUntil !== undefined) {
+          void this.#o.provisioner?.release(own, releaseUntil);
+        }
         return {
           ...refund,
-          message: `${err.message}; ${paid}: the route's price or unit has changed since, so the payment is returned in X-Cashu`,
+          message: `${err.message}; ${paid}, and it does not pay for this request as it is now: the payment is returned in X-Cashu`,
           redemptionId: owed.id,
         };
       }

@@ -8,7 +8,12 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import { Wallet, decodePaymentRequest } from '@cashu/cashu-ts';
+import {
+  Amount,
+  Wallet,
+  decodePaymentRequest,
+  getEncodedToken,
+} from '@cashu/cashu-ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { grantIdFor } from '../../src/core/grants.ts';
 import { KubernetesProvisioner } from '../../src/k8s/provisioner.ts';
@@ -17,7 +22,7 @@ import {
   kubeConfigFor,
   writeKubeConfig,
 } from '../support/fake-kube-apiserver.ts';
-import { mintToken } from '../support/wallet.ts';
+import { decodeToken, mintToken } from '../support/wallet.ts';
 import {
   PROTOCOLS,
   keptLog,
@@ -644,6 +649,64 @@ t.test(
     t.equal(lost(), 1, "the first request's answer was lost");
     const retry = await send(s, 'forward', { 'X-Cashu': token }, compute);
     t.equal(retry.allowed, true, 'the token still buys its grant');
+  },
+);
+
+t.test(
+  'an owed top-up sent back as too little is not handed back: its time stands',
+  async (t) => {
+    const { s, lines } = await loggedStack();
+    const { grant, pod } = await buyGrant(s);
+    const token = await mintToken(mint.url, 20);
+    await loseAnswer(t, s, lines, token, grant);
+    const lengthened = podExpiry(pod);
+
+    // Its proofs relabelled as 1 sat each: refused as worth too little,
+    // and, the top-up having lengthened the pod, not refunded.
+    const decoded = await decodeToken(mint.url, token);
+    const relabelled = getEncodedToken({
+      ...decoded,
+      proofs: decoded.proofs.map((p) => ({ ...p, amount: Amount.from(1) })),
+    });
+    const small = await topUp_(s, relabelled, grant);
+    t.equal(small.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
+    t.notOk(small.headers['x-cashu']?.startsWith('cashuB'), 'no refund');
+    t.equal(s.app.store.owedCount(), 1, 'still owed');
+    t.equal(podExpiry(pod), lengthened);
+    const retried = await topUp_(s, token, grant);
+    t.equal(retried.allowed, true, 'the token itself gets the time');
+  },
+);
+
+t.test(
+  'an owed new grant handed back as too little takes its pod with it',
+  async (t) => {
+    const { s, lines } = await loggedStack();
+    const names = () => new Set(kube.pods('paid').map((p) => p.metadata.name));
+    const before = names();
+    const token = await mintToken(mint.url, 100);
+    await loseAnswer(t, s, lines, token);
+    const made = [...names()].filter((n) => !before.has(n));
+    t.equal(
+      made.length,
+      1,
+      'the payment made its pod before its answer was lost',
+    );
+
+    // Its proofs relabelled as 1 sat each: too little for a grant, and
+    // the payer had nothing of it: the money comes back, the pod goes.
+    const decoded = await decodeToken(mint.url, token);
+    const relabelled = getEncodedToken({
+      ...decoded,
+      proofs: decoded.proofs.map((p) => ({ ...p, amount: Amount.from(1) })),
+    });
+    const small = await send(s, 'forward', { 'X-Cashu': relabelled }, compute);
+    t.equal(small.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
+    t.match(small.headers['x-cashu'], /^cashuB/, 'the payment comes back');
+    for (let i = 0; i < 100 && names().has(made[0]!); i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    t.notOk(names().has(made[0]!), 'and its pod goes');
   },
 );
 

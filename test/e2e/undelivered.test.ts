@@ -352,6 +352,19 @@ t.test(
     t.ok(await allowedAtDeadline(token), 'the payer got its request');
     t.equal(kept(), 100);
 
+    // The same proofs, each relabelled as 1 sat, are refused as too
+    // little; being owed, they are looked up, but an answer that may have
+    // arrived is not handed back.
+    const decoded = await decodeToken(s.mint.url, token);
+    const relabelled = getEncodedToken({
+      ...decoded,
+      proofs: decoded.proofs.map((p) => ({ ...p, amount: Amount.from(1) })),
+    });
+    const small = await send(s, 'forward', { 'X-Cashu': relabelled });
+    t.equal(small.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
+    t.notOk(small.headers['x-cashu']?.startsWith('cashuB'), 'no refund');
+    t.equal(kept(), 100);
+
     // Its retry while no pod can be made: the payer may hold the request
     // already, so neither the value nor a credit goes back.
     failing = true;
