@@ -8,12 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import type { Test } from 'tap';
-import {
-  Amount,
-  Wallet,
-  decodePaymentRequest,
-  getEncodedToken,
-} from '@cashu/cashu-ts';
+import { Wallet, decodePaymentRequest } from '@cashu/cashu-ts';
 import { startDevMint } from '../../src/devmint/index.ts';
 import { grantIdFor } from '../../src/core/grants.ts';
 import { KubernetesProvisioner } from '../../src/k8s/provisioner.ts';
@@ -22,7 +17,7 @@ import {
   kubeConfigFor,
   writeKubeConfig,
 } from '../support/fake-kube-apiserver.ts';
-import { decodeToken, mintToken } from '../support/wallet.ts';
+import { mintToken, relabelled } from '../support/wallet.ts';
 import {
   PROTOCOLS,
   keptLog,
@@ -663,12 +658,8 @@ t.test(
 
     // Its proofs relabelled as 1 sat each: refused as worth too little,
     // and, the top-up having lengthened the pod, not refunded.
-    const decoded = await decodeToken(mint.url, token);
-    const relabelled = getEncodedToken({
-      ...decoded,
-      proofs: decoded.proofs.map((p) => ({ ...p, amount: Amount.from(1) })),
-    });
-    const small = await topUp_(s, relabelled, grant);
+    const asOne = await relabelled(mint.url, token, () => 1);
+    const small = await topUp_(s, asOne, grant);
     t.equal(small.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
     t.notOk(small.headers['x-cashu']?.startsWith('cashuB'), 'no refund');
     t.equal(s.app.store.owedCount(), 1, 'still owed');
@@ -695,12 +686,8 @@ t.test(
 
     // Its proofs relabelled as 1 sat each: too little for a grant, and
     // the payer had nothing of it: the money comes back, the pod goes.
-    const decoded = await decodeToken(mint.url, token);
-    const relabelled = getEncodedToken({
-      ...decoded,
-      proofs: decoded.proofs.map((p) => ({ ...p, amount: Amount.from(1) })),
-    });
-    const small = await send(s, 'forward', { 'X-Cashu': relabelled }, compute);
+    const asOne = await relabelled(mint.url, token, () => 1);
+    const small = await send(s, 'forward', { 'X-Cashu': asOne }, compute);
     t.equal(small.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
     t.match(small.headers['x-cashu'], /^cashuB/, 'the payment comes back');
     for (let i = 0; i < 100 && names().has(made[0]!); i++) {

@@ -10,7 +10,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Amount, Wallet, getEncodedToken } from '@cashu/cashu-ts';
+import { Wallet } from '@cashu/cashu-ts';
 import { ProvisionFailedError } from '../../src/core/errors.ts';
 import type { Provisioner } from '../../src/core/ports.ts';
 import { LATE_ANSWER_MS } from '../../src/protocols/ext-authz.ts';
@@ -30,7 +30,7 @@ import {
   startStack,
   type Stack,
 } from '../support/stack.ts';
-import { decodeToken, mintToken } from '../support/wallet.ts';
+import { mintToken, relabelled } from '../support/wallet.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
 const stack = await startStack({ price: 100 });
@@ -355,12 +355,8 @@ t.test(
     // The same proofs, each relabelled as 1 sat, are refused as too
     // little; being owed, they are looked up, but an answer that may have
     // arrived is not handed back.
-    const decoded = await decodeToken(s.mint.url, token);
-    const relabelled = getEncodedToken({
-      ...decoded,
-      proofs: decoded.proofs.map((p) => ({ ...p, amount: Amount.from(1) })),
-    });
-    const small = await send(s, 'forward', { 'X-Cashu': relabelled });
+    const asOne = await relabelled(s.mint.url, token, () => 1);
+    const small = await send(s, 'forward', { 'X-Cashu': asOne });
     t.equal(small.reason, 'PAYGRESS_INSUFFICIENT_AMOUNT');
     t.notOk(small.headers['x-cashu']?.startsWith('cashuB'), 'no refund');
     t.equal(kept(), 100);
@@ -547,7 +543,7 @@ t.test('an owed payment buys no dearer request', async (t) => {
 
   // A retry names its own amounts; only the secrets tie it to the payment.
   // Worth 100 sat, this one claims 1,000 for a 1,000 sat request.
-  const inflated = await inflate(token, 10);
+  const inflated = await relabelled(stack.mint.url, token, (n) => n * 10);
   const dear = await send(
     s,
     'forward',
@@ -562,18 +558,6 @@ t.test('an owed payment buys no dearer request', async (t) => {
   const retry = await send(s, 'forward', { 'X-Cashu': token });
   t.equal(retry.allowed, true, 'still owed for what it paid for');
 });
-
-/** The token with every proof's amount multiplied by `factor`. */
-async function inflate(token: string, factor: number): Promise<string> {
-  const decoded = await decodeToken(stack.mint.url, token);
-  return getEncodedToken({
-    ...decoded,
-    proofs: decoded.proofs.map((p) => ({
-      ...p,
-      amount: Amount.from(p.amount.toNumber() * factor),
-    })),
-  });
-}
 
 t.test('killed while the pod was made: owed after the restart', async (t) => {
   const dir = tempDir('paygress-undelivered-kill-');

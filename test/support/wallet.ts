@@ -189,3 +189,23 @@ export async function decodeToken(
     keysets.map((k) => k.id),
   );
 }
+
+/**
+ * `token` with every proof's amount rewritten by `amount`: the same
+ * secrets, so the same payment to the mint and to Paygress's records,
+ * claiming another value.
+ */
+export async function relabelled(
+  mintUrl: string,
+  token: string,
+  amount: (was: number) => number,
+): Promise<string> {
+  const decoded = await decodeToken(mintUrl, token);
+  return getEncodedToken({
+    ...decoded,
+    proofs: decoded.proofs.map((p) => ({
+      ...p,
+      amount: Amount.from(amount(p.amount.toNumber())),
+    })),
+  });
+}
